@@ -1,0 +1,252 @@
+//! Command-line syntax (clap derive): what the user typed, parsed into types, with no I/O.
+//!
+//! Files named here are opened later, by [`crate::tls`]; this module only checks that values
+//! have the right shape so every mistake is reported against the flag that carried it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// sst-tunnel: a TLS tunnel for Galera State Snapshot Transfers.
+#[derive(Debug, Parser)]
+#[command(name = "sst-tunnel", version, about, long_about = None)]
+pub struct Cli {
+    /// Log level on stderr: error, warn, info, debug or trace (RUST_LOG overrides).
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The sub-commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// TLS client: stdin -> peer, peer -> stdout (the donor side).
+    Connect(ConnectArgs),
+    /// TLS server: run a program per connection (--exec) or relay one connection to stdio (--stdio).
+    Listen(ListenArgs),
+    /// Run both ends in this process on loopback with throwaway certificates and check a hash.
+    Selftest(SelftestArgs),
+}
+
+/// `sst-tunnel connect`.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Peer to dial: HOST:PORT, where HOST is a name, an IPv4 address or a bracketed IPv6 address.
+    #[arg(value_name = "HOST:PORT")]
+    pub target: String,
+
+    /// Give up dialling after this long (e.g. 10s).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// SNI name to send (default: HOST when it is a DNS name; IP literals are never sent).
+    #[arg(long, value_name = "NAME", conflicts_with = "no_sni")]
+    pub sni: Option<String>,
+
+    /// Send no SNI extension at all.
+    #[arg(long)]
+    pub no_sni: bool,
+
+    /// TLS options.
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
+    /// Data-phase options.
+    #[command(flatten)]
+    pub stream: StreamArgs,
+}
+
+/// `sst-tunnel listen`.
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// Where to listen: [HOST:]PORT; HOST may be a bracketed IPv6 address. Default: all addresses.
+    #[arg(value_name = "[HOST:]PORT")]
+    pub bind: String,
+
+    /// Relay exactly one connection to stdin/stdout, then exit.
+    #[arg(long, conflicts_with = "exec", required_unless_present = "exec")]
+    pub stdio: bool,
+
+    /// Run PROG [ARGS...] for every connection, its stdin/stdout wired to the decrypted stream;
+    /// must come last, since everything after it belongs to PROG.
+    #[arg(long, num_args = 1.., value_name = "PROG", allow_hyphen_values = true)]
+    pub exec: Option<Vec<String>>,
+
+    /// Most connections served at once with --exec; further ones wait in the kernel backlog.
+    #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// TLS options.
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
+    /// Data-phase options.
+    #[command(flatten)]
+    pub stream: StreamArgs,
+}
+
+/// `sst-tunnel selftest`.
+#[derive(Debug, Args)]
+pub struct SelftestArgs {
+    /// Bytes to push through, e.g. 1GiB, 64MiB, 1000000.
+    #[arg(long, value_name = "BYTES", default_value = "1GiB", value_parser = parse_size)]
+    pub size: u64,
+}
+
+/// TLS options shared by `connect` and `listen`.
+#[derive(Debug, Args, Clone)]
+pub struct TlsArgs {
+    /// Our certificate chain (PEM); may also hold the private key.
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+
+    /// Our private key (PEM); read from --cert when omitted.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+
+    /// Trusted CAs: a PEM bundle, or a directory of PEM files (OpenSSL hashed names included).
+    #[arg(long, value_name = "FILE|DIR")]
+    pub ca: Option<PathBuf>,
+
+    /// Certificate revocation lists: a PEM/DER file, or a directory of them.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub crl: Option<PathBuf>,
+
+    /// How to verify the peer (default: chain when --ca is given; refused without --ca).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub verify: Option<VerifyMode>,
+
+    /// Accepted peer name or IP for --verify identity (repeatable; any match accepts).
+    #[arg(long = "peer-name", value_name = "NAME")]
+    pub peer_names: Vec<String>,
+
+    /// Lowest TLS version to negotiate.
+    #[arg(long, value_enum, value_name = "VERSION", default_value = "1.2")]
+    pub tls_min: TlsVersion,
+
+    /// Highest TLS version to negotiate.
+    #[arg(long, value_enum, value_name = "VERSION", default_value = "1.3")]
+    pub tls_max: TlsVersion,
+
+    /// Cipher suites to allow, separated by ':' or ',' (IANA or OpenSSL names).
+    #[arg(long, value_name = "LIST")]
+    pub ciphers: Option<String>,
+
+    /// Give up on a TLS handshake that takes longer than this.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+}
+
+/// Options for the data phase.
+#[derive(Debug, Args, Clone)]
+pub struct StreamArgs {
+    /// End a connection on which no byte moved either way for this long (0 disables).
+    #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+}
+
+/// Peer verification policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VerifyMode {
+    /// Accept any peer certificate (encryption without authentication).
+    None,
+    /// The peer's chain must lead to --ca (and pass --crl).
+    Chain,
+    /// chain, and the peer's name must match --peer-name (client default: the dialled HOST).
+    Identity,
+    /// The peer's own certificate must be in --ca (stunnel's verifyPeer).
+    Pin,
+}
+
+/// A TLS protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum TlsVersion {
+    /// TLS 1.2.
+    #[value(name = "1.2")]
+    Tls12,
+    /// TLS 1.3.
+    #[value(name = "1.3")]
+    Tls13,
+}
+
+/// Parses `30s`, `500ms`, `5m`, `1h` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration (try 30s, 500ms, 5m)"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "'{text}': unknown unit '{unit}' (use ms, s, m or h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("'{text}': {e}"))
+}
+
+/// Parses a byte count: `1000`, `64KiB`, `64MiB`, `1GiB`, `1G`, `500MB`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size (try 64MiB or 1GiB)"))?;
+    let scale: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => {
+            return Err(format!(
+                "'{text}': unknown unit '{unit}' (use KiB, MiB or GiB)"
+            ));
+        }
+    };
+    value
+        .checked_mul(scale)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("3 days").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("12"), Ok(12));
+        assert_eq!(parse_size("2MB"), Ok(2_000_000));
+        assert!(parse_size("1TiB").is_err());
+        assert!(parse_size("99999999999G").is_err());
+    }
+}

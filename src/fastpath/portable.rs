@@ -1,0 +1,6 @@
+//! The portable twin of `linux.rs`: no fast path, nothing to tune.
+
+use std::os::fd::BorrowedFd;
+
+/// Pipes cannot be resized portably; the default size is used.
+pub(super) fn enlarge_pipe(_fd: BorrowedFd<'_>) {}

@@ -1,0 +1,34 @@
+//! sst-tunnel: a TLS tunnel for Galera State Snapshot Transfers (SST).
+//!
+//! It replaces `stunnel` (rsync SST) and `socat` with OpenSSL (mariabackup SST): a stdio TLS
+//! client for the donor, a TLS server that relays to stdio or runs a program per connection
+//! for the joiner. It fails closed: peers are verified by default, a stream that ends without
+//! close_notify is an error, and nothing ever falls back to cleartext.
+//!
+//! # Layout
+//! - [`cli`]: the command-line syntax (clap), no I/O.
+//! - [`app`]: picks the runtime, dispatches the command, turns signals into errors.
+//! - [`client`] / [`server`] / [`selftest`]: the three commands.
+//! - [`tls`]: flags -> rustls configs; certificate loading, verification policies, names.
+//! - [`session`]: one connection around the relay: handshake deadline, summary, error wording.
+//! - [`relay`]: moves bytes both ways with half-close and an idle timeout (the copy seam).
+//! - [`fastpath`]: the platform seam: copy-path choice and fd tuning; Linux and portable twins.
+//! - [`stdio`], [`exec`], [`net`]: the plaintext ends and TCP plumbing.
+//! - [`pki`]: throwaway in-memory CA for `selftest`.
+//! - [`error`]: the error type and the exit codes.
+
+pub mod app;
+pub mod cli;
+pub mod client;
+pub mod error;
+pub mod exec;
+pub mod fastpath;
+pub mod logging;
+pub mod net;
+pub mod pki;
+pub mod relay;
+pub mod selftest;
+pub mod server;
+pub mod session;
+pub mod stdio;
+pub mod tls;

@@ -1,0 +1,217 @@
+//! TCP plumbing: parsing HOST:PORT, dialling with a timeout, listening, and socket tuning.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use socket2::{Domain, SockRef, Socket, TcpKeepalive, Type};
+use tokio::net::{TcpListener, TcpStream, lookup_host};
+use tracing::debug;
+
+use crate::error::{Error, Result};
+
+/// Keepalive probes start after this much silence, so a dead peer is noticed in about 2 minutes
+/// even when the idle timeout is off.
+const KEEPALIVE_TIME: Duration = Duration::from_secs(60);
+/// Interval between keepalive probes.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// Unanswered probes before the kernel drops the connection.
+const KEEPALIVE_RETRIES: u32 = 6;
+/// Listen backlog: the rsync donor opens several connections at once.
+const BACKLOG: i32 = 1024;
+
+/// A parsed `HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    /// Name or address, without IPv6 brackets.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+/// Parses `HOST:PORT`, `[V6]:PORT`; `what` names the argument in errors.
+pub fn parse_host_port(text: &str, what: &str) -> Result<HostPort> {
+    let bad = |why: &str| Error::Usage(format!("{what} '{text}': {why}"));
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(|| bad("missing ']'"))?;
+        let port = after
+            .strip_prefix(':')
+            .ok_or_else(|| bad("expected [IPV6]:PORT"))?;
+        host.parse::<Ipv6Addr>()
+            .map_err(|_| bad("not an IPv6 address inside [ ]"))?;
+        (host, port)
+    } else {
+        let (host, port) = text
+            .rsplit_once(':')
+            .ok_or_else(|| bad("expected HOST:PORT"))?;
+        if host.contains(':') {
+            return Err(bad("IPv6 addresses must be bracketed, e.g. [::1]:4444"));
+        }
+        (host, port)
+    };
+    if host.is_empty() {
+        return Err(bad("empty host"));
+    }
+    let port = parse_port(port).ok_or_else(|| bad("port must be 1-65535"))?;
+    Ok(HostPort {
+        host: host.to_string(),
+        port,
+    })
+}
+
+/// Parses a listen address: `PORT`, `HOST:PORT` or `[V6]:PORT`; no host means every address.
+pub fn parse_bind(text: &str) -> Result<HostPort> {
+    match parse_port(text) {
+        Some(port) => Ok(HostPort {
+            host: String::new(),
+            port,
+        }),
+        None => parse_host_port(text, "listen address"),
+    }
+}
+
+fn parse_port(text: &str) -> Option<u16> {
+    text.parse::<u16>().ok().filter(|p| *p != 0)
+}
+
+/// Resolves and dials `target`, trying each address until one answers, within `timeout`.
+pub async fn connect(target: &HostPort, timeout: Duration) -> Result<TcpStream> {
+    let label = display(target);
+    let attempt = async {
+        let addrs: Vec<SocketAddr> = lookup_host((target.host.as_str(), target.port))
+            .await
+            .map_err(|e| Error::Connect(format!("cannot resolve {}: {e}", target.host)))?
+            .collect();
+        let mut last = None;
+        for addr in &addrs {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => return Ok(stream),
+                Err(e) => {
+                    debug!(%addr, error = %e, "connect attempt failed");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(Error::Connect(match last {
+            Some(e) => format!("cannot connect to {label}: {}", connect_reason(&e)),
+            None => format!("cannot connect to {label}: no address"),
+        }))
+    };
+    let stream = tokio::time::timeout(timeout, attempt).await.map_err(|_| {
+        Error::Connect(format!(
+            "cannot connect to {label}: timed out after {timeout:?} (--connect-timeout)"
+        ))
+    })??;
+    tune(&stream);
+    Ok(stream)
+}
+
+/// Opens a listening socket with SO_REUSEADDR; without a host, dual-stack on `::` (or
+/// `0.0.0.0` where IPv6 is unavailable).
+pub async fn listen(bind: &HostPort) -> Result<TcpListener> {
+    let addrs: Vec<SocketAddr> = if bind.host.is_empty() {
+        vec![
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), bind.port),
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), bind.port),
+        ]
+    } else {
+        lookup_host((bind.host.as_str(), bind.port))
+            .await
+            .map_err(|e| Error::Connect(format!("cannot resolve listen host {}: {e}", bind.host)))?
+            .collect()
+    };
+    let mut last = None;
+    for addr in addrs {
+        match bind_one(addr, bind.host.is_empty()) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some((addr, e)),
+        }
+    }
+    let (addr, e) = last.ok_or_else(|| Error::Connect(format!("no address for {}", bind.host)))?;
+    Err(Error::Connect(format!(
+        "cannot listen on {addr}: {}",
+        connect_reason(&e)
+    )))
+}
+
+fn bind_one(addr: SocketAddr, dual_stack: bool) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    if addr.is_ipv6() && dual_stack {
+        socket.set_only_v6(false)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Turns on TCP_NODELAY and keepalive; failures are logged, not fatal.
+pub fn tune(stream: &TcpStream) {
+    let sock = SockRef::from(stream);
+    let keepalive = TcpKeepalive::new()
+        .with_time(KEEPALIVE_TIME)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_RETRIES);
+    if let Err(e) = sock
+        .set_tcp_nodelay(true)
+        .and_then(|()| sock.set_tcp_keepalive(&keepalive))
+    {
+        debug!(error = %e, "socket tuning failed");
+    }
+}
+
+/// `host:port`, bracketing IPv6 literals.
+pub fn display(target: &HostPort) -> String {
+    if target.host.contains(':') {
+        format!("[{}]:{}", target.host, target.port)
+    } else {
+        format!("{}:{}", target.host, target.port)
+    }
+}
+
+fn connect_reason(err: &io::Error) -> String {
+    match err.kind() {
+        io::ErrorKind::ConnectionRefused => "connection refused (is the peer listening?)".into(),
+        io::ErrorKind::AddrInUse => {
+            "address already in use (another SST or tunnel still running?)".into()
+        }
+        io::ErrorKind::AddrNotAvailable => "address not available on this host".into(),
+        _ => err.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hp(host: &str, port: u16) -> HostPort {
+        HostPort {
+            host: host.into(),
+            port,
+        }
+    }
+
+    #[test]
+    fn host_port_forms() {
+        assert_eq!(
+            parse_host_port("127.0.0.2:24444", "t").unwrap(),
+            hp("127.0.0.2", 24444)
+        );
+        assert_eq!(parse_host_port("[::1]:4444", "t").unwrap(), hp("::1", 4444));
+        assert_eq!(parse_host_port("node2:1", "t").unwrap(), hp("node2", 1));
+        assert!(parse_host_port("::1:4444", "t").is_err());
+        assert!(parse_host_port("node2", "t").is_err());
+        assert!(parse_host_port("node2:0", "t").is_err());
+        assert!(parse_host_port("[nope]:1", "t").is_err());
+        assert!(parse_host_port(":1", "t").is_err());
+    }
+
+    #[test]
+    fn bind_forms() {
+        assert_eq!(parse_bind("4444").unwrap(), hp("", 4444));
+        assert_eq!(parse_bind("127.0.0.1:4444").unwrap(), hp("127.0.0.1", 4444));
+        assert_eq!(parse_bind("[::1]:4444").unwrap(), hp("::1", 4444));
+        assert!(parse_bind("99999").is_err());
+    }
+}

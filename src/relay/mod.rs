@@ -1,0 +1,180 @@
+//! Moving one connection's bytes both ways: half-close, idle timeout, byte counts.
+//!
+//! [`relay`] is the seam between "a connection is established" and "how bytes move". It asks
+//! [`fastpath::choose_path`] which engine to use; today that is always the portable
+//! [`buffered`] engine, and the Linux kTLS/splice engine of a later issue slots in beside it.
+//!
+//! Semantics, shared by every engine:
+//! - each direction ends on its own: EOF on the plaintext source sends close_notify and a TCP
+//!   FIN, close_notify from the peer closes the plaintext destination; the other direction
+//!   keeps flowing (rsync depends on it);
+//! - a TCP close without close_notify is an error, never a clean end;
+//! - the connection fails if no byte moves either way for the idle timeout.
+
+pub mod buffered;
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::fastpath::{self, CopyPath};
+use buffered::{Fault, Pump};
+
+/// What a finished connection moved.
+#[derive(Debug, Clone, Copy)]
+pub struct Transfer {
+    /// Plaintext bytes read locally and sent to the peer.
+    pub sent: u64,
+    /// Plaintext bytes received from the peer and written locally.
+    pub received: u64,
+    /// Time from the first byte of the relay to the end of both directions.
+    pub elapsed: Duration,
+    /// The engine that moved them.
+    pub path: CopyPath,
+}
+
+/// Why a relay failed; every variant carries the counts moved so far.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// Receiving from the peer failed (including truncation: EOF without close_notify).
+    #[error("receiving from the peer: {source}")]
+    PeerRead {
+        /// The I/O error, possibly wrapping a rustls error.
+        source: io::Error,
+        /// Counts so far.
+        partial: Transfer,
+    },
+    /// Sending to the peer failed.
+    #[error("sending to the peer: {source}")]
+    PeerWrite {
+        /// The I/O error.
+        source: io::Error,
+        /// Counts so far.
+        partial: Transfer,
+    },
+    /// Reading the local plaintext source failed.
+    #[error("reading local input: {source}")]
+    LocalRead {
+        /// The I/O error.
+        source: io::Error,
+        /// Counts so far.
+        partial: Transfer,
+    },
+    /// Writing the local plaintext destination failed.
+    #[error("writing local output: {source}")]
+    LocalWrite {
+        /// The I/O error.
+        source: io::Error,
+        /// Counts so far.
+        partial: Transfer,
+    },
+    /// Nothing moved for the idle timeout.
+    #[error("no data moved in either direction for {idle:?} (--idle-timeout)")]
+    Idle {
+        /// The timeout that fired.
+        idle: Duration,
+        /// Counts so far.
+        partial: Transfer,
+    },
+}
+
+impl RelayError {
+    /// The counts moved before the failure.
+    pub fn partial(&self) -> Transfer {
+        match self {
+            Self::PeerRead { partial, .. }
+            | Self::PeerWrite { partial, .. }
+            | Self::LocalRead { partial, .. }
+            | Self::LocalWrite { partial, .. }
+            | Self::Idle { partial, .. } => *partial,
+        }
+    }
+}
+
+/// Relays between an established TLS stream and a local plaintext reader/writer until both
+/// directions have ended. `idle` of `None` disables the idle timeout.
+pub async fn relay<T, R, W>(
+    tls: &mut T,
+    mut local_in: R,
+    local_out: W,
+    idle: Option<Duration>,
+) -> Result<Transfer, RelayError>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let path = fastpath::choose_path();
+    let started = Instant::now();
+    let mut up = Pump::new();
+    let mut down = Pump::new();
+    // Dropped once shut down, so a child's stdin really closes.
+    let mut local_out = Some(local_out);
+    let mut last_progress = Instant::now();
+    let mut timer = idle.map(|d| Box::pin(tokio::time::sleep(d)));
+
+    let snapshot = |up: &Pump, down: &Pump| Transfer {
+        sent: up.moved,
+        received: down.moved,
+        elapsed: started.elapsed(),
+        path,
+    };
+
+    poll_fn(|cx| {
+        let mut progress = false;
+        if !up.done
+            && let Poll::Ready(Err(fault)) = up.poll_pump(
+                cx,
+                Pin::new(&mut local_in),
+                Pin::new(&mut *tls),
+                &mut progress,
+            )
+        {
+            let partial = snapshot(&up, &down);
+            return Poll::Ready(Err(match fault {
+                Fault::Read(source) => RelayError::LocalRead { source, partial },
+                Fault::Write(source) => RelayError::PeerWrite { source, partial },
+            }));
+        }
+        if let Some(out) = local_out.as_mut() {
+            match down.poll_pump(cx, Pin::new(&mut *tls), Pin::new(out), &mut progress) {
+                Poll::Ready(Ok(())) => local_out = None,
+                Poll::Ready(Err(fault)) => {
+                    let partial = snapshot(&up, &down);
+                    return Poll::Ready(Err(match fault {
+                        Fault::Read(source) => RelayError::PeerRead { source, partial },
+                        Fault::Write(source) => RelayError::LocalWrite { source, partial },
+                    }));
+                }
+                Poll::Pending => {}
+            }
+        }
+        if up.done && down.done {
+            return Poll::Ready(Ok(snapshot(&up, &down)));
+        }
+        if let (Some(limit), Some(sleep)) = (idle, timer.as_mut()) {
+            if progress {
+                last_progress = Instant::now();
+            }
+            // Re-arm lazily: the timer only moves when it fires, not on every chunk.
+            while sleep.as_mut().poll(cx).is_ready() {
+                let quiet = last_progress.elapsed();
+                if quiet >= limit {
+                    return Poll::Ready(Err(RelayError::Idle {
+                        idle: limit,
+                        partial: snapshot(&up, &down),
+                    }));
+                }
+                sleep
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + (limit - quiet));
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}

@@ -1,0 +1,158 @@
+//! Standard input and output as async byte streams, without tokio's blocking-pool stdio.
+//!
+//! `tokio::io::stdin()/stdout()` hand every call to a helper thread (an extra copy and a thread
+//! hop per chunk). Instead fd 0 and fd 1 are switched to O_NONBLOCK and driven by the reactor
+//! through `AsyncFd`. epoll refuses regular files and /dev/null; for those the blocking-pool
+//! handles are the fallback, which is fine because such fds never block for long anyway.
+//! The original file status flags are restored on drop, so a shared terminal or pipe is left
+//! as we found it.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::fastpath;
+
+/// A duplicate of fd 0 or fd 1, non-blocking and registered with the reactor.
+///
+/// A duplicate (not fd 0/1 itself) is registered so the reactor owns exactly what it polls;
+/// O_NONBLOCK lives on the shared open file description, so it applies to fd 0/1 as well and
+/// is put back on drop.
+pub struct Nonblocking {
+    fd: AsyncFd<OwnedFd>,
+    original: OFlag,
+}
+
+impl Nonblocking {
+    /// `None` (flags restored) when the fd cannot be duplicated or epoll refuses it.
+    fn new(fd: BorrowedFd<'_>) -> Option<Self> {
+        let dup = fd.try_clone_to_owned().ok()?;
+        let original = OFlag::from_bits_truncate(fcntl(&dup, FcntlArg::F_GETFL).ok()?);
+        fcntl(&dup, FcntlArg::F_SETFL(original | OFlag::O_NONBLOCK)).ok()?;
+        match fastpath::register(dup) {
+            Ok(fd) => {
+                fastpath::enlarge_pipe(fd.get_ref().as_fd());
+                Some(Self { fd, original })
+            }
+            Err(dup) => {
+                let _ = fcntl(&dup, FcntlArg::F_SETFL(original));
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Nonblocking {
+    fn drop(&mut self) {
+        let _ = fcntl(self.fd.get_ref(), FcntlArg::F_SETFL(self.original));
+    }
+}
+
+/// Async standard input.
+pub enum StdinReader {
+    /// Reactor-driven fd 0.
+    Reactor(Nonblocking),
+    /// Blocking-pool fallback for regular files and /dev/null.
+    Pool(tokio::io::Stdin),
+}
+
+/// Async standard output; shutting it down closes the pipe (fd 1 then points at /dev/null).
+pub enum StdoutWriter {
+    /// Reactor-driven fd 1.
+    Reactor(Nonblocking),
+    /// Blocking-pool fallback for regular files and /dev/null.
+    Pool(tokio::io::Stdout),
+}
+
+impl StdinReader {
+    /// Wraps fd 0.
+    pub fn open() -> Self {
+        match Nonblocking::new(io::stdin().as_fd()) {
+            Some(nb) => Self::Reactor(nb),
+            None => Self::Pool(tokio::io::stdin()),
+        }
+    }
+}
+
+impl StdoutWriter {
+    /// Wraps fd 1.
+    pub fn open() -> Self {
+        match Nonblocking::new(io::stdout().as_fd()) {
+            Some(nb) => Self::Reactor(nb),
+            None => Self::Pool(tokio::io::stdout()),
+        }
+    }
+}
+
+impl AsyncRead for StdinReader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Pool(stdin) => Pin::new(stdin).poll_read(cx, buf),
+            Self::Reactor(nb) => loop {
+                let mut guard = ready!(nb.fd.poll_read_ready(cx))?;
+                let unfilled = buf.initialize_unfilled();
+                match guard
+                    .try_io(|fd| nix::unistd::read(fd.get_ref(), unfilled).map_err(io::Error::from))
+                {
+                    Ok(Ok(n)) => {
+                        buf.advance(n);
+                        return Poll::Ready(Ok(()));
+                    }
+                    Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Ok(Err(e)) => return Poll::Ready(Err(e)),
+                    Err(_would_block) => continue,
+                }
+            },
+        }
+    }
+}
+
+impl AsyncWrite for StdoutWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Pool(stdout) => Pin::new(stdout).poll_write(cx, data),
+            Self::Reactor(nb) => loop {
+                let mut guard = ready!(nb.fd.poll_write_ready(cx))?;
+                match guard
+                    .try_io(|fd| nix::unistd::write(fd.get_ref(), data).map_err(io::Error::from))
+                {
+                    Ok(Ok(n)) => return Poll::Ready(Ok(n)),
+                    Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Ok(Err(e)) => return Poll::Ready(Err(e)),
+                    Err(_would_block) => continue,
+                }
+            },
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Pool(stdout) => Pin::new(stdout).poll_flush(cx),
+            Self::Reactor(_) => Poll::Ready(Ok(())),
+        }
+    }
+
+    /// Points fd 1 at /dev/null; once this writer (and its duplicate) is dropped the reader of
+    /// our stdout sees EOF now, not at process exit.
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Self::Pool(stdout) = self.get_mut() {
+            ready!(Pin::new(stdout).poll_flush(cx))?;
+        }
+        let devnull = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
+        nix::unistd::dup2_stdout(&devnull)?;
+        Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,429 @@
+//! TLS settings: command-line TLS options turned into rustls client and server configs.
+//!
+//! This is the one place where flags become a `ClientConfig`/`ServerConfig`. It also owns the
+//! fail-closed rules (no `--ca` means no run unless `--verify none` is explicit) and the
+//! classification of rustls errors into certificate vs. handshake failures.
+
+pub mod names;
+pub mod pem;
+pub mod verify;
+
+pub use verify::Policy;
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::crypto::aws_lc_rs;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::WebPkiClientVerifier;
+use rustls::sign::CertifiedKey;
+use rustls::{
+    AlertDescription, ClientConfig, ServerConfig, SupportedCipherSuite, SupportedProtocolVersion,
+};
+use tracing::warn;
+
+use crate::cli::{TlsArgs, TlsVersion, VerifyMode};
+use crate::error::{Error, Result};
+use names::CertNames;
+use pem::CaCert;
+use verify::{PeerRole, PeerVerifier};
+
+/// rustls' send buffer limit; the copy loop hands it up to this much plaintext at once.
+pub const TLS_BUFFER_LIMIT: usize = 512 * 1024;
+
+/// Everything a config is built from: the verification policy and the loaded files.
+pub struct Prepared {
+    /// `None` means "accept any peer" (explicit `--verify none`).
+    pub policy: Option<Policy>,
+    /// Our certificate chain and key, already checked to belong together.
+    pub identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    /// Trusted certificates (`--ca`), with the files they came from.
+    pub trusted: Vec<CaCert>,
+    /// `--ca` as the user wrote it, for messages.
+    pub ca_label: String,
+    /// Parsed `--crl` contents.
+    pub crls: Vec<webpki::OwnedCertRevocationList>,
+}
+
+impl Prepared {
+    /// Checks the flag combination (fail-closed rules first), then reads every named file.
+    ///
+    /// `dialled` is the client's HOST (the default `--peer-name`); a listener passes `None`.
+    pub fn load(args: &TlsArgs, dialled: Option<&str>) -> Result<Self> {
+        let policy = policy(args, dialled)?;
+        versions(args)?;
+        let identity = match &args.cert {
+            Some(cert) => Some(identity(cert, args.key.as_deref())?),
+            None => None,
+        };
+        let mut prepared = Self {
+            policy,
+            identity,
+            trusted: Vec::new(),
+            ca_label: String::new(),
+            crls: Vec::new(),
+        };
+        if let Some(ca) = &args.ca {
+            prepared.trusted = pem::load_ca(ca)?;
+            prepared.ca_label = ca.display().to_string();
+        }
+        if let Some(crl_path) = &args.crl {
+            for der in pem::load_crls(crl_path)? {
+                let crl = webpki::OwnedCertRevocationList::from_der(&der)
+                    .map_err(|e| Error::file(crl_path, format!("malformed CRL: {e:?}")))?;
+                prepared.crls.push(crl);
+            }
+        }
+        if prepared.policy.is_none() && args.ca.is_some() {
+            warn!("--verify none: --ca is loaded but not used; the peer is not authenticated");
+        }
+        Ok(prepared)
+    }
+}
+
+/// Builds the client config, and the name to dial under, for `connect`.
+///
+/// `host` is the HOST part of the target: the default SNI when it is a DNS name.
+pub fn client_config(
+    args: &TlsArgs,
+    mut prepared: Prepared,
+    host: &str,
+    sni: Option<&str>,
+    no_sni: bool,
+) -> Result<(Arc<ClientConfig>, ServerName<'static>)> {
+    let provider = Arc::new(provider(args)?);
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions(args)?)
+        .map_err(|e| Error::Usage(format!("--tls-min/--tls-max/--ciphers: {e}")))?;
+    let identity = prepared.identity.take();
+    let verifier = verifier(prepared, PeerRole::Server, &provider)?;
+    let builder = builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    let mut config = match identity {
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| Error::Usage(format!("--cert: cannot use as client certificate: {e}")))?,
+        None => builder.with_no_client_auth(),
+    };
+    config.enable_sni = !no_sni;
+    let name_text = sni
+        .unwrap_or(host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let name = ServerName::try_from(name_text.to_string()).map_err(|_| {
+        Error::Usage(format!(
+            "--sni/HOST: '{name_text}' is not a valid DNS name or IP address"
+        ))
+    })?;
+    Ok((Arc::new(config), name))
+}
+
+/// Builds the server config for `listen`.
+pub fn server_config(args: &TlsArgs, mut prepared: Prepared) -> Result<Arc<ServerConfig>> {
+    let provider = Arc::new(provider(args)?);
+    let (chain, key) = prepared.identity.take().ok_or_else(|| {
+        Error::Usage(
+            "listen needs --cert FILE (and --key FILE unless the cert file holds the key)".into(),
+        )
+    })?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions(args)?)
+        .map_err(|e| Error::Usage(format!("--tls-min/--tls-max/--ciphers: {e}")))?;
+    let builder = if prepared.policy.is_some() {
+        builder.with_client_cert_verifier(Arc::new(verifier(
+            prepared,
+            PeerRole::Client,
+            &provider,
+        )?))
+    } else {
+        builder.with_client_cert_verifier(WebPkiClientVerifier::no_client_auth())
+    };
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| Error::Usage(format!("--cert: cannot use as server certificate: {e}")))?;
+    // No session resumption between separate processes, so tickets would be dead weight.
+    config.send_tls13_tickets = 0;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    Ok(Arc::new(config))
+}
+
+/// Classifies an error that came out of a TLS stream: certificate problems (ours or the peer's
+/// verdict on us) are [`Error::Cert`], other TLS problems `other(message)`.
+pub fn classify(err: &io::Error, other: fn(String) -> Error) -> Error {
+    let Some(tls) = err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    else {
+        return other(describe_io(err));
+    };
+    match tls {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(inner)) => {
+            Error::Cert(inner.0.to_string())
+        }
+        rustls::Error::InvalidCertificate(e) => Error::Cert(format!("peer certificate: {e:?}")),
+        rustls::Error::NoCertificatesPresented => {
+            Error::Cert("the peer presented no certificate (client certificates are required; give the client --cert)".into())
+        }
+        rustls::Error::AlertReceived(alert) => match alert {
+            AlertDescription::BadCertificate
+            | AlertDescription::UnsupportedCertificate
+            | AlertDescription::CertificateRevoked
+            | AlertDescription::CertificateExpired
+            | AlertDescription::CertificateUnknown
+            | AlertDescription::UnknownCA
+            | AlertDescription::CertificateRequired
+            | AlertDescription::AccessDenied => Error::Cert(format!(
+                "the peer rejected our certificate (alert {alert:?}): check that our --cert is \
+                 issued by a CA the peer trusts, is valid now, and names this host"
+            )),
+            other_alert => other(format!("the peer sent alert {other_alert:?}")),
+        },
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
+            other(format!("{tls} (is the peer speaking TLS?)"))
+        }
+        rustls::Error::PeerIncompatible(_) => other(format!(
+            "{tls} (check --tls-min/--tls-max/--ciphers on both ends)"
+        )),
+        _ => other(tls.to_string()),
+    }
+}
+
+/// An I/O error worded for a log line.
+pub fn describe_io(err: &io::Error) -> String {
+    match err.kind() {
+        io::ErrorKind::UnexpectedEof => {
+            "the peer closed the connection without a TLS close_notify (stream truncated)".into()
+        }
+        io::ErrorKind::ConnectionReset => "the peer reset the connection".into(),
+        io::ErrorKind::BrokenPipe => "broken pipe (the other end went away)".into(),
+        _ => err.to_string(),
+    }
+}
+
+/// The crypto provider restricted to `--ciphers`.
+fn provider(args: &TlsArgs) -> Result<CryptoProvider> {
+    let mut provider = aws_lc_rs::default_provider();
+    if let Some(list) = &args.ciphers {
+        let mut chosen = Vec::new();
+        for name in list
+            .split([':', ','])
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+        {
+            let suite = find_suite(name).ok_or_else(|| {
+                Error::Usage(format!(
+                    "--ciphers: unknown cipher suite '{name}'; supported: {}",
+                    aws_lc_rs::ALL_CIPHER_SUITES
+                        .iter()
+                        .filter_map(|s| s.suite().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+            if !chosen
+                .iter()
+                .any(|s: &SupportedCipherSuite| s.suite() == suite.suite())
+            {
+                chosen.push(suite);
+            }
+        }
+        if chosen.is_empty() {
+            return Err(Error::Usage("--ciphers: empty list".into()));
+        }
+        provider.cipher_suites = chosen;
+    }
+    Ok(provider)
+}
+
+/// Finds a suite by IANA name (`TLS_AES_256_GCM_SHA384`, `TLS13_…`, `TLS_ECDHE_…`) or
+/// OpenSSL name (`ECDHE-RSA-AES256-GCM-SHA384`), case-insensitively.
+fn find_suite(name: &str) -> Option<SupportedCipherSuite> {
+    let wanted = name.to_ascii_uppercase().replace('-', "_");
+    const OPENSSL: [(&str, &str); 6] = [
+        (
+            "ECDHE_ECDSA_AES256_GCM_SHA384",
+            "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+        ),
+        (
+            "ECDHE_ECDSA_AES128_GCM_SHA256",
+            "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+        ),
+        (
+            "ECDHE_ECDSA_CHACHA20_POLY1305",
+            "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+        ),
+        (
+            "ECDHE_RSA_AES256_GCM_SHA384",
+            "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+        ),
+        (
+            "ECDHE_RSA_AES128_GCM_SHA256",
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        ),
+        (
+            "ECDHE_RSA_CHACHA20_POLY1305",
+            "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+        ),
+    ];
+    let wanted = OPENSSL
+        .iter()
+        .find(|(openssl, _)| *openssl == wanted)
+        .map_or(wanted.clone(), |(_, iana)| iana.to_string());
+    aws_lc_rs::ALL_CIPHER_SUITES.iter().copied().find(|suite| {
+        let iana = suite.suite().as_str().unwrap_or_default();
+        iana == wanted
+            || iana
+                .strip_prefix("TLS13_")
+                .is_some_and(|rest| wanted == format!("TLS_{rest}"))
+    })
+}
+
+/// The protocol versions between `--tls-min` and `--tls-max`.
+fn versions(args: &TlsArgs) -> Result<Vec<&'static SupportedProtocolVersion>> {
+    if args.tls_min > args.tls_max {
+        return Err(Error::Usage("--tls-min is above --tls-max".into()));
+    }
+    let mut out = Vec::new();
+    if args.tls_min <= TlsVersion::Tls13 && args.tls_max >= TlsVersion::Tls13 {
+        out.push(&rustls::version::TLS13);
+    }
+    if args.tls_min <= TlsVersion::Tls12 {
+        out.push(&rustls::version::TLS12);
+    }
+    Ok(out)
+}
+
+/// Applies the fail-closed defaults; `None` means "accept any peer" (explicit --verify none).
+///
+/// `dialled` is the client's HOST (the default identity); a server has none.
+fn policy(args: &TlsArgs, dialled: Option<&str>) -> Result<Option<Policy>> {
+    let mode = match (args.verify, &args.ca) {
+        (Some(mode), _) => mode,
+        (None, Some(_)) => VerifyMode::Chain,
+        (None, None) => {
+            return Err(Error::Usage(
+                "no --ca given: refusing to run without verifying the peer; pass --ca FILE|DIR, \
+                 or --verify none to accept any peer (encryption without authentication)"
+                    .into(),
+            ));
+        }
+    };
+    if mode != VerifyMode::None && args.ca.is_none() {
+        return Err(Error::Usage(format!(
+            "--verify {} needs --ca FILE|DIR",
+            mode_name(mode)
+        )));
+    }
+    if mode != VerifyMode::Identity && !args.peer_names.is_empty() {
+        return Err(Error::Usage("--peer-name needs --verify identity".into()));
+    }
+    Ok(match mode {
+        VerifyMode::None => None,
+        VerifyMode::Chain => Some(Policy::Chain),
+        VerifyMode::Pin => Some(Policy::Pin),
+        VerifyMode::Identity => {
+            let mut wanted = args.peer_names.clone();
+            if wanted.is_empty() {
+                match dialled {
+                    Some(host) => wanted.push(host.to_string()),
+                    None => {
+                        return Err(Error::Usage(
+                            "--verify identity on a listener needs --peer-name NAME (the client names to accept)".into(),
+                        ));
+                    }
+                }
+            }
+            Some(Policy::Identity(wanted))
+        }
+    })
+}
+
+fn mode_name(mode: VerifyMode) -> &'static str {
+    match mode {
+        VerifyMode::None => "none",
+        VerifyMode::Chain => "chain",
+        VerifyMode::Identity => "identity",
+        VerifyMode::Pin => "pin",
+    }
+}
+
+/// Turns the prepared material into the verifier for `role`.
+fn verifier(prepared: Prepared, role: PeerRole, provider: &CryptoProvider) -> Result<PeerVerifier> {
+    let mut anchors = Vec::with_capacity(prepared.trusted.len());
+    for cert in &prepared.trusted {
+        let anchor = webpki::anchor_from_trusted_cert(&cert.der)
+            .map_err(|e| Error::file(&cert.path, format!("not a usable CA certificate: {e:?}")))?;
+        anchors.push(anchor.to_owned());
+    }
+    Ok(PeerVerifier::new(
+        prepared.policy.unwrap_or(Policy::Any),
+        role,
+        prepared.trusted,
+        anchors,
+        prepared.ca_label,
+        prepared.crls,
+        provider.signature_verification_algorithms,
+    ))
+}
+
+/// Loads our certificate and key, checks that they belong together, and flags certificates
+/// that rustls-based peers will refuse.
+fn identity(
+    cert: &Path,
+    key: Option<&Path>,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let (chain, key_der) = pem::load_identity(cert, key)?;
+    let key_label = key.unwrap_or(cert);
+    let names = CertNames::parse(&chain[0])
+        .ok_or_else(|| Error::file(cert, "first certificate is not valid X.509"))?;
+    if names.is_v1 {
+        return Err(Error::file(
+            cert,
+            "X.509 v1 certificate: rustls (and so sst-tunnel peers) refuse v1 end-entity \
+             certificates; reissue it as v3 with a subjectAltName",
+        ));
+    }
+    if names.is_ca {
+        warn!(
+            "{}: a CA certificate (CA:TRUE) used as a node certificate; sst-tunnel peers accept it \
+             only with --verify pin; issue a separate node certificate from the CA",
+            cert.display()
+        );
+    }
+    match CertifiedKey::from_der(
+        chain.clone(),
+        key_der.clone_key(),
+        &aws_lc_rs::default_provider(),
+    ) {
+        Ok(_) => Ok((chain, key_der)),
+        Err(rustls::Error::InconsistentKeys(_)) => Err(Error::file(
+            key_label,
+            format!(
+                "private key does not match the certificate in {}",
+                cert.display()
+            ),
+        )),
+        Err(e) => Err(Error::file(key_label, format!("unusable private key: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suite_names() {
+        let iana = find_suite("TLS_AES_256_GCM_SHA384").unwrap();
+        assert_eq!(iana.suite(), rustls::CipherSuite::TLS13_AES_256_GCM_SHA384);
+        let openssl = find_suite("ecdhe-rsa-aes128-gcm-sha256").unwrap();
+        assert_eq!(
+            openssl.suite(),
+            rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+        );
+        assert!(find_suite("TLS13_CHACHA20_POLY1305_SHA256").is_some());
+        assert!(find_suite("RC4-MD5").is_none());
+    }
+}

@@ -1,0 +1,172 @@
+//! What a certificate says about its holder: subject/issuer DNs, SANs, CN, and name matching.
+//!
+//! webpki deliberately has no CN fallback, but the SST world is full of CN-only certificates
+//! (MySQL's auto-generated ones, older `openssl req` recipes), and stunnel's `checkHost` uses
+//! OpenSSL's rule: SANs of the matching type first, the subject CN only when the certificate has
+//! no SAN of that type. This module implements that rule, case-insensitively.
+
+use std::net::IpAddr;
+
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+/// The parts of a certificate that name checks and logs use.
+#[derive(Debug, Clone, Default)]
+pub struct CertNames {
+    /// Subject DN, OpenSSL one-line style (`CN=node1, O=Example`).
+    pub subject: String,
+    /// Issuer DN, same style.
+    pub issuer: String,
+    /// Subject common names.
+    pub common_names: Vec<String>,
+    /// DNS subjectAltNames.
+    pub dns: Vec<String>,
+    /// IP subjectAltNames.
+    pub ips: Vec<IpAddr>,
+    /// X.509 version 1 (no extensions): rustls refuses these as end-entity certificates.
+    pub is_v1: bool,
+    /// basicConstraints CA:TRUE: rustls refuses these as end-entity certificates.
+    pub is_ca: bool,
+}
+
+impl CertNames {
+    /// Parses a DER certificate; `None` when it is not valid X.509.
+    pub fn parse(der: &[u8]) -> Option<Self> {
+        let (_, cert) = X509Certificate::from_der(der).ok()?;
+        let mut names = Self {
+            subject: cert.subject().to_string(),
+            issuer: cert.issuer().to_string(),
+            is_v1: cert.version().0 == 0,
+            is_ca: cert.is_ca(),
+            ..Self::default()
+        };
+        names.common_names = cert
+            .subject()
+            .iter_common_name()
+            .filter_map(|cn| cn.as_str().ok().map(str::to_string))
+            .collect();
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                match name {
+                    GeneralName::DNSName(dns) => names.dns.push(dns.to_string()),
+                    GeneralName::IPAddress(bytes) => {
+                        if let Some(ip) = ip_from_bytes(bytes) {
+                            names.ips.push(ip);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Some(names)
+    }
+
+    /// True when `wanted` (a DNS name or an IP literal) names this certificate.
+    ///
+    /// IP literals match IP SANs; DNS names match DNS SANs (with a leftmost `*.` wildcard);
+    /// either falls back to the subject CN only when no SAN of its type exists.
+    pub fn matches(&self, wanted: &str) -> bool {
+        let wanted = wanted.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = wanted.parse::<IpAddr>() {
+            if !self.ips.is_empty() {
+                return self.ips.contains(&ip);
+            }
+            return self
+                .common_names
+                .iter()
+                .any(|cn| cn.parse::<IpAddr>().is_ok_and(|c| c == ip));
+        }
+        let candidates = if self.dns.is_empty() {
+            &self.common_names
+        } else {
+            &self.dns
+        };
+        candidates
+            .iter()
+            .any(|pattern| dns_matches(pattern, wanted))
+    }
+
+    /// The names a user could pass to `--peer-name`, for error messages.
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = self.dns.iter().map(|d| format!("DNS:{d}")).collect();
+        parts.extend(self.ips.iter().map(|ip| format!("IP:{ip}")));
+        if parts.is_empty() {
+            parts.extend(self.common_names.iter().map(|cn| format!("CN={cn}")));
+        }
+        if parts.is_empty() {
+            "no names".to_string()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// Case-insensitive DNS name comparison with one leftmost-label wildcard (`*.example.com`).
+fn dns_matches(pattern: &str, name: &str) -> bool {
+    let pattern = pattern.trim_end_matches('.');
+    let name = name.trim_end_matches('.');
+    if let Some(suffix) = pattern.strip_prefix("*.") {
+        return match name.split_once('.') {
+            Some((label, rest)) => !label.is_empty() && rest.eq_ignore_ascii_case(suffix),
+            None => false,
+        };
+    }
+    pattern.eq_ignore_ascii_case(name)
+}
+
+/// An IP SAN's 4 or 16 octets as an address.
+fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(IpAddr::from),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(IpAddr::from),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(cn: &[&str], dns: &[&str], ips: &[&str]) -> CertNames {
+        CertNames {
+            common_names: cn.iter().map(|s| s.to_string()).collect(),
+            dns: dns.iter().map(|s| s.to_string()).collect(),
+            ips: ips.iter().map(|s| s.parse().unwrap()).collect(),
+            ..CertNames::default()
+        }
+    }
+
+    #[test]
+    fn san_first_cn_ignored_when_dns_san_exists() {
+        let cert = names(&["foo"], &["bar"], &[]);
+        assert!(cert.matches("bar"));
+        assert!(cert.matches("BAR"));
+        assert!(!cert.matches("foo"));
+        assert!(!cert.matches("127.0.0.1"));
+    }
+
+    #[test]
+    fn cn_used_without_sans() {
+        let cert = names(&["Node2"], &[], &[]);
+        assert!(cert.matches("node2"));
+        assert!(!cert.matches("node3"));
+    }
+
+    #[test]
+    fn ip_sans_and_brackets() {
+        let cert = names(&["node"], &["node"], &["127.0.0.2", "::1"]);
+        assert!(cert.matches("127.0.0.2"));
+        assert!(cert.matches("[::1]"));
+        assert!(!cert.matches("127.0.0.3"));
+        // An IP CN counts only when there are no IP SANs.
+        let cn_ip = names(&["10.0.0.1"], &["x"], &[]);
+        assert!(cn_ip.matches("10.0.0.1"));
+    }
+
+    #[test]
+    fn wildcards_match_one_label() {
+        assert!(dns_matches("*.wild.test", "x.wild.test"));
+        assert!(dns_matches("*.wild.test", "X.WILD.test."));
+        assert!(!dns_matches("*.wild.test", "a.b.wild.test"));
+        assert!(!dns_matches("*.wild.test", "wild.test"));
+    }
+}

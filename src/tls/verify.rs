@@ -1,0 +1,445 @@
+//! Peer certificate verification: one verifier for both roles, four policies.
+//!
+//! rustls' stock verifiers cover `chain`, but SST needs more: stunnel's `verifyPeer` pinning,
+//! OpenSSL-style CN fallback for identity checks, and messages a DBA can act on. So this module
+//! drives rustls-webpki directly for chain building and revocation, and does the rest itself.
+//! Handshake signatures are always checked, whatever the policy.
+
+use std::fmt;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature};
+use rustls::pki_types::TrustAnchor;
+use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, SignatureScheme,
+};
+use webpki::{EndEntityCert, KeyUsage, OwnedCertRevocationList};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::names::CertNames;
+use super::pem::CaCert;
+
+/// What the peer's certificate must satisfy.
+#[derive(Debug, Clone)]
+pub enum Policy {
+    /// Anything (the handshake signature is still checked against the presented key).
+    Any,
+    /// A valid chain to a trusted CA, not revoked.
+    Chain,
+    /// Chain, and one of these names (DNS or IP) must name the peer.
+    Identity(Vec<String>),
+    /// The peer's own certificate must be one of the trusted certificates.
+    Pin,
+}
+
+/// Which side of the handshake is being verified, for usage checks and messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerRole {
+    /// We are the client, checking the server.
+    Server,
+    /// We are the server, checking a client.
+    Client,
+}
+
+/// A certificate problem, worded for the log; carried through rustls as `CertificateError::Other`.
+#[derive(Debug)]
+pub struct PeerCertError(pub String);
+
+impl fmt::Display for PeerCertError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PeerCertError {}
+
+/// The verifier installed in both client and server configs.
+pub struct PeerVerifier {
+    policy: Policy,
+    role: PeerRole,
+    anchors: Vec<TrustAnchor<'static>>,
+    trusted: Vec<CaCert>,
+    ca_label: String,
+    crls: Vec<OwnedCertRevocationList>,
+    algs: WebPkiSupportedAlgorithms,
+    hints: Vec<DistinguishedName>,
+}
+
+impl PeerVerifier {
+    /// Builds a verifier; `anchors` are made from `trusted` by the caller (so that errors can
+    /// name the file), `ca_label` is the --ca path as the user wrote it.
+    pub fn new(
+        policy: Policy,
+        role: PeerRole,
+        trusted: Vec<CaCert>,
+        anchors: Vec<TrustAnchor<'static>>,
+        ca_label: String,
+        crls: Vec<OwnedCertRevocationList>,
+        algs: WebPkiSupportedAlgorithms,
+    ) -> Self {
+        let hints = trusted
+            .iter()
+            .filter_map(|ca| X509Certificate::from_der(&ca.der).ok())
+            .map(|(_, cert)| DistinguishedName::from(cert.subject().as_raw().to_vec()))
+            .collect();
+        Self {
+            policy,
+            role,
+            anchors,
+            trusted,
+            ca_label,
+            crls,
+            algs,
+            hints,
+        }
+    }
+
+    /// Applies the policy to a presented chain.
+    fn check(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<(), PeerCertError> {
+        let names = CertNames::parse(end_entity).unwrap_or_default();
+        let who = match self.role {
+            PeerRole::Server => "server",
+            PeerRole::Client => "client",
+        };
+        let subject = if names.subject.is_empty() {
+            "?"
+        } else {
+            names.subject.as_str()
+        };
+        match &self.policy {
+            Policy::Any => Ok(()),
+            Policy::Pin => self.check_pinned(end_entity, now, who, subject),
+            Policy::Chain => self.check_chain(end_entity, intermediates, now, who, &names),
+            Policy::Identity(wanted) => {
+                self.check_chain(end_entity, intermediates, now, who, &names)?;
+                if wanted.iter().any(|w| names.matches(w)) {
+                    return Ok(());
+                }
+                Err(PeerCertError(format!(
+                    "{who} certificate '{subject}' ({}) matches none of the expected names: {} \
+                     (set --peer-name, or reissue the certificate with the right subjectAltName)",
+                    names.describe(),
+                    wanted.join(", ")
+                )))
+            }
+        }
+    }
+
+    /// stunnel `verifyPeer`: the leaf itself must be trusted; issuer chains do not matter.
+    fn check_pinned(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        now: UnixTime,
+        who: &str,
+        subject: &str,
+    ) -> Result<(), PeerCertError> {
+        if !self
+            .trusted
+            .iter()
+            .any(|ca| ca.der.as_ref() == end_entity.as_ref())
+        {
+            return Err(PeerCertError(format!(
+                "{who} certificate '{subject}' is not in {} (pinning: add the node certificates \
+                 themselves to the CA bundle, or use --verify chain)",
+                self.ca_label
+            )));
+        }
+        let Ok((_, cert)) = X509Certificate::from_der(end_entity) else {
+            return Err(PeerCertError(format!(
+                "{who} certificate is not valid X.509"
+            )));
+        };
+        let secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        let validity = cert.validity();
+        if secs > validity.not_after.timestamp() {
+            return Err(PeerCertError(format!(
+                "{who} certificate '{subject}' expired at {}",
+                validity.not_after
+            )));
+        }
+        if secs < validity.not_before.timestamp() {
+            return Err(PeerCertError(format!(
+                "{who} certificate '{subject}' is not valid before {}",
+                validity.not_before
+            )));
+        }
+        let issuer = cert.issuer().as_raw();
+        let serial = cert.raw_serial();
+        for crl in &self.crls {
+            let crl = webpki::CertRevocationList::from(crl.clone());
+            if crl.issuer() == issuer && matches!(crl.find_serial(serial), Ok(Some(_))) {
+                return Err(PeerCertError(format!(
+                    "{who} certificate '{subject}' is revoked (--crl)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Chain building and revocation through webpki, with errors reworded.
+    fn check_chain(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+        who: &str,
+        names: &CertNames,
+    ) -> Result<(), PeerCertError> {
+        let subject = names.subject.as_str();
+        let usage = match self.role {
+            PeerRole::Server => KeyUsage::server_auth(),
+            PeerRole::Client => KeyUsage::client_auth(),
+        };
+        let cert = EndEntityCert::try_from(end_entity)
+            .map_err(|e| self.explain(e, who, subject, names, end_entity))?;
+        let crl_refs: Vec<webpki::CertRevocationList<'_>> = self
+            .crls
+            .iter()
+            .map(|c| webpki::CertRevocationList::from(c.clone()))
+            .collect();
+        let crl_ptrs: Vec<&webpki::CertRevocationList<'_>> = crl_refs.iter().collect();
+        let revocation = match webpki::RevocationOptionsBuilder::new(&crl_ptrs) {
+            Ok(builder) => Some(
+                builder
+                    .with_depth(webpki::RevocationCheckDepth::Chain)
+                    .with_status_policy(webpki::UnknownStatusPolicy::Allow)
+                    .with_expiration_policy(webpki::ExpirationPolicy::Enforce)
+                    .build(),
+            ),
+            Err(_) => None,
+        };
+        cert.verify_for_usage(
+            self.algs.all,
+            &self.anchors,
+            intermediates,
+            now,
+            usage,
+            revocation,
+            None,
+        )
+        .map(|_| ())
+        .map_err(|e| self.explain(e, who, subject, names, end_entity))
+    }
+
+    /// Turns a webpki error into a sentence with a remedy.
+    fn explain(
+        &self,
+        err: webpki::Error,
+        who: &str,
+        subject: &str,
+        names: &CertNames,
+        end_entity: &CertificateDer<'_>,
+    ) -> PeerCertError {
+        use webpki::Error as E;
+        let ca = &self.ca_label;
+        let pinned_file = self
+            .trusted
+            .iter()
+            .find(|c| c.der.as_ref() == end_entity.as_ref())
+            .map(|c| c.path.clone());
+        let text = match err {
+            E::UnsupportedCertVersion => format!(
+                "{who} certificate '{subject}' is X.509 v1; rustls accepts only v3 end-entity \
+                 certificates: reissue it as v3 with a subjectAltName, or pin it (--verify pin)"
+            ),
+            E::CaUsedAsEndEntity => format!(
+                "{who} certificate '{subject}' is a CA certificate (basicConstraints CA:TRUE) used \
+                 as a node certificate{}; issue a separate node certificate from the CA, or pin it \
+                 (--verify pin)",
+                pinned_file
+                    .map(|p| format!(" (found in {})", p.display()))
+                    .unwrap_or_default()
+            ),
+            E::UnknownIssuer => format!(
+                "{who} certificate '{subject}' (issuer '{}') is not signed by a CA in {ca} (wrong --ca?)",
+                names.issuer
+            ),
+            E::CertExpired { not_after, .. } => format!(
+                "{who} certificate '{subject}' expired at {}",
+                format_unix(not_after.as_secs())
+            ),
+            E::CertNotValidYet { not_before, .. } => format!(
+                "{who} certificate '{subject}' is not valid before {} (check both clocks)",
+                format_unix(not_before.as_secs())
+            ),
+            E::CertRevoked => format!("{who} certificate '{subject}' is revoked (--crl)"),
+            E::CrlExpired { next_update, .. } => format!(
+                "a CRL in --crl expired at {}; fetch a fresh CRL",
+                format_unix(next_update.as_secs())
+            ),
+            E::RequiredEkuNotFoundContext(_) => format!(
+                "{who} certificate '{subject}' lacks extendedKeyUsage {} (reissue it with \
+                 serverAuth and clientAuth)",
+                if who == "server" {
+                    "serverAuth"
+                } else {
+                    "clientAuth"
+                }
+            ),
+            E::InvalidSignatureForPublicKey
+            | E::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => {
+                format!("{who} certificate '{subject}' has a bad signature from its issuer")
+            }
+            other => format!("{who} certificate '{subject}' rejected: {other:?} (CA {ca})"),
+        };
+        PeerCertError(text)
+    }
+
+    fn verdict(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<(), rustls::Error> {
+        self.check(end_entity, intermediates, now).map_err(|e| {
+            rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(e))))
+        })
+    }
+
+    fn tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        // Use the SPKI directly: this is the same check webpki makes, and it also works for a
+        // pinned X.509 v1 certificate, which webpki cannot parse as an end-entity certificate.
+        let (_, parsed) = X509Certificate::from_der(cert)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        let spki = SubjectPublicKeyInfoDer::from(parsed.public_key().raw);
+        rustls::crypto::verify_tls13_signature_with_raw_key(message, &spki, dss, &self.algs)
+    }
+}
+
+impl fmt::Debug for PeerVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeerVerifier")
+            .field("policy", &self.policy)
+            .field("role", &self.role)
+            .field("ca", &self.ca_label)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerCertVerifier for PeerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.verdict(end_entity, intermediates, now)
+            .map(|()| ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+impl ClientCertVerifier for PeerVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &self.hints
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.verdict(end_entity, intermediates, now)
+            .map(|()| ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+/// Formats seconds since the epoch as `YYYY-MM-DD HH:MM:SS UTC` (civil-from-days, no deps).
+pub fn format_unix(secs: u64) -> String {
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unix_time_formatting() {
+        assert_eq!(format_unix(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(format_unix(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(format_unix(1_798_761_599), "2026-12-31 23:59:59 UTC");
+    }
+}
