@@ -51,6 +51,11 @@ pub struct ConnectArgs {
     #[arg(long)]
     pub no_sni: bool,
 
+    /// Words after `--` are ignored, so `rsync --rsh="sst-tunnel connect H:P ... --"` works:
+    /// rsync appends `HOST rsync --server --daemon .` to the remote-shell command.
+    #[arg(last = true, value_name = "RSH-ARGS")]
+    pub rsh_args: Vec<String>,
+
     /// TLS options.
     #[command(flatten)]
     pub tls: TlsArgs,

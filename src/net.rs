@@ -61,6 +61,18 @@ pub fn parse_host_port(text: &str, what: &str) -> Result<HostPort> {
 
 /// Parses a listen address: `PORT`, `HOST:PORT` or `[V6]:PORT`; no host means every address.
 pub fn parse_bind(text: &str) -> Result<HostPort> {
+    // Port 0 asks the kernel for a free port; the `listening on` line reports it.
+    if text == "0" {
+        return Ok(HostPort {
+            host: String::new(),
+            port: 0,
+        });
+    }
+    if let Some(host) = text.strip_suffix(":0") {
+        let mut parsed = parse_host_port(&format!("{host}:1"), "listen address")?;
+        parsed.port = 0;
+        return Ok(parsed);
+    }
     match parse_port(text) {
         Some(port) => Ok(HostPort {
             host: String::new(),
@@ -213,5 +225,9 @@ mod tests {
         assert_eq!(parse_bind("127.0.0.1:4444").unwrap(), hp("127.0.0.1", 4444));
         assert_eq!(parse_bind("[::1]:4444").unwrap(), hp("::1", 4444));
         assert!(parse_bind("99999").is_err());
+        assert_eq!(parse_bind("127.0.0.1:0").unwrap(), hp("127.0.0.1", 0));
+        assert_eq!(parse_bind("[::1]:0").unwrap(), hp("::1", 0));
+        assert_eq!(parse_bind("127.0.0.1:0").unwrap(), hp("127.0.0.1", 0));
+        assert_eq!(parse_bind("[::1]:0").unwrap(), hp("::1", 0));
     }
 }

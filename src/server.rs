@@ -71,6 +71,7 @@ async fn serve_stdio(listener: TcpListener, acceptor: TlsAcceptor, limits: &Limi
     let mut stream = session::handshake(limits.handshake, acceptor.accept(tcp)).await?;
     stream.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
     let info = TlsInfo::of(stream.get_ref().1);
+    debug!(%peer, version = %info.version, suite = %info.suite, client = ?info.peer_subject, "handshake complete");
     let transfer = relay::relay(
         &mut stream,
         StdinReader::open(),

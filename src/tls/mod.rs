@@ -197,7 +197,9 @@ pub fn describe_io(err: &io::Error) -> String {
         io::ErrorKind::UnexpectedEof => {
             "the peer closed the connection without a TLS close_notify (stream truncated)".into()
         }
-        io::ErrorKind::ConnectionReset => "the peer reset the connection".into(),
+        io::ErrorKind::ConnectionReset => {
+            "the peer reset the connection before a TLS close_notify (stream truncated)".into()
+        }
         io::ErrorKind::BrokenPipe => "broken pipe (the other end went away)".into(),
         _ => err.to_string(),
     }

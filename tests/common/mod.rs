@@ -1,0 +1,414 @@
+//! Test support: a PKI generated per run, spawning the real binary, waiting for lines and
+//! ports, and seeded payloads. Nothing here sleeps to synchronise.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::digest;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
+    RevokedCertParams, SerialNumber, date_time_ymd,
+};
+
+/// Path of the binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sst-tunnel")
+}
+
+/// How long any single wait may take before the test fails (a bound, not a synchroniser).
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A temporary directory of certificate files, removed on drop.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+}
+
+/// Certificate/key file names written by [`Pki::new`].
+impl Pki {
+    /// Generates: `ca.pem`, `other-ca.pem`, node certificates `server`, `client` (both with
+    /// SANs localhost/127.0.0.1/::1), `expired`, `future`, `revoked` (in `crl.pem`),
+    /// `wrongname` (SAN other.example only), `cnonly` (CN=node9, no SAN), `rogue` (signed by the
+    /// other CA), `combined.pem` (server cert + key), `leaves.pem` (CA + server + client).
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = Self { dir };
+        let (ca_params, ca_key) = ca("SST Test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        pki.write("ca.pem", &ca_cert.pem());
+        let issuer = Issuer::new(ca_params, ca_key);
+        let (other_params, other_key) = ca("Other CA");
+        let other_cert = other_params.self_signed(&other_key).unwrap();
+        pki.write("other-ca.pem", &other_cert.pem());
+        let other = Issuer::new(other_params, other_key);
+
+        let std_names = &["localhost", "127.0.0.1", "::1"];
+        let server = pki.leaf(&issuer, "server", "node2", std_names, |_| {});
+        let client = pki.leaf(&issuer, "client", "node1", std_names, |_| {});
+        pki.leaf(&issuer, "expired", "node1", std_names, |p| {
+            p.not_before = date_time_ymd(2020, 1, 1);
+            p.not_after = date_time_ymd(2021, 1, 1);
+        });
+        pki.leaf(&issuer, "future", "node1", std_names, |p| {
+            p.not_before = date_time_ymd(2090, 1, 1);
+            p.not_after = date_time_ymd(2091, 1, 1);
+        });
+        pki.leaf(&issuer, "revoked", "node1", std_names, |p| {
+            p.serial_number = Some(SerialNumber::from(0x5eed_u64));
+        });
+        pki.leaf(&issuer, "wrongname", "node2", &["other.example"], |_| {});
+        pki.leaf(&issuer, "cnonly", "node9", &[], |_| {});
+        pki.leaf(&other, "rogue", "node1", std_names, |_| {});
+
+        let crl = CertificateRevocationListParams {
+            this_update: date_time_ymd(2024, 1, 1),
+            next_update: date_time_ymd(2099, 1, 1),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: vec![RevokedCertParams {
+                serial_number: SerialNumber::from(0x5eed_u64),
+                revocation_time: date_time_ymd(2024, 1, 1),
+                reason_code: Some(RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            }],
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&issuer)
+        .unwrap();
+        pki.write("crl.pem", &crl.pem().unwrap());
+        pki.write("combined.pem", &format!("{}{}", server.0, server.1));
+        pki.write(
+            "leaves.pem",
+            &format!("{}{}{}", ca_cert.pem(), server.0, client.0),
+        );
+        pki
+    }
+
+    fn leaf(
+        &self,
+        issuer: &Issuer<'_, KeyPair>,
+        name: &str,
+        cn: &str,
+        sans: &[&str],
+        tweak: impl FnOnce(&mut CertificateParams),
+    ) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        tweak(&mut params);
+        let cert = params.signed_by(&key, issuer).unwrap();
+        let pair = (cert.pem(), key.serialize_pem());
+        self.write(&format!("{name}-cert.pem"), &pair.0);
+        self.write(&format!("{name}-key.pem"), &pair.1);
+        pair
+    }
+
+    /// Writes a file into the PKI directory.
+    pub fn write(&self, name: &str, text: &str) {
+        std::fs::write(self.path(name), text).unwrap();
+    }
+
+    /// Full path of a file in the PKI directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `--cert X-cert.pem --key X-key.pem --ca ca.pem` for node `name`.
+    pub fn args(&self, name: &str) -> Vec<String> {
+        vec![
+            "--cert".into(),
+            self.s(&format!("{name}-cert.pem")),
+            "--key".into(),
+            self.s(&format!("{name}-key.pem")),
+            "--ca".into(),
+            self.s("ca.pem"),
+        ]
+    }
+
+    /// Path as a String.
+    pub fn s(&self, name: &str) -> String {
+        self.path(name).to_string_lossy().into_owned()
+    }
+}
+
+fn ca(cn: &str) -> (CertificateParams, KeyPair) {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    (params, key)
+}
+
+/// A spawned process whose stderr is collected line by line.
+pub struct Proc {
+    child: Option<Child>,
+    pid: i32,
+    lines: Receiver<String>,
+    log: Arc<Mutex<Vec<String>>>,
+    stdout: Option<JoinHandle<Vec<u8>>>,
+}
+
+impl Proc {
+    /// Spawns `program args`, stdin piped, stdout collected, stderr collected.
+    pub fn spawn(program: &str, args: &[String]) -> Self {
+        Self::spawn_with(Command::new(program).args(args))
+    }
+
+    /// Spawns a prepared command (stdin piped, stdout and stderr captured).
+    pub fn spawn_with(command: &mut Command) -> Self {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let log2 = log.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log2.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let mut stdout = child.stdout.take().unwrap();
+        let stdout = Some(thread::spawn(move || {
+            let mut out = Vec::new();
+            let _ = stdout.read_to_end(&mut out);
+            out
+        }));
+        let pid = child.id() as i32;
+        Self {
+            child: Some(child),
+            pid,
+            lines,
+            log,
+            stdout,
+        }
+    }
+
+    /// Waits for a stderr line containing `needle` and returns it.
+    pub fn wait_line(&self, needle: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "no stderr line containing {needle:?}; got: {:#?}",
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
+    /// Waits for `listening on ADDR` and returns the port.
+    pub fn port(&self) -> u16 {
+        let line = self.wait_line("listening on ");
+        line.rsplit(':').next().unwrap().trim().parse().unwrap()
+    }
+
+    /// Takes the stdin pipe.
+    pub fn stdin(&mut self) -> ChildStdin {
+        self.child.as_mut().unwrap().stdin.take().unwrap()
+    }
+
+    /// Closes stdin.
+    pub fn close_stdin(&mut self) {
+        drop(self.child.as_mut().unwrap().stdin.take());
+    }
+
+    /// Waits for exit (bounded); returns status, stdout, stderr text.
+    pub fn finish(mut self) -> Outcome {
+        let mut child = self.child.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        let status = match rx.recv_timeout(PATIENCE) {
+            Ok(status) => status.unwrap(),
+            Err(_) => {
+                self.signal(nix::sys::signal::Signal::SIGKILL);
+                panic!("process did not exit; stderr: {:#?}", self.stderr());
+            }
+        };
+        let stdout = self.stdout.take().unwrap().join().unwrap();
+        // The stderr reader ends at EOF, which the exit brings.
+        while self.lines.recv_timeout(PATIENCE).is_ok() {}
+        Outcome {
+            status,
+            stdout,
+            stderr: self.stderr().join("\n"),
+        }
+    }
+
+    /// stderr lines so far.
+    pub fn stderr(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Sends a signal to this process (one we started).
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), sig);
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// How a process ended.
+pub struct Outcome {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+impl Outcome {
+    /// Exit code (panics if killed by a signal).
+    pub fn code(&self) -> i32 {
+        self.status.code().unwrap_or_else(|| {
+            panic!(
+                "killed by signal: {:?}; stderr: {}",
+                self.status, self.stderr
+            )
+        })
+    }
+
+    /// Asserts success.
+    pub fn ok(&self) -> &Self {
+        assert_eq!(self.code(), 0, "stderr: {}", self.stderr);
+        self
+    }
+
+    /// Asserts a failure with `code` whose stderr contains `needle`.
+    pub fn fails(&self, code: i32, needle: &str) -> &Self {
+        assert_eq!(self.code(), code, "stderr: {}", self.stderr);
+        assert!(
+            self.stderr.contains(needle),
+            "expected {needle:?} in stderr: {}",
+            self.stderr
+        );
+        self
+    }
+}
+
+/// Writes `len` seeded pseudo-random bytes to `sink` from a thread; returns the SHA-256.
+pub fn feed(mut sink: impl Write + Send + 'static, len: u64, seed: u64) -> JoinHandle<String> {
+    thread::spawn(move || {
+        let mut hash = digest::Context::new(&digest::SHA256);
+        let mut state = seed | 1;
+        let mut chunk = vec![0u8; 1 << 16];
+        let mut left = len;
+        while left > 0 {
+            for b in chunk.iter_mut() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                *b = state as u8;
+            }
+            let n = (chunk.len() as u64).min(left) as usize;
+            hash.update(&chunk[..n]);
+            if sink.write_all(&chunk[..n]).is_err() {
+                break;
+            }
+            left -= n as u64;
+        }
+        drop(sink);
+        hex(hash.finish().as_ref())
+    })
+}
+
+/// Seeded bytes in memory (for small payloads).
+pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// SHA-256 of a slice, hex.
+pub fn sha256(data: &[u8]) -> String {
+    hex(digest::digest(&digest::SHA256, data).as_ref())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Waits until something accepts TCP connections on 127.0.0.1:`port` (for stock tools that
+/// print no readiness line).
+pub fn wait_port(port: u16) {
+    let deadline = Instant::now() + PATIENCE;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing listening on port {port}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A free TCP port on loopback (for stock tools that cannot report theirs).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Fails loudly when a tool the suite needs is missing.
+pub fn require(tool: &str) -> String {
+    for dir in ["/usr/bin", "/bin", "/usr/sbin"] {
+        let path = Path::new(dir).join(tool);
+        if path.exists() {
+            return path.to_string_lossy().into_owned();
+        }
+    }
+    panic!(
+        "{tool} is not installed; scripts/test.sh installs it (apt-get install stunnel4 socat rsync)"
+    );
+}
+
+/// `listen` args: `[HOST:]PORT` then the rest.
+pub fn listen_args(bind: &str, rest: &[String]) -> Vec<String> {
+    let mut v = vec!["listen".to_string(), bind.to_string()];
+    v.extend_from_slice(rest);
+    v
+}
+
+/// Turns `&["a", "b"]` into owned strings.
+pub fn strs(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}

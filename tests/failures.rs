@@ -1,0 +1,366 @@
+//! Every bad input fails closed: a specific one-line message and a distinct exit code
+//! (2 usage/config, 3 certificate, 4 connection, 5 handshake, 6 transfer).
+
+mod common;
+
+use common::*;
+use nix::sys::signal::Signal;
+
+/// Runs a `--stdio` server as `server_cert` and a client with `client_args`; returns both
+/// outcomes (client first).
+fn pair(
+    pki: &Pki,
+    server_cert: &str,
+    server_extra: &[&str],
+    client_args: Vec<String>,
+) -> (Outcome, Outcome) {
+    let mut args = listen_args("127.0.0.1:0", &pki.args(server_cert));
+    args.push("--stdio".into());
+    args.extend(strs(server_extra));
+    let mut server = Proc::spawn(bin(), &args);
+    server.close_stdin();
+    let port = server.port();
+    let mut cargs = vec!["connect".to_string(), format!("127.0.0.1:{port}")];
+    cargs.extend(client_args);
+    let mut cl = Proc::spawn(bin(), &cargs);
+    let _ = cl.stdin().write_all(b"secret payload");
+    cl.close_stdin();
+    let c = cl.finish();
+    let s = server.finish();
+    (c, s)
+}
+
+use std::io::Write;
+
+#[test]
+fn wrong_ca() {
+    let pki = Pki::new();
+    let mut client_args = pki.args("client");
+    client_args[5] = pki.s("other-ca.pem");
+    let (c, s) = pair(&pki, "server", &[], client_args);
+    c.fails(3, "is not signed by a CA in");
+    assert_ne!(s.code(), 0);
+    assert!(s.stdout.is_empty());
+}
+
+#[test]
+fn client_signed_by_another_ca() {
+    let pki = Pki::new();
+    let (c, s) = pair(&pki, "server", &[], pki.args("rogue"));
+    s.fails(
+        3,
+        "client certificate 'CN=node1' (issuer 'CN=Other CA') is not signed by a CA in",
+    );
+    assert!(
+        s.stdout.is_empty(),
+        "no byte may be delivered from an unverified client"
+    );
+    assert_ne!(c.code(), 0);
+}
+
+#[test]
+fn expired_certificate() {
+    let pki = Pki::new();
+    let (c, _) = pair(&pki, "expired", &[], pki.args("client"));
+    c.fails(3, "server certificate 'CN=node1' expired at 2021-01-01");
+}
+
+#[test]
+fn not_yet_valid_certificate() {
+    let pki = Pki::new();
+    let (c, _) = pair(&pki, "future", &[], pki.args("client"));
+    c.fails(3, "is not valid before 2090-01-01");
+}
+
+#[test]
+fn revoked_certificate() {
+    let pki = Pki::new();
+    let mut client_args = pki.args("client");
+    client_args.extend(strs(&["--crl", &pki.s("crl.pem")]));
+    let (c, _) = pair(&pki, "revoked", &[], client_args);
+    c.fails(3, "is revoked (--crl)");
+}
+
+#[test]
+fn crl_does_not_reject_good_certificates() {
+    let pki = Pki::new();
+    let mut client_args = pki.args("client");
+    client_args.extend(strs(&["--crl", &pki.s("crl.pem")]));
+    let (c, s) = pair(&pki, "server", &["--crl", &pki.s("crl.pem")], client_args);
+    c.ok();
+    assert_eq!(s.ok().stdout, b"secret payload");
+}
+
+#[test]
+fn name_mismatch() {
+    let pki = Pki::new();
+    let mut client_args = pki.args("client");
+    client_args.extend(strs(&["--verify", "identity"]));
+    let (c, _) = pair(&pki, "wrongname", &[], client_args);
+    c.fails(
+        3,
+        "(DNS:other.example) matches none of the expected names: 127.0.0.1",
+    );
+}
+
+#[test]
+fn cn_is_used_only_without_sans() {
+    let pki = Pki::new();
+    let mut client_args = pki.args("client");
+    client_args.extend(strs(&["--verify", "identity", "--peer-name", "NODE9"]));
+    let (c, s) = pair(&pki, "cnonly", &[], client_args);
+    c.ok();
+    assert_eq!(s.ok().stdout, b"secret payload");
+}
+
+#[test]
+fn missing_client_certificate() {
+    let pki = Pki::new();
+    let (c, s) = pair(&pki, "server", &[], strs(&["--ca", &pki.s("ca.pem")]));
+    s.fails(3, "the peer presented no certificate");
+    c.fails(3, "the peer rejected our certificate");
+    assert!(s.stdout.is_empty());
+}
+
+#[test]
+fn no_ca_refuses_to_run() {
+    let out = Proc::spawn(bin(), &strs(&["connect", "127.0.0.1:9"])).finish();
+    out.fails(
+        2,
+        "no --ca given: refusing to run without verifying the peer",
+    );
+    let out = Proc::spawn(bin(), &strs(&["listen", "0", "--stdio", "--cert", "x.pem"])).finish();
+    out.fails(2, "no --ca given");
+}
+
+#[test]
+fn verify_none_must_be_explicit_and_works() {
+    let pki = Pki::new();
+    let (c, s) = pair(
+        &pki,
+        "server",
+        &["--verify", "none"],
+        strs(&["--verify", "none"]),
+    );
+    c.ok();
+    assert_eq!(s.ok().stdout, b"secret payload");
+}
+
+#[test]
+fn key_not_matching_certificate() {
+    let pki = Pki::new();
+    let out = Proc::spawn(
+        bin(),
+        &strs(&[
+            "listen",
+            "0",
+            "--stdio",
+            "--cert",
+            &pki.s("server-cert.pem"),
+            "--key",
+            &pki.s("client-key.pem"),
+            "--ca",
+            &pki.s("ca.pem"),
+        ]),
+    )
+    .finish();
+    out.fails(
+        2,
+        "client-key.pem: private key does not match the certificate in",
+    );
+}
+
+#[test]
+fn unreadable_files() {
+    let pki = Pki::new();
+    let missing = pki.s("nope.pem");
+    let out = Proc::spawn(bin(), &strs(&["connect", "127.0.0.1:9", "--ca", &missing])).finish();
+    out.fails(2, &format!("{missing}: no such file or directory"));
+    let dir = pki.dir.path().to_string_lossy().into_owned();
+    let out = Proc::spawn(
+        bin(),
+        &strs(&[
+            "connect",
+            "127.0.0.1:9",
+            "--ca",
+            &pki.s("ca.pem"),
+            "--cert",
+            &dir,
+        ]),
+    )
+    .finish();
+    out.fails(2, &dir);
+}
+
+#[test]
+fn malformed_pem() {
+    let pki = Pki::new();
+    pki.write(
+        "bad.pem",
+        "-----BEGIN CERTIFICATE-----\nMIIB@@@@\n-----END CERTIFICATE-----\n",
+    );
+    let out = Proc::spawn(
+        bin(),
+        &strs(&["connect", "127.0.0.1:9", "--ca", &pki.s("bad.pem")]),
+    )
+    .finish();
+    out.fails(2, "bad.pem: malformed PEM");
+    pki.write("empty.pem", "just text\n");
+    let out = Proc::spawn(
+        bin(),
+        &strs(&["connect", "127.0.0.1:9", "--ca", &pki.s("empty.pem")]),
+    )
+    .finish();
+    out.fails(2, "empty.pem: no PEM CERTIFICATE block found (--ca)");
+}
+
+#[test]
+fn connection_refused() {
+    let pki = Pki::new();
+    let port = free_port();
+    let mut args = vec!["connect".to_string(), format!("127.0.0.1:{port}")];
+    args.extend(pki.args("client"));
+    Proc::spawn(bin(), &args)
+        .finish()
+        .fails(4, "connection refused");
+}
+
+#[test]
+fn client_killed_mid_stream_is_truncation_on_the_server() {
+    let pki = Pki::new();
+    let mut args = listen_args("127.0.0.1:0", &pki.args("server"));
+    args.push("--stdio".into());
+    let mut server = Proc::spawn(bin(), &args);
+    server.close_stdin();
+    let port = server.port();
+    let mut cargs = vec![
+        "--log-level".to_string(),
+        "debug".into(),
+        "connect".into(),
+        format!("127.0.0.1:{port}"),
+    ];
+    cargs.extend(pki.args("client"));
+    let mut cl = Proc::spawn(bin(), &cargs);
+    let _feeder = feed(cl.stdin(), 10 << 30, 5);
+    cl.wait_line("handshake complete");
+    cl.signal(Signal::SIGKILL);
+    let s = server.finish();
+    s.fails(6, "(stream truncated)");
+}
+
+#[test]
+fn server_killed_mid_stream_fails_the_client() {
+    let pki = Pki::new();
+    let mut args = vec!["--log-level".to_string(), "debug".into()];
+    args.extend(listen_args("127.0.0.1:0", &pki.args("server")));
+    args.push("--stdio".into());
+    let mut server = Proc::spawn(bin(), &args);
+    let _server_feed = feed(server.stdin(), 10 << 30, 6);
+    let port = server.port();
+    let mut cl = Proc::spawn(bin(), &{
+        let mut a = vec!["connect".to_string(), format!("127.0.0.1:{port}")];
+        a.extend(pki.args("client"));
+        a
+    });
+    let _feeder = feed(cl.stdin(), 10 << 30, 5);
+    server.wait_line("handshake complete");
+    server.signal(Signal::SIGKILL);
+    let c = cl.finish();
+    assert_eq!(c.code(), 6, "{}", c.stderr);
+    assert!(
+        c.stderr.contains("stream truncated")
+            || c.stderr.contains("reset")
+            || c.stderr.contains("broken pipe"),
+        "{}",
+        c.stderr
+    );
+}
+
+#[test]
+fn bad_flags_name_the_flag() {
+    let out = Proc::spawn(bin(), &strs(&["connect", "::1:44", "--verify", "none"])).finish();
+    out.fails(2, "HOST:PORT '::1:44': IPv6 addresses must be bracketed");
+    let out = Proc::spawn(
+        bin(),
+        &strs(&["connect", "h:1", "--verify", "none", "--ciphers", "RC4"]),
+    )
+    .finish();
+    out.fails(2, "--ciphers: unknown cipher suite 'RC4'");
+    let out = Proc::spawn(bin(), &strs(&["connect", "h:1", "--verify", "chain"])).finish();
+    out.fails(2, "--verify chain needs --ca");
+    let out = Proc::spawn(bin(), &strs(&["connect", "h:1", "--idle-timeout", "soon"])).finish();
+    out.fails(2, "--idle-timeout");
+}
+
+/// A TLS client (rustls, in this test) that sends data and then a TCP FIN without close_notify.
+#[test]
+fn fin_without_close_notify_is_truncation() {
+    use std::io::Read;
+    use std::sync::Arc;
+
+    let pki = Pki::new();
+    let mut args = listen_args("127.0.0.1:0", &pki.args("server"));
+    args.extend(strs(&["--stdio", "--verify", "none"]));
+    let mut server = Proc::spawn(bin(), &args);
+    let port = server.port();
+    let _held_open = server.stdin();
+
+    #[derive(Debug)]
+    struct AnyServer;
+    impl rustls::client::danger::ServerCertVerifier for AnyServer {
+        fn verify_server_cert(
+            &self,
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &[rustls::pki_types::CertificateDer<'_>],
+            _: &rustls::pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            rustls::crypto::aws_lc_rs::default_provider()
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(AnyServer))
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(b"first half of a backup").unwrap();
+    tls.flush().unwrap();
+    // FIN, no close_notify.
+    tls.sock.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    let _ = tls.read_to_end(&mut rest);
+    let s = server.finish();
+    s.fails(
+        6,
+        "the peer closed the connection without a TLS close_notify (stream truncated)",
+    );
+}

@@ -1,0 +1,382 @@
+//! The tunnel end to end: the real binary on loopback, certificates made at test time.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+
+use common::*;
+use nix::sys::signal::Signal;
+
+/// `--cert/--key/--ca` for `who`, without the default `--ca` when `extra` brings its own.
+fn tls_args(pki: &Pki, who: &str, extra: &[&str]) -> Vec<String> {
+    let mut args = pki.args(who);
+    if extra.contains(&"--ca") {
+        args.truncate(4);
+    }
+    args
+}
+
+/// `listen 127.0.0.1:0 --stdio` as node2 with `extra` flags.
+fn stdio_server(pki: &Pki, extra: &[&str]) -> Proc {
+    let mut args = listen_args("127.0.0.1:0", &tls_args(pki, "server", extra));
+    args.push("--stdio".into());
+    args.extend(strs(extra));
+    Proc::spawn(bin(), &args)
+}
+
+/// `connect 127.0.0.1:PORT` as `who` with `extra` flags.
+fn client(pki: &Pki, port: u16, who: &str, extra: &[&str]) -> Proc {
+    let mut args = vec!["connect".to_string(), format!("127.0.0.1:{port}")];
+    args.extend(tls_args(pki, who, extra));
+    args.extend(strs(extra));
+    Proc::spawn(bin(), &args)
+}
+
+/// Sends `len` bytes client -> server and checks the hash on the server's stdout.
+fn push_client_to_server(len: u64) {
+    let pki = Pki::new();
+    let mut server = stdio_server(&pki, &[]);
+    server.close_stdin();
+    let port = server.port();
+    let mut cl = client(&pki, port, "client", &[]);
+    let sent = feed(cl.stdin(), len, 7);
+    let c = cl.finish();
+    c.ok();
+    let s = server.finish();
+    s.ok();
+    assert_eq!(s.stdout.len() as u64, len);
+    assert_eq!(sha256(&s.stdout), sent.join().unwrap());
+    assert!(c.stdout.is_empty(), "the client must receive nothing");
+    assert!(s.stderr.contains("TLSv1.3"), "summary line: {}", s.stderr);
+    assert!(
+        s.stderr.contains(&format!("received {len} bytes")),
+        "{}",
+        s.stderr
+    );
+    assert!(s.stderr.contains("path buffered"), "{}", s.stderr);
+}
+
+#[test]
+fn one_gib_client_to_server() {
+    push_client_to_server(1 << 30);
+}
+
+#[test]
+fn one_gib_server_to_client() {
+    let len: u64 = 1 << 30;
+    let pki = Pki::new();
+    let mut server = stdio_server(&pki, &[]);
+    let sent = feed(server.stdin(), len, 11);
+    let port = server.port();
+    let mut cl = client(&pki, port, "client", &[]);
+    cl.close_stdin();
+    let c = cl.finish();
+    c.ok();
+    server.finish().ok();
+    assert_eq!(c.stdout.len() as u64, len);
+    assert_eq!(sha256(&c.stdout), sent.join().unwrap());
+}
+
+#[test]
+fn empty_stream() {
+    push_client_to_server(0);
+}
+
+#[test]
+fn one_byte_stream() {
+    push_client_to_server(1);
+}
+
+#[test]
+fn both_directions_at_once_with_half_close() {
+    // Each side sends its own payload; the server's direction ends first and the client's
+    // keeps flowing afterwards.
+    let pki = Pki::new();
+    let mut server = stdio_server(&pki, &[]);
+    let to_client = bytes(3 << 20, 1);
+    let mut sin = server.stdin();
+    let copy = to_client.clone();
+    let writer = std::thread::spawn(move || sin.write_all(&copy).unwrap());
+    let port = server.port();
+    let mut cl = client(&pki, port, "client", &[]);
+    let sent = feed(cl.stdin(), 40 << 20, 2);
+    let c = cl.finish();
+    let s = server.finish();
+    c.ok();
+    s.ok();
+    writer.join().unwrap();
+    assert_eq!(sha256(&c.stdout), sha256(&to_client));
+    assert_eq!(sha256(&s.stdout), sent.join().unwrap());
+}
+
+#[test]
+fn identity_checks_the_dialled_host_and_peer_names() {
+    let pki = Pki::new();
+    // The server certificate names 127.0.0.1 (IP SAN): identity against the dialled IP passes.
+    let mut server = stdio_server(&pki, &[]);
+    server.close_stdin();
+    let port = server.port();
+    let mut cl = client(&pki, port, "client", &["--verify", "identity"]);
+    cl.close_stdin();
+    cl.finish().ok();
+    server.finish().ok();
+
+    // A name the certificate lacks fails; listing a right one among wrong ones passes.
+    let mut server = stdio_server(&pki, &[]);
+    server.close_stdin();
+    let port = server.port();
+    let mut cl = client(
+        &pki,
+        port,
+        "client",
+        &["--verify", "identity", "--peer-name", "node7"],
+    );
+    cl.close_stdin();
+    cl.finish()
+        .fails(3, "matches none of the expected names: node7");
+    drop(server);
+
+    let mut server = stdio_server(&pki, &[]);
+    server.close_stdin();
+    let port = server.port();
+    let mut cl = client(
+        &pki,
+        port,
+        "client",
+        &[
+            "--verify",
+            "identity",
+            "--peer-name",
+            "nope",
+            "--peer-name",
+            "LOCALHOST",
+        ],
+    );
+    cl.close_stdin();
+    cl.finish().ok();
+    server.finish().ok();
+}
+
+#[test]
+fn pin_requires_the_leaf_in_the_ca_file() {
+    let pki = Pki::new();
+    let mut server = stdio_server(&pki, &[]);
+    server.close_stdin();
+    let port = server.port();
+    let mut cl = client(&pki, port, "client", &["--verify", "pin"]);
+    cl.close_stdin();
+    cl.finish().fails(3, "is not in");
+
+    let mut server = stdio_server(&pki, &["--verify", "pin", "--ca", &pki.s("leaves.pem")]);
+    server.close_stdin();
+    let port = server.port();
+    let mut cl = client(
+        &pki,
+        port,
+        "client",
+        &["--verify", "pin", "--ca", &pki.s("leaves.pem")],
+    );
+    cl.close_stdin();
+    cl.finish().ok();
+    server.finish().ok();
+}
+
+#[test]
+fn tls12_and_cipher_selection() {
+    let pki = Pki::new();
+    let mut server = stdio_server(&pki, &["--tls-max", "1.2"]);
+    server.close_stdin();
+    let port = server.port();
+    let mut cl = client(
+        &pki,
+        port,
+        "client",
+        &["--ciphers", "ECDHE-ECDSA-AES128-GCM-SHA256"],
+    );
+    let data = bytes(100_000, 3);
+    let mut sin = cl.stdin();
+    sin.write_all(&data).unwrap();
+    drop(sin);
+    cl.finish().ok();
+    let s = server.finish();
+    s.ok();
+    assert_eq!(s.stdout, data);
+    assert!(
+        s.stderr
+            .contains("TLSv1.2 TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"),
+        "{}",
+        s.stderr
+    );
+}
+
+#[test]
+fn ca_directory_with_hashed_names() {
+    let pki = Pki::new();
+    let dir = pki.path("capath");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::copy(pki.path("ca.pem"), dir.join("1a2b3c4d.0")).unwrap();
+    std::fs::write(dir.join("README"), "not a certificate\n").unwrap();
+    let dir = dir.to_string_lossy().into_owned();
+    let mut server = stdio_server(&pki, &["--ca", &dir]);
+    server.close_stdin();
+    let port = server.port();
+    let mut cl = client(&pki, port, "client", &["--ca", &dir]);
+    cl.close_stdin();
+    cl.finish().ok();
+    server.finish().ok();
+}
+
+#[test]
+fn combined_cert_and_key_file() {
+    let pki = Pki::new();
+    let mut server = Proc::spawn(
+        bin(),
+        &listen_args(
+            "127.0.0.1:0",
+            &strs(&[
+                "--stdio",
+                "--cert",
+                &pki.s("combined.pem"),
+                "--ca",
+                &pki.s("ca.pem"),
+            ]),
+        ),
+    );
+    server.close_stdin();
+    let port = server.port();
+    let mut cl = client(&pki, port, "client", &[]);
+    cl.close_stdin();
+    cl.finish().ok();
+    server.finish().ok();
+}
+
+#[test]
+fn ipv6_loopback() {
+    let pki = Pki::new();
+    let mut args = listen_args("[::1]:0", &pki.args("server"));
+    args.push("--stdio".into());
+    let mut server = Proc::spawn(bin(), &args);
+    server.close_stdin();
+    let port = server.port();
+    let mut args = vec![
+        "connect".to_string(),
+        format!("[::1]:{port}"),
+        "--verify".into(),
+        "identity".into(),
+    ];
+    args.extend(pki.args("client"));
+    let mut cl = Proc::spawn(bin(), &args);
+    cl.stdin().write_all(b"over v6").unwrap();
+    cl.close_stdin();
+    cl.finish().ok();
+    assert_eq!(server.finish().ok().stdout, b"over v6");
+}
+
+#[test]
+fn sixty_four_concurrent_exec_connections() {
+    let pki = Pki::new();
+    let mut args = listen_args("127.0.0.1:0", &pki.args("server"));
+    args.extend(strs(&["--exec", "/bin/cat"]));
+    let server = Proc::spawn(bin(), &args);
+    let port = server.port();
+    let clients: Vec<(Proc, Vec<u8>)> = (0..64)
+        .map(|i| {
+            let mut cl = client(&pki, port, "client", &[]);
+            let data = bytes(200_000 + i * 1000, i as u64 + 100);
+            let mut sin = cl.stdin();
+            let copy = data.clone();
+            std::thread::spawn(move || {
+                sin.write_all(&copy).unwrap();
+            });
+            (cl, data)
+        })
+        .collect();
+    for (cl, data) in clients {
+        let out = cl.finish();
+        out.ok();
+        assert_eq!(out.stdout.len(), data.len());
+        assert!(out.stdout == data, "connection echoed someone else's bytes");
+    }
+    server.signal(Signal::SIGTERM);
+    let s = server.finish();
+    assert_eq!(s.code(), 143, "{}", s.stderr);
+    assert_eq!(
+        s.stderr.matches("closed 127.0.0.1:").count(),
+        64,
+        "{}",
+        s.stderr
+    );
+}
+
+#[test]
+fn exec_child_gets_stunnel_environment() {
+    let pki = Pki::new();
+    let mut args = listen_args("127.0.0.1:0", &pki.args("server"));
+    args.extend(strs(&[
+        "--exec",
+        "/bin/sh",
+        "-c",
+        "echo \"$REMOTE_HOST|$SSL_CLIENT_DN|$SSL_CLIENT_I_DN|${REMOTE_PORT:+port}\"",
+    ]));
+    let server = Proc::spawn(bin(), &args);
+    let port = server.port();
+    let mut cl = client(&pki, port, "client", &[]);
+    cl.close_stdin();
+    let out = cl.finish();
+    out.ok();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "127.0.0.1|CN=node1|CN=SST Test CA|port\n"
+    );
+    server.signal(Signal::SIGINT);
+    assert_eq!(server.finish().code(), 130);
+}
+
+#[test]
+fn sigterm_stops_a_listener_promptly() {
+    let pki = Pki::new();
+    let server = stdio_server(&pki, &[]);
+    server.port();
+    server.signal(Signal::SIGTERM);
+    let s = server.finish();
+    s.fails(143, "terminated by signal 15");
+}
+
+#[test]
+fn idle_timeout_ends_a_stalled_transfer() {
+    let pki = Pki::new();
+    // The server's child neither reads nor writes; the client's stdin stays open.
+    let mut args = listen_args("127.0.0.1:0", &pki.args("server"));
+    args.extend(strs(&["--exec", "/bin/sleep", "120"]));
+    let server = Proc::spawn(bin(), &args);
+    let port = server.port();
+    let mut cl = client(&pki, port, "client", &["--idle-timeout", "1s"]);
+    let _held_open = cl.stdin();
+    cl.finish().fails(6, "no data moved in either direction");
+}
+
+#[test]
+fn plain_tcp_data_is_refused_never_relayed() {
+    let pki = Pki::new();
+    let server = stdio_server(&pki, &[]);
+    let port = server.port();
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.write_all(b"@RSYNCD: 31.0\n").unwrap();
+    drop(tcp);
+    let s = server.finish();
+    s.fails(5, "TLS handshake failed");
+    assert!(s.stdout.is_empty(), "cleartext must never reach stdout");
+}
+
+#[test]
+fn garbage_bytes_fail_the_handshake() {
+    let pki = Pki::new();
+    let server = stdio_server(&pki, &[]);
+    let port = server.port();
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.write_all(&bytes(4096, 99)).unwrap();
+    let s = server.finish();
+    s.fails(5, "TLS handshake failed");
+    assert!(s.stdout.is_empty());
+}
