@@ -34,9 +34,17 @@ pub async fn run(args: ConnectArgs) -> Result<()> {
     let info = TlsInfo::of(stream.get_ref().1);
     debug!(version = %info.version, suite = %info.suite, peer = ?info.peer_subject, "handshake complete");
     let idle = (!args.stream.idle_timeout.is_zero()).then_some(args.stream.idle_timeout);
-    let transfer = relay::relay(&mut stream, StdinReader::open(), StdoutWriter::open(), idle)
-        .await
-        .map_err(session::relay_error)?;
+    let transfer = relay::relay(
+        &mut stream,
+        StdinReader::open(),
+        StdoutWriter::open(),
+        relay::Options {
+            idle,
+            end_with_peer: !args.rsh_args.is_empty(),
+        },
+    )
+    .await
+    .map_err(session::relay_error)?;
     session::log_summary(&label, &info, &transfer);
     Ok(())
 }

@@ -1,25 +1,34 @@
 //! Running the per-connection program of `listen --exec` (the joiner's `rsync --daemon`).
 //!
-//! The child gets the decrypted stream on stdin/stdout, our stderr, and our environment plus
-//! the four variables stunnel sets, so scripts written for stunnel see the same values.
+//! As under stunnel, the child's stdin and stdout are one end of a socketpair carrying the
+//! decrypted stream (rsync's daemon expects a single bidirectional socket: with two pipes it
+//! half-closes its output early), stderr is ours, and the environment is ours plus the four
+//! variables stunnel sets, so scripts written for stunnel see the same values.
 
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream as StdUnixStream;
 use std::process::Stdio;
 
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use socket2::SockRef;
+use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::process::{Child, Command};
 
 use crate::error::{Error, Result};
-use crate::fastpath;
+
+/// Socket buffer for our end of the child's socketpair: enough for one relay buffer.
+const SOCKET_BUFFER: usize = 256 * 1024;
 
 /// A spawned connection handler.
 pub struct Spawned {
     /// The process, for waiting on its exit status.
     pub child: Child,
-    /// Its standard input: the stream from the peer goes here.
-    pub stdin: ChildStdin,
-    /// Its standard output: this goes to the peer.
-    pub stdout: ChildStdout,
+    /// What the child writes to stdout; goes to the peer.
+    pub output: OwnedReadHalf,
+    /// The child's stdin; the stream from the peer goes here. Dropping it shuts down our
+    /// write side, which is the child's end of input.
+    pub input: OwnedWriteHalf,
 }
 
 /// Who is on the other end, as exported to the child.
@@ -37,11 +46,19 @@ pub fn spawn(argv: &[String], peer: &PeerEnv) -> Result<Spawned> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| Error::Usage("--exec needs a program".into()))?;
+    let (ours, theirs) = StdUnixStream::pair().map_err(spawn_error(program))?;
+    for end in [&ours, &theirs] {
+        let sock = SockRef::from(end);
+        let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
+        let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
+    }
+    let theirs = OwnedFd::from(theirs);
+    let theirs_too = theirs.try_clone().map_err(spawn_error(program))?;
     let mut command = Command::new(program);
     command
         .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
+        .stdin(Stdio::from(theirs))
+        .stdout(Stdio::from(theirs_too))
         .stderr(Stdio::inherit())
         .env("REMOTE_HOST", peer.addr.ip().to_string())
         .env("REMOTE_PORT", peer.addr.port().to_string());
@@ -51,17 +68,21 @@ pub fn spawn(argv: &[String], peer: &PeerEnv) -> Result<Spawned> {
     if let Some(issuer) = &peer.issuer {
         command.env("SSL_CLIENT_I_DN", issuer);
     }
-    let mut child = command
-        .spawn()
-        .map_err(|e| Error::Usage(format!("--exec {program}: cannot start: {e}")))?;
-    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-        return Err(Error::Internal("child pipes missing".into()));
-    };
-    fastpath::enlarge_pipe(stdin.as_fd());
-    fastpath::enlarge_pipe(stdout.as_fd());
+    let child = command.spawn().map_err(spawn_error(program))?;
+    // The command (and with it the child's copies of the socket) is dropped here, so the
+    // child holds the only other end and its exit is our EOF.
+    drop(command);
+    ours.set_nonblocking(true).map_err(spawn_error(program))?;
+    let (output, input) = UnixStream::from_std(ours)
+        .map_err(spawn_error(program))?
+        .into_split();
     Ok(Spawned {
         child,
-        stdin,
-        stdout,
+        output,
+        input,
     })
+}
+
+fn spawn_error(program: &str) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| Error::Usage(format!("--exec {program}: cannot start: {e}"))
 }

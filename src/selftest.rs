@@ -90,9 +90,14 @@ pub async fn run(args: SelftestArgs) -> Result<()> {
             session::handshake(limit, TlsAcceptor::from(server_cfg).accept(tcp)).await?;
         stream.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
         let mut sink = HashSink::new();
-        let transfer = relay::relay(&mut stream, tokio::io::empty(), &mut sink, None)
-            .await
-            .map_err(session::relay_error)?;
+        let transfer = relay::relay(
+            &mut stream,
+            tokio::io::empty(),
+            &mut sink,
+            relay::Options::default(),
+        )
+        .await
+        .map_err(session::relay_error)?;
         Ok::<_, Error>((transfer, sink.finish()))
     });
 
@@ -110,9 +115,14 @@ pub async fn run(args: SelftestArgs) -> Result<()> {
     stream.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
     let info = TlsInfo::of(stream.get_ref().1);
     let mut source = Generator::new(args.size);
-    let sent: Transfer = relay::relay(&mut stream, &mut source, tokio::io::sink(), None)
-        .await
-        .map_err(session::relay_error)?;
+    let sent: Transfer = relay::relay(
+        &mut stream,
+        &mut source,
+        tokio::io::sink(),
+        relay::Options::default(),
+    )
+    .await
+    .map_err(session::relay_error)?;
     let (received, received_hash) = server
         .await
         .map_err(|e| Error::Internal(format!("selftest server task: {e}")))??;

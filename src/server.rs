@@ -76,7 +76,10 @@ async fn serve_stdio(listener: TcpListener, acceptor: TlsAcceptor, limits: &Limi
         &mut stream,
         StdinReader::open(),
         StdoutWriter::open(),
-        limits.idle,
+        relay::Options {
+            idle: limits.idle,
+            end_with_peer: false,
+        },
     )
     .await
     .map_err(session::relay_error)?;
@@ -141,7 +144,16 @@ async fn serve_one_exec(
         issuer: info.peer_issuer.clone(),
     };
     let mut spawned = exec::spawn(argv, &env)?;
-    let result = relay::relay(&mut stream, spawned.stdout, spawned.stdin, limits.idle).await;
+    let result = relay::relay(
+        &mut stream,
+        spawned.output,
+        spawned.input,
+        relay::Options {
+            idle: limits.idle,
+            end_with_peer: false,
+        },
+    )
+    .await;
     let transfer = match result {
         Ok(transfer) => transfer,
         Err(e) => {

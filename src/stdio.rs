@@ -8,11 +8,13 @@
 //! as we found it.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::sys::socket;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -145,11 +147,16 @@ impl AsyncWrite for StdoutWriter {
         }
     }
 
-    /// Points fd 1 at /dev/null; once this writer (and its duplicate) is dropped the reader of
-    /// our stdout sees EOF now, not at process exit.
+    /// Ends our output: a socket gets `shutdown(SHUT_WR)` (a FIN even when fd 0 shares the
+    /// socket, as with rsync's remote shell), and fd 1 is pointed at /dev/null so that, once
+    /// this writer and its duplicate are dropped, a pipe reader sees EOF now rather than at exit.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if let Self::Pool(stdout) = self.get_mut() {
             ready!(Pin::new(stdout).poll_flush(cx))?;
+        }
+        match socket::shutdown(io::stdout().as_raw_fd(), socket::Shutdown::Write) {
+            Ok(()) | Err(Errno::ENOTSOCK) | Err(Errno::ENOTCONN) => {}
+            Err(e) => return Poll::Ready(Err(e.into())),
         }
         let devnull = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
         nix::unistd::dup2_stdout(&devnull)?;

@@ -18,8 +18,10 @@ pub const BUF_SIZE: usize = 256 * 1024;
 pub enum Fault {
     /// Reading the source failed.
     Read(io::Error),
-    /// Writing (or flushing, or shutting down) the destination failed.
+    /// Writing or flushing the destination failed.
     Write(io::Error),
+    /// Every byte was written, but shutting the destination down (close_notify + FIN) failed.
+    Shutdown(io::Error),
 }
 
 /// One direction of the copy: source -> buffer -> destination.
@@ -49,6 +51,12 @@ impl Pump {
             done: false,
             moved: 0,
         }
+    }
+
+    /// Treats the source as ended: what is buffered is still written, then the destination
+    /// is shut down.
+    pub fn stop_reading(&mut self) {
+        self.eof = true;
     }
 
     /// Moves bytes until both sides would block, or the direction is finished (`Ready(Ok)`):
@@ -126,7 +134,7 @@ impl Pump {
                         self.done = true;
                         Poll::Ready(Ok(()))
                     }
-                    Poll::Ready(Err(e)) => Poll::Ready(Err(Fault::Write(e))),
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(Fault::Shutdown(e))),
                     Poll::Pending => Poll::Pending,
                 };
             }

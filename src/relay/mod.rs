@@ -20,6 +20,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::debug;
 
 use crate::fastpath::{self, CopyPath};
 use buffered::{Fault, Pump};
@@ -95,13 +96,24 @@ impl RelayError {
     }
 }
 
+/// How a relay ends besides both directions finishing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Fail when nothing moves for this long; `None` disables the idle timeout.
+    pub idle: Option<Duration>,
+    /// Remote-shell semantics (ssh, stunnel's inetd client): once the peer has finished
+    /// sending, stop reading local input, flush what was read, send close_notify and end.
+    /// rsync waits for its remote shell to exit before closing the shell's stdin.
+    pub end_with_peer: bool,
+}
+
 /// Relays between an established TLS stream and a local plaintext reader/writer until both
-/// directions have ended. `idle` of `None` disables the idle timeout.
+/// directions have ended.
 pub async fn relay<T, R, W>(
     tls: &mut T,
     mut local_in: R,
     local_out: W,
-    idle: Option<Duration>,
+    options: Options,
 ) -> Result<Transfer, RelayError>
 where
     T: AsyncRead + AsyncWrite + Unpin,
@@ -115,6 +127,8 @@ where
     // Dropped once shut down, so a child's stdin really closes.
     let mut local_out = Some(local_out);
     let mut last_progress = Instant::now();
+    let mut up_logged = false;
+    let idle = options.idle;
     let mut timer = idle.map(|d| Box::pin(tokio::time::sleep(d)));
 
     let snapshot = |up: &Pump, down: &Pump| Transfer {
@@ -126,6 +140,9 @@ where
 
     poll_fn(|cx| {
         let mut progress = false;
+        if options.end_with_peer && down.done {
+            up.stop_reading();
+        }
         if !up.done
             && let Poll::Ready(Err(fault)) = up.poll_pump(
                 cx,
@@ -135,23 +152,49 @@ where
             )
         {
             let partial = snapshot(&up, &down);
-            return Poll::Ready(Err(match fault {
-                Fault::Read(source) => RelayError::LocalRead { source, partial },
-                Fault::Write(source) => RelayError::PeerWrite { source, partial },
-            }));
+            match fault {
+                Fault::Read(source) => {
+                    return Poll::Ready(Err(RelayError::LocalRead { source, partial }));
+                }
+                // Every byte is out and the peer already said goodbye: a peer that hangs up
+                // right after its close_notify (stunnel's TIMEOUTclose = 0) cannot take ours.
+                Fault::Shutdown(e) if down.done && is_hangup(&e) => {
+                    debug!("peer gone before our close_notify: {e}");
+                    up.done = true;
+                }
+                Fault::Write(source) | Fault::Shutdown(source) => {
+                    return Poll::Ready(Err(RelayError::PeerWrite { source, partial }));
+                }
+            }
         }
         if let Some(out) = local_out.as_mut() {
             match down.poll_pump(cx, Pin::new(&mut *tls), Pin::new(out), &mut progress) {
-                Poll::Ready(Ok(())) => local_out = None,
+                Poll::Ready(Ok(())) => {
+                    debug!(
+                        bytes = down.moved,
+                        "peer finished sending (close_notify); local output closed"
+                    );
+                    local_out = None;
+                    if options.end_with_peer {
+                        // Re-poll now so the input side winds down in this same wake-up.
+                        cx.waker().wake_by_ref();
+                    }
+                }
                 Poll::Ready(Err(fault)) => {
                     let partial = snapshot(&up, &down);
                     return Poll::Ready(Err(match fault {
                         Fault::Read(source) => RelayError::PeerRead { source, partial },
-                        Fault::Write(source) => RelayError::LocalWrite { source, partial },
+                        Fault::Write(source) | Fault::Shutdown(source) => {
+                            RelayError::LocalWrite { source, partial }
+                        }
                     }));
                 }
                 Poll::Pending => {}
             }
+        }
+        if up.done && !up_logged {
+            up_logged = true;
+            debug!(bytes = up.moved, "local input ended; close_notify sent");
         }
         if up.done && down.done {
             return Poll::Ready(Ok(snapshot(&up, &down)));
@@ -177,4 +220,12 @@ where
         Poll::Pending
     })
     .await
+}
+
+/// Errors that mean "the peer's socket is already closed".
+fn is_hangup(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::NotConnected
+    )
 }
