@@ -27,7 +27,7 @@ pub async fn run(args: ConnectArgs) -> Result<()> {
     debug!("connected to {label}, handshaking");
     let mut stream = session::handshake(
         args.tls.handshake_timeout,
-        TlsConnector::from(config).connect(name, tcp),
+        TlsConnector::from(config).connect(name, net::wire(tcp)),
     )
     .await?;
     stream.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));

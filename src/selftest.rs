@@ -87,7 +87,7 @@ pub async fn run(args: SelftestArgs) -> Result<()> {
             .map_err(|e| Error::Connect(format!("selftest accept: {e}")))?;
         net::tune(&tcp);
         let mut stream =
-            session::handshake(limit, TlsAcceptor::from(server_cfg).accept(tcp)).await?;
+            session::handshake(limit, TlsAcceptor::from(server_cfg).accept(net::wire(tcp))).await?;
         stream.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
         let mut sink = HashSink::new();
         let transfer = relay::relay(
@@ -110,8 +110,11 @@ pub async fn run(args: SelftestArgs) -> Result<()> {
         std::time::Duration::from_secs(10),
     )
     .await?;
-    let mut stream =
-        session::handshake(limit, TlsConnector::from(client_cfg).connect(name, tcp)).await?;
+    let mut stream = session::handshake(
+        limit,
+        TlsConnector::from(client_cfg).connect(name, net::wire(tcp)),
+    )
+    .await?;
     stream.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
     let info = TlsInfo::of(stream.get_ref().1);
     let mut source = Generator::new(args.size);

@@ -68,7 +68,7 @@ async fn serve_stdio(listener: TcpListener, acceptor: TlsAcceptor, limits: &Limi
     drop(listener);
     net::tune(&tcp);
     debug!(%peer, "accepted");
-    let mut stream = session::handshake(limits.handshake, acceptor.accept(tcp)).await?;
+    let mut stream = session::handshake(limits.handshake, acceptor.accept(net::wire(tcp))).await?;
     stream.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
     let info = TlsInfo::of(stream.get_ref().1);
     debug!(%peer, version = %info.version, suite = %info.suite, client = ?info.peer_subject, "handshake complete");
@@ -135,7 +135,7 @@ async fn serve_one_exec(
     limits: &Limits,
 ) -> Result<()> {
     net::tune(&tcp);
-    let mut stream = session::handshake(limits.handshake, acceptor.accept(tcp)).await?;
+    let mut stream = session::handshake(limits.handshake, acceptor.accept(net::wire(tcp))).await?;
     stream.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
     let info = TlsInfo::of(stream.get_ref().1);
     let env = PeerEnv {

@@ -174,6 +174,15 @@ impl Proc {
 
     /// Spawns a prepared command (stdin piped, stdout and stderr captured).
     pub fn spawn_with(command: &mut Command) -> Self {
+        Self::spawn_inner(command, true)
+    }
+
+    /// Like [`Proc::spawn_with`], but stdout is left for [`Proc::take_stdout`] (benchmarks).
+    pub fn spawn_raw_stdout(command: &mut Command) -> Self {
+        Self::spawn_inner(command, false)
+    }
+
+    fn spawn_inner(command: &mut Command, collect_stdout: bool) -> Self {
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -190,12 +199,16 @@ impl Proc {
                 let _ = tx.send(line);
             }
         });
-        let mut stdout = child.stdout.take().unwrap();
-        let stdout = Some(thread::spawn(move || {
-            let mut out = Vec::new();
-            let _ = stdout.read_to_end(&mut out);
-            out
-        }));
+        let stdout = if collect_stdout {
+            let mut stdout = child.stdout.take().unwrap();
+            Some(thread::spawn(move || {
+                let mut out = Vec::new();
+                let _ = stdout.read_to_end(&mut out);
+                out
+            }))
+        } else {
+            None
+        };
         let pid = child.id() as i32;
         Self {
             child: Some(child),
@@ -228,6 +241,21 @@ impl Proc {
         line.rsplit(':').next().unwrap().trim().parse().unwrap()
     }
 
+    /// The process id.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Takes the raw stdout pipe (only after [`Proc::spawn_raw_stdout`]).
+    pub fn take_stdout(&mut self) -> std::process::ChildStdout {
+        self.child
+            .as_mut()
+            .unwrap()
+            .stdout
+            .take()
+            .expect("stdout is collected")
+    }
+
     /// Takes the stdin pipe.
     pub fn stdin(&mut self) -> ChildStdin {
         self.child.as_mut().unwrap().stdin.take().unwrap()
@@ -252,7 +280,11 @@ impl Proc {
                 panic!("process did not exit; stderr: {:#?}", self.stderr());
             }
         };
-        let stdout = self.stdout.take().unwrap().join().unwrap();
+        let stdout = self
+            .stdout
+            .take()
+            .map(|t| t.join().unwrap())
+            .unwrap_or_default();
         // The stderr reader ends at EOF, which the exit brings.
         while self.lines.recv_timeout(PATIENCE).is_ok() {}
         Outcome {
