@@ -24,6 +24,7 @@ use nix::unistd::Pid;
 /// One measured run.
 #[derive(Clone, Copy, Debug)]
 struct Sample {
+    lost: u64,
     mbps: f64,
     cpu_per_gib: f64,
     rss_mib: f64,
@@ -109,6 +110,21 @@ fn main() {
         small.mbps / stunnel,
         small.mbps / socat
     ));
+    for (tool, runs) in tools.iter().zip(&results) {
+        let lost: u64 = runs.iter().map(|r| r.lost).sum();
+        if lost > 0 {
+            table.push_str(&format!(
+                "\n{}: {lost} bytes never arrived over {} runs.\n",
+                tool.label(),
+                runs.len()
+            ));
+        }
+    }
+    assert_eq!(
+        results[0].iter().map(|r| r.lost).sum::<u64>(),
+        0,
+        "sst-tunnel lost bytes"
+    );
     println!("\n{table}");
     let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
     let _ = std::fs::create_dir_all(&target);
@@ -262,7 +278,10 @@ fn measure(
     }
     let elapsed = started.elapsed();
     writer.join().unwrap();
-    assert_eq!(got, bytes, "the tunnel lost bytes");
+    if got != bytes {
+        // Seen with stunnel's TIMEOUTclose = 0 (the SST donor setting): report, don't hide.
+        eprintln!("WARNING: {} of {bytes} bytes arrived", got);
+    }
     let rss = sampler.stop();
     client.wait().unwrap();
     if stop_server {
@@ -271,7 +290,8 @@ fn measure(
     server.finish();
     let cpu = children_cpu() - before;
     Sample {
-        mbps: bytes as f64 / elapsed.as_secs_f64() / 1e6,
+        lost: bytes - got,
+        mbps: got as f64 / elapsed.as_secs_f64() / 1e6,
         cpu_per_gib: cpu / (bytes as f64 / (1u64 << 30) as f64),
         rss_mib: rss,
     }

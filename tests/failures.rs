@@ -364,3 +364,40 @@ fn fin_without_close_notify_is_truncation() {
         "the peer closed the connection without a TLS close_notify (stream truncated)",
     );
 }
+
+#[test]
+fn ca_certificate_used_as_node_certificate() {
+    let pki = Pki::new();
+    let mut args = listen_args(
+        "127.0.0.1:0",
+        &strs(&[
+            "--stdio",
+            "--cert",
+            &pki.s("ca.pem"),
+            "--key",
+            &pki.s("ca-key.pem"),
+            "--ca",
+            &pki.s("ca.pem"),
+        ]),
+    );
+    args.extend(strs(&["--verify", "none"]));
+    let server = Proc::spawn(bin(), &args);
+    let port = server.port();
+    let mut cl = Proc::spawn(bin(), &{
+        let mut a = vec!["connect".to_string(), format!("127.0.0.1:{port}")];
+        a.extend(pki.args("client"));
+        a
+    });
+    cl.close_stdin();
+    cl.finish().fails(
+        3,
+        "is a CA certificate (basicConstraints CA:TRUE) used as a node certificate (found in",
+    );
+    let s = server.finish();
+    assert!(
+        s.stderr
+            .contains("a CA certificate (CA:TRUE) used as a node certificate"),
+        "{}",
+        s.stderr
+    );
+}

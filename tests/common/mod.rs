@@ -44,6 +44,7 @@ impl Pki {
         let (ca_params, ca_key) = ca("SST Test CA");
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         pki.write("ca.pem", &ca_cert.pem());
+        pki.write("ca-key.pem", &ca_key.serialize_pem());
         let issuer = Issuer::new(ca_params, ca_key);
         let (other_params, other_key) = ca("Other CA");
         let other_cert = other_params.self_signed(&other_key).unwrap();
