@@ -2,7 +2,7 @@
 //! [`Error::Signal`] so the exit status says a signal ended the run.
 
 use tokio::runtime::{Builder, Runtime};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::cli::{Cli, Command};
 use crate::error::{Error, Result};
@@ -12,10 +12,12 @@ use crate::{client, selftest, server};
 pub fn run(cli: Cli) -> Result<()> {
     let runtime = runtime(&cli.command)?;
     let result = runtime.block_on(async {
-        let stop = terminated();
+        // Handlers go in before the command runs, so a signal that arrives right after
+        // `listening on` is logged is already ours, not the default (killed by signal).
+        let stop = Terminated::install()?;
         tokio::select! {
+            signo = stop.recv() => Err(Error::Signal(signo)),
             result = dispatch(cli.command) => result,
-            signo = stop => Err(Error::Signal(signo?)),
         }
     });
     // Do not wait for blocking-pool stdio reads that may never return.
@@ -50,15 +52,28 @@ fn runtime(command: &Command) -> Result<Runtime> {
         .map_err(|e| Error::Internal(format!("starting the async runtime: {e}")))
 }
 
-/// Resolves with the number of the first SIGTERM or SIGINT.
-async fn terminated() -> Result<i32> {
-    let install = |kind: SignalKind| {
-        signal(kind).map_err(|e| Error::Internal(format!("installing a signal handler: {e}")))
-    };
-    let mut term = install(SignalKind::terminate())?;
-    let mut int = install(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => Ok(SignalKind::terminate().as_raw_value()),
-        _ = int.recv() => Ok(SignalKind::interrupt().as_raw_value()),
+/// SIGTERM and SIGINT, caught from the moment of installation.
+struct Terminated {
+    term: Signal,
+    int: Signal,
+}
+
+impl Terminated {
+    fn install() -> Result<Self> {
+        let install = |kind: SignalKind| {
+            signal(kind).map_err(|e| Error::Internal(format!("installing a signal handler: {e}")))
+        };
+        Ok(Self {
+            term: install(SignalKind::terminate())?,
+            int: install(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Resolves with the number of the first SIGTERM or SIGINT.
+    async fn recv(mut self) -> i32 {
+        tokio::select! {
+            _ = self.term.recv() => SignalKind::terminate().as_raw_value(),
+            _ = self.int.recv() => SignalKind::interrupt().as_raw_value(),
+        }
     }
 }

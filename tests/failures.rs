@@ -218,9 +218,7 @@ fn malformed_pem() {
 fn connection_refused() {
     let pki = Pki::new();
     let port = free_port();
-    let mut args = vec!["connect".to_string(), format!("127.0.0.1:{port}")];
-    args.extend(pki.args("client"));
-    Proc::spawn(bin(), &args)
+    client(&pki, port, "client", &[])
         .finish()
         .fails(4, "connection refused");
 }
@@ -228,18 +226,11 @@ fn connection_refused() {
 #[test]
 fn client_killed_mid_stream_is_truncation_on_the_server() {
     let pki = Pki::new();
-    let mut args = listen_args("127.0.0.1:0", &pki.args("server"));
-    args.push("--stdio".into());
-    let mut server = Proc::spawn(bin(), &args);
+    let mut server = stdio_server(&pki, &[]);
     server.close_stdin();
     let port = server.port();
-    let mut cargs = vec![
-        "--log-level".to_string(),
-        "debug".into(),
-        "connect".into(),
-        format!("127.0.0.1:{port}"),
-    ];
-    cargs.extend(pki.args("client"));
+    let mut cargs = strs(&["--log-level", "debug"]);
+    cargs.extend(client_args(&pki, port, "client", &[]));
     let mut cl = Proc::spawn(bin(), &cargs);
     let _feeder = feed(cl.stdin(), 10 << 30, 5);
     cl.wait_line("handshake complete");
@@ -257,11 +248,7 @@ fn server_killed_mid_stream_fails_the_client() {
     let mut server = Proc::spawn(bin(), &args);
     let _server_feed = feed(server.stdin(), 10 << 30, 6);
     let port = server.port();
-    let mut cl = Proc::spawn(bin(), &{
-        let mut a = vec!["connect".to_string(), format!("127.0.0.1:{port}")];
-        a.extend(pki.args("client"));
-        a
-    });
+    let mut cl = client(&pki, port, "client", &[]);
     let _feeder = feed(cl.stdin(), 10 << 30, 5);
     server.wait_line("handshake complete");
     server.signal(Signal::SIGKILL);
@@ -383,11 +370,7 @@ fn ca_certificate_used_as_node_certificate() {
     args.extend(strs(&["--verify", "none"]));
     let server = Proc::spawn(bin(), &args);
     let port = server.port();
-    let mut cl = Proc::spawn(bin(), &{
-        let mut a = vec!["connect".to_string(), format!("127.0.0.1:{port}")];
-        a.extend(pki.args("client"));
-        a
-    });
+    let mut cl = client(&pki, port, "client", &[]);
     cl.close_stdin();
     cl.finish().fails(
         3,

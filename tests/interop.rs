@@ -30,9 +30,7 @@ fn sst_tunnel_client_to_stunnel_exec_server() {
     );
     let _server = Proc::spawn(&stunnel, &[conf]);
     wait_port(port);
-    let mut args = vec!["connect".to_string(), format!("127.0.0.1:{port}")];
-    args.extend(pki.args("client"));
-    let mut cl = Proc::spawn(bin(), &args);
+    let mut cl = client(&pki, port, "client", &[]);
     let data = bytes(2 << 20, 21);
     let mut sin = cl.stdin();
     let copy = data.clone();
@@ -51,25 +49,12 @@ fn sst_tunnel_client_to_stunnel_exec_server() {
 fn stunnel_inetd_client_to_sst_tunnel_server() {
     let stunnel = require("stunnel");
     let pki = Pki::new();
-    let mut args = listen_args("127.0.0.1:0", &pki.args("server"));
-    args.push("--stdio".into());
-    let mut server = Proc::spawn(bin(), &args);
+    let mut server = stdio_server(&pki, &[]);
     // stunnel treats our close_notify as the end of the whole connection (no TLS half-close),
     // so, as with rsync on the joiner, our direction stays open until stunnel is done.
     let server_input = server.stdin();
     let port = server.port();
-    // The donor config wsrep_sst_rsync writes, verbatim in shape (contract 2.3).
-    let conf = stunnel_conf(
-        &pki,
-        "client.conf",
-        &format!(
-            "key = {}\ncert = {}\nCAfile = {}\n\nforeground = yes\npid = {}\ndebug = warning\nclient = yes\nconnect = 127.0.0.1:{port}\nTIMEOUTclose = 0\nverifyChain = yes\n\n\n\n",
-            pki.s("client-key.pem"),
-            pki.s("client-cert.pem"),
-            pki.s("ca.pem"),
-            pki.s("stunnel.pid"),
-        ),
-    );
+    let conf = stunnel_donor_conf(&pki, port);
     let mut cl = Proc::spawn(
         &stunnel,
         &[conf, "127.0.0.1".into(), "rsync".into(), "--server".into()],
@@ -99,9 +84,7 @@ fn sst_tunnel_client_to_socat_openssl_listen() {
     );
     let server = Proc::spawn(&socat, &strs(&["-d", "-d", "-u", &listen, "stdio"]));
     server.wait_line("listening on");
-    let mut args = vec!["connect".to_string(), format!("127.0.0.1:{port}")];
-    args.extend(pki.args("client"));
-    let mut cl = Proc::spawn(bin(), &args);
+    let mut cl = client(&pki, port, "client", &[]);
     let sent = feed(cl.stdin(), 8 << 20, 23);
     let c = cl.finish();
     let s = server.finish();
@@ -114,9 +97,7 @@ fn sst_tunnel_client_to_socat_openssl_listen() {
 fn socat_openssl_client_to_sst_tunnel_server() {
     let socat = require("socat");
     let pki = Pki::new();
-    let mut args = listen_args("127.0.0.1:0", &pki.args("server"));
-    args.push("--stdio".into());
-    let mut server = Proc::spawn(bin(), &args);
+    let mut server = stdio_server(&pki, &[]);
     server.close_stdin();
     let port = server.port();
     // The donor command line for encrypt=4 (contract 3.3): socat offers only P-256.
@@ -139,9 +120,7 @@ fn socat_openssl_client_to_sst_tunnel_server() {
 fn stock_client_with_the_wrong_ca_is_refused() {
     let socat = require("socat");
     let pki = Pki::new();
-    let mut args = listen_args("127.0.0.1:0", &pki.args("server"));
-    args.push("--stdio".into());
-    let mut server = Proc::spawn(bin(), &args);
+    let mut server = stdio_server(&pki, &[]);
     server.close_stdin();
     let port = server.port();
     let connect = format!(

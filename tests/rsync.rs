@@ -134,18 +134,7 @@ fn rsync_through_stock_stunnel_donor_into_sst_tunnel_joiner() {
     make_tree(&src);
     fs::create_dir(&dest).unwrap();
     let (server, port) = rsync_daemon(&pki, &dest);
-    // The donor's stunnel.conf as wsrep_sst_rsync writes it (contract 2.3).
-    pki.write(
-        "donor.conf",
-        &format!(
-            "key = {}\ncert = {}\nCAfile = {}\n\nforeground = yes\npid = {}\ndebug = warning\nclient = yes\nconnect = 127.0.0.1:{port}\nTIMEOUTclose = 0\nverifyChain = yes\n\n\n\n",
-            pki.s("client-key.pem"),
-            pki.s("client-cert.pem"),
-            pki.s("ca.pem"),
-            pki.s("stunnel.pid"),
-        ),
-    );
-    let rsh = format!("{stunnel} {}", pki.s("donor.conf"));
+    let rsh = format!("{stunnel} {}", stunnel_donor_conf(&pki, port));
     run_rsync(&strs(&[
         "--owner",
         "--group",

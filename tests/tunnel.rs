@@ -8,31 +8,6 @@ use std::net::TcpStream;
 use common::*;
 use nix::sys::signal::Signal;
 
-/// `--cert/--key/--ca` for `who`, without the default `--ca` when `extra` brings its own.
-fn tls_args(pki: &Pki, who: &str, extra: &[&str]) -> Vec<String> {
-    let mut args = pki.args(who);
-    if extra.contains(&"--ca") {
-        args.truncate(4);
-    }
-    args
-}
-
-/// `listen 127.0.0.1:0 --stdio` as node2 with `extra` flags.
-fn stdio_server(pki: &Pki, extra: &[&str]) -> Proc {
-    let mut args = listen_args("127.0.0.1:0", &tls_args(pki, "server", extra));
-    args.push("--stdio".into());
-    args.extend(strs(extra));
-    Proc::spawn(bin(), &args)
-}
-
-/// `connect 127.0.0.1:PORT` as `who` with `extra` flags.
-fn client(pki: &Pki, port: u16, who: &str, extra: &[&str]) -> Proc {
-    let mut args = vec!["connect".to_string(), format!("127.0.0.1:{port}")];
-    args.extend(tls_args(pki, who, extra));
-    args.extend(strs(extra));
-    Proc::spawn(bin(), &args)
-}
-
 /// Sends `len` bytes client -> server and checks the hash on the server's stdout.
 fn push_client_to_server(len: u64) {
     let pki = Pki::new();
@@ -379,4 +354,42 @@ fn garbage_bytes_fail_the_handshake() {
     let s = server.finish();
     s.fails(5, "TLS handshake failed");
     assert!(s.stdout.is_empty());
+}
+
+#[test]
+fn connections_have_tcp_keepalive() {
+    let ss = require("ss");
+    let pki = Pki::new();
+    let mut args = listen_args("127.0.0.1:0", &pki.args("server"));
+    args.extend(strs(&["--exec", "/bin/cat"]));
+    let server = Proc::spawn(bin(), &args);
+    let port = server.port();
+    let mut args = strs(&[
+        "--log-level",
+        "debug",
+        "connect",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    args.extend(pki.args("client"));
+    let mut cl = Proc::spawn(bin(), &args);
+    let input = cl.stdin();
+    cl.wait_line("handshake complete");
+    let filter = format!("( dport = :{port} or sport = :{port} )");
+    let out = std::process::Command::new(ss)
+        .args(["-tnoH", "state", "established", &filter])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.lines().count(),
+        2,
+        "both ends of the connection: {text}"
+    );
+    assert_eq!(
+        text.matches("timer:(keepalive").count(),
+        2,
+        "keepalive on both ends: {text}"
+    );
+    drop(input);
+    cl.finish().ok();
 }

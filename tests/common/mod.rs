@@ -445,3 +445,49 @@ pub fn listen_args(bind: &str, rest: &[String]) -> Vec<String> {
 pub fn strs(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
+
+/// `--cert/--key/--ca` for `who`, without the default `--ca` when `extra` brings its own.
+pub fn tls_args(pki: &Pki, who: &str, extra: &[&str]) -> Vec<String> {
+    let mut args = pki.args(who);
+    if extra.contains(&"--ca") {
+        args.truncate(4);
+    }
+    args
+}
+
+/// `sst-tunnel listen 127.0.0.1:0 --stdio` as node2 with `extra` flags.
+pub fn stdio_server(pki: &Pki, extra: &[&str]) -> Proc {
+    let mut args = listen_args("127.0.0.1:0", &tls_args(pki, "server", extra));
+    args.push("--stdio".into());
+    args.extend(strs(extra));
+    Proc::spawn(bin(), &args)
+}
+
+/// `sst-tunnel connect 127.0.0.1:PORT` as `who` with `extra` flags.
+pub fn client(pki: &Pki, port: u16, who: &str, extra: &[&str]) -> Proc {
+    Proc::spawn(bin(), &client_args(pki, port, who, extra))
+}
+
+/// The argv of [`client`].
+pub fn client_args(pki: &Pki, port: u16, who: &str, extra: &[&str]) -> Vec<String> {
+    let mut args = vec!["connect".to_string(), format!("127.0.0.1:{port}")];
+    args.extend(tls_args(pki, who, extra));
+    args.extend(strs(extra));
+    args
+}
+
+/// The donor `stunnel.conf` wsrep_sst_rsync writes (contract 2.3), for node1 dialling `port`;
+/// returns its path.
+pub fn stunnel_donor_conf(pki: &Pki, port: u16) -> String {
+    pki.write(
+        "donor.conf",
+        &format!(
+            "key = {}\ncert = {}\nCAfile = {}\n\nforeground = yes\npid = {}\ndebug = warning\nclient = yes\nconnect = 127.0.0.1:{port}\nTIMEOUTclose = 0\nverifyChain = yes\n\n\n\n",
+            pki.s("client-key.pem"),
+            pki.s("client-cert.pem"),
+            pki.s("ca.pem"),
+            pki.s("stunnel.pid"),
+        ),
+    );
+    pki.s("donor.conf")
+}
