@@ -384,3 +384,35 @@ fn ca_certificate_used_as_node_certificate() {
         s.stderr
     );
 }
+
+#[test]
+fn listener_identity_checks_client_names() {
+    let pki = Pki::new();
+    let (c, s) = pair(
+        &pki,
+        "server",
+        &["--verify", "identity", "--peer-name", "localhost"],
+        pki.args("client"),
+    );
+    c.ok();
+    assert_eq!(s.ok().stdout, b"secret payload");
+    let (c, s) = pair(
+        &pki,
+        "server",
+        &["--verify", "identity", "--peer-name", "node7"],
+        pki.args("client"),
+    );
+    s.fails(3, "client certificate 'CN=node1' (DNS:localhost, IP:127.0.0.1, IP:::1) matches none of the expected names: node7");
+    assert!(s.stdout.is_empty());
+    assert_ne!(c.code(), 0);
+    let out = Proc::spawn(
+        bin(),
+        &listen_args("0", &{
+            let mut a = pki.args("server");
+            a.extend(strs(&["--stdio", "--verify", "identity"]));
+            a
+        }),
+    )
+    .finish();
+    out.fails(2, "--verify identity on a listener needs --peer-name");
+}
