@@ -6,10 +6,11 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::cli::{Cli, Command};
 use crate::error::{Error, Result};
-use crate::{client, selftest, server};
+use crate::{client, fastpath, selftest, server};
 
 /// Runs `cli.command` to completion or until a terminating signal.
 pub fn run(cli: Cli) -> Result<()> {
+    fastpath::tune_allocator();
     let runtime = runtime(&cli.command)?;
     let result = runtime.block_on(async {
         // Handlers go in before the command runs, so a signal that arrives right after

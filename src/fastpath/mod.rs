@@ -47,6 +47,12 @@ pub fn enlarge_pipe(fd: BorrowedFd<'_>) {
     imp::enlarge_pipe(fd);
 }
 
+/// Tunes the allocator for a long stream of record-sized buffers; call once at start-up,
+/// before any other thread exists.
+pub fn tune_allocator() {
+    imp::tune_allocator();
+}
+
 /// Registers an fd we own with the reactor; gives it back if epoll refuses it (regular files,
 /// /dev/null).
 #[allow(unsafe_code)]

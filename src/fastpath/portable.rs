@@ -4,3 +4,6 @@ use std::os::fd::BorrowedFd;
 
 /// Pipes cannot be resized portably; the default size is used.
 pub(super) fn enlarge_pipe(_fd: BorrowedFd<'_>) {}
+
+/// The allocator keeps its defaults.
+pub(super) fn tune_allocator() {}
