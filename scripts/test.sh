@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in stunnel:stunnel4 socat:socat rsync:rsync diff:diffutils ss:iproute2; do
+for tool in stunnel:stunnel4 socat:socat rsync:rsync diff:diffutils ss:iproute2 openssl:openssl; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
 done
 if ((${#need[@]})); then

@@ -416,3 +416,72 @@ fn listener_identity_checks_client_names() {
     .finish();
     out.fails(2, "--verify identity on a listener needs --peer-name");
 }
+
+/// X.509 v1 (what `openssl x509 -req` makes without extensions) is refused at load time,
+/// naming the file and the remedy; rcgen cannot make one, so the openssl CLI does.
+#[test]
+fn x509_v1_certificate_is_refused_with_a_remedy() {
+    let openssl = require("openssl");
+    let pki = Pki::new();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&openssl)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let (key, csr, cert) = (pki.s("v1-key.pem"), pki.s("v1.csr"), pki.s("v1-cert.pem"));
+    run(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+        "-subj",
+        "/CN=v1node",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &pki.s("ca.pem"),
+        "-CAkey",
+        &pki.s("ca-key.pem"),
+        "-out",
+        &cert,
+        "-days",
+        "1",
+        "-set_serial",
+        "7",
+        "-extfile",
+        "/dev/null",
+    ]);
+    let out = Proc::spawn(
+        bin(),
+        &strs(&[
+            "listen",
+            "0",
+            "--stdio",
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "--ca",
+            &pki.s("ca.pem"),
+        ]),
+    )
+    .finish();
+    out.fails(2, "v1-cert.pem: X.509 v1 certificate: rustls (and so sst-tunnel peers) refuse v1 end-entity certificates; reissue it as v3");
+}
