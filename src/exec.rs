@@ -41,6 +41,32 @@ pub struct PeerEnv {
     pub issuer: Option<String>,
 }
 
+/// Checks before listening that `argv[0]` names an executable file (directly, or through
+/// PATH for a bare name), so a typo fails at start-up rather than on every connection.
+pub fn check(argv: &[String]) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let program = argv
+        .first()
+        .ok_or_else(|| Error::Usage("--exec needs a program".into()))?;
+    let executable = |path: &std::path::Path| {
+        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let found = if program.contains('/') {
+        executable(std::path::Path::new(program))
+    } else {
+        std::env::var_os("PATH").is_some_and(|path| {
+            std::env::split_paths(&path).any(|dir| executable(&dir.join(program)))
+        })
+    };
+    if found {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "--exec {program}: no such executable file"
+        )))
+    }
+}
+
 /// Spawns `argv` for one connection.
 pub fn spawn(argv: &[String], peer: &PeerEnv) -> Result<Spawned> {
     let (program, args) = argv

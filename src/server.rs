@@ -33,6 +33,9 @@ pub async fn run(args: ListenArgs) -> Result<()> {
     let bind = net::parse_bind(&args.bind)?;
     let prepared = Prepared::load(&args.tls, None)?;
     let config = tls::server_config(&args.tls, prepared)?;
+    if let Some(argv) = &args.exec {
+        exec::check(argv)?;
+    }
     let listener = net::listen(&bind).await?;
     let local = listener
         .local_addr()
@@ -95,9 +98,6 @@ async fn serve_exec(
     limits: Arc<Limits>,
     max_connections: u32,
 ) -> Result<()> {
-    if argv.is_empty() {
-        return Err(Error::Usage("--exec needs a program".into()));
-    }
     let slots = Arc::new(Semaphore::new(max_connections as usize));
     loop {
         // Take a slot before accepting: excess clients wait in the backlog, not in memory.

@@ -485,3 +485,13 @@ fn x509_v1_certificate_is_refused_with_a_remedy() {
     .finish();
     out.fails(2, "v1-cert.pem: X.509 v1 certificate: rustls (and so sst-tunnel peers) refuse v1 end-entity certificates; reissue it as v3");
 }
+
+#[test]
+fn exec_program_must_exist() {
+    let pki = Pki::new();
+    let mut args = listen_args("127.0.0.1:0", &pki.args("server"));
+    args.extend(strs(&["--exec", "/usr/bin/no-such-rsync", "--daemon"]));
+    Proc::spawn(bin(), &args)
+        .finish()
+        .fails(2, "--exec /usr/bin/no-such-rsync: no such executable file");
+}
