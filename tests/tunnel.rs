@@ -89,72 +89,35 @@ fn both_directions_at_once_with_half_close() {
 fn identity_checks_the_dialled_host_and_peer_names() {
     let pki = Pki::new();
     // The server certificate names 127.0.0.1 (IP SAN): identity against the dialled IP passes.
-    let mut server = stdio_server(&pki, &[]);
-    server.close_stdin();
-    let port = server.port();
-    let mut cl = client(&pki, port, "client", &["--verify", "identity"]);
-    cl.close_stdin();
-    cl.finish().ok();
-    server.finish().ok();
-
+    let (c, s) = handshake_only(&pki, &[], &["--verify", "identity"]);
+    c.ok();
+    s.ok();
     // A name the certificate lacks fails; listing a right one among wrong ones passes.
-    let mut server = stdio_server(&pki, &[]);
-    server.close_stdin();
-    let port = server.port();
-    let mut cl = client(
-        &pki,
-        port,
-        "client",
-        &["--verify", "identity", "--peer-name", "node7"],
-    );
-    cl.close_stdin();
-    cl.finish()
-        .fails(3, "matches none of the expected names: node7");
-    drop(server);
-
-    let mut server = stdio_server(&pki, &[]);
-    server.close_stdin();
-    let port = server.port();
-    let mut cl = client(
-        &pki,
-        port,
-        "client",
-        &[
-            "--verify",
-            "identity",
-            "--peer-name",
-            "nope",
-            "--peer-name",
-            "LOCALHOST",
-        ],
-    );
-    cl.close_stdin();
-    cl.finish().ok();
-    server.finish().ok();
+    let (c, _) = handshake_only(&pki, &[], &["--verify", "identity", "--peer-name", "node7"]);
+    c.fails(3, "matches none of the expected names: node7");
+    let names = [
+        "--verify",
+        "identity",
+        "--peer-name",
+        "nope",
+        "--peer-name",
+        "LOCALHOST",
+    ];
+    let (c, s) = handshake_only(&pki, &[], &names);
+    c.ok();
+    s.ok();
 }
 
 #[test]
 fn pin_requires_the_leaf_in_the_ca_file() {
     let pki = Pki::new();
-    let mut server = stdio_server(&pki, &[]);
-    server.close_stdin();
-    let port = server.port();
-    let mut cl = client(&pki, port, "client", &["--verify", "pin"]);
-    cl.close_stdin();
-    cl.finish().fails(3, "is not in");
-
-    let mut server = stdio_server(&pki, &["--verify", "pin", "--ca", &pki.s("leaves.pem")]);
-    server.close_stdin();
-    let port = server.port();
-    let mut cl = client(
-        &pki,
-        port,
-        "client",
-        &["--verify", "pin", "--ca", &pki.s("leaves.pem")],
-    );
-    cl.close_stdin();
-    cl.finish().ok();
-    server.finish().ok();
+    let (c, _) = handshake_only(&pki, &[], &["--verify", "pin"]);
+    c.fails(3, "is not in");
+    let leaves = pki.s("leaves.pem");
+    let pinned = ["--verify", "pin", "--ca", leaves.as_str()];
+    let (c, s) = handshake_only(&pki, &pinned, &pinned);
+    c.ok();
+    s.ok();
 }
 
 #[test]

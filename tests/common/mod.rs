@@ -491,3 +491,18 @@ pub fn stunnel_donor_conf(pki: &Pki, port: u16) -> String {
     );
     pki.s("donor.conf")
 }
+
+/// A `--stdio` server (node2, `server_extra`) and a client (node1, `client_extra`) with both
+/// inputs closed at once: just the handshake and the close. Returns (client, server).
+pub fn handshake_only(
+    pki: &Pki,
+    server_extra: &[&str],
+    client_extra: &[&str],
+) -> (Outcome, Outcome) {
+    let mut server = stdio_server(pki, server_extra);
+    server.close_stdin();
+    let port = server.port();
+    let mut cl = client(pki, port, "client", client_extra);
+    cl.close_stdin();
+    (cl.finish(), server.finish())
+}
