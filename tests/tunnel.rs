@@ -337,21 +337,24 @@ fn connections_have_tcp_keepalive() {
     let input = cl.stdin();
     cl.wait_line("handshake complete");
     let filter = format!("( dport = :{port} or sport = :{port} )");
-    let out = std::process::Command::new(ss)
-        .args(["-tnoH", "state", "established", &filter])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        text.lines().count(),
-        2,
-        "both ends of the connection: {text}"
-    );
-    assert_eq!(
-        text.matches("timer:(keepalive").count(),
-        2,
-        "keepalive on both ends: {text}"
-    );
+    // An unacknowledged segment shows the retransmit timer instead, so wait (bounded) for
+    // both ends to settle into the keepalive timer.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let out = std::process::Command::new(&ss)
+            .args(["-tnoH", "state", "established", &filter])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.lines().count() == 2 && text.matches("timer:(keepalive").count() == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "keepalive not on both ends: {text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     drop(input);
     cl.finish().ok();
 }
