@@ -13,6 +13,16 @@ fn stunnel_conf(pki: &Pki, name: &str, body: &str) -> String {
     pki.s(name)
 }
 
+/// The donor address wsrep_sst_mariabackup gives socat for encrypt=4 (contract 3.3), as `who`.
+fn socat_connect(pki: &Pki, port: u16, who: &str) -> String {
+    format!(
+        "openssl-connect:127.0.0.1:{port},no-sni=1,cert={},key={},cafile={},commonname=",
+        pki.s(&format!("{who}-cert.pem")),
+        pki.s(&format!("{who}-key.pem")),
+        pki.s("ca.pem")
+    )
+}
+
 #[test]
 fn sst_tunnel_client_to_stunnel_exec_server() {
     let stunnel = require("stunnel");
@@ -100,13 +110,8 @@ fn socat_openssl_client_to_sst_tunnel_server() {
     let mut server = stdio_server(&pki, &[]);
     server.close_stdin();
     let port = server.port();
-    // The donor command line for encrypt=4 (contract 3.3): socat offers only P-256.
-    let connect = format!(
-        "openssl-connect:127.0.0.1:{port},no-sni=1,cert={},key={},cafile={},commonname=",
-        pki.s("client-cert.pem"),
-        pki.s("client-key.pem"),
-        pki.s("ca.pem")
-    );
+    // socat offers only P-256.
+    let connect = socat_connect(&pki, port, "client");
     let mut cl = Proc::spawn(&socat, &strs(&["-u", "stdio", &connect]));
     let sent = feed(cl.stdin(), 8 << 20, 24);
     let c = cl.finish();
@@ -123,12 +128,7 @@ fn stock_client_with_the_wrong_ca_is_refused() {
     let mut server = stdio_server(&pki, &[]);
     server.close_stdin();
     let port = server.port();
-    let connect = format!(
-        "openssl-connect:127.0.0.1:{port},no-sni=1,cert={},key={},cafile={},commonname=",
-        pki.s("rogue-cert.pem"),
-        pki.s("rogue-key.pem"),
-        pki.s("ca.pem")
-    );
+    let connect = socat_connect(&pki, port, "rogue");
     let mut cl = Proc::spawn(&socat, &strs(&["-u", "stdio", &connect]));
     let _ = cl.stdin().write_all(b"should never arrive");
     cl.close_stdin();
