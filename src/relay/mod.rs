@@ -163,6 +163,14 @@ where
                     up.done = true;
                 }
                 Fault::Write(source) | Fault::Shutdown(source) => {
+                    // A peer that rejects us sends an alert and hangs up; our next write then
+                    // fails with a bare EPIPE. If the alert is already here, it is the cause.
+                    if let Some(alert) = pending_read_error(cx, &mut *tls) {
+                        return Poll::Ready(Err(RelayError::PeerRead {
+                            source: alert,
+                            partial,
+                        }));
+                    }
                     return Poll::Ready(Err(RelayError::PeerWrite { source, partial }));
                 }
             }
@@ -228,4 +236,23 @@ fn is_hangup(err: &io::Error) -> bool {
         err.kind(),
         io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::NotConnected
     )
+}
+
+/// After a failed write, reads whatever the peer already sent (it is void now) to find a TLS
+/// error such as a certificate alert; `None` when there is none to be had without waiting.
+fn pending_read_error<T: AsyncRead + Unpin>(
+    cx: &mut std::task::Context<'_>,
+    tls: &mut T,
+) -> Option<io::Error> {
+    let mut scratch = [0u8; 4096];
+    loop {
+        let mut buf = tokio::io::ReadBuf::new(&mut scratch);
+        match Pin::new(&mut *tls).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) if !buf.filled().is_empty() => continue,
+            Poll::Ready(Err(e)) if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) => {
+                return Some(e);
+            }
+            _ => return None,
+        }
+    }
 }
