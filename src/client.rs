@@ -1,15 +1,14 @@
 //! `sst-tunnel connect`: stdin -> TLS peer -> stdout (the donor side).
 
-use tokio_rustls::TlsConnector;
 use tracing::debug;
 
 use crate::cli::ConnectArgs;
 use crate::error::Result;
 use crate::net;
 use crate::relay;
-use crate::session::{self, TlsInfo};
+use crate::session;
 use crate::stdio::{StdinReader, StdoutWriter};
-use crate::tls::{self, Prepared, TLS_BUFFER_LIMIT};
+use crate::tls::{self, Prepared};
 
 /// Dials the peer, completes the handshake, and relays stdio until both directions end.
 pub async fn run(args: ConnectArgs) -> Result<()> {
@@ -25,13 +24,8 @@ pub async fn run(args: ConnectArgs) -> Result<()> {
     let tcp = net::connect(&target, args.connect_timeout).await?;
     let label = net::display(&target);
     debug!("connected to {label}, handshaking");
-    let mut stream = session::handshake(
-        args.tls.handshake_timeout,
-        TlsConnector::from(config).connect(name, net::wire(tcp)),
-    )
-    .await?;
-    stream.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
-    let info = TlsInfo::of(stream.get_ref().1);
+    let (mut stream, info) =
+        session::connect(config, name, tcp, args.tls.handshake_timeout).await?;
     debug!(version = %info.version, suite = %info.suite, peer = ?info.peer_subject, "handshake complete");
     let idle = (!args.stream.idle_timeout.is_zero()).then_some(args.stream.idle_timeout);
     let transfer = relay::relay(

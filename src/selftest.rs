@@ -11,16 +11,16 @@ use std::time::Instant;
 
 use aws_lc_rs::digest;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_rustls::TlsAcceptor;
 
 use crate::cli::{SelftestArgs, TlsArgs, TlsVersion};
 use crate::error::{Error, Result};
 use crate::net::{self, HostPort};
 use crate::pki::Pki;
 use crate::relay::{self, Transfer};
-use crate::session::{self, TlsInfo};
+use crate::session;
 use crate::tls::pem::CaCert;
-use crate::tls::{self, Policy, Prepared, TLS_BUFFER_LIMIT};
+use crate::tls::{self, Policy, Prepared};
 
 /// Size of the pattern the generator repeats; deliberately not a power of two so chunk
 /// boundaries never line up with it and a dropped or doubled chunk changes the hash.
@@ -85,10 +85,7 @@ pub async fn run(args: SelftestArgs) -> Result<()> {
             .accept()
             .await
             .map_err(|e| Error::Connect(format!("selftest accept: {e}")))?;
-        net::tune(&tcp);
-        let mut stream =
-            session::handshake(limit, TlsAcceptor::from(server_cfg).accept(net::wire(tcp))).await?;
-        stream.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
+        let (mut stream, _) = session::accept(&TlsAcceptor::from(server_cfg), tcp, limit).await?;
         let mut sink = HashSink::new();
         let transfer = relay::relay(
             &mut stream,
@@ -110,13 +107,7 @@ pub async fn run(args: SelftestArgs) -> Result<()> {
         std::time::Duration::from_secs(10),
     )
     .await?;
-    let mut stream = session::handshake(
-        limit,
-        TlsConnector::from(client_cfg).connect(name, net::wire(tcp)),
-    )
-    .await?;
-    stream.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
-    let info = TlsInfo::of(stream.get_ref().1);
+    let (mut stream, info) = session::connect(client_cfg, name, tcp, limit).await?;
     let mut source = Generator::new(args.size);
     let sent: Transfer = relay::relay(
         &mut stream,

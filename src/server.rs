@@ -15,9 +15,9 @@ use crate::error::{Error, Result};
 use crate::exec::{self, PeerEnv};
 use crate::net;
 use crate::relay;
-use crate::session::{self, TlsInfo};
+use crate::session;
 use crate::stdio::{StdinReader, StdoutWriter};
-use crate::tls::{self, Prepared, TLS_BUFFER_LIMIT};
+use crate::tls::{self, Prepared};
 
 /// Pause after a failed accept (EMFILE and friends) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -69,11 +69,8 @@ async fn serve_stdio(listener: TcpListener, acceptor: TlsAcceptor, limits: &Limi
         .map_err(|e| Error::Connect(format!("accept failed: {e}")))?;
     // One connection only: later dialers get "connection refused", not a silent queue.
     drop(listener);
-    net::tune(&tcp);
     debug!(%peer, "accepted");
-    let mut stream = session::handshake(limits.handshake, acceptor.accept(net::wire(tcp))).await?;
-    stream.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
-    let info = TlsInfo::of(stream.get_ref().1);
+    let (mut stream, info) = session::accept(&acceptor, tcp, limits.handshake).await?;
     debug!(%peer, version = %info.version, suite = %info.suite, client = ?info.peer_subject, "handshake complete");
     let transfer = relay::relay(
         &mut stream,
@@ -134,10 +131,7 @@ async fn serve_one_exec(
     argv: &[String],
     limits: &Limits,
 ) -> Result<()> {
-    net::tune(&tcp);
-    let mut stream = session::handshake(limits.handshake, acceptor.accept(net::wire(tcp))).await?;
-    stream.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
-    let info = TlsInfo::of(stream.get_ref().1);
+    let (mut stream, info) = session::accept(&acceptor, tcp, limits.handshake).await?;
     let env = PeerEnv {
         addr: peer,
         subject: info.peer_subject.clone(),

@@ -3,13 +3,19 @@
 
 use std::future::Future;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::{CommonState, ProtocolVersion};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, CommonState, ProtocolVersion};
+use tokio::net::TcpStream;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::info;
 
 use crate::error::Error;
+use crate::net::{self, Wire};
 use crate::relay::{RelayError, Transfer};
+use crate::tls::TLS_BUFFER_LIMIT;
 use crate::tls::{self, names::CertNames};
 
 /// What the handshake settled.
@@ -52,8 +58,41 @@ impl TlsInfo {
     }
 }
 
+/// The TLS stream a server relays over.
+pub type ServerStream = tokio_rustls::server::TlsStream<Wire>;
+/// The TLS stream a client relays over.
+pub type ClientStream = tokio_rustls::client::TlsStream<Wire>;
+
+/// Server side of a connection: socket tuning, handshake under `limit`, rustls buffer sizing.
+pub async fn accept(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+    limit: Duration,
+) -> Result<(ServerStream, TlsInfo), Error> {
+    net::tune(&tcp);
+    let mut stream = handshake(limit, acceptor.accept(net::wire(tcp))).await?;
+    stream.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
+    let info = TlsInfo::of(stream.get_ref().1);
+    Ok((stream, info))
+}
+
+/// Client side of a connection (the socket comes tuned from [`net::connect`]): handshake
+/// under `limit`, rustls buffer sizing.
+pub async fn connect(
+    config: Arc<ClientConfig>,
+    name: ServerName<'static>,
+    tcp: TcpStream,
+    limit: Duration,
+) -> Result<(ClientStream, TlsInfo), Error> {
+    let connecting = TlsConnector::from(config).connect(name, net::wire(tcp));
+    let mut stream = handshake(limit, connecting).await?;
+    stream.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
+    let info = TlsInfo::of(stream.get_ref().1);
+    Ok((stream, info))
+}
+
 /// Runs a handshake future under `limit`, classifying failures.
-pub async fn handshake<S>(
+async fn handshake<S>(
     limit: Duration,
     fut: impl Future<Output = io::Result<S>>,
 ) -> Result<S, Error> {
