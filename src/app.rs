@@ -1,24 +1,57 @@
-//! Runs a parsed command: picks the runtime flavour, dispatches, and turns SIGTERM/SIGINT into
-//! [`Error::Signal`] so the exit status says a signal ended the run.
+//! Runs a parsed command: picks the runtime flavour, dispatches, turns SIGTERM/SIGINT into
+//! [`Error::Signal`] so the exit status says a signal ended the run, and prints the one-line
+//! error. The stunnel and socat front-ends reuse [`execute`] and [`exit_status`].
+
+use std::future::Future;
+use std::process::ExitCode;
 
 use tokio::runtime::{Builder, Runtime};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::cli::{Cli, Command};
 use crate::error::{Error, Result};
-use crate::{client, fastpath, selftest, server};
+use crate::{client, fastpath, frontend, logging, selftest, server};
 
-/// Runs `cli.command` to completion or until a terminating signal.
-pub fn run(cli: Cli) -> Result<()> {
+/// The native command line, start to exit status.
+pub fn main(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Stunnel(pass) => return frontend::stunnel::main(pass.args),
+        Command::Socat(pass) => return frontend::socat::main(pass.args),
+        _ => {}
+    }
+    logging::init(cli.log_level.as_deref());
+    let multi = match &cli.command {
+        Command::Listen(args) => args.exec.is_some(),
+        Command::Selftest(_) => true,
+        _ => false,
+    };
+    let result = execute(multi, dispatch(cli.command));
+    exit_status("sst-tunnel", result, Error::exit_code)
+}
+
+/// Prints a failure as one line on stderr and turns the outcome into an exit status.
+pub fn exit_status(label: &str, result: Result<()>, code: impl Fn(&Error) -> u8) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{label}: error: {err}");
+            ExitCode::from(code(&err))
+        }
+    }
+}
+
+/// Runs `work` to completion or until a terminating signal, on a multi-threaded runtime when
+/// `multi` (many connections) and on the calling thread otherwise (one stream is faster so).
+pub fn execute(multi: bool, work: impl Future<Output = Result<()>>) -> Result<()> {
     fastpath::tune_allocator();
-    let runtime = runtime(&cli.command)?;
+    let runtime = runtime(multi)?;
     let result = runtime.block_on(async {
         // Handlers go in before the command runs, so a signal that arrives right after
         // `listening on` is logged is already ours, not the default (killed by signal).
         let stop = Terminated::install()?;
         tokio::select! {
             signo = stop.recv() => Err(Error::Signal(signo)),
-            result = dispatch(cli.command) => result,
+            result = work => result,
         }
     });
     // Do not wait for blocking-pool stdio reads that may never return.
@@ -31,17 +64,13 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Connect(args) => client::run(args).await,
         Command::Listen(args) => server::run(args).await,
         Command::Selftest(args) => selftest::run(args).await,
+        Command::Stunnel(_) | Command::Socat(_) => Err(Error::Internal(
+            "front-ends are dispatched before the runtime".into(),
+        )),
     }
 }
 
-/// One stream needs one thread (and is faster on one); many connections or both selftest
-/// ends want every core.
-fn runtime(command: &Command) -> Result<Runtime> {
-    let multi = match command {
-        Command::Listen(args) => args.exec.is_some(),
-        Command::Selftest(_) => true,
-        Command::Connect(_) => false,
-    };
+fn runtime(multi: bool) -> Result<Runtime> {
     let mut builder = if multi {
         Builder::new_multi_thread()
     } else {

@@ -3,10 +3,41 @@
 //! Files named here are opened later, by [`crate::tls`]; this module only checks that values
 //! have the right shape so every mistake is reported against the flag that carried it.
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Which command line this process was given.
+#[derive(Debug)]
+pub enum Invocation {
+    /// `sst-tunnel ...`.
+    Native(Box<Cli>),
+    /// Run as `stunnel` (by name), or `sst-tunnel stunnel`: the words after the command.
+    Stunnel(Vec<OsString>),
+    /// Run as `socat` (by name), or `sst-tunnel socat`: the words after the command.
+    Socat(Vec<OsString>),
+}
+
+impl Invocation {
+    /// Reads argv: the name the binary runs under picks the personality (the SST scripts run
+    /// `stunnel` and `socat`), anything else is the native command line.
+    pub fn from_env() -> Self {
+        let mut args: Vec<OsString> = std::env::args_os().collect();
+        let name = args
+            .first()
+            .and_then(|a| Path::new(a).file_name())
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        match name.as_str() {
+            "stunnel" => Self::Stunnel(args.split_off(1)),
+            "socat" => Self::Socat(args.split_off(1)),
+            _ => Self::Native(Box::new(Cli::parse_from(args))),
+        }
+    }
+}
 
 /// sst-tunnel: a TLS tunnel for Galera State Snapshot Transfers.
 #[derive(Debug, Parser)]
@@ -30,6 +61,22 @@ pub enum Command {
     Listen(ListenArgs),
     /// Run both ends in this process on loopback with throwaway certificates and check a hash.
     Selftest(SelftestArgs),
+    /// Behave as stunnel: `sst-tunnel stunnel CONF` runs the SST scripts' stunnel.conf.
+    Stunnel(PassThrough),
+    /// Behave as socat: `sst-tunnel socat -u stdio openssl-connect:HOST:PORT,...`.
+    Socat(PassThrough),
+}
+
+/// The arguments of a front-end, untouched (they follow stunnel's or socat's syntax).
+#[derive(Debug, Args)]
+pub struct PassThrough {
+    /// Arguments as the original tool takes them.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    pub args: Vec<OsString>,
 }
 
 /// `sst-tunnel connect`.

@@ -1,16 +1,48 @@
 //! `sst-tunnel connect`: stdin -> TLS peer -> stdout (the donor side).
+//!
+//! The native command and the stunnel/socat front-ends describe a [`Plan`] and call [`dial`].
 
-use tracing::debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use tracing::{debug, warn};
 
 use crate::cli::ConnectArgs;
 use crate::error::Result;
-use crate::net;
+use crate::net::{self, HostPort};
 use crate::relay;
-use crate::session;
-use crate::stdio::{StdinReader, StdoutWriter};
+use crate::session::{self, ClientStream, TlsInfo};
+use crate::stdio::{Direction, LocalEnds};
 use crate::tls::{self, Prepared};
 
-/// Dials the peer, completes the handshake, and relays stdio until both directions end.
+/// Everything a client run needs, decided before the first packet.
+pub struct Plan {
+    /// Where to dial.
+    pub target: HostPort,
+    /// The TLS client configuration.
+    pub config: Arc<ClientConfig>,
+    /// The name the handshake runs under (SNI when enabled and a DNS name).
+    pub name: ServerName<'static>,
+    /// Give up dialling after this long.
+    pub connect_timeout: Duration,
+    /// Give up on the handshake after this long.
+    pub handshake_timeout: Duration,
+    /// Idle timeout for the data phase; `None` disables it.
+    pub idle: Option<Duration>,
+    /// Which ways bytes flow.
+    pub direction: Direction,
+    /// Remote-shell semantics: end once the peer has finished (rsync's `--rsh`).
+    pub end_with_peer: bool,
+    /// Further attempts after a failed connect or handshake (socat `retry=N`), and the pause
+    /// between them.
+    pub retries: u32,
+    /// Pause between attempts.
+    pub retry_interval: Duration,
+}
+
+/// `sst-tunnel connect`.
 pub async fn run(args: ConnectArgs) -> Result<()> {
     let target = net::parse_host_port(&args.target, "HOST:PORT")?;
     let prepared = Prepared::load(&args.tls, Some(&target.host))?;
@@ -21,24 +53,65 @@ pub async fn run(args: ConnectArgs) -> Result<()> {
         args.sni.as_deref(),
         args.no_sni,
     )?;
-    let tcp = net::connect(&target, args.connect_timeout).await?;
-    let label = net::display(&target);
-    debug!("connected to {label}, handshaking");
-    let (mut stream, info) =
-        session::connect(config, name, tcp, args.tls.handshake_timeout).await?;
+    dial(Plan {
+        target,
+        config,
+        name,
+        connect_timeout: args.connect_timeout,
+        handshake_timeout: args.tls.handshake_timeout,
+        idle: (!args.stream.idle_timeout.is_zero()).then_some(args.stream.idle_timeout),
+        direction: Direction::Both,
+        end_with_peer: !args.rsh_args.is_empty(),
+        retries: 0,
+        retry_interval: Duration::ZERO,
+    })
+    .await
+}
+
+/// Dials the peer, completes the handshake, and relays stdio until the plan says it is over.
+pub async fn dial(plan: Plan) -> Result<()> {
+    let label = net::display(&plan.target);
+    let (mut stream, info) = establish(&plan, &label).await?;
     debug!(version = %info.version, suite = %info.suite, peer = ?info.peer_subject, "handshake complete");
-    let idle = (!args.stream.idle_timeout.is_zero()).then_some(args.stream.idle_timeout);
+    let local = LocalEnds::open(plan.direction, plan.end_with_peer);
     let transfer = relay::relay(
         &mut stream,
-        StdinReader::open(),
-        StdoutWriter::open(),
+        local.input,
+        local.output,
         relay::Options {
-            idle,
-            end_with_peer: !args.rsh_args.is_empty(),
+            idle: plan.idle,
+            end_with_peer: local.end_with_peer,
         },
     )
     .await
     .map_err(session::relay_error)?;
     session::log_summary(&label, &info, &transfer);
     Ok(())
+}
+
+/// Connect and handshake, retried as the plan allows.
+async fn establish(plan: &Plan, label: &str) -> Result<(ClientStream, TlsInfo)> {
+    let mut attempt = 0;
+    loop {
+        let result = async {
+            let tcp = net::connect(&plan.target, plan.connect_timeout).await?;
+            debug!("connected to {label}, handshaking");
+            session::connect(
+                plan.config.clone(),
+                plan.name.clone(),
+                tcp,
+                plan.handshake_timeout,
+            )
+            .await
+        }
+        .await;
+        match result {
+            Err(e) if attempt < plan.retries => {
+                attempt += 1;
+                warn!("{e} (retry {attempt} of {})", plan.retries);
+                tokio::time::sleep(plan.retry_interval).await;
+            }
+            other => return other,
+        }
+    }
 }

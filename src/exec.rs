@@ -31,6 +31,27 @@ pub struct Spawned {
     pub input: OwnedWriteHalf,
 }
 
+/// The program run per connection: the file to execute and the argv it sees, whose first
+/// word need not be the file (stunnel's `exec` and `execargs` are separate).
+#[derive(Debug, Clone)]
+pub struct Program {
+    /// Path or bare name (looked up in PATH) of the executable.
+    pub path: String,
+    /// The complete argv, argv[0] included.
+    pub argv: Vec<String>,
+}
+
+impl Program {
+    /// The usual case: argv[0] is also the file to run.
+    pub fn from_argv(argv: Vec<String>) -> Result<Self> {
+        let path = argv
+            .first()
+            .cloned()
+            .ok_or_else(|| Error::Usage("--exec needs a program".into()))?;
+        Ok(Self { path, argv })
+    }
+}
+
 /// Who is on the other end, as exported to the child.
 pub struct PeerEnv {
     /// The client's address.
@@ -43,11 +64,9 @@ pub struct PeerEnv {
 
 /// Checks before listening that `argv[0]` names an executable file (directly, or through
 /// PATH for a bare name), so a typo fails at start-up rather than on every connection.
-pub fn check(argv: &[String]) -> Result<()> {
+pub fn check(program: &Program) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let program = argv
-        .first()
-        .ok_or_else(|| Error::Usage("--exec needs a program".into()))?;
+    let program = &program.path;
     let executable = |path: &std::path::Path| {
         std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     };
@@ -68,10 +87,8 @@ pub fn check(argv: &[String]) -> Result<()> {
 }
 
 /// Spawns `argv` for one connection.
-pub fn spawn(argv: &[String], peer: &PeerEnv) -> Result<Spawned> {
-    let (program, args) = argv
-        .split_first()
-        .ok_or_else(|| Error::Usage("--exec needs a program".into()))?;
+pub fn spawn(spec: &Program, peer: &PeerEnv) -> Result<Spawned> {
+    let program = &spec.path;
     let (ours, theirs) = StdUnixStream::pair().map_err(spawn_error(program))?;
     for end in [&ours, &theirs] {
         let sock = SockRef::from(end);
@@ -81,8 +98,11 @@ pub fn spawn(argv: &[String], peer: &PeerEnv) -> Result<Spawned> {
     let theirs = OwnedFd::from(theirs);
     let theirs_too = theirs.try_clone().map_err(spawn_error(program))?;
     let mut command = Command::new(program);
+    if let Some(arg0) = spec.argv.first() {
+        command.arg0(arg0);
+    }
     command
-        .args(args)
+        .args(spec.argv.iter().skip(1))
         .stdin(Stdio::from(theirs))
         .stdout(Stdio::from(theirs_too))
         .stderr(Stdio::inherit())

@@ -8,7 +8,10 @@
 //! # Layout
 //! - [`cli`]: the command-line syntax (clap), no I/O.
 //! - [`app`]: picks the runtime, dispatches the command, turns signals into errors.
-//! - [`client`] / [`server`] / [`selftest`]: the three commands.
+//! - [`client`] / [`server`] / [`selftest`]: the three commands; client and server take plans
+//!   that the native CLI and the front-ends build alike.
+//! - [`frontend`]: the stunnel and socat drop-ins (config files and command lines of the stock
+//!   SST scripts), and delegation to the real tools for anything else.
 //! - [`tls`]: flags -> rustls configs; certificate loading, verification policies, names.
 //! - [`session`]: one connection around the relay: handshake deadline, summary, error wording.
 //! - [`relay`]: moves bytes both ways with half-close and an idle timeout (the copy seam).
@@ -23,6 +26,7 @@ pub mod client;
 pub mod error;
 pub mod exec;
 pub mod fastpath;
+pub mod frontend;
 pub mod logging;
 pub mod net;
 pub mod pki;

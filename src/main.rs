@@ -1,19 +1,15 @@
-//! The `sst-tunnel` binary: parse, set up logging, run, map the outcome to an exit status.
+//! The `sst-tunnel` binary: decide which command line this is (native, or stunnel/socat by
+//! the name it runs under), run it, exit with its status.
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use sst_tunnel::cli::Cli;
-use sst_tunnel::{app, logging};
+use sst_tunnel::cli::Invocation;
+use sst_tunnel::{app, frontend};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    logging::init(cli.log_level.as_deref());
-    match app::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("sst-tunnel: error: {err}");
-            ExitCode::from(err.exit_code())
-        }
+    match Invocation::from_env() {
+        Invocation::Native(cli) => app::main(*cli),
+        Invocation::Stunnel(args) => frontend::stunnel::main(args),
+        Invocation::Socat(args) => frontend::socat::main(args),
     }
 }

@@ -50,7 +50,7 @@ pub async fn run(args: SelftestArgs) -> Result<()> {
     let server_cfg = tls::server_config(
         &tls_args,
         Prepared {
-            policy: Some(Policy::Chain),
+            policy: Some(Policy::chain()),
             identity: Some(pki.server),
             trusted: trusted(),
             ca_label: "<selftest CA>".into(),
@@ -60,7 +60,7 @@ pub async fn run(args: SelftestArgs) -> Result<()> {
     let (client_cfg, name) = tls::client_config(
         &tls_args,
         Prepared {
-            policy: Some(Policy::Identity(vec!["127.0.0.1".into()])),
+            policy: Some(Policy::identity(vec!["127.0.0.1".into()])),
             identity: Some(pki.client),
             trusted: trusted(),
             ca_label: "<selftest CA>".into(),

@@ -1,10 +1,15 @@
 //! `sst-tunnel listen`: the TLS server, relaying one connection to stdio or running a program
 //! per connection.
+//!
+//! The native command and the stunnel/socat front-ends all end here: they describe what to
+//! serve as a [`Plan`], open the socket with [`open`] (the stunnel front-end writes its pid
+//! file between the two), and hand both to [`serve`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -12,15 +17,117 @@ use tracing::{debug, info, warn};
 
 use crate::cli::ListenArgs;
 use crate::error::{Error, Result};
-use crate::exec::{self, PeerEnv};
-use crate::net;
+use crate::exec::{self, PeerEnv, Program};
+use crate::net::{self, HostPort};
 use crate::relay;
 use crate::session;
-use crate::stdio::{StdinReader, StdoutWriter};
+use crate::stdio::{Direction, LocalEnds};
 use crate::tls::{self, Prepared};
 
 /// Pause after a failed accept (EMFILE and friends) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// What a listener serves, and how.
+pub struct Plan {
+    /// The TLS server configuration.
+    pub config: Arc<ServerConfig>,
+    /// Handshake deadline per connection.
+    pub handshake: Duration,
+    /// Idle timeout per connection; `None` disables it.
+    pub idle: Option<Duration>,
+    /// Stdio or exec.
+    pub mode: Mode,
+}
+
+/// The two kinds of listener.
+pub enum Mode {
+    /// Relay exactly one connection to stdin/stdout.
+    Stdio {
+        /// Which ways bytes flow.
+        direction: Direction,
+        /// Connections whose handshake fails before one succeeds (socat `retry=N`); zero
+        /// means the first failure ends the run.
+        retries: u32,
+    },
+    /// Run `program` for every connection.
+    Exec {
+        /// What to run.
+        program: Program,
+        /// Most connections served at once.
+        max_connections: u32,
+    },
+}
+
+/// `sst-tunnel listen`: checks everything, opens the socket, serves.
+pub async fn run(args: ListenArgs) -> Result<()> {
+    let bind = net::parse_bind(&args.bind)?;
+    let prepared = Prepared::load(&args.tls, None)?;
+    let config = tls::server_config(&args.tls, prepared)?;
+    let mode = match args.exec {
+        Some(argv) => Mode::Exec {
+            program: Program::from_argv(argv)?,
+            max_connections: args.max_connections,
+        },
+        None => Mode::Stdio {
+            direction: Direction::Both,
+            retries: 0,
+        },
+    };
+    let plan = Plan {
+        config,
+        handshake: args.tls.handshake_timeout,
+        idle: (!args.stream.idle_timeout.is_zero()).then_some(args.stream.idle_timeout),
+        mode,
+    };
+    check(&plan)?;
+    let listener = open(&bind).await?;
+    serve(listener, plan).await
+}
+
+/// Start-up checks that need no socket (an `--exec` program that does not exist).
+pub fn check(plan: &Plan) -> Result<()> {
+    match &plan.mode {
+        Mode::Exec { program, .. } => exec::check(program),
+        Mode::Stdio { .. } => Ok(()),
+    }
+}
+
+/// Opens the listening socket and logs `listening on ADDR`.
+pub async fn open(bind: &HostPort) -> Result<TcpListener> {
+    let listener = net::listen(bind).await?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::Internal(format!("listening socket has no address: {e}")))?;
+    info!("listening on {local}");
+    Ok(listener)
+}
+
+/// Serves `plan` on an open listener: until a signal (exec) or one connection's end (stdio).
+pub async fn serve(listener: TcpListener, plan: Plan) -> Result<()> {
+    let acceptor = TlsAcceptor::from(plan.config);
+    let limits = Limits {
+        handshake: plan.handshake,
+        idle: plan.idle,
+    };
+    match plan.mode {
+        Mode::Exec {
+            program,
+            max_connections,
+        } => {
+            serve_exec(
+                listener,
+                acceptor,
+                Arc::new(program),
+                Arc::new(limits),
+                max_connections,
+            )
+            .await
+        }
+        Mode::Stdio { direction, retries } => {
+            serve_stdio(listener, acceptor, &limits, direction, retries).await
+        }
+    }
+}
 
 /// Per-connection settings shared by every handler.
 struct Limits {
@@ -28,57 +135,41 @@ struct Limits {
     idle: Option<Duration>,
 }
 
-/// Opens the listening socket, logs `listening on ADDR`, and serves.
-pub async fn run(args: ListenArgs) -> Result<()> {
-    let bind = net::parse_bind(&args.bind)?;
-    let prepared = Prepared::load(&args.tls, None)?;
-    let config = tls::server_config(&args.tls, prepared)?;
-    if let Some(argv) = &args.exec {
-        exec::check(argv)?;
-    }
-    let listener = net::listen(&bind).await?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| Error::Internal(format!("listening socket has no address: {e}")))?;
-    info!("listening on {local}");
-    let acceptor = TlsAcceptor::from(config);
-    let limits = Limits {
-        handshake: args.tls.handshake_timeout,
-        idle: (!args.stream.idle_timeout.is_zero()).then_some(args.stream.idle_timeout),
-    };
-    match args.exec {
-        Some(argv) => {
-            serve_exec(
-                listener,
-                acceptor,
-                Arc::new(argv),
-                Arc::new(limits),
-                args.max_connections,
-            )
+/// Accepts one connection (after up to `retries` failed handshakes) and relays it to stdio.
+async fn serve_stdio(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    limits: &Limits,
+    direction: Direction,
+    retries: u32,
+) -> Result<()> {
+    let mut failures = 0;
+    let (mut stream, info, peer) = loop {
+        let (tcp, peer) = listener
+            .accept()
             .await
+            .map_err(|e| Error::Connect(format!("accept failed: {e}")))?;
+        debug!(%peer, "accepted");
+        match session::accept(&acceptor, tcp, limits.handshake).await {
+            Ok((stream, info)) => break (stream, info, peer),
+            Err(e) if failures < retries => {
+                failures += 1;
+                warn!("connection from {peer} failed ({failures} of {retries} retries): {e}");
+            }
+            Err(e) => return Err(e),
         }
-        None => serve_stdio(listener, acceptor, &limits).await,
-    }
-}
-
-/// Accepts exactly one connection and relays it to stdin/stdout.
-async fn serve_stdio(listener: TcpListener, acceptor: TlsAcceptor, limits: &Limits) -> Result<()> {
-    let (tcp, peer) = listener
-        .accept()
-        .await
-        .map_err(|e| Error::Connect(format!("accept failed: {e}")))?;
+    };
     // One connection only: later dialers get "connection refused", not a silent queue.
     drop(listener);
-    debug!(%peer, "accepted");
-    let (mut stream, info) = session::accept(&acceptor, tcp, limits.handshake).await?;
     debug!(%peer, version = %info.version, suite = %info.suite, client = ?info.peer_subject, "handshake complete");
+    let local = LocalEnds::open(direction, false);
     let transfer = relay::relay(
         &mut stream,
-        StdinReader::open(),
-        StdoutWriter::open(),
+        local.input,
+        local.output,
         relay::Options {
             idle: limits.idle,
-            end_with_peer: false,
+            end_with_peer: local.end_with_peer,
         },
     )
     .await
@@ -87,11 +178,11 @@ async fn serve_stdio(listener: TcpListener, acceptor: TlsAcceptor, limits: &Limi
     Ok(())
 }
 
-/// Accepts connections until a signal ends the process, running `argv` for each.
+/// Accepts connections until a signal ends the process, running `program` for each.
 async fn serve_exec(
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    argv: Arc<Vec<String>>,
+    program: Arc<Program>,
     limits: Arc<Limits>,
     max_connections: u32,
 ) -> Result<()> {
@@ -112,10 +203,10 @@ async fn serve_exec(
             }
         };
         let acceptor = acceptor.clone();
-        let argv = argv.clone();
+        let program = program.clone();
         let limits = limits.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_one_exec(tcp, peer, acceptor, &argv, &limits).await {
+            if let Err(e) = serve_one_exec(tcp, peer, acceptor, &program, &limits).await {
                 warn!("connection from {peer} failed: {e}");
             }
             drop(permit);
@@ -123,12 +214,12 @@ async fn serve_exec(
     }
 }
 
-/// One `--exec` connection: handshake, spawn, relay, reap.
+/// One exec connection: handshake, spawn, relay, reap.
 async fn serve_one_exec(
     tcp: TcpStream,
     peer: SocketAddr,
     acceptor: TlsAcceptor,
-    argv: &[String],
+    program: &Program,
     limits: &Limits,
 ) -> Result<()> {
     let (mut stream, info) = session::accept(&acceptor, tcp, limits.handshake).await?;
@@ -137,7 +228,7 @@ async fn serve_one_exec(
         subject: info.peer_subject.clone(),
         issuer: info.peer_issuer.clone(),
     };
-    let mut spawned = exec::spawn(argv, &env)?;
+    let mut spawned = exec::spawn(program, &env)?;
     let result = relay::relay(
         &mut stream,
         spawned.output,
@@ -161,9 +252,15 @@ async fn serve_one_exec(
     match spawned.child.wait().await {
         Ok(status) if status.success() => Ok(()),
         Ok(status) => {
-            warn!("connection from {peer}: {} exited with {status}", argv[0]);
+            warn!(
+                "connection from {peer}: {} exited with {status}",
+                program.path
+            );
             Ok(())
         }
-        Err(e) => Err(Error::Internal(format!("waiting for {}: {e}", argv[0]))),
+        Err(e) => Err(Error::Internal(format!(
+            "waiting for {}: {e}",
+            program.path
+        ))),
     }
 }

@@ -163,3 +163,65 @@ impl AsyncWrite for StdoutWriter {
         Poll::Ready(Ok(()))
     }
 }
+
+/// Which ways bytes flow between stdio and the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// stdin -> peer and peer -> stdout, each ending on its own (the native commands).
+    Both,
+    /// stdin -> peer only; stdout is never touched and whatever the peer sends is discarded
+    /// (socat `-u stdio openssl-connect:`: the donor's fd 1 is mysqld's protocol pipe).
+    SendOnly,
+    /// peer -> stdout only; stdin is never read (socat `-u openssl-listen: stdio`). Our
+    /// close_notify follows the peer's, so a peer without TLS half-close is not cut short.
+    ReceiveOnly,
+}
+
+/// The plaintext ends of one stdio session, as the relay takes them.
+pub struct LocalEnds {
+    /// Bytes to send to the peer.
+    pub input: Box<dyn AsyncRead + Unpin + Send>,
+    /// Where the peer's bytes go.
+    pub output: Box<dyn AsyncWrite + Unpin + Send>,
+    /// End once the peer has finished (see `relay::Options::end_with_peer`).
+    pub end_with_peer: bool,
+}
+
+impl LocalEnds {
+    /// Opens stdin/stdout as `direction` needs them; `end_with_peer` asks for remote-shell
+    /// semantics in the two-way case.
+    pub fn open(direction: Direction, end_with_peer: bool) -> Self {
+        match direction {
+            Direction::Both => Self {
+                input: Box::new(StdinReader::open()),
+                output: Box::new(StdoutWriter::open()),
+                end_with_peer,
+            },
+            Direction::SendOnly => Self {
+                input: Box::new(StdinReader::open()),
+                output: Box::new(tokio::io::sink()),
+                end_with_peer: false,
+            },
+            Direction::ReceiveOnly => Self {
+                input: Box::new(Silent),
+                output: Box::new(StdoutWriter::open()),
+                end_with_peer: true,
+            },
+        }
+    }
+}
+
+/// An input that never yields a byte and never ends: the relay stops reading it once the
+/// peer has finished (`end_with_peer`), then sends close_notify.
+struct Silent;
+
+impl AsyncRead for Silent {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        _buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        // No waker is kept: the relay is woken by the peer's side, which ends this one.
+        Poll::Pending
+    }
+}

@@ -41,3 +41,11 @@ pub(super) fn tune_allocator() {
 /// Other C libraries keep their defaults.
 #[cfg(not(target_env = "gnu"))]
 pub(super) fn tune_allocator() {}
+
+/// `prctl(PR_SET_NAME)` on the calling (main) thread, which names the process; the kernel
+/// keeps 15 bytes. Failure leaves the executable's name, which is all that is lost.
+pub(super) fn set_process_name(name: &str) {
+    if let Ok(name) = std::ffi::CString::new(name) {
+        let _ = nix::sys::prctl::set_name(&name);
+    }
+}

@@ -53,6 +53,12 @@ pub fn tune_allocator() {
     imp::tune_allocator();
 }
 
+/// Sets the process name (`comm`) that `ss -p`, `ps` and `lsof -c` show: the SST scripts
+/// find their listener by it. Call from the main thread before any other thread exists.
+pub fn set_process_name(name: &str) {
+    imp::set_process_name(name);
+}
+
 /// Registers an fd we own with the reactor; gives it back if epoll refuses it (regular files,
 /// /dev/null).
 #[allow(unsafe_code)]

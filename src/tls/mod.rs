@@ -8,7 +8,7 @@ pub mod names;
 pub mod pem;
 pub mod verify;
 
-pub use verify::Policy;
+pub use verify::{NameRule, Policy};
 
 use std::io;
 use std::path::Path;
@@ -52,8 +52,19 @@ impl Prepared {
     ///
     /// `dialled` is the client's HOST (the default `--peer-name`); a listener passes `None`.
     pub fn load(args: &TlsArgs, dialled: Option<&str>) -> Result<Self> {
-        let policy = policy(args, dialled)?;
+        Self::with_policy(args, policy(args, dialled)?)
+    }
+
+    /// Reads every named file for an already decided policy (the stunnel and socat front-ends
+    /// decide theirs from their own option syntax; `args.verify` and `args.peer_names` are
+    /// then ignored). `None` accepts any peer, and a server then asks for no certificate.
+    pub fn with_policy(args: &TlsArgs, policy: Option<Policy>) -> Result<Self> {
         versions(args)?;
+        if policy.as_ref().is_some_and(|p| p.chain || p.pin) && args.ca.is_none() {
+            return Err(Error::Usage(
+                "verifying the peer needs trusted CAs (--ca, CAfile/CApath, cafile/capath)".into(),
+            ));
+        }
         let identity = match &args.cert {
             Some(cert) => Some(identity(cert, args.key.as_deref())?),
             None => None,
@@ -242,7 +253,7 @@ fn provider(args: &TlsArgs) -> Result<CryptoProvider> {
 
 /// Finds a suite by IANA name (`TLS_AES_256_GCM_SHA384`, `TLS13_…`, `TLS_ECDHE_…`) or
 /// OpenSSL name (`ECDHE-RSA-AES256-GCM-SHA384`), case-insensitively.
-fn find_suite(name: &str) -> Option<SupportedCipherSuite> {
+pub fn find_suite(name: &str) -> Option<SupportedCipherSuite> {
     let wanted = name.to_ascii_uppercase().replace('-', "_");
     const OPENSSL: [(&str, &str); 6] = [
         (
@@ -281,6 +292,50 @@ fn find_suite(name: &str) -> Option<SupportedCipherSuite> {
                 .strip_prefix("TLS13_")
                 .is_some_and(|rest| wanted == format!("TLS_{rest}"))
     })
+}
+
+/// Builds a `--ciphers` list from OpenSSL-style lists, each replacing only its own version's
+/// defaults (OpenSSL's `cipher list` is TLS 1.2, `ciphersuites` TLS 1.3). `None` for both
+/// keeps the defaults. Errors name the entry that is not a suite sst-tunnel offers.
+pub fn openssl_cipher_lists(
+    tls12: Option<&str>,
+    tls13: Option<&str>,
+) -> Result<Option<String>, String> {
+    if tls12.is_none() && tls13.is_none() {
+        return Ok(None);
+    }
+    let mut names = Vec::new();
+    for (list, is13) in [(tls12, false), (tls13, true)] {
+        let Some(list) = list else {
+            names.extend(default_suite_names(is13));
+            continue;
+        };
+        for name in list.split(':').map(str::trim).filter(|n| !n.is_empty()) {
+            let suite = find_suite(name).ok_or_else(|| {
+                format!(
+                    "'{name}' is not a cipher suite sst-tunnel offers (list suites by name, e.g. \
+                     ECDHE-RSA-AES256-GCM-SHA384; OpenSSL keywords such as HIGH are not understood)"
+                )
+            })?;
+            if (suite.version() == &rustls::version::TLS13) != is13 {
+                return Err(format!(
+                    "'{name}' is a TLS {} suite and does not belong in this list",
+                    if is13 { "1.2" } else { "1.3" }
+                ));
+            }
+            names.push(name.to_string());
+        }
+    }
+    Ok(Some(names.join(":")))
+}
+
+/// The IANA names of the suites offered by default for TLS 1.3 (`tls13`) or TLS 1.2.
+pub fn default_suite_names(tls13: bool) -> Vec<String> {
+    aws_lc_rs::DEFAULT_CIPHER_SUITES
+        .iter()
+        .filter(|s| (s.version() == &rustls::version::TLS13) == tls13)
+        .filter_map(|s| s.suite().as_str().map(str::to_string))
+        .collect()
 }
 
 /// The protocol versions between `--tls-min` and `--tls-max`.
@@ -324,8 +379,8 @@ fn policy(args: &TlsArgs, dialled: Option<&str>) -> Result<Option<Policy>> {
     }
     Ok(match mode {
         VerifyMode::None => None,
-        VerifyMode::Chain => Some(Policy::Chain),
-        VerifyMode::Pin => Some(Policy::Pin),
+        VerifyMode::Chain => Some(Policy::chain()),
+        VerifyMode::Pin => Some(Policy::pin()),
         VerifyMode::Identity => {
             let mut wanted = args.peer_names.clone();
             if wanted.is_empty() {
@@ -338,7 +393,7 @@ fn policy(args: &TlsArgs, dialled: Option<&str>) -> Result<Option<Policy>> {
                     }
                 }
             }
-            Some(Policy::Identity(wanted))
+            Some(Policy::identity(wanted))
         }
     })
 }
@@ -361,7 +416,7 @@ fn verifier(prepared: Prepared, role: PeerRole, provider: &CryptoProvider) -> Re
         anchors.push(anchor.to_owned());
     }
     Ok(PeerVerifier::new(
-        prepared.policy.unwrap_or(Policy::Any),
+        prepared.policy.unwrap_or_else(Policy::any),
         role,
         prepared.trusted,
         anchors,

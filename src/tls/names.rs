@@ -85,6 +85,36 @@ impl CertNames {
             .any(|pattern| dns_matches(pattern, wanted))
     }
 
+    /// socat's `commonname` rule: an IP literal matches IP SANs; a name matches a DNS SAN or
+    /// the subject CN, whichever exists, byte for byte (socat compares case-sensitively), with
+    /// a leftmost `*.` wildcard covering exactly one label.
+    pub fn matches_socat(&self, wanted: &str) -> bool {
+        let wanted = wanted.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = wanted.parse::<IpAddr>() {
+            return self.ips.contains(&ip) || self.common_names.iter().any(|cn| cn == wanted);
+        }
+        self.dns
+            .iter()
+            .chain(&self.common_names)
+            .any(|pattern| wildcard_matches(pattern, wanted, false))
+    }
+
+    /// Every name in the certificate, CN included, for messages under the socat rule.
+    pub fn describe_all(&self) -> String {
+        let mut parts: Vec<String> = self
+            .common_names
+            .iter()
+            .map(|cn| format!("CN={cn}"))
+            .collect();
+        parts.extend(self.dns.iter().map(|d| format!("DNS:{d}")));
+        parts.extend(self.ips.iter().map(|ip| format!("IP:{ip}")));
+        if parts.is_empty() {
+            "no names".to_string()
+        } else {
+            parts.join(", ")
+        }
+    }
+
     /// The names a user could pass to `--peer-name`, for error messages.
     pub fn describe(&self) -> String {
         let mut parts: Vec<String> = self.dns.iter().map(|d| format!("DNS:{d}")).collect();
@@ -102,15 +132,27 @@ impl CertNames {
 
 /// Case-insensitive DNS name comparison with one leftmost-label wildcard (`*.example.com`).
 fn dns_matches(pattern: &str, name: &str) -> bool {
+    wildcard_matches(pattern, name, true)
+}
+
+/// DNS name comparison with one leftmost-label wildcard, case-insensitive or byte for byte.
+fn wildcard_matches(pattern: &str, name: &str, ignore_case: bool) -> bool {
+    let same = |a: &str, b: &str| {
+        if ignore_case {
+            a.eq_ignore_ascii_case(b)
+        } else {
+            a == b
+        }
+    };
     let pattern = pattern.trim_end_matches('.');
     let name = name.trim_end_matches('.');
     if let Some(suffix) = pattern.strip_prefix("*.") {
         return match name.split_once('.') {
-            Some((label, rest)) => !label.is_empty() && rest.eq_ignore_ascii_case(suffix),
+            Some((label, rest)) => !label.is_empty() && same(rest, suffix),
             None => false,
         };
     }
-    pattern.eq_ignore_ascii_case(name)
+    same(pattern, name)
 }
 
 /// An IP SAN's 4 or 16 octets as an address.
@@ -160,6 +202,18 @@ mod tests {
         // An IP CN counts only when there are no IP SANs.
         let cn_ip = names(&["10.0.0.1"], &["x"], &[]);
         assert!(cn_ip.matches("10.0.0.1"));
+    }
+
+    #[test]
+    fn socat_rule_is_case_sensitive_and_keeps_the_cn() {
+        let cert = names(&["foo"], &["bar", "*.wild.test"], &["127.0.0.1"]);
+        assert!(cert.matches_socat("foo"));
+        assert!(cert.matches_socat("bar"));
+        assert!(!cert.matches_socat("BAR"));
+        assert!(cert.matches_socat("127.0.0.1"));
+        assert!(!cert.matches_socat("127.0.0.2"));
+        assert!(cert.matches_socat("x.wild.test"));
+        assert!(!cert.matches_socat("a.b.wild.test"));
     }
 
     #[test]

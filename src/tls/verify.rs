@@ -22,17 +22,68 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use super::names::CertNames;
 use super::pem::CaCert;
 
-/// What the peer's certificate must satisfy.
-#[derive(Debug, Clone)]
-pub enum Policy {
-    /// Anything (the handshake signature is still checked against the presented key).
-    Any,
+/// What the peer's certificate must satisfy. The parts combine: stunnel's `verifyChain` plus
+/// `verifyPeer` asks for both a chain and a pinned leaf, `verifyPeer` plus `checkHost` for a
+/// pinned leaf with the right name, socat's `commonname` for a chain and a name.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
     /// A valid chain to a trusted CA, not revoked.
-    Chain,
-    /// Chain, and one of these names (DNS or IP) must name the peer.
-    Identity(Vec<String>),
-    /// The peer's own certificate must be one of the trusted certificates.
-    Pin,
+    pub chain: bool,
+    /// The peer's own certificate must be one of the trusted certificates (stunnel's
+    /// `verifyPeer`); issuer chains do not matter.
+    pub pin: bool,
+    /// One of these names (DNS or IP) must name the peer; empty means no name check.
+    pub names: Vec<String>,
+    /// How `names` are compared with the certificate.
+    pub rule: NameRule,
+}
+
+/// How a wanted name is compared with a certificate's names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NameRule {
+    /// OpenSSL's `X509_check_host` (stunnel `checkHost`, `--peer-name`): SANs of the type
+    /// first, the CN only without such SANs, case-insensitive.
+    #[default]
+    OpenSsl,
+    /// socat's `commonname`: case-sensitive, the CN accepted even beside DNS SANs.
+    Socat,
+}
+
+impl Policy {
+    /// Anything (the handshake signature is still checked against the presented key).
+    pub fn any() -> Self {
+        Self::default()
+    }
+
+    /// A chain to a trusted CA, no name check.
+    pub fn chain() -> Self {
+        Self {
+            chain: true,
+            ..Self::default()
+        }
+    }
+
+    /// A pinned leaf.
+    pub fn pin() -> Self {
+        Self {
+            pin: true,
+            ..Self::default()
+        }
+    }
+
+    /// A chain, and one of `names` (OpenSSL rule).
+    pub fn identity(names: Vec<String>) -> Self {
+        Self {
+            chain: true,
+            names,
+            ..Self::default()
+        }
+    }
+
+    /// True when nothing about the peer is checked.
+    pub fn is_any(&self) -> bool {
+        !self.chain && !self.pin && self.names.is_empty()
+    }
 }
 
 /// Which side of the handshake is being verified, for usage checks and messages.
@@ -114,23 +165,32 @@ impl PeerVerifier {
         } else {
             names.subject.as_str()
         };
-        match &self.policy {
-            Policy::Any => Ok(()),
-            Policy::Pin => self.check_pinned(end_entity, now, who, subject),
-            Policy::Chain => self.check_chain(end_entity, intermediates, now, who, &names),
-            Policy::Identity(wanted) => {
-                self.check_chain(end_entity, intermediates, now, who, &names)?;
-                if wanted.iter().any(|w| names.matches(w)) {
-                    return Ok(());
-                }
-                Err(PeerCertError(format!(
-                    "{who} certificate '{subject}' ({}) matches none of the expected names: {} \
-                     (set --peer-name, or reissue the certificate with the right subjectAltName)",
-                    names.describe(),
-                    wanted.join(", ")
-                )))
-            }
+        let policy = &self.policy;
+        if policy.pin {
+            self.check_pinned(end_entity, now, who, subject)?;
         }
+        if policy.chain {
+            self.check_chain(end_entity, intermediates, now, who, &names)?;
+        }
+        if policy.names.is_empty() {
+            return Ok(());
+        }
+        let matched = match policy.rule {
+            NameRule::OpenSsl => policy.names.iter().any(|w| names.matches(w)),
+            NameRule::Socat => policy.names.iter().any(|w| names.matches_socat(w)),
+        };
+        if matched {
+            return Ok(());
+        }
+        let described = match policy.rule {
+            NameRule::OpenSsl => names.describe(),
+            NameRule::Socat => names.describe_all(),
+        };
+        Err(PeerCertError(format!(
+            "{who} certificate '{subject}' ({described}) matches none of the expected names: {} \
+             (check the expected name, or reissue the certificate with the right subjectAltName)",
+            policy.names.join(", ")
+        )))
     }
 
     /// stunnel `verifyPeer`: the leaf itself must be trusted; issuer chains do not matter.
@@ -147,8 +207,9 @@ impl PeerVerifier {
             .any(|ca| ca.der.as_ref() == end_entity.as_ref())
         {
             return Err(PeerCertError(format!(
-                "{who} certificate '{subject}' is not in {} (pinning: add the node certificates \
-                 themselves to the CA bundle, or use --verify chain)",
+                "{who} certificate '{subject}' is not in {} (pinning, as stunnel's verifyPeer: add \
+                 the node certificates themselves to that bundle, or verify the chain instead: \
+                 --verify chain, ssl-mode=VERIFY_CA)",
                 self.ca_label
             )));
         }

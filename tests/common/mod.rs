@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod sst;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -37,7 +39,8 @@ impl Pki {
     /// Generates: `ca.pem`, `other-ca.pem`, node certificates `server`, `client` (both with
     /// SANs localhost/127.0.0.1/::1), `expired`, `future`, `revoked` (in `crl.pem`),
     /// `wrongname` (SAN other.example only), `cnonly` (CN=node9, no SAN), `rogue` (signed by the
-    /// other CA), `combined.pem` (server cert + key), `leaves.pem` (CA + server + client).
+    /// other CA), `combined.pem` (server cert + key), `leaves.pem` (CA + server + client),
+    /// `node2` (CN node2, SANs node2/127.0.0.1/::1) and `nodes.pem` (CA + node2 + client).
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = Self { dir };
@@ -68,6 +71,14 @@ impl Pki {
         pki.leaf(&issuer, "wrongname", "node2", &["other.example"], |_| {});
         pki.leaf(&issuer, "cnonly", "node9", &[], |_| {});
         pki.leaf(&other, "rogue", "node1", std_names, |_| {});
+        // As the SST scripts' VERIFY_IDENTITY expects: the CN is also a DNS SAN.
+        let node2 = pki.leaf(
+            &issuer,
+            "node2",
+            "node2",
+            &["node2", "127.0.0.1", "::1"],
+            |_| {},
+        );
 
         let crl = CertificateRevocationListParams {
             this_update: date_time_ymd(2024, 1, 1),
@@ -86,6 +97,10 @@ impl Pki {
         .unwrap();
         pki.write("crl.pem", &crl.pem().unwrap());
         pki.write("combined.pem", &format!("{}{}", server.0, server.1));
+        pki.write(
+            "nodes.pem",
+            &format!("{}{}{}", ca_cert.pem(), node2.0, client.0),
+        );
         pki.write(
             "leaves.pem",
             &format!("{}{}{}", ca_cert.pem(), server.0, client.0),
