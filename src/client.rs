@@ -2,6 +2,7 @@
 //!
 //! The native command and the stunnel/socat front-ends describe a [`Plan`] and call [`dial`].
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +22,8 @@ use crate::tls::{self, Prepared};
 pub struct Plan {
     /// Where to dial.
     pub target: HostPort,
+    /// Local address to dial from (socat's `bind=`); `None` lets the kernel choose.
+    pub source: Option<SocketAddr>,
     /// The TLS client configuration.
     pub config: Arc<ClientConfig>,
     /// The name the handshake runs under (SNI when enabled and a DNS name).
@@ -55,6 +58,7 @@ pub async fn run(args: ConnectArgs) -> Result<()> {
     )?;
     dial(Plan {
         target,
+        source: None,
         config,
         name,
         connect_timeout: args.connect_timeout,
@@ -94,7 +98,7 @@ async fn establish(plan: &Plan, label: &str) -> Result<(ClientStream, TlsInfo)> 
     let mut attempt = 0;
     loop {
         let result = async {
-            let tcp = net::connect(&plan.target, plan.connect_timeout).await?;
+            let tcp = net::connect_from(&plan.target, plan.connect_timeout, plan.source).await?;
             debug!("connected to {label}, handshaking");
             session::connect(
                 plan.config.clone(),

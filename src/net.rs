@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use socket2::{Domain, SockRef, Socket, TcpKeepalive, Type};
-use tokio::net::{TcpListener, TcpStream, lookup_host};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, lookup_host};
 use tracing::debug;
 
 use crate::error::{Error, Result};
@@ -101,6 +101,16 @@ fn parse_port(text: &str) -> Option<u16> {
 
 /// Resolves and dials `target`, trying each address until one answers, within `timeout`.
 pub async fn connect(target: &HostPort, timeout: Duration) -> Result<TcpStream> {
+    connect_from(target, timeout, None).await
+}
+
+/// [`connect`] from a chosen local address (socat's `bind=`); addresses of the other family
+/// are skipped.
+pub async fn connect_from(
+    target: &HostPort,
+    timeout: Duration,
+    source: Option<SocketAddr>,
+) -> Result<TcpStream> {
     let label = display(target);
     let attempt = async {
         let addrs: Vec<SocketAddr> = lookup_host((target.host.as_str(), target.port))
@@ -109,7 +119,10 @@ pub async fn connect(target: &HostPort, timeout: Duration) -> Result<TcpStream> 
             .collect();
         let mut last = None;
         for addr in &addrs {
-            match TcpStream::connect(addr).await {
+            if source.is_some_and(|s| s.is_ipv4() != addr.is_ipv4()) {
+                continue;
+            }
+            match dial(*addr, source).await {
                 Ok(stream) => return Ok(stream),
                 Err(e) => {
                     debug!(%addr, error = %e, "connect attempt failed");
@@ -129,6 +142,18 @@ pub async fn connect(target: &HostPort, timeout: Duration) -> Result<TcpStream> 
     })??;
     tune(&stream);
     Ok(stream)
+}
+
+async fn dial(addr: SocketAddr, source: Option<SocketAddr>) -> io::Result<TcpStream> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(source) = source {
+        socket.bind(source)?;
+    }
+    socket.connect(addr).await
 }
 
 /// Opens a listening socket with SO_REUSEADDR; without a host, dual-stack on `::` (or

@@ -367,6 +367,7 @@ impl Conf {
         Ok(Translated::Service(Service {
             role: Role::Inetd(client::Plan {
                 target,
+                source: None,
                 config,
                 name,
                 connect_timeout: self.seconds(d.timeout_connect.as_ref(), CONNECT_TIMEOUT)?,
