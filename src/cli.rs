@@ -62,8 +62,10 @@ pub enum Command {
     /// Run both ends in this process on loopback with throwaway certificates and check a hash.
     Selftest(SelftestArgs),
     /// Behave as stunnel: `sst-tunnel stunnel CONF` runs the SST scripts' stunnel.conf.
+    #[command(disable_help_flag = true)]
     Stunnel(PassThrough),
     /// Behave as socat: `sst-tunnel socat -u stdio openssl-connect:HOST:PORT,...`.
+    #[command(disable_help_flag = true)]
     Socat(PassThrough),
 }
 

@@ -567,3 +567,120 @@ fn bad_option_values_are_one_line_errors() {
         assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
     }
 }
+
+#[test]
+fn listener_with_retry_survives_a_bad_client_and_without_fails() {
+    let pki = Pki::new();
+    let ca = pki.s("ca.pem");
+    let personas = Personas::new();
+    for retry in [",retry=3", ""] {
+        let port = free_port();
+        let mut j = joiner(
+            &personas.socat(),
+            &strs(&[
+                "-u",
+                &format!(
+                    "openssl-listen:{port},reuseaddr,{},cafile={ca},commonname={retry}",
+                    identity(&pki, "server", false)
+                ),
+                "stdio",
+            ]),
+            port,
+        );
+        let received = hash_stdout(&mut j);
+        // Plaintext where a ClientHello belongs.
+        let mut garbage = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        std::io::Write::write_all(&mut garbage, b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        drop(garbage);
+        if retry.is_empty() {
+            j.finish().fails(1, "TLS handshake failed");
+            continue;
+        }
+        j.wait_line("retries");
+        let mut d = Proc::spawn(
+            &personas.socat(),
+            &strs(&[
+                "-u",
+                "stdio",
+                &format!(
+                    "openssl-connect:127.0.0.1:{port},no-sni=1,{},cafile={ca},commonname=",
+                    identity(&pki, "client", false)
+                ),
+            ]),
+        );
+        let sent = feed(d.stdin(), 1 << 20, 8);
+        d.finish().ok();
+        j.finish().ok();
+        assert_eq!(received.join().unwrap(), sent.join().unwrap());
+    }
+}
+
+#[test]
+fn idle_donor_with_t_fails_instead_of_truncating() {
+    let pki = Pki::new();
+    let port = free_port();
+    let ca = pki.s("ca.pem");
+    let personas = Personas::new();
+    let mut j = joiner(
+        &personas.socat(),
+        &strs(&[
+            "-u",
+            &format!(
+                "openssl-listen:{port},reuseaddr,{},cafile={ca},commonname=",
+                identity(&pki, "server", false)
+            ),
+            "stdio",
+        ]),
+        port,
+    );
+    let _sink = hash_stdout(&mut j);
+    // stdin stays open and silent: stock socat would exit 0 after 1 s.
+    let mut d = Proc::spawn(
+        &personas.socat(),
+        &strs(&[
+            "-T",
+            "1",
+            "-u",
+            "stdio",
+            &format!(
+                "openssl-connect:127.0.0.1:{port},no-sni=1,{},cafile={ca},commonname=",
+                identity(&pki, "client", false)
+            ),
+        ]),
+    );
+    let _held_open = d.stdin();
+    d.finish().fails(1, "no data moved in either direction");
+    j.finish().fails(1, "(stream truncated)");
+}
+
+#[test]
+fn subcommand_form_is_named_socat_for_the_readiness_check() {
+    let pki = Pki::new();
+    let port = free_port();
+    let ca = pki.s("ca.pem");
+    let personas = Personas::new();
+    // `sst-tunnel socat ...`: argv[0] is sst-tunnel, so only the process name says socat.
+    let mut args = strs(&["socat"]);
+    args.extend(strs(&[
+        "-u",
+        &format!(
+            "openssl-listen:{port},reuseaddr,{},cafile={ca},commonname=",
+            identity(&pki, "server", false)
+        ),
+        "stdio",
+    ]));
+    stream(
+        bin(),
+        &args,
+        &personas.socat(),
+        &strs(&[
+            "-u",
+            "stdio",
+            &format!(
+                "openssl-connect:127.0.0.1:{port},no-sni=1,{},cafile={ca},commonname=",
+                identity(&pki, "client", false)
+            ),
+        ]),
+        port,
+    );
+}

@@ -474,3 +474,91 @@ fn version_reads_as_a_recent_stunnel() {
     assert!(out.stderr.starts_with("stunnel 5.68 "), "{}", out.stderr);
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn rsync_cmd_variant_for_config_paths_with_spaces() {
+    // rsync:770-790: `exec = $SHELL`, `execargs = $SHELL -c $RSYNC_CMD`, with RSYNC_CMD in
+    // the environment for the shell (not us) to expand.
+    let sst = Sst::new();
+    let personas = Personas::new();
+    let spaced = sst.joiner_dir().join("conf dir");
+    fs::create_dir(&spaced).unwrap();
+    let rsyncd = spaced.join("rsync_sst.conf");
+    fs::copy(rsyncd_conf(&sst.pki, &sst.dest()), &rsyncd).unwrap();
+    let conf = sst.joiner_dir().join("stunnel.conf");
+    fs::write(
+        &conf,
+        format!(
+            "{}\nforeground = yes\npid = {}\ndebug = warning\nclient = no\nverifyChain = yes\n\n\n[rsync]\naccept = 127.0.0.1:{}\nexec = /bin/sh\nexecargs = /bin/sh -c $RSYNC_CMD\n",
+            sst.tls_block("node2", Mode::VerifyCa),
+            sst.pid_file().display(),
+            sst.port,
+        ),
+    )
+    .unwrap();
+    let joiner = Proc::spawn_with(Command::new(personas.stunnel()).arg(&conf).env(
+        "RSYNC_CMD",
+        format!(
+            "eval '{}' --server --daemon --config='{}' .",
+            require("rsync"),
+            rsyncd.display()
+        ),
+    ));
+    wait_ready("stunnel", joiner.pid(), sst.port, Some(&sst.pid_file()));
+    let donor_conf = sst.donor_conf(Mode::VerifyCa, "127.0.0.1", &[]);
+    run_rsync(&sst.rsync_args(&personas.stunnel(), &donor_conf, "127.0.0.1"));
+    same_tree(&sst.src(), &sst.dest());
+    sst.stop(joiner);
+}
+
+#[test]
+fn verify_chain_requires_a_client_certificate_and_required_does_not() {
+    let sst = Sst::new();
+    let personas = Personas::new();
+    // A donor config with no key/cert lines: a client without a certificate.
+    let anonymous = sst.donor_dir().join("anonymous.conf");
+    fs::write(
+        &anonymous,
+        format!(
+            "CAfile = {}\nclient = yes\nconnect = 127.0.0.1:{}\nTIMEOUTclose = 0\n",
+            sst.pki.s("ca.pem"),
+            sst.port
+        ),
+    )
+    .unwrap();
+    for (mode, accepted) in [(Mode::VerifyCa, false), (Mode::Required, true)] {
+        let joiner = sst.start_joiner(
+            &personas.stunnel(),
+            &sst.joiner_conf(mode, "127.0.0.1"),
+            "stunnel",
+        );
+        let out = rsync_output(&sst.rsync_args(&personas.stunnel(), &anonymous, "127.0.0.1"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if accepted {
+            assert!(out.status.success(), "{stderr}");
+            same_tree(&sst.src(), &sst.dest());
+        } else {
+            assert!(!out.status.success());
+            joiner.wait_line("presented no certificate");
+        }
+        sst.stop(joiner);
+    }
+}
+
+#[test]
+fn check_ip_matches_ip_sans() {
+    let sst = Sst::new();
+    let personas = Personas::new();
+    let mode = Mode::VerifyIdentity {
+        bundle: "nodes.pem",
+    };
+    let joiner = sst.start_joiner(
+        &personas.stunnel(),
+        &sst.joiner_conf(mode, "127.0.0.1"),
+        "stunnel",
+    );
+    let donor_conf = sst.donor_conf(mode, "127.0.0.1", &["checkIP = 127.0.0.1"]);
+    run_rsync(&sst.rsync_args(&personas.stunnel(), &donor_conf, "127.0.0.1"));
+    same_tree(&sst.src(), &sst.dest());
+    sst.stop(joiner);
+}
