@@ -1,19 +1,31 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian/Ubuntu machine: installs what the tests use
-# (stunnel4, socat, rsync from the distribution), then runs cargo fmt/clippy checks and
-# every test. Needs root (or sudo) for apt-get; skips the install when the tools are there.
+# (stunnel4, socat, rsync, and MariaDB Galera for the real-SST test, from the distribution),
+# then runs cargo fmt/clippy checks and every test. Needs root: apt-get, and the Galera test
+# runs mysqld as the mysql user. Skips the install when the tools are there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in stunnel:stunnel4 socat:socat rsync:rsync diff:diffutils ss:iproute2 openssl:openssl; do
+for tool in stunnel:stunnel4 socat:socat rsync:rsync diff:diffutils ss:iproute2 openssl:openssl \
+    mariadbd:mariadb-server mariadb-backup:mariadb-backup tcpdump:tcpdump pgrep:procps; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
 done
+[ -e /usr/lib/galera/libgalera_smm.so ] || need+=(galera-4)
 if ((${#need[@]})); then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    # Packages must not start their services (mariadb): the tests run their own servers.
+    policy=/usr/sbin/policy-rc.d
+    added_policy=no
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+        $sudo chmod 755 "$policy"
+        added_policy=yes
+    fi
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" gcc >/dev/null
+    [ "$added_policy" = no ] || $sudo rm -f "$policy"
 fi
 
 cargo fmt --all -- --check

@@ -1,0 +1,323 @@
+#!/bin/bash
+# galera-sst.sh: a real 2-node MariaDB Galera cluster on loopback, joined by SST through
+# sst-tunnel (or the stock tools), checked and timed.
+#
+#   scripts/galera-sst.sh [--bin PATH] [--tunnel sst-tunnel|stock] [--data-mb N] [--keep]
+#                         CASE [CASE...]
+#
+# CASE is METHOD:MODE, e.g. rsync:VERIFY_CA, rsync:REQUIRED, rsync:VERIFY_IDENTITY,
+# rsync:CAPATH, rsync:IPV6, mariabackup:encrypt=4, mariabackup:encrypt=3,
+# mariabackup:encrypt=2, mariabackup:VERIFY_IDENTITY, mariabackup:CAPATH, and the failure
+# drills rsync:KILL_TUNNEL, rsync:WRONG_CA, mariabackup:WRONG_CA.
+#
+# node1 (127.0.0.1) is bootstrapped once and loaded with N MB of InnoDB rows in three schemas
+# plus an Aria table; for each case node2 (127.0.0.2, or ::1 for IPV6) starts empty and joins
+# by SST. mysqld runs as `mysql` (rsync SST fails as root) with the PATH that
+# `sst-tunnel-switch on` gives it, so the unmodified wsrep_sst_* scripts run `stunnel` and
+# `socat` from sst-tunnel. Each passing case prints one line:
+#   PASS METHOD:MODE tunnel=T sst_seconds=S datadir_bytes=B      (joins)
+#   PASS METHOD:MODE tunnel=T donor_error="..."                  (failure drills)
+# sst_seconds runs from node2's start to Synced, as "node2 start->Synced" in the contract.
+# Needs root, mariadb-server, galera-4, mariadb-backup, rsync, tcpdump, openssl, iproute2.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+bin=
+tunnel=sst-tunnel
+data_mb=200
+keep=no
+cases=()
+while [ $# -gt 0 ]; do
+    case $1 in
+        --bin) bin=$2; shift 2 ;;
+        --tunnel) tunnel=$2; shift 2 ;;
+        --data-mb) data_mb=$2; shift 2 ;;
+        --keep) keep=yes; shift ;;
+        -*) echo "galera-sst: unknown option $1" >&2; exit 2 ;;
+        *) cases+=("$1"); shift ;;
+    esac
+done
+[ ${#cases[@]} -gt 0 ] || { sed -n '5,10p' "$0" >&2; exit 2; }
+[ "$(id -u)" = 0 ] || { echo "galera-sst: needs root (to run mysqld as mysql and tcpdump)" >&2; exit 2; }
+for tool in mariadbd mariadb-install-db mariadb mariadb-admin rsync tcpdump openssl ss; do
+    command -v "$tool" >/dev/null || { echo "galera-sst: $tool is not installed" >&2; exit 2; }
+done
+[ -e /usr/lib/galera/libgalera_smm.so ] || { echo "galera-sst: galera-4 is not installed" >&2; exit 2; }
+
+T=$(mktemp -d /tmp/galera-sst.XXXXXX)
+chmod 755 "$T"
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [ "$keep" = no ]; then rm -rf "$T"; else echo "galera-sst: kept $T" >&2; fi
+}
+trap cleanup EXIT
+
+log() { echo "galera-sst: $*" >&2; }
+fail() { echo "FAIL $*" >&2; exit 1; }
+
+# --- certificates: a cluster CA and one node certificate each (CN = node name, SANs) ---
+mkdir -p "$T/ssl" "$T/ssl/capath"
+(
+    cd "$T/ssl"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+        -subj "/CN=SST Acceptance CA" -keyout ca-key.pem -out ca.pem \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=keyCertSign,cRLSign 2>/dev/null
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+        -subj "/CN=Wrong CA" -keyout wrong-ca-key.pem -out wrong-ca.pem \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=keyCertSign,cRLSign 2>/dev/null
+    for node in node1:127.0.0.1 node2:127.0.0.2; do
+        name=${node%%:*} ip=${node#*:}
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$name" \
+            -keyout "$name-key.pem" -out "$name.csr" 2>/dev/null
+        printf 'subjectAltName=DNS:%s,DNS:localhost,IP:%s,IP:::1\nextendedKeyUsage=serverAuth,clientAuth\n' \
+            "$name" "$ip" >"$name.ext"
+        openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 30 \
+            -extfile "$name.ext" -out "$name-cert.pem" 2>/dev/null
+        cat "$name-cert.pem" "$name-key.pem" >"$name-combined.pem"
+    done
+    # node2 as issued by another CA: its own files verify (the scripts pre-check that), but
+    # the donor, trusting only the cluster CA, must refuse it and be refused.
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=node2" \
+        -keyout node2-wrong-key.pem -out node2-wrong.csr 2>/dev/null
+    openssl x509 -req -in node2-wrong.csr -CA wrong-ca.pem -CAkey wrong-ca-key.pem \
+        -CAcreateserial -days 30 -extfile node2.ext -out node2-wrong-cert.pem 2>/dev/null
+    cat ca.pem node1-cert.pem node2-cert.pem >leaves.pem
+    cp ca.pem capath/
+    openssl rehash capath >/dev/null
+)
+chown -R mysql:mysql "$T/ssl"
+
+# --- how mysqld finds stunnel/socat: the DBA switch, applied in a scratch root ---
+mysqld_path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+if [ "$tunnel" = sst-tunnel ]; then
+    [ -n "$bin" ] || bin=$(command -v sst-tunnel || true)
+    [ -x "$bin" ] || { echo "galera-sst: give --bin PATH to the sst-tunnel binary" >&2; exit 2; }
+    # A copy mysql can execute whatever the permissions of the build tree.
+    install -m 755 "$bin" "$T/sst-tunnel"
+    "$here/sst-tunnel-switch" on --root "$T/root" --bin "$T/sst-tunnel" --no-reload >/dev/null
+    dropin_path=$(sed -n 's/^Environment="PATH=\(.*\)"$/\1/p' "$T/root/etc/systemd/system/mariadb.service.d/sst-tunnel.conf")
+    mysqld_path=${dropin_path//\/usr\/lib\/sst-tunnel\/bin/$T/root/usr/lib/sst-tunnel/bin}
+fi
+
+# --- node configuration ---
+write_cnf() { # NODE IP PORT SST_BLOCK METHOD [SST_ADDR]
+    local node=$1 ip=$2 port=$3 sst=$4 method=$5
+    local sst_addr=${6:-$2} gaddr=$2
+    cat >"$T/$node/my.cnf" <<EOF
+[mysqld]
+user=mysql
+datadir=$T/$node/data
+socket=$T/$node/mysqld.sock
+pid-file=$T/$node/mysqld.pid
+log-error=$T/$node/error.log
+port=$port
+bind-address=$ip
+skip-name-resolve
+innodb_buffer_pool_size=256M
+innodb_log_file_size=96M
+innodb_flush_log_at_trx_commit=2
+binlog_format=ROW
+innodb_autoinc_lock_mode=2
+wsrep_on=ON
+wsrep_provider=/usr/lib/galera/libgalera_smm.so
+wsrep_cluster_name=sst-tunnel-test
+wsrep_cluster_address=gcomm://$cluster_address
+wsrep_node_address=$gaddr:14567
+wsrep_node_name=$node
+wsrep_provider_options="gmcast.listen_addr=tcp://$gaddr:14567;ist.recv_addr=$gaddr:14568;gcache.size=64M"
+wsrep_sst_method=$method
+wsrep_sst_auth=sst:sst-secret
+wsrep_sst_receive_address=$sst_addr:24444
+[sst]
+$sst
+EOF
+}
+
+sst_block() { # NODE MODE METHOD
+    local node=$1 mode=$2 method=$3
+    local ca=$T/ssl/ca.pem cert=$node
+    [ "$mode" = WRONG_CA ] && [ "$node" = node2 ] && ca=$T/ssl/wrong-ca.pem cert=node2-wrong
+    local files="tkey=$T/ssl/$cert-key.pem
+tcert=$T/ssl/$cert-cert.pem
+tca=$ca"
+    case $method:$mode in
+        rsync:VERIFY_CA | rsync:IPV6 | rsync:KILL_TUNNEL | rsync:WRONG_CA) echo "$files" ;;
+        rsync:REQUIRED) printf '%s\nssl-mode=REQUIRED\n' "$files" ;;
+        rsync:VERIFY_IDENTITY) printf 'tkey=%s\ntcert=%s\ntca=%s\nssl-mode=VERIFY_IDENTITY\n' \
+            "$T/ssl/$node-key.pem" "$T/ssl/$node-cert.pem" "$T/ssl/leaves.pem" ;;
+        rsync:CAPATH) printf 'tkey=%s\ntcert=%s\ntca=%s/\n' \
+            "$T/ssl/$node-key.pem" "$T/ssl/$node-cert.pem" "$T/ssl/capath" ;;
+        mariabackup:encrypt=4 | mariabackup:WRONG_CA) printf '%s\nencrypt=4\n' "$files" ;;
+        mariabackup:encrypt=3) printf '%s\nencrypt=3\n' "$files" ;;
+        mariabackup:encrypt=2) printf 'tcert=%s\ntca=%s\nencrypt=2\n' "$T/ssl/$node-combined.pem" "$ca" ;;
+        mariabackup:VERIFY_IDENTITY) printf '%s\nencrypt=4\nssl-mode=VERIFY_IDENTITY\n' "$files" ;;
+        mariabackup:CAPATH) printf 'tkey=%s\ntcert=%s\ntca=%s/\nencrypt=4\n' \
+            "$T/ssl/$node-key.pem" "$T/ssl/$node-cert.pem" "$T/ssl/capath" ;;
+        *) echo "galera-sst: unknown case $method:$mode" >&2; exit 2 ;;
+    esac
+}
+
+sql() { # NODE SQL
+    mariadb --defaults-file="$T/$1/my.cnf" -S "$T/$1/mysqld.sock" -u root -N -B -e "$2"
+}
+
+start_node() { # NODE [ARGS]
+    local node=$1
+    shift
+    mkdir -p "$T/$node/data"
+    chown -R mysql:mysql "$T/$node"
+    : >"$T/$node/error.log"
+    chown mysql:mysql "$T/$node/error.log"
+    env -i PATH="$mysqld_path" HOME=/tmp LANG=C.UTF-8 RUST_LOG="${RUST_LOG:-info}" \
+        mariadbd --defaults-file="$T/$node/my.cnf" "$@" &
+    node_pid=$!
+    pids+=("$node_pid")
+}
+
+wait_synced() { # NODE PID SECONDS
+    local node=$1 pid=$2 limit=$3 start=$SECONDS state=
+    while [ $((SECONDS - start)) -lt "$limit" ]; do
+        kill -0 "$pid" 2>/dev/null || return 1
+        state=$(sql "$node" "SHOW STATUS LIKE 'wsrep_local_state_comment'" 2>/dev/null | cut -f2 || true)
+        [ "$state" = Synced ] && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
+stop_node() { # NODE PID
+    local node=$1 pid=$2
+    mariadb-admin --defaults-file="$T/$node/my.cnf" -S "$T/$node/mysqld.sock" -u root shutdown 2>/dev/null || kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# --- node1: bootstrap and load ---
+mkdir -p "$T/node1" "$T/node2"
+cluster_address=127.0.0.1:14567,127.0.0.2:14567
+write_cnf node1 127.0.0.1 13306 "$(sst_block node1 VERIFY_CA rsync)" rsync
+mkdir -p "$T/node1/data"
+chown -R mysql:mysql "$T/node1"
+mariadb-install-db --defaults-file="$T/node1/my.cnf" --user=mysql --auth-root-authentication-method=socket >"$T/node1/install.log" 2>&1 ||
+    { cat "$T/node1/install.log" >&2; fail "mariadb-install-db"; }
+start_node node1 --wsrep-new-cluster
+node1_pid=$node_pid
+wait_synced node1 "$node1_pid" 120 || { tail -20 "$T/node1/error.log" >&2; fail "node1 did not start"; }
+log "node1 up; loading ${data_mb} MB"
+sql node1 "CREATE USER 'sst'@'localhost' IDENTIFIED BY 'sst-secret';
+GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, REPLICA MONITOR ON *.* TO 'sst'@'localhost';"
+rows=$(( data_mb * 1024 / 3 ))   # about 1 KiB per row, three schemas
+for db in shop crm logs; do
+    sql node1 "CREATE DATABASE $db;
+USE $db;
+CREATE TABLE $db.t (id INT AUTO_INCREMENT PRIMARY KEY, k INT, pad VARBINARY(1000)) ENGINE=InnoDB;
+CREATE TABLE $db.seq (n INT PRIMARY KEY) ENGINE=InnoDB;
+INSERT INTO $db.seq SELECT seq FROM seq_1_to_1024;
+INSERT INTO $db.t (k, pad) SELECT a.n * 1024 + b.n, RANDOM_BYTES(1000) FROM $db.seq a JOIN $db.seq b WHERE a.n * 1024 + b.n <= $rows;"
+done
+sql node1 "USE logs;
+CREATE TABLE logs.aria (id INT PRIMARY KEY, note VARCHAR(100)) ENGINE=Aria;
+INSERT INTO logs.aria SELECT seq, CONCAT('aria row ', seq) FROM seq_1_to_5000;"
+tables="shop.t shop.seq crm.t crm.seq logs.t logs.seq logs.aria"
+
+checksums() { # NODE
+    sql "$1" "CHECKSUM TABLE ${tables// /, }; SELECT COUNT(*) FROM shop.t; SELECT COUNT(*) FROM logs.aria;"
+}
+expected=$(checksums node1)
+
+run_case() { # METHOD:MODE
+    local method=${1%%:*} mode=${1#*:} sst_addr=127.0.0.2
+    # IPv6 SST: the SST address is [::1]; Galera itself stays on 127.0.0.x.
+    [ "$mode" = IPV6 ] && sst_addr="[::1]"
+    # node1's [sst] section is re-read by its SST script on every donation.
+    write_cnf node1 127.0.0.1 13306 "$(sst_block node1 "$mode" "$method")" "$method"
+    rm -rf "$T/node2"
+    mkdir -p "$T/node2"
+    write_cnf node2 127.0.0.2 13307 "$(sst_block node2 "$mode" "$method")" "$method" "$sst_addr"
+    local capture=$T/sst-$method.pcap
+    tcpdump -i lo -s 512 -U -w "$capture" "tcp port 24444" 2>"$T/tcpdump.log" &
+    local dump=$!
+    pids+=("$dump")
+    # Capture is on once tcpdump says so.
+    for _ in $(seq 1 100); do grep -q listening "$T/tcpdump.log" && break; sleep 0.1; done
+    local log1_from started=$EPOCHREALTIME
+    log1_from=$(( $(wc -l <"$T/node1/error.log") + 1 ))
+    start_node node2
+    local node2_pid=$node_pid
+    case $mode in
+        KILL_TUNNEL | WRONG_CA)
+            if [ "$mode" = KILL_TUNNEL ]; then
+                # The joiner's tunnel dies mid-SST: wait for it to carry bytes, then kill it.
+                local tunnel_pid=
+                for _ in $(seq 1 600); do
+                    tunnel_pid=$(cat "$T/node2/data/stunnel.pid" 2>/dev/null || true)
+                    [ -n "$tunnel_pid" ] && [ "$(stat -c %s "$capture")" -gt 2000000 ] && break
+                    sleep 0.1
+                done
+                [ -n "$tunnel_pid" ] || fail "$1: no joiner tunnel appeared"
+                kill -9 "$tunnel_pid"
+            fi
+            wait "$node2_pid" 2>/dev/null && fail "$1: node2 joined despite the fault"
+            # mysqld words the abort one of two ways, depending on which side noticed first.
+            grep -q -E "Will never receive state. Need to abort.|Application state transfer failed" "$T/node2/error.log" ||
+                { tail -30 "$T/node2/error.log" >&2; fail "$1: node2 did not abort cleanly"; }
+            wait_synced node1 "$node1_pid" 60 || fail "$1: node1 did not return to Synced"
+            kill "$dump" 2>/dev/null || true
+            wait "$dump" 2>/dev/null || true
+            sleep 0.5
+            pgrep -f "(^|/)(stunnel|socat) .*$T" >/dev/null && fail "$1: a tunnel process outlived the SST"
+            [ ! -e "$T/node2/data/stunnel.pid" ] || fail "$1: stunnel.pid left behind"
+            # The donor saw the failure through its tunnel, and says why in one line.
+            local why
+            why=$(tail -n +"$log1_from" "$T/node1/error.log" | grep -m1 -E '^(sst-tunnel|.*socat|.*stunnel).*(error|E )' || true)
+            [ -n "$why" ] || fail "$1: no tunnel error line in the donor's error log"
+            if [ "$mode" = WRONG_CA ] && [[ $why != *"certificate verification failed"* ]]; then
+                fail "$1: expected a certificate error from the donor's tunnel, got: $why"
+            fi
+            echo "PASS $1 tunnel=$tunnel donor_error=\"$why\""
+            return
+            ;;
+    esac
+    wait_synced node2 "$node2_pid" 600 || { tail -40 "$T/node2/error.log" >&2; tail -20 "$T/node1/error.log" >&2; fail "$1: node2 did not reach Synced"; }
+    local seconds
+    seconds=$(awk -v a="$started" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }')
+    kill "$dump" 2>/dev/null || true
+    wait "$dump" 2>/dev/null || true
+    [ "$(checksums node2)" = "$expected" ] || fail "$1: data differs after SST"
+    # Replication both ways after the join.
+    sql node2 "INSERT INTO shop.t (k, pad) VALUES (-2, 'from node2')"
+    sql node1 "INSERT INTO shop.t (k, pad) VALUES (-1, 'from node1')"
+    for n in node1 node2; do
+        local got=0
+        for _ in $(seq 1 100); do
+            got=$(sql $n "SELECT COUNT(*) FROM shop.t WHERE k < 0")
+            [ "$got" = 2 ] && break
+            sleep 0.1
+        done
+        [ "$got" = 2 ] || fail "$1: replication after SST: $n sees $got of 2 rows"
+    done
+    sql node1 "DELETE FROM shop.t WHERE k < 0"
+    # The wire was TLS: no rsync greeting and no mbstream chunk magic in clear.
+    local bytes
+    bytes=$(stat -c %s "$capture")
+    [ "$bytes" -gt 100000 ] || fail "$1: capture too small ($bytes bytes): nothing crossed port 24444?"
+    if grep -a -q -e '@RSYNCD' -e 'XBSTCK01' "$capture"; then
+        fail "$1: plaintext rsync/mbstream markers on the wire"
+    fi
+    if [ "$tunnel" = sst-tunnel ]; then
+        # sst-tunnel, not stunnel or socat, carried it: its summary lines in the error logs.
+        grep -q "path buffered" "$T/node2/error.log" ||
+            { tail -30 "$T/node2/error.log" >&2; fail "$1: no sst-tunnel summary line in node2's error log"; }
+    fi
+    local moved
+    moved=$(du -sb --exclude=galera.cache "$T/node2/data" | cut -f1)
+    stop_node node2 "$node2_pid"
+    [ ! -e "$T/node2/data/stunnel.pid" ] || fail "$1: stunnel.pid left behind"
+    echo "PASS $1 tunnel=$tunnel sst_seconds=$seconds datadir_bytes=$moved"
+}
+
+for c in "${cases[@]}"; do
+    run_case "$c"
+done
+stop_node node1 "$node1_pid"
