@@ -10,13 +10,16 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::cli::{Cli, Command};
 use crate::error::{Error, Result};
-use crate::{client, fastpath, frontend, logging, selftest, server};
+use crate::{client, fastpath, frontend, gencerts, logging, selftest, server};
 
 /// The native command line, start to exit status.
 pub fn main(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Stunnel(pass) => return frontend::stunnel::main(pass.args),
         Command::Socat(pass) => return frontend::socat::main(pass.args),
+        Command::GenCerts(args) => {
+            return exit_status("sst-tunnel", gencerts::run(args), Error::exit_code);
+        }
         _ => {}
     }
     logging::init(cli.log_level.as_deref());
@@ -64,8 +67,8 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Connect(args) => client::run(args).await,
         Command::Listen(args) => server::run(args).await,
         Command::Selftest(args) => selftest::run(args).await,
-        Command::Stunnel(_) | Command::Socat(_) => Err(Error::Internal(
-            "front-ends are dispatched before the runtime".into(),
+        Command::Stunnel(_) | Command::Socat(_) | Command::GenCerts(_) => Err(Error::Internal(
+            "front-ends and gen-certs are dispatched before the runtime".into(),
         )),
     }
 }

@@ -4,6 +4,7 @@
 //! have the right shape so every mistake is reported against the flag that carried it.
 
 use std::ffi::OsString;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -61,6 +62,8 @@ pub enum Command {
     Listen(ListenArgs),
     /// Run both ends in this process on loopback with throwaway certificates and check a hash.
     Selftest(SelftestArgs),
+    /// Make a cluster CA and node certificates for SST, with a my.cnf snippet per node.
+    GenCerts(GenCertsArgs),
     /// Behave as stunnel: `sst-tunnel stunnel CONF` runs the SST scripts' stunnel.conf.
     #[command(disable_help_flag = true)]
     Stunnel(PassThrough),
@@ -141,6 +144,79 @@ pub struct ListenArgs {
     /// Data-phase options.
     #[command(flatten)]
     pub stream: StreamArgs,
+}
+
+/// `sst-tunnel gen-certs`.
+#[derive(Debug, Args)]
+pub struct GenCertsArgs {
+    /// Directory to write into (created when missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// A node: NAME[=IP,IP...]; NAME becomes the CN and a DNS SAN, the IPs IP SANs (repeatable).
+    #[arg(long = "node", value_name = "NAME[=IP,...]", required = true, value_parser = parse_node)]
+    pub nodes: Vec<Node>,
+
+    /// Node certificate lifetime in days.
+    #[arg(long, value_name = "DAYS", default_value_t = 825, value_parser = clap::value_parser!(u32).range(1..))]
+    pub days: u32,
+
+    /// CA certificate lifetime in days.
+    #[arg(long, value_name = "DAYS", default_value_t = 3650, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ca_days: u32,
+
+    /// The CA's common name.
+    #[arg(long, value_name = "NAME", default_value = "Galera SST CA")]
+    pub ca_name: String,
+
+    /// Replace existing files (all of them: the CA changes too).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// One `--node NAME[=IP,...]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// Host name: CN and DNS SAN, and the file name stem.
+    pub name: String,
+    /// IP SANs.
+    pub ips: Vec<IpAddr>,
+}
+
+/// Parses `NAME[=IP,IP...]`.
+pub fn parse_node(text: &str) -> std::result::Result<Node, String> {
+    let (name, ips) = match text.split_once('=') {
+        Some((name, ips)) => (name, Some(ips)),
+        None => (text, None),
+    };
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        && !name.starts_with(['-', '.']);
+    if !valid {
+        return Err(format!(
+            "'{name}': a node name is a host name (letters, digits, '-' and '.')"
+        ));
+    }
+    let ips = match ips {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(|ip| {
+                ip.trim()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<IpAddr>()
+                    .map_err(|_| format!("'{ip}' is not an IP address (NAME=IP,IP...)"))
+            })
+            .collect::<std::result::Result<_, _>>()?,
+    };
+    Ok(Node {
+        name: name.to_string(),
+        ips,
+    })
 }
 
 /// `sst-tunnel selftest`.
@@ -283,6 +359,24 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_syntax() {
+        assert_eq!(
+            parse_node("node1=10.0.0.1,[fd00::1]").unwrap(),
+            Node {
+                name: "node1".into(),
+                ips: vec!["10.0.0.1".parse().unwrap(), "fd00::1".parse().unwrap()],
+            }
+        );
+        assert_eq!(
+            parse_node("db-2.example").unwrap().ips,
+            Vec::<IpAddr>::new()
+        );
+        assert!(parse_node("=1.2.3.4").is_err());
+        assert!(parse_node("node 1").is_err());
+        assert!(parse_node("node1=10.0.0.300").is_err());
+    }
 
     #[test]
     fn durations() {

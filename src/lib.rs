@@ -17,7 +17,7 @@
 //! - [`relay`]: moves bytes both ways with half-close and an idle timeout (the copy seam).
 //! - [`fastpath`]: the platform seam: copy-path choice and fd tuning; Linux and portable twins.
 //! - [`stdio`], [`exec`], [`net`]: the plaintext ends and TCP plumbing.
-//! - [`pki`]: throwaway in-memory CA for `selftest`.
+//! - [`pki`]: throwaway in-memory CA for `selftest`; [`gencerts`]: a real cluster CA on disk.
 //! - [`error`]: the error type and the exit codes.
 
 pub mod app;
@@ -27,6 +27,7 @@ pub mod error;
 pub mod exec;
 pub mod fastpath;
 pub mod frontend;
+pub mod gencerts;
 pub mod logging;
 pub mod net;
 pub mod pki;

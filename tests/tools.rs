@@ -1,0 +1,143 @@
+//! Operator tools: `gen-certs` (a cluster PKI that OpenSSL, the SST scripts' pre-checks and
+//! both tunnel ends accept) and `check` (the pre-flight doctor).
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+fn gen_certs(dir: &Path, extra: &[&str]) -> Outcome {
+    let mut args = strs(&["gen-certs", "--out", dir.to_str().unwrap()]);
+    args.extend(strs(extra));
+    Proc::spawn(bin(), &args).finish()
+}
+
+fn openssl(args: &[&str]) -> String {
+    let out = Command::new(require("openssl"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn gen_certs_makes_a_pki_openssl_and_both_ends_accept() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = gen_certs(
+        d,
+        &["--node", "node1=127.0.0.1", "--node", "node2=127.0.0.2,::1"],
+    );
+    out.ok();
+    let p = |f: &str| d.join(f).to_string_lossy().into_owned();
+    for key in ["ca-key.pem", "node1-key.pem", "node2-key.pem"] {
+        let mode = fs::metadata(d.join(key)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{key}");
+    }
+    // The SST scripts' pre-checks (common:1393-1478): chain and key/cert match.
+    for node in ["node1", "node2"] {
+        let verified = openssl(&[
+            "verify",
+            "-CAfile",
+            &p("ca.pem"),
+            &p(&format!("{node}-cert.pem")),
+        ]);
+        assert!(verified.trim_end().ends_with(": OK"), "{verified}");
+        assert_eq!(
+            openssl(&[
+                "x509",
+                "-noout",
+                "-pubkey",
+                "-in",
+                &p(&format!("{node}-cert.pem"))
+            ]),
+            openssl(&["pkey", "-pubout", "-in", &p(&format!("{node}-key.pem"))])
+        );
+    }
+    let text = openssl(&["x509", "-noout", "-text", "-in", &p("node2-cert.pem")]);
+    assert!(text.contains("Subject: CN = node2"), "{text}");
+    assert!(
+        text.contains("DNS:node2, IP Address:127.0.0.2, IP Address:0:0:0:0:0:0:0:1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("TLS Web Server Authentication, TLS Web Client Authentication"),
+        "{text}"
+    );
+    let snippet = fs::read_to_string(d.join("node1-sst.cnf")).unwrap();
+    assert!(
+        snippet.contains(&format!("[sst]\ntca={}\n", p("ca.pem"))),
+        "{snippet}"
+    );
+    assert!(snippet.contains(&format!("tkey={}\n", p("node1-key.pem"))));
+
+    // The pair works as joiner and donor with identity checks by name.
+    let mut server = Proc::spawn(
+        bin(),
+        &strs(&[
+            "listen",
+            "127.0.0.1:0",
+            "--stdio",
+            "--cert",
+            &p("node2-cert.pem"),
+            "--key",
+            &p("node2-key.pem"),
+            "--ca",
+            &p("ca.pem"),
+            "--verify",
+            "identity",
+            "--peer-name",
+            "node1",
+        ]),
+    );
+    server.close_stdin();
+    let port = server.port();
+    let mut client = Proc::spawn(
+        bin(),
+        &strs(&[
+            "connect",
+            &format!("127.0.0.1:{port}"),
+            "--cert",
+            &p("node1-cert.pem"),
+            "--key",
+            &p("node1-key.pem"),
+            "--ca",
+            &p("ca.pem"),
+            "--verify",
+            "identity",
+            "--peer-name",
+            "node2",
+        ]),
+    );
+    client.close_stdin();
+    client.finish().ok();
+    server.finish().ok();
+}
+
+#[test]
+fn gen_certs_never_overwrites_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    gen_certs(d, &["--node", "node1"]).ok();
+    let before = fs::read(d.join("ca.pem")).unwrap();
+    gen_certs(d, &["--node", "node1"]).fails(
+        2,
+        &format!(
+            "{}: already exists; pass --force",
+            d.join("ca.pem").display()
+        ),
+    );
+    assert_eq!(fs::read(d.join("ca.pem")).unwrap(), before);
+    gen_certs(d, &["--node", "node1", "--force"]).ok();
+    assert_ne!(fs::read(d.join("ca.pem")).unwrap(), before);
+    gen_certs(d, &["--node", "node1=10.0.0.300"]).fails(2, "'10.0.0.300' is not an IP address");
+}
