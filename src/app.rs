@@ -10,7 +10,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::cli::{Cli, Command};
 use crate::error::{Error, Result};
-use crate::{client, fastpath, frontend, gencerts, logging, selftest, server};
+use crate::{client, doctor, fastpath, frontend, gencerts, logging, selftest, server};
 
 /// The native command line, start to exit status.
 pub fn main(cli: Cli) -> ExitCode {
@@ -19,6 +19,9 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Socat(pass) => return frontend::socat::main(pass.args),
         Command::GenCerts(args) => {
             return exit_status("sst-tunnel", gencerts::run(args), Error::exit_code);
+        }
+        Command::Check(args) => {
+            return exit_status("sst-tunnel", doctor::run(args), Error::exit_code);
         }
         _ => {}
     }
@@ -67,9 +70,9 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Connect(args) => client::run(args).await,
         Command::Listen(args) => server::run(args).await,
         Command::Selftest(args) => selftest::run(args).await,
-        Command::Stunnel(_) | Command::Socat(_) | Command::GenCerts(_) => Err(Error::Internal(
-            "front-ends and gen-certs are dispatched before the runtime".into(),
-        )),
+        Command::Stunnel(_) | Command::Socat(_) | Command::GenCerts(_) | Command::Check(_) => Err(
+            Error::Internal("front-ends and tools are dispatched before the runtime".into()),
+        ),
     }
 }
 

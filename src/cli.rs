@@ -64,6 +64,8 @@ pub enum Command {
     Selftest(SelftestArgs),
     /// Make a cluster CA and node certificates for SST, with a my.cnf snippet per node.
     GenCerts(GenCertsArgs),
+    /// Pre-flight checks of a node's certificate, key and CA files, with fixes.
+    Check(CheckArgs),
     /// Behave as stunnel: `sst-tunnel stunnel CONF` runs the SST scripts' stunnel.conf.
     #[command(disable_help_flag = true)]
     Stunnel(PassThrough),
@@ -144,6 +146,34 @@ pub struct ListenArgs {
     /// Data-phase options.
     #[command(flatten)]
     pub stream: StreamArgs,
+}
+
+/// `sst-tunnel check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The node's certificate chain (PEM); may also hold the key.
+    #[arg(long, value_name = "FILE")]
+    pub cert: PathBuf,
+
+    /// The node's private key (PEM); read from --cert when omitted.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+
+    /// Trusted CAs: a PEM bundle or a directory.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub ca: PathBuf,
+
+    /// CRLs to check the chain against.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub crl: Option<PathBuf>,
+
+    /// A name or IP the certificate must cover (repeatable): the node's own names.
+    #[arg(long = "peer-name", value_name = "NAME")]
+    pub peer_names: Vec<String>,
+
+    /// Warn when the certificate expires within this many days.
+    #[arg(long, value_name = "DAYS", default_value_t = 30)]
+    pub warn_days: u32,
 }
 
 /// `sst-tunnel gen-certs`.

@@ -17,12 +17,14 @@
 //! - [`relay`]: moves bytes both ways with half-close and an idle timeout (the copy seam).
 //! - [`fastpath`]: the platform seam: copy-path choice and fd tuning; Linux and portable twins.
 //! - [`stdio`], [`exec`], [`net`]: the plaintext ends and TCP plumbing.
-//! - [`pki`]: throwaway in-memory CA for `selftest`; [`gencerts`]: a real cluster CA on disk.
+//! - [`pki`]: throwaway in-memory CA for `selftest`; [`gencerts`]: a real cluster CA on disk;
+//!   [`doctor`]: `check`, the pre-flight report on a node's certificate files.
 //! - [`error`]: the error type and the exit codes.
 
 pub mod app;
 pub mod cli;
 pub mod client;
+pub mod doctor;
 pub mod error;
 pub mod exec;
 pub mod fastpath;

@@ -141,3 +141,105 @@ fn gen_certs_never_overwrites_without_force() {
     assert_ne!(fs::read(d.join("ca.pem")).unwrap(), before);
     gen_certs(d, &["--node", "node1=10.0.0.300"]).fails(2, "'10.0.0.300' is not an IP address");
 }
+
+fn check(pki: &Pki, node: &str, extra: &[&str]) -> Outcome {
+    let mut args = strs(&[
+        "check",
+        "--cert",
+        &pki.s(&format!("{node}-cert.pem")),
+        "--key",
+        &pki.s(&format!("{node}-key.pem")),
+    ]);
+    if !extra.contains(&"--ca") {
+        args.extend(strs(&["--ca", &pki.s("ca.pem")]));
+    }
+    args.extend(strs(extra));
+    Proc::spawn(bin(), &args).finish()
+}
+
+fn stdout(out: &Outcome) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn check_passes_a_good_node_and_names_each_problem() {
+    let pki = Pki::new();
+    let good = check(
+        &pki,
+        "node2",
+        &["--peer-name", "node2", "--peer-name", "127.0.0.1"],
+    );
+    good.ok();
+    let text = stdout(&good);
+    assert!(text.contains("ok: chain verifies against"), "{text}");
+    assert!(text.contains("ok: certificate names 'node2'"), "{text}");
+    assert!(text.ends_with("summary: 0 errors, 0 warnings\n"), "{text}");
+
+    let cases: [(&str, &[&str], &str); 5] = [
+        (
+            "node2",
+            &["--peer-name", "node3"],
+            "error: certificate does not name 'node3'",
+        ),
+        ("rogue", &[], "is not signed by a CA in"),
+        ("expired", &[], "error: certificate expired at"),
+        ("revoked", &["--crl", &pki.s("crl.pem")], "is revoked"),
+        (
+            "node2",
+            &["--ca", &pki.s("other-ca.pem")],
+            "is not signed by a CA in",
+        ),
+    ];
+    for (node, extra, needle) in cases {
+        let out = check(&pki, node, extra);
+        assert_eq!(out.code(), 3, "{node} {extra:?}: {}", stdout(&out));
+        assert!(
+            stdout(&out).contains(needle),
+            "{node} {extra:?}: {}",
+            stdout(&out)
+        );
+    }
+    // A key that belongs to another certificate.
+    let out = Proc::spawn(
+        bin(),
+        &strs(&[
+            "check",
+            "--cert",
+            &pki.s("node2-cert.pem"),
+            "--key",
+            &pki.s("client-key.pem"),
+            "--ca",
+            &pki.s("ca.pem"),
+        ]),
+    )
+    .finish();
+    assert_eq!(out.code(), 3);
+    assert!(stdout(&out).contains("private key does not match the certificate"));
+}
+
+#[test]
+fn check_warns_about_readable_keys_and_missing_sans() {
+    let pki = Pki::new();
+    fs::set_permissions(
+        pki.path("cnonly-key.pem"),
+        fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let out = check(&pki, "cnonly", &[]);
+    out.ok();
+    let text = stdout(&out);
+    assert!(
+        text.contains("private key is readable by every user (mode 644)"),
+        "{text}"
+    );
+    assert!(text.contains("warning: no subjectAltName"), "{text}");
+    assert!(text.ends_with("summary: 0 errors, 2 warnings\n"), "{text}");
+    // Near expiry.
+    let out = check(&pki, "node2", &["--warn-days", "1000000"]);
+    out.ok();
+    assert!(
+        stdout(&out).contains("warning: certificate expires in"),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -407,6 +407,22 @@ fn mode_name(mode: VerifyMode) -> &'static str {
     }
 }
 
+/// Verifies our own chain (`--cert`) against `--ca` (and `--crl`) as a peer would, for both
+/// uses a node's certificate has in SST (server as joiner, client as donor); for `check`.
+pub fn verify_own_chain(args: &TlsArgs, chain: &[CertificateDer<'static>]) -> Result<(), String> {
+    let (leaf, intermediates) = chain.split_first().ok_or("the certificate file is empty")?;
+    let provider = provider(args).map_err(|e| e.to_string())?;
+    for role in [PeerRole::Server, PeerRole::Client] {
+        let prepared =
+            Prepared::with_policy(args, Some(Policy::chain())).map_err(|e| e.to_string())?;
+        let verifier = verifier(prepared, role, &provider).map_err(|e| e.to_string())?;
+        verifier
+            .check(leaf, intermediates, rustls::pki_types::UnixTime::now())
+            .map_err(|e| e.0)?;
+    }
+    Ok(())
+}
+
 /// Turns the prepared material into the verifier for `role`.
 fn verifier(prepared: Prepared, role: PeerRole, provider: &CryptoProvider) -> Result<PeerVerifier> {
     let mut anchors = Vec::with_capacity(prepared.trusted.len());
@@ -428,7 +444,7 @@ fn verifier(prepared: Prepared, role: PeerRole, provider: &CryptoProvider) -> Re
 
 /// Loads our certificate and key, checks that they belong together, and flags certificates
 /// that rustls-based peers will refuse.
-fn identity(
+pub fn identity(
     cert: &Path,
     key: Option<&Path>,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {

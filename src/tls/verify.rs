@@ -149,7 +149,7 @@ impl PeerVerifier {
     }
 
     /// Applies the policy to a presented chain.
-    fn check(
+    pub(crate) fn check(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],

@@ -129,6 +129,13 @@ impl Pki {
         let pair = (cert.pem(), key.serialize_pem());
         self.write(&format!("{name}-cert.pem"), &pair.0);
         self.write(&format!("{name}-key.pem"), &pair.1);
+        // Private keys as they should be on disk (`check` warns about readable ones).
+        let key_path = self.path(&format!("{name}-key.pem"));
+        std::fs::set_permissions(
+            &key_path,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+        )
+        .unwrap();
         pair
     }
 
