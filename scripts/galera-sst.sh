@@ -265,8 +265,13 @@ run_case() { # METHOD:MODE
             wait_synced node1 "$node1_pid" 60 || fail "$1: node1 did not return to Synced"
             kill "$dump" 2>/dev/null || true
             wait "$dump" 2>/dev/null || true
-            sleep 0.5
-            pgrep -f "(^|/)(stunnel|socat) .*$T" >/dev/null && fail "$1: a tunnel process outlived the SST"
+            # Both scripts' cleanups run after mysqld has its answer: give them a bounded while.
+            local left=1
+            for _ in $(seq 1 300); do
+                pgrep -f "(^|/)(stunnel|socat) .*$T" >/dev/null || { left=0; break; }
+                sleep 0.1
+            done
+            [ "$left" = 0 ] || fail "$1: a tunnel process outlived the SST: $(pgrep -af "(^|/)(stunnel|socat) .*$T")"
             [ ! -e "$T/node2/data/stunnel.pid" ] || fail "$1: stunnel.pid left behind"
             # The donor saw the failure through its tunnel, and says why in one line.
             local why

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian/Ubuntu machine: installs what the tests use
 # (stunnel4, socat, rsync, and MariaDB Galera for the real-SST test, from the distribution),
-# then runs cargo fmt/clippy checks and every test. Needs root: apt-get, and the Galera test
-# runs mysqld as the mysql user. Skips the install when the tools are there.
+# then runs cargo fmt/clippy checks and every test, then builds the .deb and .rpm and installs,
+# uses and removes the .deb. Needs root: apt-get, dpkg, and the Galera test runs mysqld as the
+# mysql user. Skips the install when the tools are there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 for tool in stunnel:stunnel4 socat:socat rsync:rsync diff:diffutils ss:iproute2 openssl:openssl \
-    mariadbd:mariadb-server mariadb-backup:mariadb-backup tcpdump:tcpdump pgrep:procps; do
+    mariadbd:mariadb-server mariadb-backup:mariadb-backup tcpdump:tcpdump pgrep:procps \
+    dpkg-shlibdeps:dpkg-dev rpmbuild:rpm lintian:lintian; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
 done
 [ -e /usr/lib/galera/libgalera_smm.so ] || need+=(galera-4)
@@ -31,3 +33,6 @@ fi
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked
+# The packages: build the .deb and .rpm, install the .deb, use it, remove it.
+packaging/build.sh
+packaging/test-install.sh

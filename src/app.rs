@@ -10,7 +10,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::cli::{Cli, Command};
 use crate::error::{Error, Result};
-use crate::{client, doctor, fastpath, frontend, gencerts, logging, selftest, server};
+use crate::{client, doctor, fastpath, frontend, gencerts, generate, logging, selftest, server};
 
 /// The native command line, start to exit status.
 pub fn main(cli: Cli) -> ExitCode {
@@ -22,6 +22,9 @@ pub fn main(cli: Cli) -> ExitCode {
         }
         Command::Check(args) => {
             return exit_status("sst-tunnel", doctor::run(args), Error::exit_code);
+        }
+        Command::Generate(args) => {
+            return exit_status("sst-tunnel", generate::run(args), Error::exit_code);
         }
         _ => {}
     }
@@ -70,9 +73,13 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Connect(args) => client::run(args).await,
         Command::Listen(args) => server::run(args).await,
         Command::Selftest(args) => selftest::run(args).await,
-        Command::Stunnel(_) | Command::Socat(_) | Command::GenCerts(_) | Command::Check(_) => Err(
-            Error::Internal("front-ends and tools are dispatched before the runtime".into()),
-        ),
+        Command::Stunnel(_)
+        | Command::Socat(_)
+        | Command::GenCerts(_)
+        | Command::Check(_)
+        | Command::Generate(_) => Err(Error::Internal(
+            "front-ends and tools are dispatched before the runtime".into(),
+        )),
     }
 }
 

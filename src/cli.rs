@@ -66,6 +66,9 @@ pub enum Command {
     GenCerts(GenCertsArgs),
     /// Pre-flight checks of a node's certificate, key and CA files, with fixes.
     Check(CheckArgs),
+    /// Write the man pages or shell completions into a directory (for packaging).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
     /// Behave as stunnel: `sst-tunnel stunnel CONF` runs the SST scripts' stunnel.conf.
     #[command(disable_help_flag = true)]
     Stunnel(PassThrough),
@@ -146,6 +149,25 @@ pub struct ListenArgs {
     /// Data-phase options.
     #[command(flatten)]
     pub stream: StreamArgs,
+}
+
+/// `sst-tunnel generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// What to write.
+    #[arg(value_enum)]
+    pub what: GenerateWhat,
+    /// Directory to write into.
+    pub out: PathBuf,
+}
+
+/// Generated packaging assets.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GenerateWhat {
+    /// Man pages (sst-tunnel.1 and one per sub-command).
+    Man,
+    /// bash, zsh and fish completions.
+    Completions,
 }
 
 /// `sst-tunnel check`.
@@ -307,6 +329,25 @@ pub struct StreamArgs {
     /// End a connection on which no byte moved either way for this long (0 disables).
     #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
+
+    /// Log a progress line (bytes each way, rate, elapsed) this often during a transfer (0 disables).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub progress: Duration,
+
+    /// Write the final summary as JSON to FILE (listen --exec appends one line per connection).
+    #[arg(long, value_name = "FILE")]
+    pub stats_json: Option<PathBuf>,
+}
+
+impl StreamArgs {
+    /// The reporting these flags ask for; `append` for a listener of many connections.
+    pub fn reporting(&self, append: bool) -> crate::session::Reporting {
+        crate::session::Reporting {
+            progress: (!self.progress.is_zero()).then_some(self.progress),
+            stats: self.stats_json.clone(),
+            append,
+        }
+    }
 }
 
 /// Peer verification policy.

@@ -14,7 +14,7 @@ use crate::cli::ConnectArgs;
 use crate::error::Result;
 use crate::net::{self, HostPort};
 use crate::relay;
-use crate::session::{self, ClientStream, TlsInfo};
+use crate::session::{self, ClientStream, Reporting, TlsInfo};
 use crate::stdio::{Direction, LocalEnds};
 use crate::tls::{self, Prepared};
 
@@ -43,6 +43,8 @@ pub struct Plan {
     pub retries: u32,
     /// Pause between attempts.
     pub retry_interval: Duration,
+    /// Progress lines and the stats file.
+    pub report: Reporting,
 }
 
 /// `sst-tunnel connect`.
@@ -68,6 +70,7 @@ pub async fn run(args: ConnectArgs) -> Result<()> {
         end_with_peer: !args.rsh_args.is_empty(),
         retries: 0,
         retry_interval: Duration::ZERO,
+        report: args.stream.reporting(false),
     })
     .await
 }
@@ -78,19 +81,18 @@ pub async fn dial(plan: Plan) -> Result<()> {
     let (mut stream, info) = establish(&plan, &label).await?;
     debug!(version = %info.version, suite = %info.suite, peer = ?info.peer_subject, "handshake complete");
     let local = LocalEnds::open(plan.direction, plan.end_with_peer);
-    let transfer = relay::relay(
+    let result = relay::relay(
         &mut stream,
         local.input,
         local.output,
         relay::Options {
             idle: plan.idle,
             end_with_peer: local.end_with_peer,
+            progress: plan.report.progress_for(&label),
         },
     )
-    .await
-    .map_err(session::relay_error)?;
-    session::log_summary(&label, &info, &transfer);
-    Ok(())
+    .await;
+    plan.report.finish(&label, &info, result)
 }
 
 /// Connect and handshake, retried as the plan allows.

@@ -18,7 +18,8 @@
 //! - [`fastpath`]: the platform seam: copy-path choice and fd tuning; Linux and portable twins.
 //! - [`stdio`], [`exec`], [`net`]: the plaintext ends and TCP plumbing.
 //! - [`pki`]: throwaway in-memory CA for `selftest`; [`gencerts`]: a real cluster CA on disk;
-//!   [`doctor`]: `check`, the pre-flight report on a node's certificate files.
+//!   [`doctor`]: `check`, the pre-flight report on a node's certificate files;
+//!   [`generate`]: man pages and completions for the packages.
 //! - [`error`]: the error type and the exit codes.
 
 pub mod app;
@@ -30,6 +31,7 @@ pub mod exec;
 pub mod fastpath;
 pub mod frontend;
 pub mod gencerts;
+pub mod generate;
 pub mod logging;
 pub mod net;
 pub mod pki;

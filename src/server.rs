@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::exec::{self, PeerEnv, Program};
 use crate::net::{self, HostPort};
 use crate::relay;
-use crate::session;
+use crate::session::{self, Reporting};
 use crate::stdio::{Direction, LocalEnds};
 use crate::tls::{self, Prepared};
 
@@ -37,6 +37,8 @@ pub struct Plan {
     pub idle: Option<Duration>,
     /// Stdio or exec.
     pub mode: Mode,
+    /// Progress lines and the stats file.
+    pub report: Reporting,
 }
 
 /// The two kinds of listener.
@@ -77,6 +79,7 @@ pub async fn run(args: ListenArgs) -> Result<()> {
         config,
         handshake: args.tls.handshake_timeout,
         idle: (!args.stream.idle_timeout.is_zero()).then_some(args.stream.idle_timeout),
+        report: args.stream.reporting(matches!(mode, Mode::Exec { .. })),
         mode,
     };
     check(&plan)?;
@@ -108,6 +111,7 @@ pub async fn serve(listener: TcpListener, plan: Plan) -> Result<()> {
     let limits = Limits {
         handshake: plan.handshake,
         idle: plan.idle,
+        report: plan.report,
     };
     match plan.mode {
         Mode::Exec {
@@ -133,6 +137,7 @@ pub async fn serve(listener: TcpListener, plan: Plan) -> Result<()> {
 struct Limits {
     handshake: Duration,
     idle: Option<Duration>,
+    report: Reporting,
 }
 
 /// Accepts one connection (after up to `retries` failed handshakes) and relays it to stdio.
@@ -163,19 +168,19 @@ async fn serve_stdio(
     drop(listener);
     debug!(%peer, version = %info.version, suite = %info.suite, client = ?info.peer_subject, "handshake complete");
     let local = LocalEnds::open(direction, false);
-    let transfer = relay::relay(
+    let label = peer.to_string();
+    let result = relay::relay(
         &mut stream,
         local.input,
         local.output,
         relay::Options {
             idle: limits.idle,
             end_with_peer: local.end_with_peer,
+            progress: limits.report.progress_for(&label),
         },
     )
-    .await
-    .map_err(session::relay_error)?;
-    session::log_summary(&peer.to_string(), &info, &transfer);
-    Ok(())
+    .await;
+    limits.report.finish(&label, &info, result)
 }
 
 /// Accepts connections until a signal ends the process, running `program` for each.
@@ -229,6 +234,7 @@ async fn serve_one_exec(
         issuer: info.peer_issuer.clone(),
     };
     let mut spawned = exec::spawn(program, &env)?;
+    let label = peer.to_string();
     let result = relay::relay(
         &mut stream,
         spawned.output,
@@ -236,19 +242,16 @@ async fn serve_one_exec(
         relay::Options {
             idle: limits.idle,
             end_with_peer: false,
+            progress: limits.report.progress_for(&label),
         },
     )
     .await;
-    let transfer = match result {
-        Ok(transfer) => transfer,
-        Err(e) => {
-            // The stream is broken, so whatever the child does next is void.
-            let _ = spawned.child.start_kill();
-            let _ = spawned.child.wait().await;
-            return Err(session::relay_error(e));
-        }
-    };
-    session::log_summary(&peer.to_string(), &info, &transfer);
+    if let Err(e) = limits.report.finish(&label, &info, result) {
+        // The stream is broken, so whatever the child does next is void.
+        let _ = spawned.child.start_kill();
+        let _ = spawned.child.wait().await;
+        return Err(e);
+    }
     match spawned.child.wait().await {
         Ok(status) if status.success() => Ok(()),
         Ok(status) => {

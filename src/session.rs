@@ -1,8 +1,11 @@
 //! One TLS connection's life around the relay: handshake with a deadline, what was negotiated,
 //! the summary line, and turning failures into one-line errors.
 
+use std::fmt::Write as _;
 use std::future::Future;
 use std::io;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,11 +13,11 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, CommonState, ProtocolVersion};
 use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::error::Error;
 use crate::net::{self, Wire};
-use crate::relay::{RelayError, Transfer};
+use crate::relay::{self, RelayError, Transfer};
 use crate::tls::TLS_BUFFER_LIMIT;
 use crate::tls::{self, names::CertNames};
 
@@ -143,5 +146,137 @@ pub fn relay_error(err: RelayError) -> Error {
             tls::describe_io(source)
         )),
         RelayError::Idle { .. } => Error::Transfer(format!("{err} ({counts})")),
+    }
+}
+
+/// What a finished or running connection reports besides its summary line.
+#[derive(Debug, Clone, Default)]
+pub struct Reporting {
+    /// Interval of the `progress` lines; `None` for none.
+    pub progress: Option<Duration>,
+    /// Where to write the final summary as JSON.
+    pub stats: Option<PathBuf>,
+    /// Append one JSON line per connection instead of replacing the file (`listen --exec`).
+    pub append: bool,
+}
+
+impl Reporting {
+    /// The relay's progress hook: an info line every interval, so a long SST shows life in
+    /// the MariaDB error log.
+    pub fn progress_for(&self, peer: &str) -> Option<relay::Progress> {
+        let every = self.progress?;
+        let peer = peer.to_string();
+        Some(relay::Progress {
+            every,
+            report: Arc::new(move |t: &Transfer| {
+                let secs = t.elapsed.as_secs_f64();
+                let rate = if secs > 0.0 {
+                    (t.sent + t.received) as f64 / secs / 1e6
+                } else {
+                    0.0
+                };
+                info!(
+                    "progress {peer}: sent {} bytes, received {} bytes in {secs:.0}s ({rate:.1} MB/s)",
+                    t.sent, t.received
+                );
+            }),
+        })
+    }
+
+    /// Logs the summary (on success) and writes the stats file, then hands back the outcome.
+    pub fn finish(
+        &self,
+        peer: &str,
+        info: &TlsInfo,
+        result: Result<Transfer, RelayError>,
+    ) -> Result<(), Error> {
+        let (transfer, outcome) = match result {
+            Ok(transfer) => {
+                log_summary(peer, info, &transfer);
+                (transfer, Ok(()))
+            }
+            Err(e) => (e.partial(), Err(relay_error(e))),
+        };
+        if let Some(path) = &self.stats {
+            let error = outcome.as_ref().err().map(ToString::to_string);
+            if let Err(e) = write_stats(path, self.append, peer, info, &transfer, error.as_deref())
+            {
+                warn!("--stats-json {}: {e}", path.display());
+            }
+        }
+        outcome
+    }
+}
+
+/// One JSON object (one line) describing a connection.
+fn write_stats(
+    path: &Path,
+    append: bool,
+    peer: &str,
+    info: &TlsInfo,
+    t: &Transfer,
+    error: Option<&str>,
+) -> io::Result<()> {
+    let secs = t.elapsed.as_secs_f64();
+    let mut line = String::from("{");
+    let _ = write!(
+        line,
+        "\"result\":{},\"peer\":{},\"sent_bytes\":{},\"received_bytes\":{},\"seconds\":{secs:.6},\
+         \"tls_version\":{},\"cipher_suite\":{},\"copy_path\":{}",
+        json(if error.is_some() { "error" } else { "ok" }),
+        json(peer),
+        t.sent,
+        t.received,
+        json(&info.version),
+        json(&info.suite),
+        json(&t.path.to_string()),
+    );
+    if let Some(subject) = &info.peer_subject {
+        let _ = write!(line, ",\"peer_subject\":{}", json(subject));
+    }
+    if let Some(error) = error {
+        let _ = write!(line, ",\"error\":{}", json(error));
+    }
+    line.push_str("}\n");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(path)?;
+    file.write_all(line.as_bytes())
+}
+
+/// A JSON string literal.
+fn json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(
+            json("CN=a \"b\"\\c\n\u{1}"),
+            "\"CN=a \\\"b\\\"\\\\c\\n\\u0001\""
+        );
     }
 }

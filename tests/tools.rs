@@ -243,3 +243,74 @@ fn check_warns_about_readable_keys_and_missing_sans() {
         stdout(&out)
     );
 }
+
+#[test]
+fn progress_lines_show_a_running_transfer() {
+    let pki = Pki::new();
+    let mut server = stdio_server(&pki, &["--progress", "100ms"]);
+    server.close_stdin();
+    let port = server.port();
+    let mut cl = client(&pki, port, "client", &[]);
+    let mut input = cl.stdin();
+    std::io::Write::write_all(&mut input, &bytes(1000, 3)).unwrap();
+    // The stream stays open: only the periodic line can report these bytes now.
+    let line = server.wait_line("received 1000 bytes");
+    assert!(line.contains("progress 127.0.0.1:"), "{line}");
+    assert!(line.contains("sent 0 bytes"), "{line}");
+    drop(input);
+    cl.finish().ok();
+    server.finish().ok();
+}
+
+#[test]
+fn stats_json_records_success_and_failure() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let server_stats = dir.path().join("server.json");
+    let client_stats = dir.path().join("client.json");
+    let mut server = stdio_server(&pki, &["--stats-json", server_stats.to_str().unwrap()]);
+    server.close_stdin();
+    let port = server.port();
+    let mut cl = client(
+        &pki,
+        port,
+        "client",
+        &["--stats-json", client_stats.to_str().unwrap()],
+    );
+    let feeder = feed(cl.stdin(), 3 << 20, 4);
+    cl.finish().ok();
+    server.finish().ok();
+    feeder.join().unwrap();
+    let s = fs::read_to_string(&server_stats).unwrap();
+    assert!(
+        s.starts_with("{\"result\":\"ok\",\"peer\":\"127.0.0.1:"),
+        "{s}"
+    );
+    assert!(
+        s.contains("\"sent_bytes\":0,\"received_bytes\":3145728,"),
+        "{s}"
+    );
+    assert!(s.contains("\"tls_version\":\"TLSv1.3\""), "{s}");
+    assert!(s.contains("\"peer_subject\":\"CN=node1\""), "{s}");
+    assert!(s.ends_with("}\n") && s.lines().count() == 1, "{s}");
+    let c = fs::read_to_string(&client_stats).unwrap();
+    assert!(
+        c.contains("\"sent_bytes\":3145728,\"received_bytes\":0,"),
+        "{c}"
+    );
+
+    // A client killed mid-stream: the server's record says so.
+    let mut server = stdio_server(&pki, &["--stats-json", server_stats.to_str().unwrap()]);
+    server.close_stdin();
+    let port = server.port();
+    let mut cargs = strs(&["--log-level", "debug"]);
+    cargs.extend(client_args(&pki, port, "client", &[]));
+    let mut cl = Proc::spawn(bin(), &cargs);
+    let _feeder = feed(cl.stdin(), 10 << 30, 5);
+    cl.wait_line("handshake complete");
+    cl.signal(nix::sys::signal::Signal::SIGKILL);
+    server.finish().fails(6, "(stream truncated)");
+    let s = fs::read_to_string(&server_stats).unwrap();
+    assert!(s.starts_with("{\"result\":\"error\""), "{s}");
+    assert!(s.contains("(stream truncated)"), "{s}");
+}

@@ -315,6 +315,7 @@ impl Conf {
                 config,
                 handshake: HANDSHAKE_TIMEOUT,
                 idle: Some(self.seconds(d.timeout_idle.as_ref(), IDLE_TIMEOUT)?),
+                report: front_end_reporting(),
                 mode: server::Mode::Exec {
                     program: Program {
                         path: exec.value.clone(),
@@ -379,6 +380,7 @@ impl Conf {
                 end_with_peer: true,
                 retries: 0,
                 retry_interval: Duration::ZERO,
+                report: front_end_reporting(),
             }),
             log_level,
         }))
@@ -648,6 +650,14 @@ struct Directives {
     ciphersuites: Option<Line>,
     check_host: Vec<Line>,
     check_ip: Vec<Line>,
+}
+
+/// Progress lines every 30 s (shown from `debug = notice` up); no stats file.
+fn front_end_reporting() -> crate::session::Reporting {
+    crate::session::Reporting {
+        progress: Some(Duration::from_secs(30)),
+        ..Default::default()
+    }
 }
 
 /// stunnel's `debug = [facility.]level` as a tracing filter.

@@ -16,6 +16,7 @@ pub mod buffered;
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -96,8 +97,17 @@ impl RelayError {
     }
 }
 
-/// How a relay ends besides both directions finishing.
-#[derive(Debug, Clone, Copy, Default)]
+/// A periodic report of a running relay (the progress lines of a long SST).
+#[derive(Clone)]
+pub struct Progress {
+    /// How often.
+    pub every: Duration,
+    /// Called with the counts so far.
+    pub report: Arc<dyn Fn(&Transfer) + Send + Sync>,
+}
+
+/// How a relay ends besides both directions finishing, and what it reports on the way.
+#[derive(Clone, Default)]
 pub struct Options {
     /// Fail when nothing moves for this long; `None` disables the idle timeout.
     pub idle: Option<Duration>,
@@ -105,6 +115,8 @@ pub struct Options {
     /// sending, stop reading local input, flush what was read, send close_notify and end.
     /// rsync waits for its remote shell to exit before closing the shell's stdin.
     pub end_with_peer: bool,
+    /// Periodic progress reports; `None` for none.
+    pub progress: Option<Progress>,
 }
 
 /// Relays between an established TLS stream and a local plaintext reader/writer until both
@@ -130,6 +142,10 @@ where
     let mut up_logged = false;
     let idle = options.idle;
     let mut timer = idle.map(|d| Box::pin(tokio::time::sleep(d)));
+    let mut ticker = options
+        .progress
+        .as_ref()
+        .map(|p| (p, Box::pin(tokio::time::sleep(p.every))));
 
     let snapshot = |up: &Pump, down: &Pump| Transfer {
         sent: up.moved,
@@ -206,6 +222,14 @@ where
         }
         if up.done && down.done {
             return Poll::Ready(Ok(snapshot(&up, &down)));
+        }
+        if let Some((progress, sleep)) = ticker.as_mut() {
+            while sleep.as_mut().poll(cx).is_ready() {
+                (progress.report)(&snapshot(&up, &down));
+                sleep
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + progress.every);
+            }
         }
         if let (Some(limit), Some(sleep)) = (idle, timer.as_mut()) {
             if progress {

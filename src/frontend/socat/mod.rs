@@ -412,6 +412,14 @@ fn read_options(address: &Address, kind: Kind) -> std::result::Result<Option<Opt
     Ok(Some(o))
 }
 
+/// Progress lines every 30 s (shown with `-dd` and up); no stats file.
+fn front_end_reporting() -> crate::session::Reporting {
+    crate::session::Reporting {
+        progress: Some(Duration::from_secs(30)),
+        ..Default::default()
+    }
+}
+
 /// socat booleans: bare, 1/0, yes/no, true/false.
 fn flag(value: Option<&str>, name: &str) -> std::result::Result<bool, String> {
     match value.map(str::to_ascii_lowercase).as_deref() {
@@ -525,6 +533,7 @@ fn server_plan(o: &Options, direction: Direction, idle: Option<Duration>) -> Res
         config: tls::server_config(&args, prepared)?,
         handshake: HANDSHAKE_TIMEOUT,
         idle,
+        report: front_end_reporting(),
         mode: server::Mode::Stdio {
             direction,
             retries: o.retries,
@@ -561,6 +570,7 @@ fn client_plan(
         end_with_peer: false,
         retries: o.retries,
         retry_interval: interval,
+        report: front_end_reporting(),
     })
 }
 
@@ -643,6 +653,7 @@ async fn plain_relay(mut tcp: tokio::net::TcpStream, peer: &str, stream: Stream)
         relay::Options {
             idle: stream.idle,
             end_with_peer: local.end_with_peer,
+            progress: front_end_reporting().progress_for(peer),
         },
     )
     .await

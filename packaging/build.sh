@@ -1,0 +1,127 @@
+#!/bin/bash
+# packaging/build.sh: the .deb and the .rpm, both from packaging/files.list.
+#
+#   packaging/build.sh [--no-build]
+#
+# Builds the release binary (unless --no-build), generates the man pages and completions from
+# the clap definitions (`sst-tunnel generate`), stages every file of files.list under
+# target/package/root, and packs that tree with dpkg-deb and rpmbuild:
+#   target/package/sst-tunnel_VERSION_ARCH.deb
+#   target/package/sst-tunnel-VERSION-1.ARCH.rpm
+# Needs dpkg-dev (dpkg-shlibdeps) and rpm (rpmbuild).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
+[ "${1:-}" = --no-build ] || cargo build --release --locked
+bin=$repo/target/release/sst-tunnel
+out=$repo/target/package
+gen=$out/gen
+root=$out/root
+rm -rf "$out"
+mkdir -p "$gen/man" "$gen/completions" "$root"
+
+"$bin" generate man "$gen/man"
+cp packaging/sst-tunnel-switch.8 "$gen/man/"
+gzip -9n "$gen"/man/*
+"$bin" generate completions "$gen/completions"
+gzip -9n -c packaging/changelog >"$gen/changelog.gz"
+gzip -9n -c README.md >"$gen/README.md.gz"
+
+# Stage the tree; a generated file that files.list does not name is an error, so the list
+# cannot silently fall behind the sub-commands.
+dests=()
+while read -r dest mode src; do
+    case $dest in '' | '#'*) continue ;; esac
+    dests+=("$dest")
+    mkdir -p "$root$(dirname "$dest")"
+    if [ "$mode" = link ]; then
+        ln -s "$src" "$root$dest"
+    else
+        case $src in gen/*) src=$out/$src ;; esac
+        install -m "$mode" "$src" "$root$dest"
+    fi
+done <packaging/files.list
+for page in "$gen"/man/*.gz; do
+    grep -q "/$(basename "$page")\$" <(printf '%s\n' "${dests[@]}") ||
+        { echo "packaging/build.sh: $(basename "$page") is not in packaging/files.list" >&2; exit 1; }
+done
+
+summary="TLS tunnel for Galera State Snapshot Transfers (stunnel/socat drop-in)"
+description=" sst-tunnel encrypts MariaDB/Percona Galera State Snapshot Transfers (SST)
+ with rustls. It replaces stunnel (rsync SST) and socat (mariabackup SST):
+ the stock wsrep_sst_rsync and wsrep_sst_mariabackup scripts run it unchanged
+ through its stunnel and socat front-ends, and sst-tunnel-switch routes a
+ node's SSTs through it. It fails closed: peers are verified by default and a
+ stream that ends without close_notify is an error. Also: gen-certs (a cluster
+ CA and node certificates), check (a pre-flight doctor) and selftest."
+
+# --- .deb ---
+arch=$(dpkg --print-architecture)
+deb=$out/deb
+cp -a "$root" "$deb"
+mkdir -p "$deb/DEBIAN"
+shlibs=$(mktemp -d)
+mkdir "$shlibs/debian"
+printf 'Source: sst-tunnel\n\nPackage: sst-tunnel\nArchitecture: any\n' >"$shlibs/debian/control"
+depends=$(cd "$shlibs" && dpkg-shlibdeps -O "$bin" 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
+rm -rf "$shlibs"
+cat >"$deb/DEBIAN/control" <<EOF
+Package: sst-tunnel
+Version: $version
+Architecture: $arch
+Maintainer: sst-tunnel developers <sst-tunnel@lists.example.org>
+Installed-Size: $(du -sk "$root" | cut -f1)
+Depends: $depends
+Suggests: mariadb-server, galera-4, mariadb-backup, rsync
+Section: net
+Priority: optional
+Homepage: https://github.com/sst-tunnel/sst-tunnel
+Description: $summary
+$description
+EOF
+(cd "$deb" && find usr -type f -print0 | sort -z | xargs -0 md5sum) >"$deb/DEBIAN/md5sums"
+chmod 0644 "$deb/DEBIAN/control" "$deb/DEBIAN/md5sums"
+dpkg-deb --root-owner-group -Zxz --build "$deb" "$out/sst-tunnel_${version}_${arch}.deb" >/dev/null
+
+# --- .rpm ---
+rpmarch=$(uname -m)
+top=$out/rpmbuild
+mkdir -p "$top/SPECS" "$top/RPMS"
+{
+    cat <<EOF
+Name: sst-tunnel
+Version: $version
+Release: 1
+Summary: $summary
+License: Apache-2.0
+URL: https://github.com/sst-tunnel/sst-tunnel
+Suggests: mariadb-server-galera
+
+%description
+$(sed 's/^ //' <<<"$description")
+
+%install
+cp -a $root/. %{buildroot}/
+
+%files
+%dir /usr/lib/sst-tunnel
+%dir /usr/lib/sst-tunnel/bin
+EOF
+    for dest in "${dests[@]}"; do
+        case $dest in
+            /usr/share/doc/*) echo "%doc $dest" ;;
+            /usr/share/man/*) echo "%doc $dest" ;;
+            *) echo "$dest" ;;
+        esac
+    done
+} >"$top/SPECS/sst-tunnel.spec"
+rpmbuild -bb --quiet --target "$rpmarch" \
+    --define "_topdir $top" \
+    --define "debug_package %{nil}" \
+    --define "__os_install_post %{nil}" \
+    --define "_build_id_links none" \
+    "$top/SPECS/sst-tunnel.spec" >/dev/null
+mv "$top/RPMS/$rpmarch/sst-tunnel-$version-1.$rpmarch.rpm" "$out/"
+echo "packaging/build.sh: $out/sst-tunnel_${version}_${arch}.deb $out/sst-tunnel-$version-1.$rpmarch.rpm"
