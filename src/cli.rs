@@ -174,16 +174,32 @@ pub enum GenerateWhat {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// The node's certificate chain (PEM); may also hold the key.
-    #[arg(long, value_name = "FILE")]
-    pub cert: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "defaults_file")]
+    pub cert: Option<PathBuf>,
 
     /// The node's private key (PEM); read from --cert when omitted.
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
 
     /// Trusted CAs: a PEM bundle or a directory.
-    #[arg(long, value_name = "FILE|DIR")]
-    pub ca: PathBuf,
+    #[arg(
+        long,
+        value_name = "FILE|DIR",
+        required_unless_present = "defaults_file"
+    )]
+    pub ca: Option<PathBuf>,
+
+    /// Take the files from a MariaDB option file, as the SST scripts do.
+    #[arg(long, value_name = "FILE")]
+    pub defaults_file: Option<PathBuf>,
+
+    /// Also read the option groups with this suffix.
+    #[arg(long, value_name = "SUFFIX", requires = "defaults_file")]
+    pub defaults_group_suffix: Option<String>,
+
+    /// Whose ssl-server-*/ssl-client-* overrides apply.
+    #[arg(long, value_enum, default_value = "joiner")]
+    pub role: Role,
 
     /// CRLs to check the chain against.
     #[arg(long, value_name = "FILE|DIR")]
@@ -321,6 +337,49 @@ pub struct TlsArgs {
     /// Give up on a TLS handshake that takes longer than this.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
+
+    /// Take --cert/--key/--ca/--verify from a MariaDB option file, as the SST scripts do
+    /// ([sst] tca/tcert/tkey, ssl-*, ssl-server-*/ssl-client-*, ssl-mode); flags win.
+    #[arg(long, value_name = "FILE")]
+    pub defaults_file: Option<PathBuf>,
+
+    /// Also read the option groups with this suffix (like mariadbd --defaults-group-suffix).
+    #[arg(long, value_name = "SUFFIX", requires = "defaults_file")]
+    pub defaults_group_suffix: Option<String>,
+
+    /// Whose ssl-server-*/ssl-client-* overrides apply (default: listen joiner, connect donor).
+    #[arg(long, value_enum, requires = "defaults_file")]
+    pub role: Option<Role>,
+}
+
+/// An SST role, for the option file's role-specific settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// The node sending the snapshot (TLS client).
+    Donor,
+    /// The node receiving it (TLS server).
+    Joiner,
+}
+
+impl TlsArgs {
+    /// No TLS flags at all: what the front-ends start from before filling in their own.
+    pub fn empty() -> Self {
+        Self {
+            cert: None,
+            key: None,
+            ca: None,
+            crl: None,
+            verify: None,
+            peer_names: Vec::new(),
+            tls_min: TlsVersion::Tls12,
+            tls_max: TlsVersion::Tls13,
+            ciphers: None,
+            handshake_timeout: Duration::from_secs(30),
+            defaults_file: None,
+            defaults_group_suffix: None,
+            role: None,
+        }
+    }
 }
 
 /// Options for the data phase.

@@ -10,8 +10,9 @@ use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tracing::{debug, warn};
 
-use crate::cli::ConnectArgs;
+use crate::cli::{ConnectArgs, Role};
 use crate::error::Result;
+use crate::mycnf;
 use crate::net::{self, HostPort};
 use crate::relay;
 use crate::session::{self, ClientStream, Reporting, TlsInfo};
@@ -48,7 +49,8 @@ pub struct Plan {
 }
 
 /// `sst-tunnel connect`.
-pub async fn run(args: ConnectArgs) -> Result<()> {
+pub async fn run(mut args: ConnectArgs) -> Result<()> {
+    mycnf::apply(&mut args.tls, Role::Donor)?;
     let target = net::parse_host_port(&args.target, "HOST:PORT")?;
     let prepared = Prepared::load(&args.tls, Some(&target.host))?;
     let (config, name) = tls::client_config(

@@ -11,8 +11,9 @@ use std::path::Path;
 
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::cli::{CheckArgs, TlsArgs, TlsVersion};
+use crate::cli::{CheckArgs, TlsArgs};
 use crate::error::{Error, Result};
+use crate::mycnf;
 use crate::tls::{self, names::CertNames};
 
 /// How bad a finding is.
@@ -54,21 +55,41 @@ impl Report {
 /// Runs every check and prints the report; fails (exit 3) when any check is an error.
 pub fn run(args: CheckArgs) -> Result<()> {
     let mut report = Report::default();
-    let tls_args = TlsArgs {
-        cert: Some(args.cert.clone()),
-        key: args.key.clone(),
-        ca: Some(args.ca.clone()),
-        crl: args.crl.clone(),
-        verify: None,
-        peer_names: Vec::new(),
-        tls_min: TlsVersion::Tls12,
-        tls_max: TlsVersion::Tls13,
-        ciphers: None,
-        handshake_timeout: std::time::Duration::from_secs(30),
+    let mut tls_args = TlsArgs::empty();
+    tls_args.cert = args.cert.clone();
+    tls_args.key = args.key.clone();
+    tls_args.ca = args.ca.clone();
+    tls_args.crl = args.crl.clone();
+    tls_args.defaults_file = args.defaults_file.clone();
+    tls_args.defaults_group_suffix = args.defaults_group_suffix.clone();
+    tls_args.role = Some(args.role);
+    mycnf::apply(&mut tls_args, args.role)?;
+    let (Some(cert), Some(ca)) = (tls_args.cert.clone(), tls_args.ca.clone()) else {
+        return Err(Error::Usage(
+            "check needs a certificate and a CA: --cert and --ca, or an option file that names them"
+                .into(),
+        ));
     };
-    let key_path = args.key.as_deref().unwrap_or(&args.cert);
+    if let Some(file) = &args.defaults_file {
+        report.say(
+            Level::Ok,
+            format!(
+                "{}: {} uses cert {}, key {}, CA {}",
+                file.display(),
+                match args.role {
+                    crate::cli::Role::Donor => "the donor",
+                    crate::cli::Role::Joiner => "the joiner",
+                },
+                cert.display(),
+                tls_args.key.as_deref().unwrap_or(&cert).display(),
+                ca.display()
+            ),
+        );
+    }
+    let key_path = tls_args.key.clone().unwrap_or_else(|| cert.clone());
+    let key_path = key_path.as_path();
     check_key_mode(&mut report, key_path);
-    let chain = match tls::identity(&args.cert, args.key.as_deref()) {
+    let chain = match tls::identity(&cert, tls_args.key.as_deref()) {
         Ok((chain, _key)) => {
             report.say(
                 Level::Ok,
@@ -89,7 +110,7 @@ pub fn run(args: CheckArgs) -> Result<()> {
         Level::Ok,
         format!(
             "{}: '{}' issued by '{}' ({})",
-            args.cert.display(),
+            cert.display(),
             names.subject,
             names.issuer,
             names.describe_all()
@@ -107,7 +128,7 @@ pub fn run(args: CheckArgs) -> Result<()> {
             Level::Ok,
             format!(
                 "chain verifies against {} for server (joiner) and client (donor) use",
-                args.ca.display()
+                ca.display()
             ),
         ),
         Err(why) => report.say(Level::Error, why),

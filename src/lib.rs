@@ -16,6 +16,7 @@
 //! - [`session`]: one connection around the relay: handshake deadline, summary, error wording.
 //! - [`relay`]: moves bytes both ways with half-close and an idle timeout (the copy seam).
 //! - [`fastpath`]: the platform seam: copy-path choice and fd tuning; Linux and portable twins.
+//! - [`mycnf`]: MariaDB option files (`--defaults-file`), read as the SST scripts read them.
 //! - [`stdio`], [`exec`], [`net`]: the plaintext ends and TCP plumbing.
 //! - [`pki`]: throwaway in-memory CA for `selftest`; [`gencerts`]: a real cluster CA on disk;
 //!   [`doctor`]: `check`, the pre-flight report on a node's certificate files;
@@ -33,6 +34,7 @@ pub mod frontend;
 pub mod gencerts;
 pub mod generate;
 pub mod logging;
+pub mod mycnf;
 pub mod net;
 pub mod pki;
 pub mod relay;

@@ -13,7 +13,7 @@ use aws_lc_rs::digest;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_rustls::TlsAcceptor;
 
-use crate::cli::{SelftestArgs, TlsArgs, TlsVersion};
+use crate::cli::{SelftestArgs, TlsArgs};
 use crate::error::{Error, Result};
 use crate::net::{self, HostPort};
 use crate::pki::Pki;
@@ -35,18 +35,7 @@ pub async fn run(args: SelftestArgs) -> Result<()> {
             path: PathBuf::from("<selftest CA>"),
         }]
     };
-    let tls_args = TlsArgs {
-        cert: None,
-        key: None,
-        ca: None,
-        crl: None,
-        verify: None,
-        peer_names: Vec::new(),
-        tls_min: TlsVersion::Tls12,
-        tls_max: TlsVersion::Tls13,
-        ciphers: None,
-        handshake_timeout: std::time::Duration::from_secs(30),
-    };
+    let tls_args = TlsArgs::empty();
     let server_cfg = tls::server_config(
         &tls_args,
         Prepared {

@@ -15,9 +15,10 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
-use crate::cli::ListenArgs;
+use crate::cli::{ListenArgs, Role};
 use crate::error::{Error, Result};
 use crate::exec::{self, PeerEnv, Program};
+use crate::mycnf;
 use crate::net::{self, HostPort};
 use crate::relay;
 use crate::session::{self, Reporting};
@@ -61,7 +62,8 @@ pub enum Mode {
 }
 
 /// `sst-tunnel listen`: checks everything, opens the socket, serves.
-pub async fn run(args: ListenArgs) -> Result<()> {
+pub async fn run(mut args: ListenArgs) -> Result<()> {
+    mycnf::apply(&mut args.tls, Role::Joiner)?;
     let bind = net::parse_bind(&args.bind)?;
     let prepared = Prepared::load(&args.tls, None)?;
     let config = tls::server_config(&args.tls, prepared)?;

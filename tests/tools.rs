@@ -314,3 +314,89 @@ fn stats_json_records_success_and_failure() {
     assert!(s.starts_with("{\"result\":\"error\""), "{s}");
     assert!(s.contains("(stream truncated)"), "{s}");
 }
+
+/// A node's option file as a DBA writes it: server TLS in [mariadb], SST files in [sst].
+fn my_cnf(pki: &Pki, name: &str, node: &str, mode: &str) -> String {
+    pki.write(
+        name,
+        &format!(
+            "[mariadb]\nssl-ca = {ca}\nssl_cert = /wrong/server-cert.pem\n\n[galera]\nwsrep_on = ON\n\n[sst]\ntca = \"{ca}\"\ntcert = {cert}\ntkey = {key}   # the node key\nloose-ssl-mode = {mode}\n",
+            ca = pki.s("ca.pem"),
+            cert = pki.s(&format!("{node}-cert.pem")),
+            key = pki.s(&format!("{node}-key.pem")),
+        ),
+    );
+    pki.s(name)
+}
+
+#[test]
+fn defaults_file_supplies_the_tls_settings() {
+    let pki = Pki::new();
+    let joiner_cnf = my_cnf(&pki, "node2.cnf", "node2", "VERIFY_CA");
+    let donor_cnf = my_cnf(&pki, "node1.cnf", "client", "VERIFY_CA");
+    let mut server = Proc::spawn(
+        bin(),
+        &strs(&[
+            "listen",
+            "127.0.0.1:0",
+            "--stdio",
+            "--defaults-file",
+            &joiner_cnf,
+        ]),
+    );
+    server.close_stdin();
+    let port = server.port();
+    let mut cl = Proc::spawn(
+        bin(),
+        &strs(&[
+            "connect",
+            &format!("127.0.0.1:{port}"),
+            "--defaults-file",
+            &donor_cnf,
+        ]),
+    );
+    let feeder = feed(cl.stdin(), 1 << 20, 9);
+    cl.finish().ok();
+    let out = server.finish();
+    out.ok();
+    assert_eq!(sha256(&out.stdout), feeder.join().unwrap());
+
+    // check reads the same file, and says which files it found.
+    let out = Proc::spawn(bin(), &strs(&["check", "--defaults-file", &joiner_cnf])).finish();
+    out.ok();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains(&format!("uses cert {}", pki.s("node2-cert.pem"))),
+        "{text}"
+    );
+
+    // ssl-mode=DISABLED is not silently turned into something else, and a bad line is named.
+    let disabled = my_cnf(&pki, "off.cnf", "node2", "DISABLED");
+    Proc::spawn(
+        bin(),
+        &strs(&[
+            "listen",
+            "127.0.0.1:0",
+            "--stdio",
+            "--defaults-file",
+            &disabled,
+        ]),
+    )
+    .finish()
+    .fails(2, "ssl-mode=DISABLED: this node's SST is not encrypted");
+    pki.write("bad.cnf", "[sst]\ntca='/x\n");
+    Proc::spawn(
+        bin(),
+        &strs(&[
+            "connect",
+            "127.0.0.1:1",
+            "--defaults-file",
+            &pki.s("bad.cnf"),
+        ]),
+    )
+    .finish()
+    .fails(
+        2,
+        &format!("{}: line 2: 'tca='/x': unbalanced '", pki.s("bad.cnf")),
+    );
+}

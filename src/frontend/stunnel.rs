@@ -502,6 +502,9 @@ impl Conf {
             tls_max = self.version(line, true)?;
         }
         Ok(TlsArgs {
+            defaults_file: None,
+            defaults_group_suffix: None,
+            role: None,
             cert: d.cert.as_ref().map(|l| PathBuf::from(&l.value)),
             key: d.key.as_ref().map(|l| PathBuf::from(&l.value)),
             ca,

@@ -476,6 +476,9 @@ fn tls_args(o: &Options) -> Result<TlsArgs> {
     let ciphers = tls::openssl_cipher_lists(o.cipher.as_deref(), None)
         .map_err(|why| Error::Usage(format!("cipher=: {why}")))?;
     Ok(TlsArgs {
+        defaults_file: None,
+        defaults_group_suffix: None,
+        role: None,
         cert: o.cert.clone(),
         key: o.key.clone(),
         ca,

@@ -1,0 +1,353 @@
+//! MariaDB option files (`--defaults-file`): the TLS settings a node's SST uses, found the way
+//! the SST scripts find them (contract 1.3), so sst-tunnel can be pointed at a node's my.cnf.
+//!
+//! Syntax as `my_print_defaults` reads it: `[group]` headers, `key = value` or bare `key`,
+//! `#`/`;` comment lines, `!include FILE` and `!includedir DIR` (`*.cnf` files, in name
+//! order), `_` and `-` equivalent in names, a `loose-` prefix ignored, quoted values. Lookup:
+//! `[sst]` tca/tcapath/tcert/tkey first; else ssl-ca/ssl-capath/ssl-cert/ssl-key from the
+//! server groups and `[sst]`; then the role's ssl-server-*/ssl-client-* overrides; then
+//! `wsrep_provider_options` socket.ssl_ca/ssl_cert/ssl_key as the last fallback. Within one
+//! lookup the last occurrence wins, and the first group (set) with a value beats later ones.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::cli::{Role, TlsArgs, VerifyMode};
+use crate::error::{Error, Result};
+
+/// The server's option groups (`my_print_defaults --mysqld` on MariaDB 10.11).
+const SERVER_GROUPS: [&str; 8] = [
+    "mysqld",
+    "server",
+    "mariadb",
+    "mariadbd",
+    "galera",
+    "client-server",
+    "mysqld-10.11",
+    "mariadb-10.11",
+];
+
+/// Deepest `!include` nesting followed (MariaDB stops at 10 as well).
+const MAX_DEPTH: usize = 10;
+
+/// One `key = value` line.
+#[derive(Debug, Clone)]
+struct Entry {
+    group: String,
+    key: String,
+    value: String,
+}
+
+/// Every option line of a file and what it includes, in reading order.
+#[derive(Debug, Default)]
+pub struct OptionFiles {
+    entries: Vec<Entry>,
+}
+
+impl OptionFiles {
+    /// Reads `path` and everything it includes.
+    pub fn load(path: &Path) -> Result<Self> {
+        let mut files = Self::default();
+        files.read(path, 0)?;
+        Ok(files)
+    }
+
+    fn read(&mut self, path: &Path, depth: usize) -> Result<()> {
+        if depth > MAX_DEPTH {
+            return Err(Error::file(path, "!include nested too deeply (a loop?)"));
+        }
+        let text = fs::read_to_string(path).map_err(|e| Error::file_io(path, &e))?;
+        let mut group = String::new();
+        for (index, raw) in text.lines().enumerate() {
+            let number = index + 1;
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+                continue;
+            }
+            let at = |why: &str| Error::file(path, format!("line {number}: '{line}': {why}"));
+            if let Some(rest) = line.strip_prefix("!includedir") {
+                let dir = resolve(path, rest.trim());
+                let mut names: Vec<PathBuf> = fs::read_dir(&dir)
+                    .map_err(|e| Error::file_io(&dir, &e))?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "cnf"))
+                    .collect();
+                names.sort();
+                for name in names {
+                    self.read(&name, depth + 1)?;
+                }
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("!include") {
+                self.read(&resolve(path, rest.trim()), depth + 1)?;
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix('[') {
+                let name = rest
+                    .strip_suffix(']')
+                    .ok_or_else(|| at("missing ']' in a group header"))?;
+                group = name.trim().to_ascii_lowercase();
+                continue;
+            }
+            if group.is_empty() {
+                return Err(at("an option before the first [group]"));
+            }
+            let (key, value) = match line.split_once('=') {
+                Some((k, v)) => (k.trim(), unquote(v.trim()).map_err(|w| at(&w))?),
+                None => (line, String::new()),
+            };
+            let key = key.replace('_', "-").to_ascii_lowercase();
+            let key = key.strip_prefix("loose-").unwrap_or(&key).to_string();
+            self.entries.push(Entry {
+                group: group.clone(),
+                key,
+                value,
+            });
+        }
+        Ok(())
+    }
+
+    /// The last value of `key` in the first of `group_sets` that has one; a set is one group
+    /// or several read as one (the server groups).
+    fn get(&self, group_sets: &[&[&str]], key: &str) -> Option<String> {
+        group_sets.iter().find_map(|set| {
+            self.entries
+                .iter()
+                .rev()
+                .find(|e| e.key == key && set.contains(&e.group.as_str()))
+                .map(|e| e.value.clone())
+        })
+    }
+}
+
+/// A relative `!include` is relative to the including file.
+fn resolve(from: &Path, target: &str) -> PathBuf {
+    let target = Path::new(target);
+    if target.is_absolute() {
+        target.to_path_buf()
+    } else {
+        from.parent().unwrap_or(Path::new(".")).join(target)
+    }
+}
+
+/// Strips matching quotes, or a trailing ` # comment` from an unquoted value.
+fn unquote(value: &str) -> std::result::Result<String, String> {
+    for quote in ['\'', '"'] {
+        if let Some(rest) = value.strip_prefix(quote) {
+            let end = rest
+                .find(quote)
+                .ok_or_else(|| format!("unbalanced {quote}"))?;
+            return Ok(rest[..end].to_string());
+        }
+    }
+    let value = match value.find(" #").or_else(|| value.find("\t#")) {
+        Some(i) => &value[..i],
+        None => value,
+    };
+    Ok(value.trim().to_string())
+}
+
+/// The SST TLS settings of one node, as the SST scripts would resolve them.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SstTls {
+    /// Certificate file.
+    pub cert: Option<PathBuf>,
+    /// Key file.
+    pub key: Option<PathBuf>,
+    /// CA file or directory.
+    pub ca: Option<PathBuf>,
+    /// `ssl-mode`, upper-cased.
+    pub mode: Option<String>,
+}
+
+impl SstTls {
+    /// Resolves the settings for `role` from `files`, groups with `suffix` read too.
+    pub fn resolve(files: &OptionFiles, role: Role, suffix: Option<&str>) -> Self {
+        let with_suffix = |groups: &[&str]| -> Vec<String> {
+            let mut all: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+            if let Some(s) = suffix {
+                all.extend(groups.iter().map(|g| format!("{g}{s}")));
+            }
+            all
+        };
+        let server = with_suffix(&SERVER_GROUPS);
+        let sst = with_suffix(&["sst"]);
+        let server: Vec<&str> = server.iter().map(String::as_str).collect();
+        let sst: Vec<&str> = sst.iter().map(String::as_str).collect();
+        let both: [&[&str]; 2] = [&server, &sst];
+        let sst_only: [&[&str]; 1] = [&sst];
+        // 1. Legacy [sst] names; 2. otherwise the ssl-* options.
+        let legacy = ["tca", "tcapath", "tcert", "tkey"]
+            .iter()
+            .any(|k| files.get(&sst_only, k).is_some());
+        let (mut ca, mut capath, mut cert, mut key) = if legacy {
+            (
+                files.get(&sst_only, "tca"),
+                files.get(&sst_only, "tcapath"),
+                files.get(&sst_only, "tcert"),
+                files.get(&sst_only, "tkey"),
+            )
+        } else {
+            (
+                files.get(&both, "ssl-ca"),
+                files.get(&both, "ssl-capath"),
+                files.get(&both, "ssl-cert"),
+                files.get(&both, "ssl-key"),
+            )
+        };
+        // 3. Role overrides.
+        let side = match role {
+            Role::Joiner => "server",
+            Role::Donor => "client",
+        };
+        let override_with = |slot: &mut Option<String>, what: &str| {
+            if let Some(v) = files.get(&both, &format!("ssl-{side}-{what}")) {
+                *slot = Some(v);
+            }
+        };
+        override_with(&mut ca, "ca");
+        override_with(&mut capath, "capath");
+        override_with(&mut cert, "cert");
+        override_with(&mut key, "key");
+        // 4. Galera's own TLS settings, last.
+        if let Some(options) = files.get(&[&server], "wsrep-provider-options") {
+            for part in options.split(';') {
+                let Some((k, v)) = part.split_once('=') else {
+                    continue;
+                };
+                let v = v.trim().to_string();
+                match k.trim() {
+                    "socket.ssl_ca" if ca.is_none() && capath.is_none() => ca = Some(v),
+                    "socket.ssl_cert" if cert.is_none() => cert = Some(v),
+                    "socket.ssl_key" if key.is_none() => key = Some(v),
+                    _ => {}
+                }
+            }
+        }
+        let non_empty = |v: Option<String>| v.filter(|s| !s.is_empty()).map(PathBuf::from);
+        Self {
+            cert: non_empty(cert),
+            key: non_empty(key),
+            ca: non_empty(ca).or_else(|| non_empty(capath)),
+            mode: files.get(&both, "ssl-mode").map(|m| m.to_ascii_uppercase()),
+        }
+    }
+
+    /// Fills what the command line left out; flags always win.
+    pub fn fill(self, args: &mut TlsArgs, path: &Path) -> Result<()> {
+        if args.cert.is_none() {
+            args.cert = self.cert;
+        }
+        if args.key.is_none() && args.cert.is_some() {
+            args.key = self.key;
+        }
+        if args.ca.is_none() {
+            args.ca = self.ca;
+        }
+        if args.verify.is_none() {
+            args.verify = match self.mode.as_deref() {
+                None => None,
+                Some("REQUIRED") => Some(VerifyMode::None),
+                Some("VERIFY_CA") => Some(VerifyMode::Chain),
+                Some("VERIFY_IDENTITY") => Some(VerifyMode::Identity),
+                Some("DISABLED") => {
+                    return Err(Error::file(
+                        path,
+                        "ssl-mode=DISABLED: this node's SST is not encrypted; give the TLS \
+                         flags explicitly to use sst-tunnel anyway",
+                    ));
+                }
+                Some(other) => {
+                    return Err(Error::file(
+                        path,
+                        format!(
+                            "ssl-mode={other}: expected DISABLED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY"
+                        ),
+                    ));
+                }
+            };
+        }
+        Ok(())
+    }
+}
+
+/// Applies `--defaults-file` (when given) to the TLS flags for `role`.
+pub fn apply(args: &mut TlsArgs, role: Role) -> Result<()> {
+    let Some(path) = args.defaults_file.clone() else {
+        return Ok(());
+    };
+    let files = OptionFiles::load(&path)?;
+    let role = args.role.unwrap_or(role);
+    SstTls::resolve(&files, role, args.defaults_group_suffix.as_deref()).fill(args, &path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(text: &str) -> (tempfile::TempDir, OptionFiles) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("my.cnf");
+        fs::write(&path, text).unwrap();
+        let files = OptionFiles::load(&path).unwrap();
+        (dir, files)
+    }
+
+    #[test]
+    fn legacy_sst_names_win_over_ssl_options() {
+        let (_d, f) = files(
+            "[mysqld]\nssl-ca=/s/ca.pem\nssl_cert=/s/c.pem\nssl-key=/s/k.pem\n[sst]\ntca=/t/ca.pem\ntcert=/t/c.pem\ntkey=/t/k.pem\n",
+        );
+        let tls = SstTls::resolve(&f, Role::Donor, None);
+        assert_eq!(tls.cert, Some("/t/c.pem".into()));
+        assert_eq!(tls.ca, Some("/t/ca.pem".into()));
+    }
+
+    #[test]
+    fn server_options_loose_prefix_last_wins_and_role_overrides() {
+        let (_d, f) = files(
+            "[mariadb]\nloose-ssl-ca = \"/a/ca.pem\"\nssl-cert=/a/c.pem # comment\nssl-key='/a/k.pem'\n[galera]\nssl-ca=/b/ca.pem\n[sst]\nssl-client-cert=/donor/c.pem\nssl-mode=verify_ca\n",
+        );
+        let donor = SstTls::resolve(&f, Role::Donor, None);
+        assert_eq!(donor.ca, Some("/b/ca.pem".into()));
+        assert_eq!(donor.cert, Some("/donor/c.pem".into()));
+        assert_eq!(donor.key, Some("/a/k.pem".into()));
+        assert_eq!(donor.mode.as_deref(), Some("VERIFY_CA"));
+        let joiner = SstTls::resolve(&f, Role::Joiner, None);
+        assert_eq!(joiner.cert, Some("/a/c.pem".into()));
+    }
+
+    #[test]
+    fn provider_options_are_the_last_fallback_and_includes_are_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf_d = dir.path().join("conf.d");
+        fs::create_dir(&conf_d).unwrap();
+        fs::write(
+            conf_d.join("60-galera.cnf"),
+            "[galera]\nwsrep_provider_options=\"gcache.size=1G; socket.ssl_cert=/g/c.pem;socket.ssl_key=/g/k.pem;socket.ssl_ca=/g/ca.pem\"\n",
+        )
+        .unwrap();
+        fs::write(conf_d.join("ignored.txt"), "[sst]\ntca=/nope\n").unwrap();
+        let main = dir.path().join("my.cnf");
+        fs::write(&main, "[client-server]\n!includedir conf.d\n").unwrap();
+        let f = OptionFiles::load(&main).unwrap();
+        let tls = SstTls::resolve(&f, Role::Joiner, None);
+        assert_eq!(tls.cert, Some("/g/c.pem".into()));
+        assert_eq!(tls.ca, Some("/g/ca.pem".into()));
+    }
+
+    #[test]
+    fn malformed_lines_name_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("my.cnf");
+        fs::write(&path, "[mysqld]\nssl-ca='/x\n").unwrap();
+        let err = OptionFiles::load(&path).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!("{}: line 2: 'ssl-ca='/x': unbalanced '", path.display())
+        );
+        fs::write(&path, "ssl-ca=/x\n").unwrap();
+        let err = OptionFiles::load(&path).unwrap_err().to_string();
+        assert!(err.ends_with("line 1: 'ssl-ca=/x': an option before the first [group]"));
+    }
+}
