@@ -272,6 +272,12 @@ run_case() { # METHOD:MODE
                 sleep 0.1
             done
             [ "$left" = 0 ] || fail "$1: a tunnel process outlived the SST: $(pgrep -af "(^|/)(stunnel|socat) .*$T")"
+            # The orphaned joiner script notices its parent is gone within a second or two
+            # and removes the pid file (even of a SIGKILLed tunnel) in its cleanup.
+            for _ in $(seq 1 300); do
+                [ -e "$T/node2/data/stunnel.pid" ] || break
+                sleep 0.1
+            done
             [ ! -e "$T/node2/data/stunnel.pid" ] || fail "$1: stunnel.pid left behind"
             # The donor saw the failure through its tunnel, and says why in one line.
             local why

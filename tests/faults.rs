@@ -1,0 +1,202 @@
+//! Fault injection: peers that stall, vanish, hang up early or flood the listener. Every case
+//! asserts the exit status and the message, and that nothing truncated passes for success.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+
+fn exec_server(pki: &Pki, extra: &[&str], program: &[&str]) -> Proc {
+    let mut args = listen_args("127.0.0.1:0", &pki.args("server"));
+    args.extend(strs(extra));
+    args.push("--exec".into());
+    args.extend(strs(program));
+    Proc::spawn(bin(), &args)
+}
+
+/// `listen --stdio` whose stdout the test reads (or stops reading) itself.
+fn raw_stdio_server(pki: &Pki) -> Proc {
+    let mut args = listen_args("127.0.0.1:0", &pki.args("server"));
+    args.push("--stdio".into());
+    Proc::spawn_raw_stdout(std::process::Command::new(bin()).args(&args))
+}
+
+/// Echo `data` through `listen --exec /bin/cat` and check every byte came back.
+fn echo_once(pki: &Pki, port: u16, data: &[u8]) {
+    let mut cl = client(pki, port, "client", &[]);
+    let mut input = cl.stdin();
+    let copy = data.to_vec();
+    let writer = std::thread::spawn(move || input.write_all(&copy).unwrap());
+    let out = cl.finish();
+    writer.join().unwrap();
+    out.ok();
+    assert_eq!(sha256(&out.stdout), sha256(data));
+}
+
+#[test]
+fn a_joiner_that_stops_reading_trips_the_donors_idle_timeout() {
+    let pki = Pki::new();
+    let mut server = raw_stdio_server(&pki);
+    server.close_stdin();
+    let port = server.port();
+    let mut cl = client(&pki, port, "client", &["--idle-timeout", "2s"]);
+    let _feeder = feed(cl.stdin(), 10 << 30, 1);
+    // Once bytes flow, freeze the joiner: its socket buffers fill and the donor stalls.
+    let mut sink = server.take_stdout();
+    let mut first = [0u8; 65536];
+    sink.read_exact(&mut first).unwrap();
+    server.signal(Signal::SIGSTOP);
+    let out = cl.finish();
+    server.signal(Signal::SIGCONT);
+    out.fails(
+        6,
+        "no data moved in either direction for 2s (--idle-timeout)",
+    );
+    drop(sink);
+    server.signal(Signal::SIGKILL);
+}
+
+#[test]
+fn sigterm_mid_transfer_fails_both_ends_loudly() {
+    let pki = Pki::new();
+    for victim_is_server in [false, true] {
+        let mut server = raw_stdio_server(&pki);
+        server.close_stdin();
+        let port = server.port();
+        let mut cargs = strs(&["--log-level", "debug"]);
+        cargs.extend(client_args(&pki, port, "client", &[]));
+        let mut cl = Proc::spawn(bin(), &cargs);
+        let _feeder = feed(cl.stdin(), 10 << 30, 2);
+        cl.wait_line("handshake complete");
+        let mut sink = server.take_stdout();
+        let mut some = [0u8; 65536];
+        sink.read_exact(&mut some).unwrap();
+        let _drain = std::thread::spawn(move || std::io::copy(&mut sink, &mut std::io::sink()));
+        if victim_is_server {
+            server.signal(Signal::SIGTERM);
+            server.finish().fails(143, "terminated by signal 15");
+            let out = cl.finish();
+            assert_eq!(out.code(), 6, "{}", out.stderr);
+            assert!(
+                out.stderr
+                    .contains("transfer failed: broken pipe (the other end went away)")
+                    || out.stderr.contains("(stream truncated)"),
+                "{}",
+                out.stderr
+            );
+        } else {
+            cl.signal(Signal::SIGTERM);
+            cl.finish().fails(143, "terminated by signal 15");
+            server.finish().fails(6, "(stream truncated)");
+        }
+    }
+}
+
+#[test]
+fn a_silent_client_is_dropped_by_the_handshake_timeout_and_frees_its_slot() {
+    let pki = Pki::new();
+    let server = exec_server(
+        &pki,
+        &["--max-connections", "1", "--handshake-timeout", "1s"],
+        &["/bin/cat"],
+    );
+    let port = server.port();
+    // Connects and says nothing, holding the only slot.
+    let silent = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let line = server.wait_line("failed: TLS handshake failed: no complete handshake within 1s");
+    assert!(line.contains("connection from 127.0.0.1:"), "{line}");
+    echo_once(&pki, port, &bytes(100_000, 5));
+    drop(silent);
+}
+
+#[test]
+fn a_flood_of_bad_connections_leaves_the_listener_serving() {
+    let pki = Pki::new();
+    let server = exec_server(&pki, &["--max-connections", "16"], &["/bin/cat"]);
+    let port = server.port();
+    let started = Instant::now();
+    for i in 0..2000u32 {
+        let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        // Half send garbage, half hang up at once.
+        if i % 2 == 0 {
+            let _ = tcp.write_all(b"\x16\x03\x01\x00\x05hello garbage");
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(120));
+    echo_once(&pki, port, &bytes(1 << 20, 6));
+    // Still one process, nothing left behind from the flood.
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
+        .unwrap()
+        .count();
+    assert!(fds < 64, "{fds} descriptors open after the flood");
+}
+
+#[test]
+fn many_connections_leak_no_descriptors_and_no_children() {
+    let pki = Pki::new();
+    let server = exec_server(&pki, &[], &["/bin/cat"]);
+    let port = server.port();
+    let data = bytes(1000, 7);
+    echo_once(&pki, port, &data);
+    let fd_dir = format!("/proc/{}/fd", server.pid());
+    let baseline = std::fs::read_dir(&fd_dir).unwrap().count();
+    for _ in 0..200 {
+        echo_once(&pki, port, &data);
+    }
+    let after = std::fs::read_dir(&fd_dir).unwrap().count();
+    assert!(
+        after <= baseline + 2,
+        "descriptors grew from {baseline} to {after}"
+    );
+    // Every child reaped: none of them is left as a zombie (or at all).
+    let children = std::fs::read_to_string(format!(
+        "/proc/{pid}/task/{pid}/children",
+        pid = server.pid()
+    ))
+    .unwrap_or_default();
+    let tasks: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", server.pid()))
+        .unwrap()
+        .map(|t| std::fs::read_to_string(t.unwrap().path().join("children")).unwrap_or_default())
+        .collect();
+    assert!(
+        children.trim().is_empty() && tasks.iter().all(|c| c.trim().is_empty()),
+        "children left: {children} {tasks:?}"
+    );
+}
+
+#[test]
+fn a_child_that_fails_is_reported_and_the_listener_goes_on() {
+    let pki = Pki::new();
+    let server = exec_server(&pki, &[], &["/bin/sh", "-c", "cat >/dev/null; exit 3"]);
+    let port = server.port();
+    let mut cl = client(&pki, port, "client", &[]);
+    let _feeder = feed(cl.stdin(), 100_000, 8);
+    cl.finish().ok();
+    let line = server.wait_line("exited with exit status: 3");
+    assert!(line.contains("connection from 127.0.0.1:"), "{line}");
+}
+
+#[test]
+fn a_consumer_that_hangs_up_fails_the_receiver() {
+    let pki = Pki::new();
+    let mut server = stdio_server(&pki, &[]);
+    let _feeder = feed(server.stdin(), 10 << 30, 9);
+    let port = server.port();
+    // The donor-side reader of the client's stdout goes away early (EPIPE on stdout).
+    let mut cl = Proc::spawn_raw_stdout(std::process::Command::new(bin()).args(client_args(
+        &pki,
+        port,
+        "client",
+        &[],
+    )));
+    let mut out = cl.take_stdout();
+    let mut some = [0u8; 65536];
+    out.read_exact(&mut some).unwrap();
+    drop(out);
+    cl.finish().fails(6, "writing local output: broken pipe");
+    server.signal(Signal::SIGKILL);
+}
