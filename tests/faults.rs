@@ -200,3 +200,20 @@ fn a_consumer_that_hangs_up_fails_the_receiver() {
     cl.finish().fails(6, "writing local output: broken pipe");
     server.signal(Signal::SIGKILL);
 }
+
+#[test]
+fn a_world_readable_key_is_reported() {
+    use std::os::unix::fs::PermissionsExt;
+    let pki = Pki::new();
+    std::fs::set_permissions(
+        pki.path("server-key.pem"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let server = stdio_server(&pki, &[]);
+    let line = server.wait_line("private key is readable by every user (mode 644)");
+    assert!(line.contains(&pki.s("server-key.pem")), "{line}");
+    server.port();
+    server.signal(Signal::SIGTERM);
+    server.finish();
+}

@@ -450,6 +450,7 @@ pub fn identity(
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
     let (chain, key_der) = pem::load_identity(cert, key)?;
     let key_label = key.unwrap_or(cert);
+    warn_if_world_readable(key_label);
     let names = CertNames::parse(&chain[0])
         .ok_or_else(|| Error::file(cert, "first certificate is not valid X.509"))?;
     if names.is_v1 {
@@ -480,6 +481,22 @@ pub fn identity(
             ),
         )),
         Err(e) => Err(Error::file(key_label, format!("unusable private key: {e}"))),
+    }
+}
+
+/// A private key every local user can read is as good as published: say so (the run goes on,
+/// as stunnel and socat's would, but the error log shows it).
+fn warn_if_world_readable(key: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(key) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o007 != 0 {
+            warn!(
+                "{}: private key is readable by every user (mode {mode:03o}); chmod 600 (or 640 \
+                 with group mysql)",
+                key.display()
+            );
+        }
     }
 }
 
