@@ -91,6 +91,7 @@ pub async fn dial(plan: Plan) -> Result<()> {
             idle: plan.idle,
             end_with_peer: local.end_with_peer,
             progress: plan.report.progress_for(&label),
+            record_budget: info.record_budget,
         },
     )
     .await;

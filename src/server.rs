@@ -179,6 +179,7 @@ async fn serve_stdio(
             idle: limits.idle,
             end_with_peer: local.end_with_peer,
             progress: limits.report.progress_for(&label),
+            record_budget: info.record_budget,
         },
     )
     .await;
@@ -245,6 +246,7 @@ async fn serve_one_exec(
             idle: limits.idle,
             end_with_peer: false,
             progress: limits.report.progress_for(&label),
+            record_budget: info.record_budget,
         },
     )
     .await;

@@ -32,6 +32,9 @@ pub struct TlsInfo {
     pub peer_subject: Option<String>,
     /// Peer certificate issuer DN, if it sent one.
     pub peer_issuer: Option<String>,
+    /// Records this connection may still send (TLS 1.2 key usage limit), see
+    /// [`tls::record_budget`].
+    pub record_budget: Option<u64>,
 }
 
 impl TlsInfo {
@@ -57,6 +60,7 @@ impl TlsInfo {
             suite,
             peer_subject: peer.as_ref().map(|p| p.subject.clone()),
             peer_issuer: peer.map(|p| p.issuer),
+            record_budget: tls::record_budget(conn),
         }
     }
 }

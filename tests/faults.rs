@@ -217,3 +217,45 @@ fn a_world_readable_key_is_reported() {
     server.signal(Signal::SIGTERM);
     server.finish();
 }
+
+/// A transfer with both ends' per-key record limit lowered to `limit` (the test hook).
+fn limited_transfer(limit: &str, client_extra: &[&str], len: u64) -> (Outcome, Outcome, String) {
+    let pki = Pki::new();
+    let mut args = listen_args("127.0.0.1:0", &tls_args(&pki, "server", &[]));
+    args.push("--stdio".into());
+    let mut server = Proc::spawn_with(
+        std::process::Command::new(bin())
+            .args(&args)
+            .env("SST_TUNNEL_TEST_RECORD_LIMIT", limit),
+    );
+    server.close_stdin();
+    let port = server.port();
+    let mut cl = Proc::spawn_with(
+        std::process::Command::new(bin())
+            .args(client_args(&pki, port, "client", client_extra))
+            .env("SST_TUNNEL_TEST_RECORD_LIMIT", limit),
+    );
+    let sent = feed(cl.stdin(), len, 11);
+    let client = cl.finish();
+    let server = server.finish();
+    (client, server, sent.join().unwrap())
+}
+
+#[test]
+fn tls13_rekeys_past_the_record_limit_and_the_stream_stays_intact() {
+    // 8 MiB is 512 records; with 64 records per key that is several KeyUpdates each way.
+    let (client, server, sent) = limited_transfer("64", &[], 8 << 20);
+    client.ok();
+    server.ok();
+    assert_eq!(sha256(&server.stdout), sent);
+}
+
+#[test]
+fn tls12_stops_loudly_at_the_record_limit_instead_of_truncating() {
+    // rustls alone would send close_notify at the limit and drop the rest: a clean-looking
+    // short stream. The relay stops first and fails both ends.
+    let (client, server, _) = limited_transfer("1000", &["--tls-max", "1.2"], 64 << 20);
+    client.fails(6, "the TLS 1.2 key usage limit is reached after");
+    server.fails(6, "(stream truncated)");
+    assert!(server.stdout.len() < 64 << 20);
+}

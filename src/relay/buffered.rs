@@ -13,6 +13,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// Bytes buffered per direction.
 pub const BUF_SIZE: usize = 256 * 1024;
 
+/// Largest plaintext in one TLS record: how rustls fragments a write.
+const MAX_RECORD_PAYLOAD: u64 = 16 * 1024;
+
 /// What went wrong in one direction, and on which side.
 #[derive(Debug)]
 pub enum Fault {
@@ -37,6 +40,10 @@ pub struct Pump {
     pub done: bool,
     /// Bytes delivered to the destination.
     pub moved: u64,
+    /// TLS records the destination may still take (set on the direction into TLS 1.2).
+    pub record_budget: Option<u64>,
+    /// TLS records written so far (a write of n bytes is ceil(n / 16 KiB) records).
+    records: u64,
 }
 
 impl Pump {
@@ -50,6 +57,8 @@ impl Pump {
             dirty: false,
             done: false,
             moved: 0,
+            record_budget: None,
+            records: 0,
         }
     }
 
@@ -102,6 +111,17 @@ impl Pump {
                 }
             }
             if self.start < self.end {
+                if self
+                    .record_budget
+                    .is_some_and(|budget| self.records >= budget)
+                {
+                    return Poll::Ready(Err(Fault::Write(io::Error::other(format!(
+                        "the TLS 1.2 key usage limit is reached after {} records ({} bytes): \
+                         stopping rather than let the stream end early; use TLS 1.3, which \
+                         rekeys, for transfers this large",
+                        self.records, self.moved
+                    )))));
+                }
                 match dest
                     .as_mut()
                     .poll_write(cx, &self.buf[self.start..self.end])
@@ -112,6 +132,7 @@ impl Pump {
                     Poll::Ready(Ok(n)) => {
                         self.start += n;
                         self.moved += n as u64;
+                        self.records += (n as u64).div_ceil(MAX_RECORD_PAYLOAD);
                         self.dirty = true;
                         *progress = true;
                         continue;

@@ -117,6 +117,9 @@ pub struct Options {
     pub end_with_peer: bool,
     /// Periodic progress reports; `None` for none.
     pub progress: Option<Progress>,
+    /// Most TLS records the connection may still send (TLS 1.2's key usage limit); the relay
+    /// fails before crossing it rather than let the stream end early. `None`: no limit.
+    pub record_budget: Option<u64>,
 }
 
 /// Relays between an established TLS stream and a local plaintext reader/writer until both
@@ -135,6 +138,7 @@ where
     let path = fastpath::choose_path();
     let started = Instant::now();
     let mut up = Pump::new();
+    up.record_budget = options.record_budget;
     let mut down = Pump::new();
     // Dropped once shut down, so a child's stdin really closes.
     let mut local_out = Some(local_out);

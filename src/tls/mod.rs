@@ -216,9 +216,77 @@ pub fn describe_io(err: &io::Error) -> String {
     }
 }
 
+/// Test hook: a lower record limit per traffic key (`SST_TUNNEL_TEST_RECORD_LIMIT=N`), so
+/// the tests can cross AES-GCM's 2^24-record limit without moving 256 GiB. It can only make
+/// rekeying (TLS 1.3) or the TLS 1.2 stop happen sooner; it never weakens anything.
+const TEST_RECORD_LIMIT: &str = "SST_TUNNEL_TEST_RECORD_LIMIT";
+
+/// Records per traffic key below the suite's limit at which a TLS 1.2 sender stops (the
+/// handshake used a few; one write is at most 32).
+const RECORD_MARGIN: u64 = 256;
+
+/// The most records a TLS 1.2 connection may still send before rustls would refuse to
+/// encrypt: rustls then sends close_notify and drops the data, which the peer would take for
+/// a clean end of the stream. `None` for TLS 1.3 (rustls rekeys with KeyUpdate) and suites
+/// without a limit.
+pub fn record_budget(conn: &rustls::CommonState) -> Option<u64> {
+    match conn.negotiated_cipher_suite()? {
+        SupportedCipherSuite::Tls12(suite) if suite.common.confidentiality_limit != u64::MAX => {
+            Some(
+                suite
+                    .common
+                    .confidentiality_limit
+                    .saturating_sub(RECORD_MARGIN),
+            )
+        }
+        _ => None,
+    }
+}
+
+/// Applies [`TEST_RECORD_LIMIT`] to every suite (leaked copies: a few per process).
+fn with_test_record_limit(suites: Vec<SupportedCipherSuite>) -> Vec<SupportedCipherSuite> {
+    let Some(limit) = std::env::var(TEST_RECORD_LIMIT)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return suites;
+    };
+    suites
+        .into_iter()
+        .map(|suite| match suite {
+            SupportedCipherSuite::Tls13(s) => {
+                SupportedCipherSuite::Tls13(Box::leak(Box::new(rustls::Tls13CipherSuite {
+                    common: rustls::CipherSuiteCommon {
+                        suite: s.common.suite,
+                        hash_provider: s.common.hash_provider,
+                        confidentiality_limit: limit,
+                    },
+                    hkdf_provider: s.hkdf_provider,
+                    aead_alg: s.aead_alg,
+                    quic: s.quic,
+                })))
+            }
+            SupportedCipherSuite::Tls12(s) => {
+                SupportedCipherSuite::Tls12(Box::leak(Box::new(rustls::Tls12CipherSuite {
+                    common: rustls::CipherSuiteCommon {
+                        suite: s.common.suite,
+                        hash_provider: s.common.hash_provider,
+                        confidentiality_limit: limit,
+                    },
+                    prf_provider: s.prf_provider,
+                    kx: s.kx,
+                    sign: s.sign,
+                    aead_alg: s.aead_alg,
+                })))
+            }
+        })
+        .collect()
+}
+
 /// The crypto provider restricted to `--ciphers`.
 fn provider(args: &TlsArgs) -> Result<CryptoProvider> {
     let mut provider = aws_lc_rs::default_provider();
+    provider.cipher_suites = with_test_record_limit(provider.cipher_suites);
     if let Some(list) = &args.ciphers {
         let mut chosen = Vec::new();
         for name in list
@@ -246,7 +314,7 @@ fn provider(args: &TlsArgs) -> Result<CryptoProvider> {
         if chosen.is_empty() {
             return Err(Error::Usage("--ciphers: empty list".into()));
         }
-        provider.cipher_suites = chosen;
+        provider.cipher_suites = with_test_record_limit(chosen);
     }
     Ok(provider)
 }

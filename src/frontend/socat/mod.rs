@@ -657,6 +657,7 @@ async fn plain_relay(mut tcp: tokio::net::TcpStream, peer: &str, stream: Stream)
             idle: stream.idle,
             end_with_peer: local.end_with_peer,
             progress: front_end_reporting().progress_for(peer),
+            record_budget: None,
         },
     )
     .await
