@@ -1,0 +1,145 @@
+//! Resource bounds of `listen --exec`, measured: resident memory per live connection with 64
+//! and 512 concurrent mid-stream TLS connections, and descriptors before, during and after.
+//! The clients are in this process (tokio + rustls through sst-tunnel's own config builder),
+//! so only the listener is measured. Prints a table and writes `target/bench-resources.md`.
+
+#[path = "../tests/common/mod.rs"]
+#[allow(missing_docs)]
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Pki, Proc, bin, listen_args};
+use sst_tunnel::cli::TlsArgs;
+use sst_tunnel::tls::{self, Policy, Prepared};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Barrier;
+use tokio_rustls::TlsConnector;
+
+/// Bytes each connection echoes before it waits with the others.
+const ECHO: usize = 256 * 1024;
+
+fn status_kib(pid: i32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn fds(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+fn main() {
+    let pki = Pki::new();
+    let mut args = listen_args("127.0.0.1:0", &pki.args("server"));
+    args.extend(
+        [
+            "--max-connections",
+            "1024",
+            "--log-level",
+            "warn",
+            "--exec",
+            "/bin/cat",
+        ]
+        .map(String::from),
+    );
+    let server = Proc::spawn(bin(), &args);
+    // The port line is at info level: ask ss instead of the log.
+    let pid = server.pid();
+    let port = loop {
+        let out = std::process::Command::new("ss")
+            .args(["-Hltnp"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if let Some(line) = text.lines().find(|l| l.contains(&format!("pid={pid},"))) {
+            let local = line.split_whitespace().nth(3).unwrap();
+            break local.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut tls = TlsArgs::empty();
+    tls.cert = Some(pki.path("client-cert.pem"));
+    tls.key = Some(pki.path("client-key.pem"));
+    tls.ca = Some(pki.path("ca.pem"));
+    let prepared = Prepared::with_policy(&tls, Some(Policy::chain())).unwrap();
+    let (config, name) = tls::client_config(&tls, prepared, "localhost", None, false).unwrap();
+    let connector = TlsConnector::from(config);
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let idle_rss = status_kib(pid, "VmRSS:");
+    let idle_fds = fds(pid);
+    let mut table = format!(
+        "`listen --exec /bin/cat`, N mutual-TLS 1.3 connections each mid-stream after echoing {} KiB.\n\n\
+         | connections | listener RSS MiB | per connection KiB | peak RSS MiB | fds open | fds after close |\n|---|---|---|---|---|---|\n| 0 | {:.1} | | | {idle_fds} | |\n",
+        ECHO / 1024,
+        idle_rss as f64 / 1024.0
+    );
+    for n in [64usize, 512] {
+        let barrier = Arc::new(Barrier::new(n + 1));
+        let release = Arc::new(Barrier::new(n + 1));
+        let mut tasks = Vec::new();
+        for i in 0..n {
+            let (connector, name) = (connector.clone(), name.clone());
+            let (barrier, release) = (barrier.clone(), release.clone());
+            tasks.push(runtime.spawn(async move {
+                let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .unwrap();
+                let mut stream = connector.connect(name, tcp).await.unwrap();
+                let data = vec![(i % 251) as u8; ECHO];
+                let (mut rd, mut wr) = tokio::io::split(&mut stream);
+                let write = async {
+                    wr.write_all(&data).await.unwrap();
+                    wr
+                };
+                let read = async {
+                    let mut back = vec![0u8; ECHO];
+                    rd.read_exact(&mut back).await.unwrap();
+                    assert!(back == data, "echo differs");
+                    rd
+                };
+                let (mut wr, _rd) = tokio::join!(write, read);
+                barrier.wait().await;
+                release.wait().await;
+                wr.shutdown().await.unwrap();
+            }));
+        }
+        runtime.block_on(barrier.wait());
+        let rss = status_kib(pid, "VmRSS:");
+        let hwm = status_kib(pid, "VmHWM:");
+        let open = fds(pid);
+        runtime.block_on(release.wait());
+        for task in tasks {
+            runtime.block_on(task).unwrap();
+        }
+        // Wait for the listener to reap every child and close every socket.
+        let mut after = fds(pid);
+        for _ in 0..500 {
+            if after <= idle_fds {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            after = fds(pid);
+        }
+        let per = rss.saturating_sub(idle_rss) as f64 / n as f64;
+        eprintln!("{n} connections: RSS {rss} KiB ({per:.0} KiB each), {open} fds, {after} after");
+        table.push_str(&format!(
+            "| {n} | {:.1} | {per:.0} | {:.1} | {open} | {after} |\n",
+            rss as f64 / 1024.0,
+            hwm as f64 / 1024.0
+        ));
+    }
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    println!("\n{table}");
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    let _ = std::fs::create_dir_all(&target);
+    std::fs::write(target.join("bench-resources.md"), &table).unwrap();
+}
