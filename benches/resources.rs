@@ -1,5 +1,6 @@
 //! Resource bounds of `listen --exec`, measured: resident memory per live connection with 64
-//! and 512 concurrent mid-stream TLS connections, and descriptors before, during and after.
+//! and 512 concurrent mid-stream TLS connections, descriptors before, during and after, and
+//! 10,000 sequential connections leaving no descriptor or child behind.
 //! The clients are in this process (tokio + rustls through sst-tunnel's own config builder),
 //! so only the listener is measured. Prints a table and writes `target/bench-resources.md`.
 
@@ -137,6 +138,49 @@ fn main() {
             hwm as f64 / 1024.0
         ));
     }
+    // 10,000 short connections one after another: nothing may accumulate.
+    let total = 10_000;
+    let started = std::time::Instant::now();
+    runtime.block_on(async {
+        for i in 0..total {
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let mut stream = connector.connect(name.clone(), tcp).await.unwrap();
+            let data = [(i % 251) as u8; 100];
+            stream.write_all(&data).await.unwrap();
+            stream.shutdown().await.unwrap();
+            let mut back = Vec::new();
+            stream.read_to_end(&mut back).await.unwrap();
+            assert_eq!(back, data, "connection {i}: echo differs");
+        }
+    });
+    let elapsed = started.elapsed();
+    let mut after = fds(pid);
+    for _ in 0..500 {
+        if after <= idle_fds {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        after = fds(pid);
+    }
+    let children = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|t| std::fs::read_to_string(t.unwrap().path().join("children")).unwrap_or_default())
+        .collect::<String>();
+    let live_children = children.split_whitespace().count();
+    table.push_str(&format!(
+        "\n{total} sequential connections in {:.1}s: {after} fds open afterwards ({idle_fds} before), \
+         {live_children} children left, RSS {:.1} MiB (peak {:.1}).\n",
+        elapsed.as_secs_f64(),
+        status_kib(pid, "VmRSS:") as f64 / 1024.0,
+        status_kib(pid, "VmHWM:") as f64 / 1024.0
+    ));
+    assert!(
+        after <= idle_fds + 2,
+        "descriptors leaked: {idle_fds} -> {after}"
+    );
+    assert_eq!(live_children, 0, "children left behind: {children}");
     server.signal(nix::sys::signal::Signal::SIGTERM);
     println!("\n{table}");
     let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
