@@ -192,18 +192,8 @@ fn run(pki: &Pki, tool: Tool, bytes: u64) -> Sample {
             let port = free_port();
             let (listen, connect) = if tool == Tool::SocatTls {
                 (
-                    format!(
-                        "openssl-listen:{port},reuseaddr,cert={},key={},cafile={},commonname=",
-                        pki.s("server-cert.pem"),
-                        pki.s("server-key.pem"),
-                        pki.s("ca.pem")
-                    ),
-                    format!(
-                        "openssl-connect:127.0.0.1:{port},no-sni=1,cert={},key={},cafile={},commonname=",
-                        pki.s("client-cert.pem"),
-                        pki.s("client-key.pem"),
-                        pki.s("ca.pem")
-                    ),
+                    common::socat_listen(pki, port, "server"),
+                    common::socat_connect(pki, port, "client"),
                 )
             } else {
                 (

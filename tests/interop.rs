@@ -13,16 +13,6 @@ fn stunnel_conf(pki: &Pki, name: &str, body: &str) -> String {
     pki.s(name)
 }
 
-/// The donor address wsrep_sst_mariabackup gives socat for encrypt=4 (contract 3.3), as `who`.
-fn socat_connect(pki: &Pki, port: u16, who: &str) -> String {
-    format!(
-        "openssl-connect:127.0.0.1:{port},no-sni=1,cert={},key={},cafile={},commonname=",
-        pki.s(&format!("{who}-cert.pem")),
-        pki.s(&format!("{who}-key.pem")),
-        pki.s("ca.pem")
-    )
-}
-
 #[test]
 fn sst_tunnel_client_to_stunnel_exec_server() {
     let stunnel = require("stunnel");
@@ -86,12 +76,7 @@ fn sst_tunnel_client_to_socat_openssl_listen() {
     let pki = Pki::new();
     let port = free_port();
     // The joiner command line wsrep_sst_mariabackup runs for encrypt=4 (contract 3.3).
-    let listen = format!(
-        "openssl-listen:{port},reuseaddr,cert={},key={},cafile={},commonname=",
-        pki.s("server-cert.pem"),
-        pki.s("server-key.pem"),
-        pki.s("ca.pem")
-    );
+    let listen = socat_listen(&pki, port, "server");
     let server = Proc::spawn(&socat, &strs(&["-d", "-d", "-u", &listen, "stdio"]));
     server.wait_line("listening on");
     let mut cl = client(&pki, port, "client", &[]);

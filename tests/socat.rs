@@ -107,16 +107,9 @@ fn row(joiner_addr: &str, donor_addr: &str, port: u16) {
 fn encrypt_4() {
     let pki = Pki::new();
     let port = free_port();
-    let ca = pki.s("ca.pem");
     row(
-        &format!(
-            "openssl-listen:{port},reuseaddr,{},cafile={ca},commonname=",
-            identity(&pki, "server", false)
-        ),
-        &format!(
-            "openssl-connect:127.0.0.1:{port},no-sni=1,{},cafile={ca},commonname=",
-            identity(&pki, "client", false)
-        ),
+        &socat_listen(&pki, port, "server"),
+        &socat_connect(&pki, port, "client"),
         port,
     );
 }
@@ -127,10 +120,7 @@ fn encrypt_3_with_ca_checks_localhost() {
     let port = free_port();
     let ca = pki.s("ca.pem");
     row(
-        &format!(
-            "openssl-listen:{port},reuseaddr,{},cafile={ca},commonname=",
-            identity(&pki, "server", false)
-        ),
+        &socat_listen(&pki, port, "server"),
         &format!(
             "openssl-connect:127.0.0.1:{port},no-sni=1,{},cafile={ca},commonname=localhost",
             identity(&pki, "client", false)
@@ -180,10 +170,7 @@ fn verify_identity_checks_the_joiner_cn() {
     let port = free_port();
     let ca = pki.s("ca.pem");
     row(
-        &format!(
-            "openssl-listen:{port},reuseaddr,{},cafile={ca},commonname=",
-            identity(&pki, "node2", false)
-        ),
+        &socat_listen(&pki, port, "node2"),
         &format!(
             "openssl-connect:127.0.0.1:{port},no-sni=1,{},cafile={ca},commonname=node2",
             identity(&pki, "client", false)
@@ -246,14 +233,7 @@ fn socat_1_7_3_donor_form_without_u() {
     let personas = Personas::new();
     stream(
         &personas.socat(),
-        &strs(&[
-            "-u",
-            &format!(
-                "openssl-listen:{port},reuseaddr,{},cafile={ca},commonname=",
-                identity(&pki, "server", false)
-            ),
-            "stdio",
-        ]),
+        &strs(&["-u", &socat_listen(&pki, port, "server"), "stdio"]),
         &personas.socat(),
         &strs(&[
             "stdio",
@@ -281,14 +261,7 @@ fn commonname_is_case_sensitive_and_accepts_the_cn_beside_sans() {
         let port = free_port();
         let j = joiner(
             &personas.socat(),
-            &strs(&[
-                "-u",
-                &format!(
-                    "openssl-listen:{port},reuseaddr,{},cafile={ca},commonname=",
-                    identity(&pki, "server", false)
-                ),
-                "stdio",
-            ]),
+            &strs(&["-u", &socat_listen(&pki, port, "server"), "stdio"]),
             port,
         );
         let mut d = Proc::spawn(
@@ -354,18 +327,10 @@ fn wrong_ca_fails_with_exit_1() {
 fn truncated_stream_fails_the_joiner_unlike_stock_socat() {
     let pki = Pki::new();
     let port = free_port();
-    let ca = pki.s("ca.pem");
     let personas = Personas::new();
     let mut j = joiner(
         &personas.socat(),
-        &strs(&[
-            "-u",
-            &format!(
-                "openssl-listen:{port},reuseaddr,{},cafile={ca},commonname=",
-                identity(&pki, "server", false)
-            ),
-            "stdio",
-        ]),
+        &strs(&["-u", &socat_listen(&pki, port, "server"), "stdio"]),
         port,
     );
     let _sink = hash_stdout(&mut j);
@@ -377,10 +342,7 @@ fn truncated_stream_fails_the_joiner_unlike_stock_socat() {
             "-d",
             "-u",
             "stdio",
-            &format!(
-                "openssl-connect:127.0.0.1:{port},no-sni=1,{},cafile={ca},commonname=",
-                identity(&pki, "client", false)
-            ),
+            &socat_connect(&pki, port, "client"),
         ]),
     );
     let _feeder = feed(d.stdin(), 10 << 30, 5);
@@ -393,27 +355,12 @@ fn truncated_stream_fails_the_joiner_unlike_stock_socat() {
 fn stock_socat_donor_into_our_joiner() {
     let pki = Pki::new();
     let port = free_port();
-    let ca = pki.s("ca.pem");
     let personas = Personas::new();
     stream(
         &personas.socat(),
-        &strs(&[
-            "-u",
-            &format!(
-                "openssl-listen:{port},reuseaddr,{},cafile={ca},commonname=",
-                identity(&pki, "server", false)
-            ),
-            "stdio",
-        ]),
+        &strs(&["-u", &socat_listen(&pki, port, "server"), "stdio"]),
         &require("socat"),
-        &strs(&[
-            "-u",
-            "stdio",
-            &format!(
-                "openssl-connect:127.0.0.1:{port},no-sni=1,{},cafile={ca},commonname=",
-                identity(&pki, "client", false)
-            ),
-        ]),
+        &strs(&["-u", "stdio", &socat_connect(&pki, port, "client")]),
         port,
     );
 }
@@ -422,27 +369,12 @@ fn stock_socat_donor_into_our_joiner() {
 fn our_donor_into_a_stock_socat_joiner() {
     let pki = Pki::new();
     let port = free_port();
-    let ca = pki.s("ca.pem");
     let personas = Personas::new();
     stream(
         &require("socat"),
-        &strs(&[
-            "-u",
-            &format!(
-                "openssl-listen:{port},reuseaddr,{},cafile={ca},commonname=",
-                identity(&pki, "server", false)
-            ),
-            "stdio",
-        ]),
+        &strs(&["-u", &socat_listen(&pki, port, "server"), "stdio"]),
         &personas.socat(),
-        &strs(&[
-            "-u",
-            "stdio",
-            &format!(
-                "openssl-connect:127.0.0.1:{port},no-sni=1,{},cafile={ca},commonname=",
-                identity(&pki, "client", false)
-            ),
-        ]),
+        &strs(&["-u", "stdio", &socat_connect(&pki, port, "client")]),
         port,
     );
 }
@@ -451,7 +383,6 @@ fn our_donor_into_a_stock_socat_joiner() {
 fn donor_with_retry_waits_for_a_late_joiner() {
     let pki = Pki::new();
     let port = free_port();
-    let ca = pki.s("ca.pem");
     let personas = Personas::new();
     // PXC's form: the donor may start first and retries refused connects.
     let mut d = Proc::spawn(
@@ -462,8 +393,8 @@ fn donor_with_retry_waits_for_a_late_joiner() {
             "-u",
             "stdio",
             &format!(
-                "openssl-connect:127.0.0.1:{port},no-sni=1,{},cafile={ca},commonname=,retry=30,interval=0.2",
-                identity(&pki, "client", false)
+                "{},retry=30,interval=0.2",
+                socat_connect(&pki, port, "client")
             ),
         ]),
     );
@@ -472,10 +403,7 @@ fn donor_with_retry_waits_for_a_late_joiner() {
         &personas.socat(),
         &strs(&[
             "-u",
-            &format!(
-                "openssl-listen:{port},reuseaddr,{},cafile={ca},commonname=,retry=30",
-                identity(&pki, "server", false)
-            ),
+            &format!("{},retry=30", socat_listen(&pki, port, "server")),
             "stdio",
         ]),
         port,
@@ -571,7 +499,6 @@ fn bad_option_values_are_one_line_errors() {
 #[test]
 fn listener_with_retry_survives_a_bad_client_and_without_fails() {
     let pki = Pki::new();
-    let ca = pki.s("ca.pem");
     let personas = Personas::new();
     for retry in [",retry=3", ""] {
         let port = free_port();
@@ -579,10 +506,7 @@ fn listener_with_retry_survives_a_bad_client_and_without_fails() {
             &personas.socat(),
             &strs(&[
                 "-u",
-                &format!(
-                    "openssl-listen:{port},reuseaddr,{},cafile={ca},commonname={retry}",
-                    identity(&pki, "server", false)
-                ),
+                &format!("{}{retry}", socat_listen(&pki, port, "server")),
                 "stdio",
             ]),
             port,
@@ -599,14 +523,7 @@ fn listener_with_retry_survives_a_bad_client_and_without_fails() {
         j.wait_line("retries");
         let mut d = Proc::spawn(
             &personas.socat(),
-            &strs(&[
-                "-u",
-                "stdio",
-                &format!(
-                    "openssl-connect:127.0.0.1:{port},no-sni=1,{},cafile={ca},commonname=",
-                    identity(&pki, "client", false)
-                ),
-            ]),
+            &strs(&["-u", "stdio", &socat_connect(&pki, port, "client")]),
         );
         let sent = feed(d.stdin(), 1 << 20, 8);
         d.finish().ok();
@@ -619,18 +536,10 @@ fn listener_with_retry_survives_a_bad_client_and_without_fails() {
 fn idle_donor_with_t_fails_instead_of_truncating() {
     let pki = Pki::new();
     let port = free_port();
-    let ca = pki.s("ca.pem");
     let personas = Personas::new();
     let mut j = joiner(
         &personas.socat(),
-        &strs(&[
-            "-u",
-            &format!(
-                "openssl-listen:{port},reuseaddr,{},cafile={ca},commonname=",
-                identity(&pki, "server", false)
-            ),
-            "stdio",
-        ]),
+        &strs(&["-u", &socat_listen(&pki, port, "server"), "stdio"]),
         port,
     );
     let _sink = hash_stdout(&mut j);
@@ -642,10 +551,7 @@ fn idle_donor_with_t_fails_instead_of_truncating() {
             "1",
             "-u",
             "stdio",
-            &format!(
-                "openssl-connect:127.0.0.1:{port},no-sni=1,{},cafile={ca},commonname=",
-                identity(&pki, "client", false)
-            ),
+            &socat_connect(&pki, port, "client"),
         ]),
     );
     let _held_open = d.stdin();
@@ -657,30 +563,15 @@ fn idle_donor_with_t_fails_instead_of_truncating() {
 fn subcommand_form_is_named_socat_for_the_readiness_check() {
     let pki = Pki::new();
     let port = free_port();
-    let ca = pki.s("ca.pem");
     let personas = Personas::new();
     // `sst-tunnel socat ...`: argv[0] is sst-tunnel, so only the process name says socat.
     let mut args = strs(&["socat"]);
-    args.extend(strs(&[
-        "-u",
-        &format!(
-            "openssl-listen:{port},reuseaddr,{},cafile={ca},commonname=",
-            identity(&pki, "server", false)
-        ),
-        "stdio",
-    ]));
+    args.extend(strs(&["-u", &socat_listen(&pki, port, "server"), "stdio"]));
     stream(
         bin(),
         &args,
         &personas.socat(),
-        &strs(&[
-            "-u",
-            "stdio",
-            &format!(
-                "openssl-connect:127.0.0.1:{port},no-sni=1,{},cafile={ca},commonname=",
-                identity(&pki, "client", false)
-            ),
-        ]),
+        &strs(&["-u", "stdio", &socat_connect(&pki, port, "client")]),
         port,
     );
 }

@@ -528,3 +528,23 @@ pub fn handshake_only(
     cl.close_stdin();
     (cl.finish(), server.finish())
 }
+
+/// The joiner address wsrep_sst_mariabackup gives socat for encrypt=4 (contract 3.3), as `who`.
+pub fn socat_listen(pki: &Pki, port: u16, who: &str) -> String {
+    format!(
+        "openssl-listen:{port},reuseaddr,cert={},key={},cafile={},commonname=",
+        pki.s(&format!("{who}-cert.pem")),
+        pki.s(&format!("{who}-key.pem")),
+        pki.s("ca.pem")
+    )
+}
+
+/// The donor address wsrep_sst_mariabackup gives socat for encrypt=4 (contract 3.3), as `who`.
+pub fn socat_connect(pki: &Pki, port: u16, who: &str) -> String {
+    format!(
+        "openssl-connect:127.0.0.1:{port},no-sni=1,cert={},key={},cafile={},commonname=",
+        pki.s(&format!("{who}-cert.pem")),
+        pki.s(&format!("{who}-key.pem")),
+        pki.s("ca.pem")
+    )
+}
