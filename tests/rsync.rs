@@ -74,23 +74,7 @@ fn rsync_through_stock_stunnel_donor_into_sst_tunnel_joiner() {
     fs::create_dir(&dest).unwrap();
     let (server, port) = rsync_daemon(&pki, &dest);
     let rsh = format!("{stunnel} {}", stunnel_donor_conf(&pki, port));
-    run_rsync(&strs(&[
-        "--owner",
-        "--group",
-        "--perms",
-        "--links",
-        "--specials",
-        "--ignore-times",
-        "--inplace",
-        "--recursive",
-        "--delete",
-        "--quiet",
-        "--whole-file",
-        "--rsh",
-        &rsh,
-        &format!("{}/", src.display()),
-        "rsync://127.0.0.1/sst",
-    ]));
+    run_rsync(&sst_rsync_args(&rsh, &src, "rsync://127.0.0.1/sst"));
     same_tree(&src, &dest);
     drop(server);
 }

@@ -151,22 +151,11 @@ impl Sst {
 
     /// The donor's rsync call (rsync:507-675), `--rsh` = `STUNNEL CONF`.
     fn rsync_args(&self, stunnel: &str, conf: &Path, url_host: &str) -> Vec<String> {
-        strs(&[
-            &format!("--rsh={stunnel} {}", conf.display()),
-            "--owner",
-            "--group",
-            "--perms",
-            "--links",
-            "--specials",
-            "--ignore-times",
-            "--inplace",
-            "--recursive",
-            "--delete",
-            "--quiet",
-            "--whole-file",
-            &format!("{}/", self.src().display()),
+        sst_rsync_args(
+            &format!("{stunnel} {}", conf.display()),
+            &self.src(),
             &format!("rsync://{url_host}:{}/sst", self.port),
-        ])
+        )
     }
 
     /// Runs one whole transfer with our binary on both ends and checks the copy.

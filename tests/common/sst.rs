@@ -68,6 +68,27 @@ pub fn same_tree(a: &Path, b: &Path) {
     );
 }
 
+/// The donor's rsync call of wsrep_sst_rsync (rsync:507-675): `src/` into `url` with `rsh` as
+/// the remote shell (rsync appends `HOST rsync --server --daemon .` to it).
+pub fn sst_rsync_args(rsh: &str, src: &Path, url: &str) -> Vec<String> {
+    strs(&[
+        &format!("--rsh={rsh}"),
+        "--owner",
+        "--group",
+        "--perms",
+        "--links",
+        "--specials",
+        "--ignore-times",
+        "--inplace",
+        "--recursive",
+        "--delete",
+        "--quiet",
+        "--whole-file",
+        &format!("{}/", src.display()),
+        url,
+    ])
+}
+
 /// rsync's full output, for runs expected to fail.
 pub fn rsync_output(args: &[String]) -> std::process::Output {
     Command::new(require("rsync")).args(args).output().unwrap()
