@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::cli::{ConnectArgs, Role};
 use crate::error::Result;
@@ -83,44 +83,25 @@ pub async fn dial(plan: Plan) -> Result<()> {
     let (mut stream, info) = establish(&plan, &label).await?;
     debug!(version = %info.version, suite = %info.suite, peer = ?info.peer_subject, "handshake complete");
     let local = LocalEnds::open(plan.direction, plan.end_with_peer);
-    let result = relay::relay(
-        &mut stream,
-        local.input,
-        local.output,
-        relay::Options {
-            idle: plan.idle,
-            end_with_peer: local.end_with_peer,
-            progress: plan.report.progress_for(&label),
-            record_budget: info.record_budget,
-        },
-    )
-    .await;
+    let options = plan
+        .report
+        .relay_options(&label, &info, plan.idle, local.end_with_peer);
+    let result = relay::relay(&mut stream, local.input, local.output, options).await;
     plan.report.finish(&label, &info, result)
 }
 
 /// Connect and handshake, retried as the plan allows.
 async fn establish(plan: &Plan, label: &str) -> Result<(ClientStream, TlsInfo)> {
-    let mut attempt = 0;
-    loop {
-        let result = async {
-            let tcp = net::connect_from(&plan.target, plan.connect_timeout, plan.source).await?;
-            debug!("connected to {label}, handshaking");
-            session::connect(
-                plan.config.clone(),
-                plan.name.clone(),
-                tcp,
-                plan.handshake_timeout,
-            )
-            .await
-        }
-        .await;
-        match result {
-            Err(e) if attempt < plan.retries => {
-                attempt += 1;
-                warn!("{e} (retry {attempt} of {})", plan.retries);
-                tokio::time::sleep(plan.retry_interval).await;
-            }
-            other => return other,
-        }
-    }
+    net::with_retries(plan.retries, plan.retry_interval, || async {
+        let tcp = net::connect_from(&plan.target, plan.connect_timeout, plan.source).await?;
+        debug!("connected to {label}, handshaking");
+        session::connect(
+            plan.config.clone(),
+            plan.name.clone(),
+            tcp,
+            plan.handshake_timeout,
+        )
+        .await
+    })
+    .await
 }

@@ -65,16 +65,12 @@ pub struct PeerEnv {
 /// Checks before listening that `argv[0]` names an executable file (directly, or through
 /// PATH for a bare name), so a typo fails at start-up rather than on every connection.
 pub fn check(program: &Program) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     let program = &program.path;
-    let executable = |path: &std::path::Path| {
-        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
     let found = if program.contains('/') {
-        executable(std::path::Path::new(program))
+        is_executable(std::path::Path::new(program))
     } else {
         std::env::var_os("PATH").is_some_and(|path| {
-            std::env::split_paths(&path).any(|dir| executable(&dir.join(program)))
+            std::env::split_paths(&path).any(|dir| is_executable(&dir.join(program)))
         })
     };
     if found {
@@ -84,6 +80,12 @@ pub fn check(program: &Program) -> Result<()> {
             "--exec {program}: no such executable file"
         )))
     }
+}
+
+/// A regular file with an execute bit set.
+pub fn is_executable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// Spawns `argv` for one connection.

@@ -95,7 +95,8 @@ pub fn parse_bind(text: &str) -> Result<HostPort> {
     }
 }
 
-fn parse_port(text: &str) -> Option<u16> {
+/// A TCP port, 1-65535.
+pub fn parse_port(text: &str) -> Option<u16> {
     text.parse::<u16>().ok().filter(|p| *p != 0)
 }
 
@@ -194,6 +195,26 @@ fn bind_one(addr: SocketAddr, dual_stack: bool) -> io::Result<TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     TcpListener::from_std(socket.into())
+}
+
+/// Runs `attempt` until it succeeds or has failed `retries` more times (socat's `retry=`),
+/// pausing `interval` between tries and logging each failure that is retried.
+pub async fn with_retries<T, F, Fut>(retries: u32, interval: Duration, mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut failed = 0;
+    loop {
+        match attempt().await {
+            Err(e) if failed < retries => {
+                failed += 1;
+                tracing::warn!("{e} (retry {failed} of {retries})");
+                tokio::time::sleep(interval).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Turns on TCP_NODELAY and keepalive; failures are logged, not fatal.

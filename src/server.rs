@@ -171,18 +171,10 @@ async fn serve_stdio(
     debug!(%peer, version = %info.version, suite = %info.suite, client = ?info.peer_subject, "handshake complete");
     let local = LocalEnds::open(direction, false);
     let label = peer.to_string();
-    let result = relay::relay(
-        &mut stream,
-        local.input,
-        local.output,
-        relay::Options {
-            idle: limits.idle,
-            end_with_peer: local.end_with_peer,
-            progress: limits.report.progress_for(&label),
-            record_budget: info.record_budget,
-        },
-    )
-    .await;
+    let options = limits
+        .report
+        .relay_options(&label, &info, limits.idle, local.end_with_peer);
+    let result = relay::relay(&mut stream, local.input, local.output, options).await;
     limits.report.finish(&label, &info, result)
 }
 
@@ -238,18 +230,10 @@ async fn serve_one_exec(
     };
     let mut spawned = exec::spawn(program, &env)?;
     let label = peer.to_string();
-    let result = relay::relay(
-        &mut stream,
-        spawned.output,
-        spawned.input,
-        relay::Options {
-            idle: limits.idle,
-            end_with_peer: false,
-            progress: limits.report.progress_for(&label),
-            record_budget: info.record_budget,
-        },
-    )
-    .await;
+    let options = limits
+        .report
+        .relay_options(&label, &info, limits.idle, false);
+    let result = relay::relay(&mut stream, spawned.output, spawned.input, options).await;
     if let Err(e) = limits.report.finish(&label, &info, result) {
         // The stream is broken, so whatever the child does next is void.
         let _ = spawned.child.start_kill();

@@ -165,6 +165,32 @@ pub struct Reporting {
 }
 
 impl Reporting {
+    /// What the stunnel and socat front-ends report: progress every 30 s (shown when their
+    /// log level includes info), no stats file.
+    pub fn front_end() -> Self {
+        Self {
+            progress: Some(Duration::from_secs(30)),
+            ..Self::default()
+        }
+    }
+
+    /// The relay options of one TLS connection: `idle`, remote-shell semantics, this
+    /// reporting's progress hook, and the TLS 1.2 record budget the handshake settled.
+    pub fn relay_options(
+        &self,
+        peer: &str,
+        info: &TlsInfo,
+        idle: Option<Duration>,
+        end_with_peer: bool,
+    ) -> relay::Options {
+        relay::Options {
+            idle,
+            end_with_peer,
+            progress: self.progress_for(peer),
+            record_budget: info.record_budget,
+        }
+    }
+
     /// The relay's progress hook: an info line every interval, so a long SST shows life in
     /// the MariaDB error log.
     pub fn progress_for(&self, peer: &str) -> Option<relay::Progress> {

@@ -11,7 +11,7 @@ pub mod stunnel;
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::error::Error;
 
@@ -55,17 +55,12 @@ pub fn real_tool(tool: &str) -> Option<PathBuf> {
             let Ok(real) = candidate.canonicalize() else {
                 continue;
             };
-            if Some(&real) != me.as_ref() && is_executable(&real) {
+            if Some(&real) != me.as_ref() && crate::exec::is_executable(&real) {
                 return Some(candidate);
             }
         }
     }
     None
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// Replaces this process with the real `tool` run on `args`; returns only on failure, with

@@ -315,7 +315,7 @@ impl Conf {
                 config,
                 handshake: HANDSHAKE_TIMEOUT,
                 idle: Some(self.seconds(d.timeout_idle.as_ref(), IDLE_TIMEOUT)?),
-                report: front_end_reporting(),
+                report: crate::session::Reporting::front_end(),
                 mode: server::Mode::Exec {
                     program: Program {
                         path: exec.value.clone(),
@@ -380,7 +380,7 @@ impl Conf {
                 end_with_peer: true,
                 retries: 0,
                 retry_interval: Duration::ZERO,
-                report: front_end_reporting(),
+                report: crate::session::Reporting::front_end(),
             }),
             log_level,
         }))
@@ -655,14 +655,6 @@ struct Directives {
     check_ip: Vec<Line>,
 }
 
-/// Progress lines every 30 s (shown from `debug = notice` up); no stats file.
-fn front_end_reporting() -> crate::session::Reporting {
-    crate::session::Reporting {
-        progress: Some(Duration::from_secs(30)),
-        ..Default::default()
-    }
-}
-
 /// stunnel's `debug = [facility.]level` as a tracing filter.
 fn log_level(value: &str) -> Option<&'static str> {
     let level = value.rsplit('.').next()?.to_ascii_lowercase();
@@ -691,7 +683,7 @@ fn split_host_port(value: &str) -> Option<(String, u16)> {
         Some((host, port)) => (host, port),
         None => ("", value),
     };
-    let port = port.trim().parse::<u16>().ok().filter(|p| *p != 0)?;
+    let port = crate::net::parse_port(port.trim())?;
     let host = host.trim().trim_start_matches('[').trim_end_matches(']');
     Some((host.to_string(), port))
 }

@@ -266,7 +266,8 @@ fn translate(
             let [port] = address.params.as_slice() else {
                 return Err(bad("expected TYPE:PORT".into()));
             };
-            let port = parse_port(port).ok_or_else(|| bad(format!("'{port}' is not a port")))?;
+            let port =
+                net::parse_port(port).ok_or_else(|| bad(format!("'{port}' is not a port")))?;
             // socat listens on 0.0.0.0 (or :: with pf=ip6) unless bind= names a host.
             let host = match (&options.bind, options.family) {
                 (Some(host), _) => host
@@ -295,7 +296,8 @@ fn translate(
             let [host, port] = address.params.as_slice() else {
                 return Err(bad("expected TYPE:HOST:PORT".into()));
             };
-            let port = parse_port(port).ok_or_else(|| bad(format!("'{port}' is not a port")))?;
+            let port =
+                net::parse_port(port).ok_or_else(|| bad(format!("'{port}' is not a port")))?;
             let target = HostPort {
                 host: host
                     .trim_start_matches('[')
@@ -412,14 +414,6 @@ fn read_options(address: &Address, kind: Kind) -> std::result::Result<Option<Opt
     Ok(Some(o))
 }
 
-/// Progress lines every 30 s (shown with `-dd` and up); no stats file.
-fn front_end_reporting() -> crate::session::Reporting {
-    crate::session::Reporting {
-        progress: Some(Duration::from_secs(30)),
-        ..Default::default()
-    }
-}
-
 /// socat booleans: bare, 1/0, yes/no, true/false.
 fn flag(value: Option<&str>, name: &str) -> std::result::Result<bool, String> {
     match value.map(str::to_ascii_lowercase).as_deref() {
@@ -449,10 +443,6 @@ fn seconds(text: &str) -> std::result::Result<Duration, String> {
         .ok()
         .and_then(|s| Duration::try_from_secs_f64(s).ok())
         .ok_or_else(|| "expected a number of seconds".to_string())
-}
-
-fn parse_port(text: &str) -> Option<u16> {
-    text.parse::<u16>().ok().filter(|p| *p != 0)
 }
 
 /// `bind=` on a connecting address: an IP, optionally with `:PORT` (brackets for IPv6).
@@ -536,7 +526,7 @@ fn server_plan(o: &Options, direction: Direction, idle: Option<Duration>) -> Res
         config: tls::server_config(&args, prepared)?,
         handshake: HANDSHAKE_TIMEOUT,
         idle,
-        report: front_end_reporting(),
+        report: crate::session::Reporting::front_end(),
         mode: server::Mode::Stdio {
             direction,
             retries: o.retries,
@@ -573,7 +563,7 @@ fn client_plan(
         end_with_peer: false,
         retries: o.retries,
         retry_interval: interval,
-        report: front_end_reporting(),
+        report: crate::session::Reporting::front_end(),
     })
 }
 
@@ -587,7 +577,9 @@ async fn run(job: Job) -> Result<()> {
             tls,
             plain,
         } => {
-            let listener = open_retrying(&bind, retries, interval).await?;
+            // retry= on a listener also covers a failed bind (the previous stage's socket may
+            // still hold the port for a moment).
+            let listener = net::with_retries(retries, interval, || server::open(&bind)).await?;
             match tls {
                 Some(plan) => server::serve(listener, plan).await,
                 None => {
@@ -609,39 +601,11 @@ async fn run(job: Job) -> Result<()> {
             interval,
             stream,
         } => {
-            let mut attempt = 0;
-            let tcp = loop {
-                match net::connect_from(&target, timeout, source).await {
-                    Ok(tcp) => break tcp,
-                    Err(e) if attempt < retries => {
-                        attempt += 1;
-                        warn!("{e} (retry {attempt} of {retries})");
-                        tokio::time::sleep(interval).await;
-                    }
-                    Err(e) => return Err(e),
-                }
-            };
+            let tcp = net::with_retries(retries, interval, || {
+                net::connect_from(&target, timeout, source)
+            })
+            .await?;
             plain_relay(tcp, &net::display(&target), stream).await
-        }
-    }
-}
-
-/// socat `retry=` on a listener also covers a failed bind (the previous stage's socket may
-/// still hold the port for a moment).
-async fn open_retrying(
-    bind: &HostPort,
-    retries: u32,
-    interval: Duration,
-) -> Result<tokio::net::TcpListener> {
-    let mut attempt = 0;
-    loop {
-        match server::open(bind).await {
-            Err(e) if attempt < retries => {
-                attempt += 1;
-                warn!("{e} (retry {attempt} of {retries})");
-                tokio::time::sleep(interval).await;
-            }
-            other => return other,
         }
     }
 }
@@ -656,7 +620,7 @@ async fn plain_relay(mut tcp: tokio::net::TcpStream, peer: &str, stream: Stream)
         relay::Options {
             idle: stream.idle,
             end_with_peer: local.end_with_peer,
-            progress: front_end_reporting().progress_for(peer),
+            progress: crate::session::Reporting::front_end().progress_for(peer),
             record_budget: None,
         },
     )
