@@ -58,19 +58,8 @@ done
 
 # --- 2. rsync of a tree ---
 echo "sst-bench: rsync of a ${tree_mb} MB tree, $rounds rounds" >&2
-mkdir -p "$T/ssl" "$T/src" "$T/cfg"
-(
-    cd "$T/ssl"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=Bench CA" \
-        -keyout ca-key.pem -out ca.pem -addext basicConstraints=critical,CA:TRUE 2>/dev/null
-    for name in node1 node2; do
-        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$name" \
-            -keyout "$name-key.pem" -out "$name.csr" 2>/dev/null
-        printf 'subjectAltName=DNS:%s,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' "$name" >"$name.ext"
-        openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 2 \
-            -extfile "$name.ext" -out "$name-cert.pem" 2>/dev/null
-    done
-)
+mkdir -p "$T/src" "$T/cfg"
+"$bin" gen-certs --out "$T/ssl" --node node1=127.0.0.1 --node node2=127.0.0.1 >/dev/null
 # Half the bytes in 16 KiB-ish files (one per table, as a datadir has), half in four big ones.
 small_count=$(( tree_mb * 1024 / 2 / 16 ))
 for i in $(seq 0 $((small_count - 1))); do
