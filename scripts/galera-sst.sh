@@ -47,15 +47,60 @@ done
 T=$(mktemp -d /tmp/galera-sst.XXXXXX)
 chmod 755 "$T"
 pids=()
+step="setting up"
+
+log() { echo "galera-sst: $(date +%T) $*" >&2; }
+# What the harness is doing now: logged, and named by fail and the TERM trap.
+at() { step=$*; log "$step"; }
+
+# alive PID: true while PID runs (a zombie child counts as gone, unlike `kill -0`).
+alive() {
+    local st
+    st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+    [[ $st != Z* ]]
+}
+
+# gone PID SECONDS: waits a bounded time for PID to end, reaping it if it is our child.
+gone() {
+    local deadline=$((SECONDS + $2))
+    while alive "$1"; do
+        [ "$SECONDS" -lt "$deadline" ] || return 1
+        sleep 0.2
+    done
+    wait "$1" 2>/dev/null || true
+}
+
+# Every process this run started: ours directly, and what mysqld started under $T (SST
+# scripts, rsync daemons, tunnels), found by the run's directory in their command lines.
+ours() { printf '%s\n' "${pids[@]}"; pgrep -f -- "$T" 2>/dev/null || true; }
+
+diagnose() {
+    for n in node1 node2; do
+        [ -s "$T/$n/error.log" ] || continue
+        echo "--- last lines of $n's error log" >&2
+        tail -n 40 "$T/$n/error.log" >&2
+    done
+    echo "--- processes of this run" >&2
+    ps -o pid,ppid,stat,etime,args -p "$(ours | sort -u | paste -sd, -)" >&2 2>/dev/null || true
+}
+
 cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    trap - EXIT TERM INT
+    local pid
+    for pid in $(ours | sort -u); do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do gone "$pid" 60 || kill -9 "$pid" 2>/dev/null || true; done
+    # Stragglers that ignored SIGTERM (e.g. an SST script waiting on a dead peer).
+    for pid in $(ours | sort -u); do kill -9 "$pid" 2>/dev/null || true; done
     if [ "$keep" = no ]; then rm -rf "$T"; else echo "galera-sst: kept $T" >&2; fi
 }
 trap cleanup EXIT
+trap 'fail "interrupted"' TERM INT
 
-log() { echo "galera-sst: $*" >&2; }
-fail() { echo "FAIL $*" >&2; exit 1; }
+fail() {
+    echo "FAIL $* (while: $step)" >&2
+    diagnose
+    exit 1
+}
 
 # --- certificates: a cluster CA and one node certificate each (CN = node name, SANs) ---
 mkdir -p "$T/ssl" "$T/ssl/capath"
@@ -159,8 +204,9 @@ tca=$ca"
     esac
 }
 
-sql() { # NODE SQL
-    mariadb --defaults-file="$T/$1/my.cnf" -S "$T/$1/mysqld.sock" -u root -N -B -e "$2"
+sql() { # NODE SQL   (bounded: a wedged server fails the run instead of hanging it)
+    timeout 300 mariadb --defaults-file="$T/$1/my.cnf" -S "$T/$1/mysqld.sock" -u root -N -B \
+        --connect-timeout=10 -e "$2"
 }
 
 start_node() { # NODE [ARGS]
@@ -179,8 +225,9 @@ start_node() { # NODE [ARGS]
 wait_synced() { # NODE PID SECONDS
     local node=$1 pid=$2 limit=$3 start=$SECONDS state=
     while [ $((SECONDS - start)) -lt "$limit" ]; do
-        kill -0 "$pid" 2>/dev/null || return 1
-        state=$(sql "$node" "SHOW STATUS LIKE 'wsrep_local_state_comment'" 2>/dev/null | cut -f2 || true)
+        alive "$pid" || return 1
+        state=$(timeout 20 mariadb --defaults-file="$T/$node/my.cnf" -S "$T/$node/mysqld.sock" -u root -N -B \
+            --connect-timeout=5 -e "SHOW STATUS LIKE 'wsrep_local_state_comment'" 2>/dev/null | cut -f2 || true)
         [ "$state" = Synced ] && return 0
         sleep 0.2
     done
@@ -189,8 +236,9 @@ wait_synced() { # NODE PID SECONDS
 
 stop_node() { # NODE PID
     local node=$1 pid=$2
-    mariadb-admin --defaults-file="$T/$node/my.cnf" -S "$T/$node/mysqld.sock" -u root shutdown 2>/dev/null || kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    timeout 60 mariadb-admin --defaults-file="$T/$node/my.cnf" -S "$T/$node/mysqld.sock" -u root \
+        --connect-timeout=10 shutdown 2>/dev/null || kill "$pid" 2>/dev/null || true
+    gone "$pid" 120 || fail "$node (pid $pid) did not shut down within 120 s"
 }
 
 # --- node1: bootstrap and load ---
@@ -199,12 +247,14 @@ cluster_address=127.0.0.1:14567,127.0.0.2:14567
 write_cnf node1 127.0.0.1 13306 "$(sst_block node1 VERIFY_CA rsync)" rsync
 mkdir -p "$T/node1/data"
 chown -R mysql:mysql "$T/node1"
-mariadb-install-db --defaults-file="$T/node1/my.cnf" --user=mysql --auth-root-authentication-method=socket >"$T/node1/install.log" 2>&1 ||
+at "node1: mariadb-install-db"
+timeout 300 mariadb-install-db --defaults-file="$T/node1/my.cnf" --user=mysql --auth-root-authentication-method=socket >"$T/node1/install.log" 2>&1 ||
     { cat "$T/node1/install.log" >&2; fail "mariadb-install-db"; }
+at "node1: bootstrapping the cluster"
 start_node node1 --wsrep-new-cluster
 node1_pid=$node_pid
-wait_synced node1 "$node1_pid" 120 || { tail -20 "$T/node1/error.log" >&2; fail "node1 did not start"; }
-log "node1 up; loading ${data_mb} MB"
+wait_synced node1 "$node1_pid" 120 || fail "node1 did not start"
+at "node1: loading ${data_mb} MB"
 sql node1 "CREATE USER 'sst'@'localhost' IDENTIFIED BY 'sst-secret';
 GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, REPLICA MONITOR ON *.* TO 'sst'@'localhost';"
 rows=$(( data_mb * 1024 / 3 ))   # about 1 KiB per row, three schemas
@@ -235,12 +285,14 @@ run_case() { # METHOD:MODE
     rm -rf "$T/node2"
     mkdir -p "$T/node2"
     write_cnf node2 127.0.0.2 13307 "$(sst_block node2 "$mode" "$method")" "$method" "$sst_addr"
+    at "$1: starting"
     local capture=$T/sst-$method.pcap
     tcpdump -i lo -s 512 -U -w "$capture" "tcp port 24444" 2>"$T/tcpdump.log" &
     local dump=$!
     pids+=("$dump")
     # Capture is on once tcpdump says so.
     for _ in $(seq 1 100); do grep -q listening "$T/tcpdump.log" && break; sleep 0.1; done
+    grep -q listening "$T/tcpdump.log" || fail "$1: tcpdump did not start: $(cat "$T/tcpdump.log")"
     local log1_from started=$EPOCHREALTIME
     log1_from=$(( $(wc -l <"$T/node1/error.log") + 1 ))
     start_node node2
@@ -248,23 +300,35 @@ run_case() { # METHOD:MODE
     case $mode in
         KILL_TUNNEL | WRONG_CA)
             if [ "$mode" = KILL_TUNNEL ]; then
-                # The joiner's tunnel dies mid-SST: wait for it to carry bytes, then kill it.
-                local tunnel_pid=
-                for _ in $(seq 1 600); do
+                # The joiner's tunnel dies mid-SST: once a fifth of the data has landed in
+                # node2's datadir (a measure of the SST itself, unlike packet counts, which
+                # depend on the loopback's segment sizes), kill it.
+                at "$1: waiting for the SST to be a fifth done"
+                local tunnel_pid= landed=0 deadline=$((SECONDS + 180))
+                while [ "$SECONDS" -lt "$deadline" ]; do
                     tunnel_pid=$(cat "$T/node2/data/stunnel.pid" 2>/dev/null || true)
-                    [ -n "$tunnel_pid" ] && [ "$(stat -c %s "$capture")" -gt 2000000 ] && break
+                    landed=$(du -sb --exclude=galera.cache "$T/node2/data" 2>/dev/null | cut -f1 || echo 0)
+                    [ -n "$tunnel_pid" ] && [ "$landed" -gt $((data_mb * 1024 * 1024 / 5)) ] && break
+                    alive "$node2_pid" || fail "$1: node2 ended before the tunnel could be killed"
                     sleep 0.1
                 done
                 [ -n "$tunnel_pid" ] || fail "$1: no joiner tunnel appeared"
+                # Only a process of this run: the pid file's process must run this run's config.
+                tr '\0' ' ' <"/proc/$tunnel_pid/cmdline" 2>/dev/null | grep -q -F -- "$T/" ||
+                    fail "$1: stunnel.pid names $tunnel_pid, which is not this run's tunnel"
+                log "$1: killing the joiner's tunnel (pid $tunnel_pid) with $landed bytes landed"
                 kill -9 "$tunnel_pid"
             fi
-            wait "$node2_pid" 2>/dev/null && fail "$1: node2 joined despite the fault"
+            at "$1: waiting for node2 to abort"
+            gone "$node2_pid" 300 || fail "$1: node2 neither joined nor aborted within 300 s"
+            grep -q "Synchronized with group, ready for connections" "$T/node2/error.log" &&
+                fail "$1: node2 joined despite the fault"
             # mysqld words the abort one of two ways, depending on which side noticed first.
             grep -q -E "Will never receive state. Need to abort.|Application state transfer failed" "$T/node2/error.log" ||
-                { tail -30 "$T/node2/error.log" >&2; fail "$1: node2 did not abort cleanly"; }
+                fail "$1: node2 did not abort cleanly"
             wait_synced node1 "$node1_pid" 60 || fail "$1: node1 did not return to Synced"
             kill "$dump" 2>/dev/null || true
-            wait "$dump" 2>/dev/null || true
+            gone "$dump" 30 || true
             # Both scripts' cleanups run after mysqld has its answer: give them a bounded while.
             local left=1
             for _ in $(seq 1 300); do
@@ -290,11 +354,13 @@ run_case() { # METHOD:MODE
             return
             ;;
     esac
-    wait_synced node2 "$node2_pid" 600 || { tail -40 "$T/node2/error.log" >&2; tail -20 "$T/node1/error.log" >&2; fail "$1: node2 did not reach Synced"; }
+    at "$1: waiting for node2 to join by SST"
+    wait_synced node2 "$node2_pid" 600 || fail "$1: node2 did not reach Synced"
     local seconds
     seconds=$(awk -v a="$started" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }')
     kill "$dump" 2>/dev/null || true
-    wait "$dump" 2>/dev/null || true
+    gone "$dump" 30 || true
+    at "$1: comparing data"
     [ "$(checksums node2)" = "$expected" ] || fail "$1: data differs after SST"
     # Replication both ways after the join.
     sql node2 "INSERT INTO shop.t (k, pad) VALUES (-2, 'from node2')"
@@ -319,7 +385,7 @@ run_case() { # METHOD:MODE
     if [ "$tunnel" = sst-tunnel ]; then
         # sst-tunnel, not stunnel or socat, carried it: its summary lines in the error logs.
         grep -q "path buffered" "$T/node2/error.log" ||
-            { tail -30 "$T/node2/error.log" >&2; fail "$1: no sst-tunnel summary line in node2's error log"; }
+            fail "$1: no sst-tunnel summary line in node2's error log"
     fi
     local moved
     moved=$(du -sb --exclude=galera.cache "$T/node2/data" | cut -f1)

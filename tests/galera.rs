@@ -3,10 +3,22 @@
 //! scripts: every mode of the contract's matrix plus the failure drills, each checked by
 //! `scripts/galera-sst.sh` (identical checksums, replication both ways, TLS on the wire,
 //! sst-tunnel's own summary lines in the error log, clean aborts and no leftovers).
+//!
+//! The harness runs in its own process group under a deadline, and its progress lines go
+//! straight to the test's stderr as they come (past libtest's capture), so a wedged cluster fails the run with the
+//! step it was on and both nodes' logs instead of stalling CI.
 
 mod common;
 
-use std::process::Command;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 
 use common::*;
 
@@ -27,6 +39,9 @@ const CASES: [&str; 13] = [
     "mariabackup:WRONG_CA",
 ];
 
+/// The whole matrix normally takes about three minutes; past this the run is wedged.
+const DEADLINE: Duration = Duration::from_secs(15 * 60);
+
 #[test]
 fn galera_joins_by_sst_through_sst_tunnel() {
     assert!(
@@ -35,19 +50,13 @@ fn galera_joins_by_sst_through_sst_tunnel() {
     );
     require("mariadbd");
     let data_mb = std::env::var("SST_GALERA_DATA_MB").unwrap_or_else(|_| "200".into());
-    let out = Command::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/scripts/galera-sst.sh"
-    ))
-    .args(["--bin", bin(), "--data-mb", &data_mb])
-    .args(CASES)
-    .output()
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "galera-sst.sh failed:\n{stdout}\n{stderr}"
+    let (stdout, stderr) = run_bounded(
+        Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/galera-sst.sh"
+        ))
+        .args(["--bin", bin(), "--data-mb", &data_mb])
+        .args(CASES),
     );
     for case in CASES {
         let line = stdout
@@ -60,5 +69,79 @@ fn galera_joins_by_sst_through_sst_tunnel() {
         if case.ends_with("KILL_TUNNEL") {
             assert!(line.contains("(stream truncated)"), "{line}");
         }
+    }
+}
+
+/// Runs the harness in a new process group; echoes its stderr live (unbuffered, past the
+/// test's output capture); on the deadline sends the group SIGTERM (the harness then prints
+/// its diagnostics and cleans up), then SIGKILL. Panics unless it exits 0 in time.
+fn run_bounded(command: &mut Command) -> (String, String) {
+    let mut child = command
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn galera-sst.sh");
+    let group = Pid::from_raw(child.id() as i32);
+    let mut out = child.stdout.take().unwrap();
+    let err = child.stderr.take().unwrap();
+    let (text_tx, texts) = mpsc::channel();
+    let tx = text_tx.clone();
+    thread::spawn(move || {
+        let mut text = String::new();
+        let _ = out.read_to_string(&mut text);
+        let _ = tx.send((1, text));
+    });
+    thread::spawn(move || {
+        let mut text = String::new();
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if line.starts_with("galera-sst:") || line.starts_with("FAIL") {
+                let _ = writeln!(std::io::stderr().lock(), "{line}");
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
+        let _ = text_tx.send((2, text));
+    });
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let status = match rx.recv_timeout(DEADLINE) {
+        Ok(status) => Some(status.expect("wait for galera-sst.sh")),
+        Err(_) => {
+            // The harness's TERM trap prints where it was and both nodes' logs, then cleans up.
+            let _ = killpg(group, Signal::SIGTERM);
+            let _ = rx.recv_timeout(Duration::from_secs(120));
+            None
+        }
+    };
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    for _ in 0..2 {
+        let (which, text) = match texts.recv_timeout(Duration::from_secs(10)) {
+            Ok(got) => got,
+            Err(_) => {
+                // Something of the harness's group still holds the pipes open. The group
+                // cannot have been reused while a member lives: only our processes are hit.
+                let _ = killpg(group, Signal::SIGKILL);
+                texts
+                    .recv_timeout(PATIENCE)
+                    .expect("pipes close once the group is gone")
+            }
+        };
+        if which == 1 {
+            stdout = text
+        } else {
+            stderr = text
+        }
+    }
+    match status {
+        Some(status) if status.success() => (stdout, stderr),
+        Some(status) => panic!("galera-sst.sh failed ({status}):\n{stdout}\n{stderr}"),
+        None => panic!(
+            "galera-sst.sh did not finish within {} s; stopped:\n{stdout}\n{stderr}",
+            DEADLINE.as_secs()
+        ),
     }
 }
