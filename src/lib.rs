@@ -18,6 +18,7 @@
 //! - [`fastpath`]: the platform seam: copy-path choice and fd tuning; Linux and portable twins.
 //! - [`mycnf`]: MariaDB option files (`--defaults-file`), read as the SST scripts read them.
 //! - [`stdio`], [`exec`], [`net`]: the plaintext ends and TCP plumbing.
+//! - [`files`]: reading operator-named files (regular files only, bounded).
 //! - [`pki`]: throwaway in-memory CA for `selftest`; [`gencerts`]: a real cluster CA on disk;
 //!   [`doctor`]: `check`, the pre-flight report on a node's certificate files;
 //!   [`generate`]: man pages and completions for the packages.
@@ -30,6 +31,7 @@ pub mod doctor;
 pub mod error;
 pub mod exec;
 pub mod fastpath;
+pub mod files;
 pub mod frontend;
 pub mod gencerts;
 pub mod generate;

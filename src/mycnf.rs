@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::{Role, TlsArgs, VerifyMode};
 use crate::error::{Error, Result};
+use crate::files;
 
 /// The server's option groups (`my_print_defaults --mysqld` on MariaDB 10.11).
 const SERVER_GROUPS: [&str; 8] = [
@@ -56,7 +57,7 @@ impl OptionFiles {
         if depth > MAX_DEPTH {
             return Err(Error::file(path, "!include nested too deeply (a loop?)"));
         }
-        let text = fs::read_to_string(path).map_err(|e| Error::file_io(path, &e))?;
+        let text = files::read_text(path, files::CONFIG_LIMIT)?;
         let mut group = String::new();
         for (index, raw) in text.lines().enumerate() {
             let number = index + 1;

@@ -238,6 +238,35 @@ fn malformed_pem() {
 }
 
 #[test]
+fn devices_and_fifos_are_not_read_as_files() {
+    // /dev/zero would be read forever and a FIFO would block: both are one-line errors.
+    let pki = Pki::new();
+    let out = Proc::spawn(
+        bin(),
+        &strs(&["connect", "127.0.0.1:9", "--ca", "/dev/zero"]),
+    )
+    .finish();
+    out.fails(2, "/dev/zero: is not a regular file");
+    let fifo = pki.path("fifo.pem");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let mut args = tls_args(&pki, "client", &[]);
+    args.splice(0..0, strs(&["connect", "127.0.0.1:9"]));
+    args.extend(strs(&["--crl", &pki.s("fifo.pem")]));
+    Proc::spawn(bin(), &args)
+        .finish()
+        .fails(2, "fifo.pem: is not a regular file");
+    let conf = pki.path("stunnel.conf");
+    std::fs::write(
+        &conf,
+        "client = yes\ncert = /dev/zero\nconnect = 127.0.0.1:9\n",
+    )
+    .unwrap();
+    Proc::spawn(bin(), &strs(&["stunnel", &pki.s("stunnel.conf")]))
+        .finish()
+        .fails(2, "/dev/zero: is not a regular file");
+}
+
+#[test]
 fn connection_refused() {
     let pki = Pki::new();
     let port = free_port();

@@ -22,6 +22,7 @@ use super::{Unsupported, delegate};
 use crate::cli::{TlsArgs, TlsVersion};
 use crate::error::{Error, Result};
 use crate::exec::Program;
+use crate::files;
 use crate::net::HostPort;
 use crate::stdio::Direction;
 use crate::tls::{self, NameRule, Policy, Prepared};
@@ -114,7 +115,7 @@ fn prepare(args: &[OsString]) -> Result<Action> {
         }));
     }
     let path = PathBuf::from(first);
-    let text = fs::read_to_string(&path).map_err(|e| Error::file_io(&path, &e))?;
+    let text = files::read_text(&path, files::CONFIG_LIMIT)?;
     let conf = Conf::parse(&path, &text)?;
     match conf.service()? {
         Translated::Unsupported(u) => Ok(Action::Delegate(u)),

@@ -13,6 +13,7 @@ use rustls::pki_types::{
 };
 
 use crate::error::{Error, Result};
+use crate::files;
 
 /// One PEM file split into the kinds of object we use.
 #[derive(Default)]
@@ -35,7 +36,7 @@ pub struct CaCert {
 
 /// Reads and splits one PEM file; a malformed block is an error naming the file.
 pub fn read_pem(path: &Path) -> Result<PemFile> {
-    let bytes = fs::read(path).map_err(|e| Error::file_io(path, &e))?;
+    let bytes = files::read_bytes(path, files::PEM_LIMIT)?;
     parse_pem(path, &bytes)
 }
 
@@ -107,7 +108,9 @@ pub fn load_ca(path: &Path) -> Result<Vec<CaCert>> {
     let mut out = Vec::new();
     if meta.is_dir() {
         for file in dir_files(path)? {
-            let Ok(bytes) = fs::read(&file) else { continue };
+            let Ok(bytes) = files::read_bytes(&file, files::PEM_LIMIT) else {
+                continue;
+            };
             if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
                 continue;
             }
@@ -146,7 +149,7 @@ pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static
     };
     let mut out = Vec::new();
     for file in files {
-        let bytes = fs::read(&file).map_err(|e| Error::file_io(&file, &e))?;
+        let bytes = files::read_bytes(&file, files::CRL_LIMIT)?;
         if bytes.first() == Some(&0x30) {
             out.push(CertificateRevocationListDer::from(bytes));
         } else {

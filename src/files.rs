@@ -1,0 +1,87 @@
+//! Reading the files an operator names (configs, certificates, keys, CRLs): regular files only
+//! and of a bounded size, so a path such as /dev/zero or a FIFO is a one-line error rather than
+//! a process that eats memory or blocks forever.
+
+use std::fs::{self, File};
+use std::io::Read;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Largest configuration or option file read (the stock ones are a few hundred bytes).
+pub const CONFIG_LIMIT: u64 = 1 << 20;
+/// Largest PEM file read: a system CA bundle is about 200 KiB.
+pub const PEM_LIMIT: u64 = 16 << 20;
+/// Largest CRL file read: a big CA's CRL runs to tens of MiB.
+pub const CRL_LIMIT: u64 = 256 << 20;
+
+/// The whole of `path`, which must be a regular file of at most `limit` bytes.
+pub fn read_bytes(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    // Checked before opening: opening a FIFO for reading would block until a writer comes.
+    let meta = fs::metadata(path).map_err(|e| Error::file_io(path, &e))?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() {
+            "is a directory, not a file"
+        } else {
+            "is not a regular file (a device, FIFO or socket)"
+        };
+        return Err(Error::file(path, what));
+    }
+    let file = File::open(path).map_err(|e| Error::file_io(path, &e))?;
+    let mut bytes = Vec::with_capacity(meta.len().min(limit) as usize);
+    // +1 so an over-long file is told apart from one of exactly `limit` bytes; /proc-style
+    // files report a size of 0, so the length read is what counts.
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::file_io(path, &e))?;
+    if bytes.len() as u64 > limit {
+        return Err(Error::file(
+            path,
+            format!(
+                "is larger than {}: not a file sst-tunnel reads",
+                size(limit)
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// `limit` for a message: MiB when whole, else bytes.
+fn size(limit: u64) -> String {
+    if limit >= 1 << 20 && limit.is_multiple_of(1 << 20) {
+        format!("{} MiB", limit >> 20)
+    } else {
+        format!("{limit} bytes")
+    }
+}
+
+/// Like [`read_bytes`], as UTF-8 text.
+pub fn read_text(path: &Path, limit: u64) -> Result<String> {
+    String::from_utf8(read_bytes(path, limit)?).map_err(|_| Error::file(path, "is not UTF-8 text"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_fifos_directories_and_huge_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = read_bytes(Path::new("/dev/zero"), PEM_LIMIT).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let err = read_bytes(&fifo, PEM_LIMIT).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        let err = read_bytes(dir.path(), PEM_LIMIT).unwrap_err();
+        assert!(err.to_string().contains("is a directory"), "{err}");
+        let big = dir.path().join("big");
+        fs::write(&big, vec![b'x'; 2048]).unwrap();
+        let err = read_bytes(&big, 1024).unwrap_err();
+        assert!(err.to_string().contains("larger than"), "{err}");
+        assert_eq!(read_bytes(&big, 2048).unwrap().len(), 2048);
+        fs::write(&big, [0xff, 0xfe]).unwrap();
+        let err = read_text(&big, 1024).unwrap_err();
+        assert!(err.to_string().contains("not UTF-8"), "{err}");
+    }
+}
