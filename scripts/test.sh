@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian/Ubuntu machine: installs what the tests use
 # (stunnel4, socat, rsync, and MariaDB Galera for the real-SST test, from the distribution),
-# then runs cargo fmt/clippy checks and every test, then builds the .deb and .rpm and installs,
-# uses and removes the .deb. Needs root: apt-get, dpkg, and the Galera test runs mysqld as the
-# mysql user. Skips the install when the tools are there.
+# then runs cargo fmt/clippy checks and every test, fuzzes each parser for 20 s, then builds
+# the .deb and .rpm and installs, uses and removes the .deb. Needs root: apt-get, dpkg, and
+# the Galera test runs mysqld as the mysql user. Skips the install when the tools are there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +33,8 @@ fi
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked
+# Every parser of outside input under libFuzzer for a fixed time each (cargo-fuzz).
+scripts/fuzz.sh 20
 # The packages: build the .deb and .rpm, install the .deb, use it, remove it.
 packaging/build.sh
 packaging/test-install.sh

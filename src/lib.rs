@@ -19,6 +19,7 @@
 //! - [`mycnf`]: MariaDB option files (`--defaults-file`), read as the SST scripts read them.
 //! - [`stdio`], [`exec`], [`net`]: the plaintext ends and TCP plumbing.
 //! - [`files`]: reading operator-named files (regular files only, bounded).
+//! - `fuzzing`: the parsers' entry points for the fuzz targets under `tests/fuzz`.
 //! - [`pki`]: throwaway in-memory CA for `selftest`; [`gencerts`]: a real cluster CA on disk;
 //!   [`doctor`]: `check`, the pre-flight report on a node's certificate files;
 //!   [`generate`]: man pages and completions for the packages.
@@ -33,6 +34,8 @@ pub mod exec;
 pub mod fastpath;
 pub mod files;
 pub mod frontend;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gencerts;
 pub mod generate;
 pub mod logging;

@@ -58,6 +58,18 @@ impl OptionFiles {
             return Err(Error::file(path, "!include nested too deeply (a loop?)"));
         }
         let text = files::read_text(path, files::CONFIG_LIMIT)?;
+        self.parse_text(path, &text, depth)
+    }
+
+    /// Option-file text as if read from `path` (which names it in errors and anchors relative
+    /// `!include`s).
+    pub fn parse(path: &Path, text: &str) -> Result<Self> {
+        let mut files = Self::default();
+        files.parse_text(path, text, 0)?;
+        Ok(files)
+    }
+
+    fn parse_text(&mut self, path: &Path, text: &str, depth: usize) -> Result<()> {
         let mut group = String::new();
         for (index, raw) in text.lines().enumerate() {
             let number = index + 1;
@@ -148,6 +160,44 @@ fn unquote(value: &str) -> std::result::Result<String, String> {
     Ok(value.trim().to_string())
 }
 
+/// `wsrep_provider_options` as Galera splits it: `key = value` pairs separated by `;`, where
+/// a backslash makes the next character literal (so a path may hold `\;` or `\=`); pairs
+/// without `=` are skipped, keys and values trimmed.
+pub fn provider_options(text: &str) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    let (mut key, mut value) = (String::new(), None::<String>);
+    let mut chars = text.chars();
+    let mut finish = |key: &mut String, value: &mut Option<String>| {
+        if let Some(v) = value.take() {
+            pairs.push((key.trim().to_string(), v.trim().to_string()));
+        }
+        key.clear();
+    };
+    while let Some(c) = chars.next() {
+        let c = match c {
+            '\\' => match chars.next() {
+                Some(next) => next,
+                None => break,
+            },
+            ';' => {
+                finish(&mut key, &mut value);
+                continue;
+            }
+            '=' if value.is_none() => {
+                value = Some(String::new());
+                continue;
+            }
+            c => c,
+        };
+        match &mut value {
+            Some(v) => v.push(c),
+            None => key.push(c),
+        }
+    }
+    finish(&mut key, &mut value);
+    pairs
+}
+
 /// The SST TLS settings of one node, as the SST scripts would resolve them.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct SstTls {
@@ -212,12 +262,8 @@ impl SstTls {
         override_with(&mut key, "key");
         // 4. Galera's own TLS settings, last.
         if let Some(options) = files.get(&[&server], "wsrep-provider-options") {
-            for part in options.split(';') {
-                let Some((k, v)) = part.split_once('=') else {
-                    continue;
-                };
-                let v = v.trim().to_string();
-                match k.trim() {
+            for (k, v) in provider_options(&options) {
+                match k.as_str() {
                     "socket.ssl_ca" if ca.is_none() && capath.is_none() => ca = Some(v),
                     "socket.ssl_cert" if cert.is_none() => cert = Some(v),
                     "socket.ssl_key" if key.is_none() => key = Some(v),
@@ -292,6 +338,24 @@ mod tests {
         fs::write(&path, text).unwrap();
         let files = OptionFiles::load(&path).unwrap();
         (dir, files)
+    }
+
+    #[test]
+    fn provider_options_split_as_galera_does() {
+        let got = provider_options(
+            r"gcache.size=64M; socket.ssl_cert = /etc/my\;certs/a=b.pem ;bare;socket.ssl_key=k\\;x=",
+        );
+        let want = [
+            ("gcache.size", "64M"),
+            ("socket.ssl_cert", "/etc/my;certs/a=b.pem"),
+            ("socket.ssl_key", "k\\"),
+            ("x", ""),
+        ];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(got, want);
     }
 
     #[test]

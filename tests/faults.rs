@@ -218,6 +218,65 @@ fn a_world_readable_key_is_reported() {
     server.finish();
 }
 
+#[test]
+fn nothing_secret_reaches_the_log_even_at_trace_level() {
+    // The SST scripts export credentials (WSREP_SST_OPT_AUTH) into the tunnel's environment,
+    // and OpenSSL-era habits set SSLKEYLOGFILE: neither a secret nor key material may show up
+    // in the error log, and no key log is written.
+    const SECRET: &str = "s3cret-sst-password";
+    let pki = Pki::new();
+    let keylog = pki.path("keys.log");
+    let with_env = |args: &[String]| {
+        let mut command = std::process::Command::new(bin());
+        command
+            .args(["--log-level", "trace"])
+            .args(args)
+            .env("WSREP_SST_OPT_AUTH", format!("sst:{SECRET}"))
+            .env("SSLKEYLOGFILE", &keylog)
+            .env_remove("RUST_LOG");
+        command
+    };
+    // --log-level goes before the arguments: after --exec it would be the child's.
+    let mut args = listen_args("127.0.0.1:0", &pki.args("server"));
+    args.extend(strs(&["--exec", "/bin/cat"]));
+    let server = Proc::spawn_with(&mut with_env(&args));
+    let port = server.port();
+    let mut cl = Proc::spawn_with(&mut with_env(&client_args(&pki, port, "client", &[])));
+    let sent = feed(cl.stdin(), 1 << 20, 5);
+    let client = cl.finish();
+    client.ok();
+    assert_eq!(sha256(&client.stdout), sent.join().unwrap());
+    server.signal(Signal::SIGTERM);
+    let server = server.finish();
+    // Trace level did log the handshake (so the check below looked at a verbose log).
+    assert!(client.stderr.lines().count() > 5, "{}", client.stderr);
+    let key_bodies: Vec<String> = ["server-key.pem", "client-key.pem"]
+        .iter()
+        .flat_map(|name| {
+            std::fs::read_to_string(pki.path(name))
+                .unwrap()
+                .lines()
+                .filter(|l| !l.starts_with("-----") && l.len() >= 16)
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for (who, log) in [("client", &client.stderr), ("server", &server.stderr)] {
+        assert!(!log.contains(SECRET), "{who} logged the SST secret:\n{log}");
+        assert!(!log.contains("PRIVATE KEY"), "{who} logged a key:\n{log}");
+        for body in &key_bodies {
+            assert!(
+                !log.contains(body.as_str()),
+                "{who} logged key material:\n{log}"
+            );
+        }
+    }
+    assert!(
+        !keylog.exists(),
+        "SSLKEYLOGFILE was honoured: TLS secrets written to disk"
+    );
+}
+
 /// A transfer with both ends' per-key record limit lowered to `limit` (the test hook).
 fn limited_transfer(limit: &str, client_extra: &[&str], len: u64) -> (Outcome, Outcome, String) {
     let pki = Pki::new();

@@ -123,6 +123,11 @@ fn prepare(args: &[OsString]) -> Result<Action> {
     }
 }
 
+/// Parses and translates a configuration without running it (the fuzz targets' entry).
+pub(crate) fn check(path: &Path, text: &str) -> Result<()> {
+    Conf::parse(path, text)?.service().map(drop)
+}
+
 async fn run(service: Service) -> Result<()> {
     match service.role {
         Role::Inetd(plan) => client::dial(plan).await,

@@ -111,6 +111,11 @@ struct Stream {
     idle: Option<Duration>,
 }
 
+/// Reads a command line without running it (the fuzz targets' entry).
+pub(crate) fn check(args: &[OsString]) -> Result<()> {
+    prepare(args).map(drop)
+}
+
 /// Reads the global options and both addresses.
 fn prepare(args: &[OsString]) -> Result<Action> {
     let words: Vec<String> = args

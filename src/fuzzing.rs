@@ -1,0 +1,67 @@
+//! Entry points for the fuzz targets (`tests/fuzz`): each runs one parser of outside input
+//! over arbitrary bytes, through the same code the commands use. Errors are the expected
+//! outcome for most inputs; a panic, a hang or unbounded memory is a bug.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use crate::cli::{Role, TlsArgs};
+use crate::{frontend, mycnf, tls};
+
+/// A stunnel configuration file, parsed and translated (certificate paths in it are read).
+pub fn stunnel_conf(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let _ = frontend::stunnel::check(Path::new("fuzz/stunnel.conf"), &text);
+}
+
+/// A socat command line: one argument per line of `data`.
+pub fn socat_args(data: &[u8]) {
+    let args: Vec<OsString> = String::from_utf8_lossy(data)
+        .split('\n')
+        .map(OsString::from)
+        .collect();
+    let _ = frontend::socat::check(&args);
+}
+
+/// One socat address (`openssl-connect:HOST:PORT,opt=value,...`).
+pub fn socat_address(data: &[u8]) {
+    let _ = frontend::socat::address::Address::parse(&String::from_utf8_lossy(data));
+}
+
+/// A MariaDB option file, resolved for both roles and applied to empty TLS flags.
+pub fn my_cnf(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let path = Path::new("fuzz/my.cnf");
+    let Ok(files) = mycnf::OptionFiles::parse(path, &text) else {
+        return;
+    };
+    for role in [Role::Donor, Role::Joiner] {
+        for suffix in [None, Some(".2")] {
+            let tls = mycnf::SstTls::resolve(&files, role, suffix);
+            let _ = tls.fill(&mut TlsArgs::empty(), path);
+        }
+    }
+}
+
+/// A `wsrep_provider_options` value.
+pub fn provider_options(data: &[u8]) {
+    let _ = mycnf::provider_options(&String::from_utf8_lossy(data));
+}
+
+/// PEM text as a certificate, key or CRL file: split into blocks, then every certificate's
+/// names read, every key loaded by the crypto provider and every CRL parsed, as loading does.
+pub fn pem(data: &[u8]) {
+    let Ok(file) = tls::pem::parse_pem(Path::new("fuzz.pem"), data) else {
+        return;
+    };
+    for cert in &file.certs {
+        let _ = tls::names::CertNames::parse(cert);
+    }
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    for key in file.keys {
+        let _ = provider.key_provider.load_private_key(key);
+    }
+    for crl in &file.crls {
+        let _ = webpki::OwnedCertRevocationList::from_der(crl);
+    }
+}
