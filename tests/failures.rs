@@ -332,17 +332,13 @@ fn bad_flags_name_the_flag() {
 }
 
 /// A TLS client (rustls, in this test) that sends data and then a TCP FIN without close_notify.
-#[test]
-fn fin_without_close_notify_is_truncation() {
-    use std::io::Read;
+/// A TLS client that trusts anything and has written `data`, so the test controls how the
+/// TCP connection ends.
+fn raw_client(
+    port: u16,
+    data: &[u8],
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
     use std::sync::Arc;
-
-    let pki = Pki::new();
-    let mut args = listen_args("127.0.0.1:0", &pki.args("server"));
-    args.extend(strs(&["--stdio", "--verify", "none"]));
-    let mut server = Proc::spawn(bin(), &args);
-    let port = server.port();
-    let _held_open = server.stdin();
 
     #[derive(Debug)]
     struct AnyServer;
@@ -391,8 +387,28 @@ fn fin_without_close_notify_is_truncation() {
     let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
     let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    tls.write_all(b"first half of a backup").unwrap();
+    tls.write_all(data).unwrap();
     tls.flush().unwrap();
+    tls
+}
+
+/// A `--stdio` listener that verifies nothing (the raw client has no certificate).
+fn open_server(pki: &Pki) -> (Proc, u16) {
+    let mut args = listen_args("127.0.0.1:0", &pki.args("server"));
+    args.extend(strs(&["--stdio", "--verify", "none"]));
+    let server = Proc::spawn(bin(), &args);
+    let port = server.port();
+    (server, port)
+}
+
+#[test]
+fn fin_without_close_notify_is_truncation() {
+    use std::io::Read;
+
+    let pki = Pki::new();
+    let (mut server, port) = open_server(&pki);
+    let _held_open = server.stdin();
+    let mut tls = raw_client(port, b"first half of a backup");
     // FIN, no close_notify.
     tls.sock.shutdown(std::net::Shutdown::Write).unwrap();
     let mut rest = Vec::new();
@@ -401,6 +417,26 @@ fn fin_without_close_notify_is_truncation() {
     s.fails(
         6,
         "the peer closed the connection without a TLS close_notify (stream truncated)",
+    );
+}
+
+#[test]
+fn tcp_reset_mid_stream_is_truncation() {
+    let pki = Pki::new();
+    let (mut server, port) = open_server(&pki);
+    let _held_open = server.stdin();
+    let tls = raw_client(port, b"first half of a backup");
+    // RST: linger 0, then close.
+    socket2::SockRef::from(&tls.sock)
+        .set_linger(Some(std::time::Duration::ZERO))
+        .unwrap();
+    drop(tls);
+    // The kernel may drop what was queued when the reset lands: whatever came, the transfer
+    // is reported failed.
+    let s = server.finish();
+    s.fails(
+        6,
+        "reset the connection before a TLS close_notify (stream truncated)",
     );
 }
 
