@@ -5,13 +5,20 @@
 //!
 //! `SST_BENCH_BYTES` (default 1 GiB) and `SST_BENCH_ROUNDS` (default 3; the median is shown)
 //! tune it. stunnel, socat and dd must be installed (scripts/test.sh installs them).
+//!
+//! Every tool gets the same topology and the harness stays out of the way: `cat FILE` feeds the
+//! client's stdin pipe (an SST donor is fed through a pipe too), the server runs
+//! `dd of=/dev/null` per connection (stunnel can only exec) and dd's own byte count says how
+//! much arrived. On a 2-core machine a harness
+//! that pumps pipes itself competes with the tunnels for the cores and squeezes every ratio
+//! towards 1.
 
 #[path = "../tests/common/mod.rs"]
 #[allow(missing_docs)]
 mod common;
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -33,8 +40,11 @@ struct Sample {
 /// The tools compared.
 #[derive(Clone, Copy, PartialEq)]
 enum Tool {
+    /// The rsync SST shape: the joiner runs a program per connection.
     SstTunnel,
     Stunnel,
+    /// The mariabackup SST shape: the joiner's stdout is a pipe into mbstream.
+    SstTunnelStdio,
     SocatTls,
     SocatPlain,
 }
@@ -42,10 +52,11 @@ enum Tool {
 impl Tool {
     fn label(self) -> &'static str {
         match self {
-            Tool::SstTunnel => "sst-tunnel (connect -> listen --stdio)",
-            Tool::Stunnel => "stunnel (inetd client -> exec server)",
-            Tool::SocatTls => "socat OPENSSL (8 KiB blocks)",
-            Tool::SocatPlain => "socat TCP, no TLS",
+            Tool::SstTunnel => "exec: sst-tunnel (connect -> listen --exec)",
+            Tool::Stunnel => "exec: stunnel (inetd client -> exec server)",
+            Tool::SstTunnelStdio => "pipe: sst-tunnel (connect -> listen --stdio)",
+            Tool::SocatTls => "pipe: socat OPENSSL (8 KiB blocks)",
+            Tool::SocatPlain => "pipe: socat TCP, no TLS",
         }
     }
 }
@@ -60,9 +71,15 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
     let pki = Pki::new();
+    // The input, written once: clients read it as stdin straight from the page cache.
+    let input = pki.path("bench-input.bin");
+    write_input(&input, bytes);
+    let small_input = pki.path("bench-input-small.bin");
+    write_input(&small_input, bytes / 8);
     let tools = [
         Tool::SstTunnel,
         Tool::Stunnel,
+        Tool::SstTunnelStdio,
         Tool::SocatTls,
         Tool::SocatPlain,
     ];
@@ -71,7 +88,7 @@ fn main() {
     // Interleaved rounds, so drift in machine load hits every tool alike.
     for round in 0..rounds {
         for (i, tool) in tools.iter().enumerate() {
-            let sample = run(&pki, *tool, bytes);
+            let sample = run(&pki, *tool, &input, bytes);
             eprintln!(
                 "round {round}: {:<40} {:>8.1} MB/s",
                 tool.label(),
@@ -79,14 +96,15 @@ fn main() {
             );
             results[i].push(sample);
         }
-        small.push(run(&pki, Tool::SstTunnel, bytes / 8));
+        small.push(run(&pki, Tool::SstTunnel, &small_input, bytes / 8));
     }
     let med: Vec<Sample> = results.iter().map(|r| median(r)).collect();
     let small = median(&small);
     let stunnel = med[1].mbps;
-    let socat = med[2].mbps;
+    let socat = med[3].mbps;
     let mut table = format!(
-        "Loopback, one stream, {} MiB per run, median of {rounds} interleaved rounds, mutual TLS 1.3.\n\n\
+        "Loopback, one stream, {} MiB per run, median of {rounds} interleaved rounds, mutual TLS 1.3; \
+         `cat FILE |` feeds every client; exec rows (the rsync SST shape) run `dd of=/dev/null` per connection, pipe rows (the mariabackup shape) write to a pipe read by `dd of=/dev/null`. Compare exec rows with stunnel, pipe rows with socat.\n\n\
          | tool | MB/s | tunnel CPU s/GiB | peak RSS MiB | x stunnel | x socat TLS |\n|---|---|---|---|---|---|\n",
         bytes >> 20
     );
@@ -132,47 +150,74 @@ fn main() {
         .expect("write target/bench-throughput.md");
 }
 
+/// `len` seeded pseudo-random bytes (incompressible, like a backup stream) into `path`.
+fn write_input(path: &std::path::Path, len: u64) {
+    let mut file = std::io::BufWriter::new(File::create(path).expect("bench input"));
+    let block = common::bytes(1 << 20, 42);
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        file.write_all(&block[..n]).expect("bench input");
+        left -= n as u64;
+    }
+    file.flush().expect("bench input");
+}
+
 fn median(samples: &[Sample]) -> Sample {
     let mut sorted = samples.to_vec();
     sorted.sort_by(|a, b| a.mbps.total_cmp(&b.mbps));
     sorted[sorted.len() / 2]
 }
 
-/// Runs one transfer of `bytes` through `tool`, measuring the tunnel processes only.
-fn run(pki: &Pki, tool: Tool, bytes: u64) -> Sample {
+/// The sink every server hands the stream to: the same topology for every tool (stunnel can
+/// only exec), and `dd` reports on stderr how many bytes arrived.
+const SINK: [&str; 3] = ["/bin/dd", "of=/dev/null", "bs=262144"];
+
+/// Runs one transfer of `input` (a file of `bytes` bytes) through `tool`, measuring the tunnel
+/// processes only. The harness stays light: `cat` feeds the client's stdin pipe and the
+/// server's child writes to /dev/null, so on a 2-core machine the cores go to the tunnels.
+fn run(pki: &Pki, tool: Tool, input: &std::path::Path, bytes: u64) -> Sample {
     let before = children_cpu();
-    let (server, client, sink): (Proc, Child, Box<dyn Read + Send>) = match tool {
+    let (server, client, sink): (Proc, Client, Sink) = match tool {
         Tool::SstTunnel => {
-            let mut args = strs(&["--log-level", "warn", "listen", "127.0.0.1:0", "--stdio"]);
+            let mut args = strs(&["--log-level", "info", "listen", "127.0.0.1:0"]);
             args.extend(pki.args("server"));
-            let mut server =
-                Proc::spawn_raw_stdout(Command::new(bin()).args(&args).env("RUST_LOG", "info"));
+            args.push("--exec".into());
+            args.extend(strs(&SINK));
+            let mut server = Proc::spawn(bin(), &args);
             server.close_stdin();
             let port = server.port();
-            let out = server_stdout(&mut server);
             let mut cargs = vec!["connect".to_string(), format!("127.0.0.1:{port}")];
             cargs.extend(pki.args("client"));
-            (server, spawn_client(bin(), &cargs), out)
+            (server, spawn_client(bin(), &cargs, input), Sink::Exec)
+        }
+        Tool::SstTunnelStdio => {
+            let mut args = strs(&["--log-level", "info", "listen", "127.0.0.1:0", "--stdio"]);
+            args.extend(pki.args("server"));
+            let mut server = Proc::spawn_raw_stdout(Command::new(bin()).args(&args));
+            server.close_stdin();
+            let port = server.port();
+            let sink = pipe_sink(pki, &mut server);
+            let mut cargs = vec!["connect".to_string(), format!("127.0.0.1:{port}")];
+            cargs.extend(pki.args("client"));
+            (server, spawn_client(bin(), &cargs, input), sink)
         }
         Tool::Stunnel => {
             let stunnel = require("stunnel");
             let port = free_port();
-            let fifo = pki.path(&format!("fifo-{port}"));
-            nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
             pki.write(
                 "bench-server.conf",
                 &format!(
-                    "cert = {}\nkey = {}\nCAfile = {}\nforeground = yes\npid =\ndebug = warning\nverifyChain = yes\n[sink]\naccept = 127.0.0.1:{port}\nexec = {}\nexecargs = dd of={} bs=262144 status=none\n",
+                    "cert = {}\nkey = {}\nCAfile = {}\nforeground = yes\npid =\ndebug = warning\nverifyChain = yes\n[sink]\naccept = 127.0.0.1:{port}\nexec = {}\nexecargs = dd {}\n",
                     pki.s("server-cert.pem"),
                     pki.s("server-key.pem"),
                     pki.s("ca.pem"),
-                    require("dd"),
-                    fifo.display()
+                    SINK[0],
+                    SINK[1..].join(" ")
                 ),
             );
             let server = Proc::spawn(&stunnel, &[pki.s("bench-server.conf")]);
             wait_port(port);
-            let fifo_path = fifo.clone();
             pki.write(
                 "bench-client.conf",
                 &format!(
@@ -182,10 +227,11 @@ fn run(pki: &Pki, tool: Tool, bytes: u64) -> Sample {
                     pki.s("ca.pem"),
                 ),
             );
-            let client = spawn_client(&stunnel, &[pki.s("bench-client.conf")]);
-            let out = File::open(fifo_path).unwrap();
-            enlarge(&out);
-            (server, client, Box::new(out))
+            (
+                server,
+                spawn_client(&stunnel, &[pki.s("bench-client.conf")], input),
+                Sink::Exec,
+            )
         }
         Tool::SocatTls | Tool::SocatPlain => {
             let socat = require("socat");
@@ -206,90 +252,124 @@ fn run(pki: &Pki, tool: Tool, bytes: u64) -> Sample {
             );
             server.close_stdin();
             server.wait_line("listening on");
-            let out = server_stdout(&mut server);
+            let sink = pipe_sink(pki, &mut server);
             (
                 server,
-                spawn_client(&socat, &strs(&["-u", "stdio", &connect])),
-                out,
+                spawn_client(&socat, &strs(&["-u", "stdio", &connect]), input),
+                sink,
             )
         }
     };
-    measure(server, client, sink, bytes, tool == Tool::Stunnel, before)
+    measure(
+        server,
+        client,
+        sink,
+        bytes,
+        tool == Tool::Stunnel || tool == Tool::SstTunnel,
+        before,
+    )
 }
 
-/// Takes the server's stdout for the bench to read directly.
-fn server_stdout(server: &mut Proc) -> Box<dyn Read + Send> {
-    let out = server.take_stdout();
-    enlarge(&out);
-    Box::new(out)
-}
-
-fn spawn_client(program: &str, args: &[String]) -> Child {
-    Command::new(program)
+/// The client, fed through a pipe by `cat FILE` as an SST donor is fed by rsync or mariabackup.
+fn spawn_client(program: &str, args: &[String], input: &std::path::Path) -> Client {
+    let mut feeder = Command::new("cat")
+        .arg(input)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn cat");
+    let pipe = feeder.stdout.take().unwrap();
+    let _ = nix::fcntl::fcntl(&pipe, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+    let tunnel = Command::new(program)
         .args(args)
-        .stdin(Stdio::piped())
+        .stdin(pipe)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .unwrap_or_else(|e| panic!("spawn {program}: {e}"))
+        .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
+    Client { tunnel, feeder }
+}
+
+/// Where the server's stream ends up, and so where dd reports the byte count.
+enum Sink {
+    /// The server's own exec'd child (its stderr is the server's).
+    Exec,
+    /// A `dd` reading the server's stdout pipe; its stderr goes to the file.
+    Pipe(Child, std::path::PathBuf),
+}
+
+/// Starts `dd of=/dev/null` on the server's stdout pipe.
+fn pipe_sink(pki: &Pki, server: &mut Proc) -> Sink {
+    let out = server.take_stdout();
+    let _ = nix::fcntl::fcntl(&out, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+    let log = pki.path("bench-sink.log");
+    let dd = Command::new(SINK[0])
+        .args(&SINK[1..])
+        .stdin(out)
+        .stderr(File::create(&log).expect("sink log"))
+        .spawn()
+        .expect("spawn dd");
+    Sink::Pipe(dd, log)
+}
+
+/// A client process and the `cat` feeding it.
+struct Client {
+    tunnel: Child,
+    feeder: Child,
 }
 
 fn measure(
     server: Proc,
-    mut client: Child,
-    mut sink: Box<dyn Read + Send>,
+    mut client: Client,
+    sink: Sink,
     bytes: u64,
     stop_server: bool,
     before: f64,
 ) -> Sample {
-    let pids = [server.pid(), client.id() as i32];
+    let pids = [server.pid(), client.tunnel.id() as i32];
     let sampler = RssSampler::start(&pids);
-    let mut input = client.stdin.take().unwrap();
-    // The harness's own pipes get 1 MiB so feeding and draining cost every tool the least.
-    enlarge(&input);
     let started = Instant::now();
-    let writer = thread::spawn(move || {
-        let block: Vec<u8> = common::bytes(1 << 20, 42);
-        let mut left = bytes;
-        while left > 0 {
-            let n = left.min(block.len() as u64) as usize;
-            input.write_all(&block[..n]).expect("feeding the client");
-            left -= n as u64;
+    // dd's "N bytes ... copied" line: every byte has landed (or the stream ended short).
+    let (line, elapsed) = match sink {
+        Sink::Exec => {
+            let line = server.wait_line(" copied");
+            (line, started.elapsed())
         }
-    });
-    let mut buf = vec![0u8; 1 << 20];
-    let mut got = 0u64;
-    loop {
-        let n = sink.read(&mut buf).expect("reading the sink");
-        if n == 0 {
-            break;
+        Sink::Pipe(mut dd, log) => {
+            dd.wait().expect("dd");
+            let elapsed = started.elapsed();
+            let text = std::fs::read_to_string(log).expect("sink log");
+            let line = text
+                .lines()
+                .find(|l| l.contains(" copied"))
+                .unwrap_or("")
+                .to_string();
+            (line, elapsed)
         }
-        got += n as u64;
-    }
-    let elapsed = started.elapsed();
-    writer.join().unwrap();
+    };
+    let got: u64 = line
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("dd's byte count in {line:?}"));
     if got != bytes {
         // Seen with stunnel's TIMEOUTclose = 0 (the SST donor setting): report, don't hide.
-        eprintln!("WARNING: {} of {bytes} bytes arrived", got);
+        eprintln!("WARNING: {got} of {bytes} bytes arrived");
     }
     let rss = sampler.stop();
-    client.wait().unwrap();
+    client.tunnel.wait().unwrap();
     if stop_server {
         let _ = kill(Pid::from_raw(pids[0]), Signal::SIGTERM);
     }
     server.finish();
+    // The feeder is reaped after the CPU reading: its time is the harness's, not a tunnel's.
     let cpu = children_cpu() - before;
+    client.feeder.wait().unwrap();
     Sample {
-        lost: bytes - got,
+        lost: bytes.saturating_sub(got),
         mbps: got as f64 / elapsed.as_secs_f64() / 1e6,
         cpu_per_gib: cpu / (bytes as f64 / (1u64 << 30) as f64),
         rss_mib: rss,
     }
-}
-
-/// F_SETPIPE_SZ to 1 MiB on a harness pipe (best effort).
-fn enlarge(fd: &impl std::os::fd::AsFd) {
-    let _ = nix::fcntl::fcntl(fd.as_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
 }
 
 /// User + system seconds of every waited-for child so far.
