@@ -37,6 +37,20 @@ fn fds(pid: i32) -> usize {
         .count()
 }
 
+/// The listener's descriptor count once it has reaped every child and closed every socket
+/// (back to `idle` or more), polled for up to 10 s: the count itself is what is reported.
+fn settled_fds(pid: i32, idle: usize) -> usize {
+    let mut now = fds(pid);
+    for _ in 0..500 {
+        if now <= idle {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        now = fds(pid);
+    }
+    now
+}
+
 fn main() {
     let pki = Pki::new();
     let mut args = listen_args("127.0.0.1:0", &pki.args("server"));
@@ -121,15 +135,7 @@ fn main() {
         for task in tasks {
             runtime.block_on(task).unwrap();
         }
-        // Wait for the listener to reap every child and close every socket.
-        let mut after = fds(pid);
-        for _ in 0..500 {
-            if after <= idle_fds {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-            after = fds(pid);
-        }
+        let after = settled_fds(pid, idle_fds);
         let per = rss.saturating_sub(idle_rss) as f64 / n as f64;
         eprintln!("{n} connections: RSS {rss} KiB ({per:.0} KiB each), {open} fds, {after} after");
         table.push_str(&format!(
@@ -156,14 +162,7 @@ fn main() {
         }
     });
     let elapsed = started.elapsed();
-    let mut after = fds(pid);
-    for _ in 0..500 {
-        if after <= idle_fds {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-        after = fds(pid);
-    }
+    let after = settled_fds(pid, idle_fds);
     let children = std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
         .map(|t| std::fs::read_to_string(t.unwrap().path().join("children")).unwrap_or_default())

@@ -278,7 +278,7 @@ fn spawn_client(program: &str, args: &[String], input: &std::path::Path) -> Clie
         .spawn()
         .expect("spawn cat");
     let pipe = feeder.stdout.take().unwrap();
-    let _ = nix::fcntl::fcntl(&pipe, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+    enlarge(&pipe);
     let tunnel = Command::new(program)
         .args(args)
         .stdin(pipe)
@@ -300,7 +300,7 @@ enum Sink {
 /// Starts `dd of=/dev/null` on the server's stdout pipe.
 fn pipe_sink(pki: &Pki, server: &mut Proc) -> Sink {
     let out = server.take_stdout();
-    let _ = nix::fcntl::fcntl(&out, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+    enlarge(&out);
     let log = pki.path("bench-sink.log");
     let dd = Command::new(SINK[0])
         .args(&SINK[1..])
@@ -370,6 +370,11 @@ fn measure(
         cpu_per_gib: cpu / (bytes as f64 / (1u64 << 30) as f64),
         rss_mib: rss,
     }
+}
+
+/// F_SETPIPE_SZ to 1 MiB on a harness pipe (best effort), as every tool's pipes get alike.
+fn enlarge(fd: &impl std::os::fd::AsFd) {
+    let _ = nix::fcntl::fcntl(fd.as_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
 }
 
 /// User + system seconds of every waited-for child so far.

@@ -392,21 +392,14 @@ fn raw_client(
     tls
 }
 
-/// A `--stdio` listener that verifies nothing (the raw client has no certificate).
-fn open_server(pki: &Pki) -> (Proc, u16) {
-    let mut args = listen_args("127.0.0.1:0", &pki.args("server"));
-    args.extend(strs(&["--stdio", "--verify", "none"]));
-    let server = Proc::spawn(bin(), &args);
-    let port = server.port();
-    (server, port)
-}
-
 #[test]
 fn fin_without_close_notify_is_truncation() {
     use std::io::Read;
 
     let pki = Pki::new();
-    let (mut server, port) = open_server(&pki);
+    // Verifies nothing: the raw client has no certificate.
+    let mut server = stdio_server(&pki, &["--verify", "none"]);
+    let port = server.port();
     let _held_open = server.stdin();
     let mut tls = raw_client(port, b"first half of a backup");
     // FIN, no close_notify.
@@ -423,7 +416,9 @@ fn fin_without_close_notify_is_truncation() {
 #[test]
 fn tcp_reset_mid_stream_is_truncation() {
     let pki = Pki::new();
-    let (mut server, port) = open_server(&pki);
+    // Verifies nothing: the raw client has no certificate.
+    let mut server = stdio_server(&pki, &["--verify", "none"]);
+    let port = server.port();
     let _held_open = server.stdin();
     let tls = raw_client(port, b"first half of a backup");
     // RST: linger 0, then close.
