@@ -143,11 +143,11 @@ pub fn relay_error(err: RelayError) -> Error {
         }
         RelayError::LocalRead { source, .. } => Error::Transfer(format!(
             "reading local input: {} ({counts})",
-            tls::describe_io(source)
+            tls::describe_local(source)
         )),
         RelayError::LocalWrite { source, .. } => Error::Transfer(format!(
             "writing local output: {} ({counts})",
-            tls::describe_io(source)
+            tls::describe_local(source)
         )),
         RelayError::Idle { .. } => Error::Transfer(format!("{err} ({counts})")),
     }

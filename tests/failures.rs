@@ -306,13 +306,7 @@ fn server_killed_mid_stream_fails_the_client() {
     server.signal(Signal::SIGKILL);
     let c = cl.finish();
     assert_eq!(c.code(), 6, "{}", c.stderr);
-    assert!(
-        c.stderr.contains("stream truncated")
-            || c.stderr.contains("reset")
-            || c.stderr.contains("broken pipe"),
-        "{}",
-        c.stderr
-    );
+    assert!(c.stderr.contains("(stream truncated)"), "{}", c.stderr);
 }
 
 #[test]

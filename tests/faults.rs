@@ -81,13 +81,8 @@ fn sigterm_mid_transfer_fails_both_ends_loudly() {
             server.finish().fails(143, "terminated by signal 15");
             let out = cl.finish();
             assert_eq!(out.code(), 6, "{}", out.stderr);
-            assert!(
-                out.stderr
-                    .contains("transfer failed: broken pipe (the other end went away)")
-                    || out.stderr.contains("(stream truncated)"),
-                "{}",
-                out.stderr
-            );
+            // Reset, FIN or EPIPE depending on which syscall loses the race: all truncation.
+            assert!(out.stderr.contains("(stream truncated)"), "{}", out.stderr);
         } else {
             cl.signal(Signal::SIGTERM);
             cl.finish().fails(143, "terminated by signal 15");

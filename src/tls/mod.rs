@@ -202,7 +202,16 @@ pub fn classify(err: &io::Error, other: fn(String) -> Error) -> Error {
     }
 }
 
-/// An I/O error worded for a log line.
+/// An I/O error on the local side (stdin/stdout, the child's stdio) worded for a log line.
+pub fn describe_local(err: &io::Error) -> String {
+    match err.kind() {
+        io::ErrorKind::BrokenPipe => "broken pipe (the reader of our output went away)".into(),
+        _ => err.to_string(),
+    }
+}
+
+/// An I/O error on the peer's socket worded for a log line: every way the peer can vanish
+/// mid-stream is named a truncation, whichever syscall noticed it first.
 pub fn describe_io(err: &io::Error) -> String {
     match err.kind() {
         io::ErrorKind::UnexpectedEof => {
@@ -211,7 +220,9 @@ pub fn describe_io(err: &io::Error) -> String {
         io::ErrorKind::ConnectionReset => {
             "the peer reset the connection before a TLS close_notify (stream truncated)".into()
         }
-        io::ErrorKind::BrokenPipe => "broken pipe (the other end went away)".into(),
+        io::ErrorKind::BrokenPipe => {
+            "the peer went away before a TLS close_notify: broken pipe (stream truncated)".into()
+        }
         _ => err.to_string(),
     }
 }
