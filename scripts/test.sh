@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian/Ubuntu machine: installs what the tests use
 # (stunnel4, socat, rsync, and MariaDB Galera for the real-SST test, from the distribution),
-# then runs cargo fmt/clippy checks and every test, fuzzes each parser for 20 s, then builds
-# the .deb and .rpm and installs, uses and removes the .deb. Needs root: apt-get, dpkg, and
+# then runs cargo fmt/clippy checks and every test, fuzzes each parser for 20 s, builds the
+# .deb and .rpm and installs, uses and removes the .deb, and finally runs the kernel-TLS
+# tests in a QEMU guest (qemu-system-x86, busybox-static, Debian's kernel package). Needs root: apt-get, dpkg, and
 # the Galera test runs mysqld as the mysql user. Skips the install when the tools are there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,10 +11,13 @@ cd "$(dirname "$0")/.."
 need=()
 for tool in stunnel:stunnel4 socat:socat rsync:rsync diff:diffutils ss:iproute2 openssl:openssl \
     mariadbd:mariadb-server mariadb-backup:mariadb-backup tcpdump:tcpdump pgrep:procps \
-    dpkg-shlibdeps:dpkg-dev rpmbuild:rpm lintian:lintian; do
+    dpkg-shlibdeps:dpkg-dev rpmbuild:rpm lintian:lintian \
+    qemu-system-x86_64:qemu-system-x86 cpio:cpio depmod:kmod; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
 done
 [ -e /usr/lib/galera/libgalera_smm.so ] || need+=(galera-4)
+# The kTLS guest's userland must be the static busybox.
+{ [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || need+=(busybox-static)
 if ((${#need[@]})); then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -38,3 +42,5 @@ scripts/fuzz.sh 20
 # The packages: build the .deb and .rpm, install the .deb, use it, remove it.
 packaging/build.sh
 packaging/test-install.sh
+# The kernel-TLS fast path, in a QEMU guest whose kernel has tls.ko (this one has none).
+scripts/ktls-vm-test.sh target/release/sst-tunnel

@@ -10,10 +10,15 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::cli::{Cli, Command};
 use crate::error::{Error, Result};
-use crate::{client, doctor, fastpath, frontend, gencerts, generate, logging, selftest, server};
+use crate::{
+    client, doctor, fastpath, frontend, gencerts, generate, ktls, logging, selftest, server,
+};
 
 /// The native command line, start to exit status.
 pub fn main(cli: Cli) -> ExitCode {
+    if cli.no_ktls {
+        ktls::disable();
+    }
     match cli.command {
         Command::Stunnel(pass) => return frontend::stunnel::main(pass.args),
         Command::Socat(pass) => return frontend::socat::main(pass.args),

@@ -48,6 +48,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "LEVEL")]
     pub log_level: Option<String>,
 
+    /// Keep TLS in user space (rustls) even where the kernel could take it over (kTLS);
+    /// SST_TUNNEL_KTLS=off does the same for the stunnel/socat drop-ins.
+    #[arg(long, global = true)]
+    pub no_ktls: bool,
+
     /// What to run.
     #[command(subcommand)]
     pub command: Command,

@@ -20,19 +20,6 @@ const KEEPALIVE_RETRIES: u32 = 6;
 /// Listen backlog: the rsync donor opens several connections at once.
 const BACKLOG: i32 = 1024;
 
-/// Read-ahead below rustls: rustls asks the socket for at most 4 KiB per read, so a 16 KiB
-/// record would cost several recv calls; with this buffer one recv serves many records.
-const WIRE_READ_BUFFER: usize = 256 * 1024;
-
-/// The TCP side as rustls sees it: the socket with a read-ahead buffer (writes pass through).
-/// A kernel-TLS hand-off must first take any bytes still in this buffer.
-pub type Wire = tokio::io::BufReader<TcpStream>;
-
-/// Wraps a connected socket for TLS.
-pub fn wire(tcp: TcpStream) -> Wire {
-    tokio::io::BufReader::with_capacity(WIRE_READ_BUFFER, tcp)
-}
-
 /// A parsed `HOST:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostPort {

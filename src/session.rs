@@ -16,10 +16,13 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::{info, warn};
 
 use crate::error::Error;
-use crate::net::{self, Wire};
+use crate::fastpath::CopyPath;
+use crate::ktls;
+use crate::net;
 use crate::relay::{self, RelayError, Transfer};
 use crate::tls::TLS_BUFFER_LIMIT;
 use crate::tls::{self, names::CertNames};
+use crate::wire::Wire;
 
 /// What the handshake settled.
 #[derive(Debug, Clone, Default)]
@@ -33,8 +36,10 @@ pub struct TlsInfo {
     /// Peer certificate issuer DN, if it sent one.
     pub peer_issuer: Option<String>,
     /// Records this connection may still send (TLS 1.2 key usage limit), see
-    /// [`tls::record_budget`].
+    /// [`tls::record_budget`]; the kernel path enforces its own.
     pub record_budget: Option<u64>,
+    /// Who moves the records: rustls or the kernel.
+    pub path: CopyPath,
 }
 
 impl TlsInfo {
@@ -61,40 +66,70 @@ impl TlsInfo {
             peer_subject: peer.as_ref().map(|p| p.subject.clone()),
             peer_issuer: peer.map(|p| p.issuer),
             record_budget: tls::record_budget(conn),
+            path: CopyPath::Buffered,
         }
     }
 }
 
 /// The TLS stream a server relays over.
-pub type ServerStream = tokio_rustls::server::TlsStream<Wire>;
+pub type ServerStream = ktls::Stream<tokio_rustls::server::TlsStream<Wire>>;
 /// The TLS stream a client relays over.
-pub type ClientStream = tokio_rustls::client::TlsStream<Wire>;
+pub type ClientStream = ktls::Stream<tokio_rustls::client::TlsStream<Wire>>;
 
-/// Server side of a connection: socket tuning, handshake under `limit`, rustls buffer sizing.
+/// Server side of a connection: socket tuning, handshake under `limit`, rustls buffer sizing,
+/// then the kernel hand-off where it is possible.
 pub async fn accept(
     acceptor: &TlsAcceptor,
     tcp: TcpStream,
     limit: Duration,
 ) -> Result<(ServerStream, TlsInfo), Error> {
     net::tune(&tcp);
-    let mut stream = handshake(limit, acceptor.accept(net::wire(tcp))).await?;
+    let exact = ktls::wanted();
+    let wire = if exact {
+        Wire::exact(tcp)
+    } else {
+        Wire::read_ahead(tcp)
+    };
+    let mut stream = handshake(limit, acceptor.accept(wire)).await?;
     stream.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
     let info = TlsInfo::of(stream.get_ref().1);
-    Ok((stream, info))
+    offload(limit, stream, exact, info).await
 }
 
 /// Client side of a connection (the socket comes tuned from [`net::connect`]): handshake
-/// under `limit`, rustls buffer sizing.
+/// under `limit`, rustls buffer sizing, then the kernel hand-off where it is possible.
 pub async fn connect(
     config: Arc<ClientConfig>,
     name: ServerName<'static>,
     tcp: TcpStream,
     limit: Duration,
 ) -> Result<(ClientStream, TlsInfo), Error> {
-    let connecting = TlsConnector::from(config).connect(name, net::wire(tcp));
+    let exact = ktls::wanted();
+    let wire = if exact {
+        Wire::exact(tcp)
+    } else {
+        Wire::read_ahead(tcp)
+    };
+    let connecting = TlsConnector::from(config).connect(name, wire);
     let mut stream = handshake(limit, connecting).await?;
     stream.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
     let info = TlsInfo::of(stream.get_ref().1);
+    offload(limit, stream, exact, info).await
+}
+
+/// The kernel hand-off of a finished handshake (it may still wait for the rest of a record
+/// the peer sent, so it runs under the handshake's limit too).
+async fn offload<S: ktls::Handshaken>(
+    limit: Duration,
+    stream: S,
+    exact: bool,
+    mut info: TlsInfo,
+) -> Result<(ktls::Stream<S>, TlsInfo), Error> {
+    let stream = handshake(limit, ktls::hand_off(stream, exact)).await?;
+    if let ktls::Stream::Kernel(_) = stream {
+        info.path = CopyPath::Kernel;
+        info.record_budget = None;
+    }
     Ok((stream, info))
 }
 
@@ -188,6 +223,7 @@ impl Reporting {
             end_with_peer,
             progress: self.progress_for(peer),
             record_budget: info.record_budget,
+            path: info.path,
         }
     }
 

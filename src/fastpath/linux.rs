@@ -1,8 +1,17 @@
 //! Linux implementations behind the seam in `fastpath/mod.rs`.
 
-use std::os::fd::BorrowedFd;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::OnceLock;
 
 use nix::fcntl::{FcntlArg, fcntl};
+use nix::libc;
+use nix::sys::socket::{
+    self, ControlMessageOwned, MsgFlags, TlsGetRecordType, setsockopt, sockopt,
+};
+use rustls::ConnectionTrafficSecrets;
+
+use super::{Cipher, Direction, TlsVersion};
 
 /// Pipe buffer size to ask for: 256 KiB matches the relay buffer (more gave nothing measurable).
 const PIPE_SIZE: i32 = 256 * 1024;
@@ -33,8 +42,8 @@ pub(super) fn tune_allocator() {
     // SAFETY: mallopt only changes glibc malloc tunables; it is called once, before the
     // runtime starts any other thread.
     unsafe {
-        nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
-        nix::libc::mallopt(nix::libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+        libc::mallopt(nix::libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        libc::mallopt(nix::libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
     }
 }
 
@@ -47,5 +56,215 @@ pub(super) fn tune_allocator() {}
 pub(super) fn set_process_name(name: &str) {
     if let Ok(name) = std::ffi::CString::new(name) {
         let _ = nix::sys::prctl::set_name(&name);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Kernel TLS (see the kernel's Documentation/networking/tls.rst).
+
+/// The crypto parameters the kernel takes for one direction of one connection. rustls hands
+/// over the full 12-byte nonce base; the kernel wants AES-GCM's as a 4-byte salt and an
+/// 8-byte IV, and ChaCha20's as one 12-byte IV.
+fn crypto_info(
+    version: TlsVersion,
+    seq: u64,
+    cipher: Cipher,
+    key: &[u8],
+    nonce: &[u8],
+) -> io::Result<sockopt::TlsCryptoInfo> {
+    let info = |cipher_type| libc::tls_crypto_info {
+        version: match version {
+            TlsVersion::Tls12 => libc::TLS_1_2_VERSION,
+            TlsVersion::Tls13 => libc::TLS_1_3_VERSION,
+        },
+        cipher_type,
+    };
+    let rec_seq = seq.to_be_bytes();
+    let (salt, iv) = nonce.split_at(nonce.len().min(4));
+    Ok(match cipher {
+        Cipher::Aes128Gcm => {
+            sockopt::TlsCryptoInfo::Aes128Gcm(libc::tls12_crypto_info_aes_gcm_128 {
+                info: info(libc::TLS_CIPHER_AES_GCM_128),
+                iv: iv.try_into().map_err(bad_len)?,
+                key: key.try_into().map_err(bad_len)?,
+                salt: salt.try_into().map_err(bad_len)?,
+                rec_seq,
+            })
+        }
+        Cipher::Aes256Gcm => {
+            sockopt::TlsCryptoInfo::Aes256Gcm(libc::tls12_crypto_info_aes_gcm_256 {
+                info: info(libc::TLS_CIPHER_AES_GCM_256),
+                iv: iv.try_into().map_err(bad_len)?,
+                key: key.try_into().map_err(bad_len)?,
+                salt: salt.try_into().map_err(bad_len)?,
+                rec_seq,
+            })
+        }
+        Cipher::Chacha20Poly1305 => {
+            sockopt::TlsCryptoInfo::Chacha20Poly1305(libc::tls12_crypto_info_chacha20_poly1305 {
+                info: info(libc::TLS_CIPHER_CHACHA20_POLY1305),
+                iv: nonce.try_into().map_err(bad_len)?,
+                key: key.try_into().map_err(bad_len)?,
+                salt: [],
+                rec_seq,
+            })
+        }
+    })
+}
+
+fn bad_len<E>(_: E) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "key material of unexpected size",
+    )
+}
+
+fn set_raw(
+    fd: BorrowedFd<'_>,
+    direction: Direction,
+    version: TlsVersion,
+    seq: u64,
+    cipher: Cipher,
+    key: &[u8],
+    nonce: &[u8],
+) -> io::Result<()> {
+    let info = crypto_info(version, seq, cipher, key, nonce)?;
+    match direction {
+        Direction::Tx => setsockopt(&fd, sockopt::TcpTlsTx, &info),
+        Direction::Rx => setsockopt(&fd, sockopt::TcpTlsRx, &info),
+    }
+    .map_err(io::Error::from)
+}
+
+/// Attaches the "tls" upper-layer protocol; until keys are set the socket is plain TCP.
+pub(super) fn attach_ulp(fd: BorrowedFd<'_>) -> io::Result<()> {
+    setsockopt(&fd, sockopt::TcpUlp::default(), b"tls").map_err(io::Error::from)
+}
+
+/// Gives one direction's key and sequence number to the kernel.
+pub(super) fn set_keys(
+    fd: BorrowedFd<'_>,
+    direction: Direction,
+    version: TlsVersion,
+    seq: u64,
+    secrets: &ConnectionTrafficSecrets,
+) -> io::Result<()> {
+    let unsupported = || {
+        io::Error::new(
+            io::ErrorKind::Unsupported,
+            "no kernel cipher for this suite",
+        )
+    };
+    let cipher = Cipher::of(secrets).ok_or_else(unsupported)?;
+    let (key, iv) = match secrets {
+        ConnectionTrafficSecrets::Aes128Gcm { key, iv }
+        | ConnectionTrafficSecrets::Aes256Gcm { key, iv }
+        | ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => (key.as_ref(), iv.as_ref()),
+        _ => return Err(unsupported()),
+    };
+    set_raw(fd, direction, version, seq, cipher, key, iv)
+}
+
+/// Whether this kernel takes `cipher` for both directions, tried once per process on a
+/// throwaway loopback connection with dummy keys (this also loads tls.ko and the AEAD
+/// modules where module autoloading works). `Err` says why not.
+pub(super) fn probe(cipher: Cipher) -> Result<(), String> {
+    static PROBES: [OnceLock<Result<(), String>>; 3] =
+        [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    PROBES[cipher as usize]
+        .get_or_init(|| probe_now(cipher))
+        .clone()
+}
+
+fn probe_now(cipher: Cipher) -> Result<(), String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| format!("no loopback socket to probe with: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let tcp = std::net::TcpStream::connect(addr).map_err(|e| format!("probe connect: {e}"))?;
+    let _accepted = listener
+        .accept()
+        .map_err(|e| format!("probe accept: {e}"))?;
+    attach_ulp(tcp.as_fd()).map_err(|e| format!("TCP_ULP \"tls\": {e} (is tls.ko available?)"))?;
+    let key_len = if cipher == Cipher::Aes128Gcm { 16 } else { 32 };
+    let (key, nonce) = ([7u8; 32], [7u8; 12]);
+    for direction in [Direction::Tx, Direction::Rx] {
+        set_raw(
+            tcp.as_fd(),
+            direction,
+            TlsVersion::Tls13,
+            0,
+            cipher,
+            &key[..key_len],
+            &nonce,
+        )
+        .map_err(|e| format!("{direction:?} {cipher:?}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Receives from a kTLS socket: plaintext of data records (possibly several), or one whole
+/// control record; returns its content type and length. Never blocks (MSG_DONTWAIT).
+pub(super) fn recv_record(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(u8, usize)> {
+    let mut space = nix::cmsg_space!(u8);
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let msg = socket::recvmsg::<()>(
+        fd.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_DONTWAIT,
+    )
+    .map_err(io::Error::from)?;
+    let mut kind = 23; // application data when the kernel adds no type (it always does)
+    for cmsg in msg.cmsgs().map_err(io::Error::from)? {
+        if let ControlMessageOwned::TlsGetRecordType(t) = cmsg {
+            kind = match t {
+                TlsGetRecordType::ChangeCipherSpec => 20,
+                TlsGetRecordType::Alert => 21,
+                TlsGetRecordType::Handshake => 22,
+                TlsGetRecordType::ApplicationData => 23,
+                TlsGetRecordType::Unknown(other) => other,
+                // A type nix learns later: not data, so it cannot pass as plaintext.
+                _ => 0,
+            };
+        }
+    }
+    Ok((kind, msg.bytes))
+}
+
+/// Sends one record of content type `kind` (an alert, e.g. close_notify) through kTLS.
+#[allow(unsafe_code)]
+pub(super) fn send_record(fd: BorrowedFd<'_>, kind: u8, payload: &[u8]) -> io::Result<usize> {
+    // nix has no TLS_SET_RECORD_TYPE control message, so the cmsg is built by hand.
+    // SAFETY: `control` is sized with CMSG_SPACE for one byte and zeroed; the header pointer
+    // comes from CMSG_FIRSTHDR on a msghdr that points at it, and the data write stays inside
+    // CMSG_LEN(1). The iovec points at `payload`, which outlives the call.
+    unsafe {
+        let mut control = [0u8; 64];
+        let space = libc::CMSG_SPACE(1) as usize;
+        debug_assert!(space <= control.len());
+        let mut iov = libc::iovec {
+            iov_base: payload.as_ptr() as *mut libc::c_void,
+            iov_len: payload.len(),
+        };
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_TLS;
+        (*cmsg).cmsg_type = libc::TLS_SET_RECORD_TYPE;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(1) as _;
+        *libc::CMSG_DATA(cmsg) = kind;
+        let sent = libc::sendmsg(
+            fd.as_raw_fd(),
+            &msg,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        );
+        if sent < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(sent as usize)
+        }
     }
 }

@@ -1,12 +1,16 @@
 //! The platform seam: the only module that knows a kernel fast path exists.
 //!
-//! Everything above it (the relay, the commands) is portable and asks this module two things:
-//! which copy path a connection may use, and how to tune a plaintext fd. On Linux the answers
-//! come from `linux.rs`; everywhere else `portable.rs` answers "buffered" and does nothing.
-//! The kernel-TLS + splice path of a later issue plugs in here, behind the same functions.
+//! Everything above it (sessions, the relay, the commands) is portable and asks this module
+//! whether the kernel can take over a connection's TLS records (kTLS), hands it the keys, and
+//! moves records and bytes through the few syscalls that need it. On Linux the answers come
+//! from `linux.rs`; everywhere else `portable.rs` says "unsupported" and the buffered rustls
+//! path runs. All `unsafe` in the crate is behind this seam.
 
 use std::fmt;
+use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
+
+use rustls::ConnectionTrafficSecrets;
 
 use tokio::io::unix::AsyncFd;
 
@@ -21,24 +25,101 @@ mod portable;
 use portable as imp;
 
 /// The engine that moves a connection's payload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CopyPath {
     /// rustls in user space with large buffers: works everywhere.
+    #[default]
     Buffered,
+    /// The kernel encrypts and decrypts (kTLS); plaintext is copied through user space.
+    Kernel,
+    /// kTLS, and splice(2) moves the plaintext between the local fds and the socket: the
+    /// payload never enters user space.
+    KernelSplice,
 }
 
 impl fmt::Display for CopyPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Buffered => "buffered",
+            Self::Kernel => "ktls",
+            Self::KernelSplice => "ktls+splice",
         })
     }
 }
 
-/// Chooses the copy path for a connection. Today always [`CopyPath::Buffered`]; the kTLS
-/// probe decides here once it exists.
-pub fn choose_path() -> CopyPath {
-    CopyPath::Buffered
+/// A record protection the kernel may implement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cipher {
+    /// AES-128-GCM.
+    Aes128Gcm = 0,
+    /// AES-256-GCM.
+    Aes256Gcm = 1,
+    /// ChaCha20-Poly1305.
+    Chacha20Poly1305 = 2,
+}
+
+impl Cipher {
+    /// The kernel cipher for negotiated traffic secrets; `None` for anything else.
+    pub fn of(secrets: &ConnectionTrafficSecrets) -> Option<Self> {
+        match secrets {
+            ConnectionTrafficSecrets::Aes128Gcm { .. } => Some(Self::Aes128Gcm),
+            ConnectionTrafficSecrets::Aes256Gcm { .. } => Some(Self::Aes256Gcm),
+            ConnectionTrafficSecrets::Chacha20Poly1305 { .. } => Some(Self::Chacha20Poly1305),
+            _ => None,
+        }
+    }
+}
+
+/// Which half of a connection a key protects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// What we send.
+    Tx,
+    /// What we receive.
+    Rx,
+}
+
+/// The record layer version the kernel must speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    /// TLS 1.2 (explicit nonces).
+    Tls12,
+    /// TLS 1.3 (inner content types, padding).
+    Tls13,
+}
+
+/// Whether the kernel takes `cipher` both ways; probed once per process per cipher on a
+/// throwaway loopback connection. `Err` gives the reason for a debug line.
+pub fn ktls_probe(cipher: Cipher) -> Result<(), String> {
+    imp::probe(cipher)
+}
+
+/// Attaches the kernel's TLS layer to a connected socket (still plain TCP until keys are
+/// set); failing here leaves the socket usable by user-space TLS.
+pub fn ktls_attach(fd: BorrowedFd<'_>) -> io::Result<()> {
+    imp::attach_ulp(fd)
+}
+
+/// Hands one direction's traffic secret and next record sequence number to the kernel.
+pub fn ktls_set_keys(
+    fd: BorrowedFd<'_>,
+    direction: Direction,
+    version: TlsVersion,
+    seq: u64,
+    secrets: &ConnectionTrafficSecrets,
+) -> io::Result<()> {
+    imp::set_keys(fd, direction, version, seq, secrets)
+}
+
+/// Non-blocking receive from a kTLS socket: `(content type, bytes)`; data records'
+/// plaintext may be coalesced, a control record (alert, handshake) comes alone.
+pub fn ktls_recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(u8, usize)> {
+    imp::recv_record(fd, buf)
+}
+
+/// Non-blocking send of one record of the given content type through kTLS.
+pub fn ktls_send_record(fd: BorrowedFd<'_>, kind: u8, payload: &[u8]) -> io::Result<usize> {
+    imp::send_record(fd, kind, payload)
 }
 
 /// Makes a pipe's kernel buffer large (fewer wake-ups per megabyte); a no-op for other fds

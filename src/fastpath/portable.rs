@@ -1,6 +1,42 @@
 //! The portable twin of `linux.rs`: no fast path, nothing to tune.
 
+use std::io;
 use std::os::fd::BorrowedFd;
+
+use rustls::ConnectionTrafficSecrets;
+
+use super::{Cipher, Direction, TlsVersion};
+
+fn unsupported() -> io::Error {
+    io::Error::new(io::ErrorKind::Unsupported, "kernel TLS needs Linux")
+}
+
+/// No kernel TLS outside Linux.
+pub(super) fn probe(_cipher: Cipher) -> Result<(), String> {
+    Err("kernel TLS needs Linux".into())
+}
+
+pub(super) fn attach_ulp(_fd: BorrowedFd<'_>) -> io::Result<()> {
+    Err(unsupported())
+}
+
+pub(super) fn set_keys(
+    _fd: BorrowedFd<'_>,
+    _direction: Direction,
+    _version: TlsVersion,
+    _seq: u64,
+    _secrets: &ConnectionTrafficSecrets,
+) -> io::Result<()> {
+    Err(unsupported())
+}
+
+pub(super) fn recv_record(_fd: BorrowedFd<'_>, _buf: &mut [u8]) -> io::Result<(u8, usize)> {
+    Err(unsupported())
+}
+
+pub(super) fn send_record(_fd: BorrowedFd<'_>, _kind: u8, _payload: &[u8]) -> io::Result<usize> {
+    Err(unsupported())
+}
 
 /// Pipes cannot be resized portably; the default size is used.
 pub(super) fn enlarge_pipe(_fd: BorrowedFd<'_>) {}

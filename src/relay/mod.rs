@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::debug;
 
-use crate::fastpath::{self, CopyPath};
+use crate::fastpath::CopyPath;
 use buffered::{Fault, Pump};
 
 /// What a finished connection moved.
@@ -120,6 +120,8 @@ pub struct Options {
     /// Most TLS records the connection may still send (TLS 1.2's key usage limit); the relay
     /// fails before crossing it rather than let the stream end early. `None`: no limit.
     pub record_budget: Option<u64>,
+    /// The engine the session chose (reported in the summary).
+    pub path: CopyPath,
 }
 
 /// Relays between an established TLS stream and a local plaintext reader/writer until both
@@ -135,7 +137,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let path = fastpath::choose_path();
+    let path = options.path;
     let started = Instant::now();
     let mut up = Pump::new();
     up.record_budget = options.record_budget;

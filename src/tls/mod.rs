@@ -120,6 +120,8 @@ pub fn client_config(
         None => builder.with_no_client_auth(),
     };
     config.enable_sni = !no_sni;
+    // The kernel TLS hand-off needs the traffic secrets; they never leave the process.
+    config.enable_secret_extraction = true;
     let name_text = sni
         .unwrap_or(host)
         .trim_start_matches('[')
@@ -157,6 +159,7 @@ pub fn server_config(args: &TlsArgs, mut prepared: Prepared) -> Result<Arc<Serve
         .map_err(|e| Error::Usage(format!("--cert: cannot use as server certificate: {e}")))?;
     // No session resumption between separate processes, so tickets would be dead weight.
     config.send_tls13_tickets = 0;
+    config.enable_secret_extraction = true;
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     Ok(Arc::new(config))
 }
@@ -252,6 +255,17 @@ pub fn record_budget(conn: &rustls::CommonState) -> Option<u64> {
         }
         _ => None,
     }
+}
+
+/// The negotiated suite's key-usage limit in records (AES-GCM: 2^24.5 by RFC 8446 5.5, or
+/// the test hook's lower value); `None` when it has none (ChaCha20-Poly1305). The kernel
+/// path enforces it itself: the kernel TLS layers we can test cannot rekey.
+pub fn confidentiality_limit(conn: &rustls::CommonState) -> Option<u64> {
+    let limit = match conn.negotiated_cipher_suite()? {
+        SupportedCipherSuite::Tls12(suite) => suite.common.confidentiality_limit,
+        SupportedCipherSuite::Tls13(suite) => suite.common.confidentiality_limit,
+    };
+    (limit != u64::MAX).then_some(limit)
 }
 
 /// Applies [`TEST_RECORD_LIMIT`] to every suite (leaked copies: a few per process).

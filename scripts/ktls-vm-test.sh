@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# scripts/ktls-vm-test.sh [SST_TUNNEL_BINARY]
+#
+# The kernel-TLS tests. This machine's kernel (and CI's) has no tls module, so they run in
+# a throwaway QEMU guest booted from Debian's own kernel package, which ships tls.ko: a
+# busybox initramfs holding the release binary, stunnel and socat (with the shared
+# libraries they link), a PKI made here, and tests/ktls/guest.sh, which runs first without
+# tls.ko (every connection must fall back to the buffered path) and then with it loaded
+# (every suite and version both ways, against buffered sst-tunnel, stunnel and socat,
+# close_notify, truncation, alerts, tickets, the key-usage limit).
+#
+# Exit status: 0 when the guest reports every test passed; 1 when one failed; 2 when the
+# guest could not be set up or never reported (kernel panic, timeout). Needs qemu-system-x86,
+# busybox-static, cpio and kmod (scripts/test.sh installs them). Under QEMU's TCG the guest's
+# crypto is emulated, so any throughput it prints compares paths with each other only.
+#
+# Settings: KTLS_VM_KERNEL_PKG (default: what linux-image-amd64 depends on), KTLS_VM_CACHE
+# (default target/ktls-vm), KTLS_VM_TIMEOUT seconds (default 600), KTLS_VM_MB per case
+# (default 2), KTLS_VM_KEEP=1 keeps the work directory.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+say() { echo "ktls-vm: $*" >&2; }
+die() { say "$*"; exit 2; }
+
+bin=${1:-target/release/sst-tunnel}
+if [ ! -x "$bin" ]; then
+    cargo build --release --locked
+fi
+bin=$(readlink -f "$bin")
+for tool in qemu-system-x86_64 cpio depmod dpkg-deb apt-get stunnel socat openssl; do
+    command -v "$tool" >/dev/null || die "missing $tool (scripts/test.sh installs what this needs)"
+done
+busybox=/bin/busybox
+[ -x "$busybox" ] && ! ldd "$busybox" >/dev/null 2>&1 || die "$busybox must be the static busybox (busybox-static)"
+
+# --- the guest kernel: Debian's package, unpacked once into the cache ----------------------
+cache=${KTLS_VM_CACHE:-$root/target/ktls-vm}
+kernel_pkg() {
+    apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'
+}
+pkg=${KTLS_VM_KERNEL_PKG:-$(kernel_pkg)}
+[ -n "$pkg" ] || { apt-get update -qq && pkg=$(kernel_pkg); }
+[ -n "$pkg" ] || die "cannot resolve linux-image-amd64 (apt-get update?); set KTLS_VM_KERNEL_PKG"
+kdir=$cache/$pkg
+if [ ! -e "$kdir/ready" ]; then
+    say "fetching $pkg"
+    rm -rf "$kdir"
+    mkdir -p "$kdir/deb"
+    # (-o APT::Sandbox::User=root: the download goes into our cache, which _apt cannot write)
+    fetch() { (cd "$kdir/deb" && apt-get download -q -o APT::Sandbox::User=root "$pkg" >&2); }
+    fetch || { apt-get update -qq && fetch; } || die "apt-get download $pkg failed"
+    dpkg-deb -x "$kdir"/deb/*.deb "$kdir/unpacked"
+    kver=$(ls "$kdir/unpacked/lib/modules")
+    cp "$kdir/unpacked/boot/vmlinuz-$kver" "$kdir/vmlinuz"
+    # Only kTLS and the crypto it may ask for; the package has no modules.dep (its
+    # postinst makes one), so depmod runs here.
+    mods=$kdir/modroot/lib/modules/$kver
+    for sub in net/tls crypto arch/x86/crypto lib/crypto; do
+        mkdir -p "$mods/kernel/$sub"
+        cp -a "$kdir/unpacked/lib/modules/$kver/kernel/$sub/." "$mods/kernel/$sub/"
+    done
+    cp "$kdir/unpacked/lib/modules/$kver"/modules.{order,builtin}* "$mods/" 2>/dev/null || true
+    # Newer kernels compress modules; busybox insmod/modprobe want them plain.
+    find "$mods" -name '*.ko.xz' -exec xz -d {} +
+    find "$mods" -name '*.ko.zst' -exec zstd -q -d --rm {} +
+    depmod -b "$kdir/modroot" "$kver"
+    echo "$kver" >"$kdir/kver"
+    rm -rf "$kdir/unpacked" "$kdir/deb"
+    touch "$kdir/ready"
+fi
+kver=$(cat "$kdir/kver")
+
+# --- the initramfs ---------------------------------------------------------------------------
+work=$(mktemp -d "${TMPDIR:-/tmp}/ktls-vm.XXXXXX")
+qemu_pid=
+cleanup() {
+    [ -z "$qemu_pid" ] || kill "$qemu_pid" 2>/dev/null || true
+    [ "${KTLS_VM_KEEP:-0}" = 1 ] && say "kept $work" || rm -rf "$work"
+}
+trap cleanup EXIT
+fs=$work/fs
+mkdir -p "$fs"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,etc,lib,test/pki}
+cp "$busybox" "$fs/bin/busybox"
+printf '127.0.0.1 localhost\n::1 localhost\n' >"$fs/etc/hosts"
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n' >"$fs/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' >"$fs/etc/group"
+cp -a "$kdir/modroot/lib/modules" "$fs/lib/"
+# Executables keep their libraries at the same paths (ldd's list, the loader included).
+add_program() {
+    local exe=$1 dest=$2
+    cp -L "$exe" "$fs$dest"
+    ldd "$exe" | awk '/=> \// {print $3} /^[[:space:]]*\/[^ ]+ \(/ {print $1}' |
+        while read -r lib; do
+            mkdir -p "$fs$(dirname "$lib")"
+            cp -L "$lib" "$fs$lib"
+        done
+}
+add_program "$bin" /usr/bin/sst-tunnel
+add_program "$(command -v stunnel)" /usr/bin/stunnel
+add_program "$(command -v socat)" /usr/bin/socat
+cp tests/ktls/guest.sh "$fs/test/guest.sh"
+
+# The PKI: the cluster CA with ECDSA node certificates (gen-certs), an RSA node certificate
+# from the same CA (for TLS 1.2 ECDHE-RSA), and a second CA's node for the alert test.
+pki=$fs/test/pki
+"$bin" gen-certs --out "$work/ca" --node node1=127.0.0.1 --node node2=127.0.0.2 >/dev/null
+"$bin" gen-certs --out "$work/rogue" --ca-name "Rogue CA" --node node1=127.0.0.1 >/dev/null
+cp "$work/ca/ca.pem" "$pki/ca.pem"
+for n in node1 node2; do
+    cp "$work/ca/$n-cert.pem" "$pki/$n-cert.pem"
+    cp "$work/ca/$n-key.pem" "$pki/$n-key.pem"
+done
+cp "$work/rogue/node1-cert.pem" "$pki/rogue-cert.pem"
+cp "$work/rogue/node1-key.pem" "$pki/rogue-key.pem"
+openssl req -new -newkey rsa:2048 -nodes -keyout "$pki/rsa-key.pem" -subj /CN=node2 \
+    -addext "subjectAltName=DNS:node2,IP:127.0.0.1" -out "$work/rsa.csr" 2>/dev/null
+openssl x509 -req -in "$work/rsa.csr" -CA "$work/ca/ca.pem" -CAkey "$work/ca/ca-key.pem" \
+    -days 2 -copy_extensions copy -out "$pki/rsa-cert.pem" 2>/dev/null
+chmod 600 "$pki"/*-key.pem
+
+cat >"$fs/init" <<EOF
+#!/bin/busybox sh
+/bin/busybox --install -s
+export PATH=/usr/bin:/bin:/usr/sbin:/sbin HOME=/tmp
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /tmp
+ip link set lo up
+echo "KTLSVM kernel \$(uname -r), \$(nproc) vCPUs"
+sh /test/guest.sh "$kver" "${KTLS_VM_MB:-2}"
+echo "KTLSVM_STATUS=\$?"
+poweroff -f
+EOF
+chmod +x "$fs/init"
+(cd "$fs" && find . | cpio -o -H newc -R 0:0 --quiet | gzip -1) >"$work/initrd.gz"
+
+# --- boot: TCG unless this is real hardware KVM (a PVM /dev/kvm cannot run this kernel) -------
+accel=(-accel tcg,thread=multi -cpu max)
+if [ -w /dev/kvm ] && { [ -d /sys/module/kvm_intel ] || [ -d /sys/module/kvm_amd ]; } &&
+    [ ! -d /sys/module/kvm_pvm ]; then
+    accel=(-enable-kvm -cpu host)
+fi
+log=$work/console.log
+: >"$log"
+say "booting $pkg ($kver) with ${accel[*]}"
+timeout -k 5 "${KTLS_VM_TIMEOUT:-600}" qemu-system-x86_64 "${accel[@]}" -smp "$(nproc)" -m 1024 \
+    -display none -monitor none -serial "file:$log" -no-reboot -nodefaults \
+    -kernel "$kdir/vmlinuz" -initrd "$work/initrd.gz" \
+    -append "console=ttyS0 quiet panic=-1" </dev/null &
+qemu_pid=$!
+# awk, not tr/grep, strips the console's \r: it flushes each line, so CI shows progress live.
+tail -s 0.2 -n +1 -f --pid="$qemu_pid" "$log" |
+    awk '{ sub(/\r$/, "") } /^(KTLSVM|PASS|FAIL|  )/ { print; fflush() }' || true
+set +e
+wait "$qemu_pid"
+qemu_rc=$?
+set -e
+qemu_pid=
+status=$(tr -d '\r' <"$log" | sed -n 's/^KTLSVM_STATUS=\([0-9]*\)$/\1/p' | tail -n 1)
+if [ -z "$status" ]; then
+    say "the guest never reported (qemu exit $qemu_rc); console tail:"
+    tr -d '\r' <"$log" | tail -n 40 >&2
+    exit 2
+fi
+passed=$(tr -d '\r' <"$log" | grep -c '^PASS ' || true)
+failed=$(tr -d '\r' <"$log" | grep -c '^FAIL ' || true)
+say "$passed passed, $failed failed in the guest"
+[ "$status" = 0 ] && [ "$failed" = 0 ] && [ "$passed" -gt 0 ] || exit 1

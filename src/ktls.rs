@@ -1,0 +1,502 @@
+//! Kernel TLS: handing a finished rustls handshake to the kernel, and the stream after it.
+//!
+//! rustls does the handshake (certificate checks stay in one place); then, when the kernel
+//! takes the negotiated cipher, the traffic keys and record sequence numbers move into the
+//! socket and the kernel encrypts and decrypts. The hand-off is exact: the handshake reads
+//! through a record-exact [`Wire`], a record rustls has half read is finished first, and
+//! plaintext rustls already decrypted is replayed before anything the kernel returns.
+//! Whatever cannot be offloaded (no tls.ko, another OS, an unsupported suite, `--no-ktls`)
+//! stays on the buffered rustls path, with a debug line saying why.
+//!
+//! After the hand-off the kernel returns non-data records to us: close_notify ends the
+//! stream cleanly, any other alert is an error, TLS 1.3 NewSessionTickets are skipped (we
+//! never resume), and a KeyUpdate is an error because no kernel we can test takes new keys.
+//! AES-GCM's key-usage limit is enforced here, since the kernel would silently exceed it.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
+
+use rustls::client::ClientConnectionData;
+use rustls::server::ServerConnectionData;
+use rustls::{AlertDescription, ConnectionCommon, ProtocolVersion};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
+use tokio::net::TcpStream;
+use tracing::debug;
+
+use crate::fastpath::{self, Cipher, Direction, TlsVersion};
+use crate::tls;
+use crate::wire::Wire;
+
+/// Content types of TLS records.
+const ALERT: u8 = 21;
+const HANDSHAKE: u8 = 22;
+const APPLICATION_DATA: u8 = 23;
+/// Handshake message types that may follow the handshake.
+const HELLO_REQUEST: u8 = 0;
+const NEW_SESSION_TICKET: u8 = 4;
+const KEY_UPDATE: u8 = 24;
+/// Largest plaintext in one record.
+const MAX_RECORD: usize = 16 * 1024;
+/// Bound on post-handshake handshake messages we reassemble (tickets are small).
+const MAX_HANDSHAKE: usize = 64 * 1024;
+
+/// Set by `--no-ktls` or `SST_TUNNEL_KTLS=off`: every connection stays buffered.
+static DISABLED: AtomicBool = AtomicBool::new(false);
+
+/// Turns the kernel path off for this process (`--no-ktls`).
+pub fn disable() {
+    DISABLED.store(true, Ordering::Relaxed);
+}
+
+/// Whether a hand-off may be attempted at all; decides how the handshake reads the socket
+/// (record-exact when it may). Probes the kernel once per process.
+pub fn wanted() -> bool {
+    if DISABLED.load(Ordering::Relaxed)
+        || std::env::var("SST_TUNNEL_KTLS").is_ok_and(|v| v == "off" || v == "0")
+    {
+        return false;
+    }
+    match fastpath::ktls_probe(Cipher::Aes128Gcm)
+        .or_else(|_| fastpath::ktls_probe(Cipher::Chacha20Poly1305))
+    {
+        Ok(()) => true,
+        Err(why) => {
+            static LOGGED: AtomicBool = AtomicBool::new(false);
+            if !LOGGED.swap(true, Ordering::Relaxed) {
+                debug!("kernel TLS unavailable, using the buffered path: {why}");
+            }
+            false
+        }
+    }
+}
+
+/// A finished handshake, client or server, as the hand-off needs it.
+pub trait Handshaken: Sized {
+    /// rustls' per-side connection data.
+    type Data;
+    /// The wire and the connection, borrowed.
+    fn parts(&mut self) -> (&mut Wire, &mut ConnectionCommon<Self::Data>);
+    /// The wire and the connection, owned (ends the rustls stream).
+    fn into_parts(self) -> (Wire, rustls::Connection);
+}
+
+impl Handshaken for tokio_rustls::client::TlsStream<Wire> {
+    type Data = ClientConnectionData;
+    fn parts(&mut self) -> (&mut Wire, &mut ConnectionCommon<ClientConnectionData>) {
+        let (wire, conn) = self.get_mut();
+        (wire, conn)
+    }
+    fn into_parts(self) -> (Wire, rustls::Connection) {
+        let (wire, conn) = self.into_inner();
+        (wire, conn.into())
+    }
+}
+
+impl Handshaken for tokio_rustls::server::TlsStream<Wire> {
+    type Data = ServerConnectionData;
+    fn parts(&mut self) -> (&mut Wire, &mut ConnectionCommon<ServerConnectionData>) {
+        let (wire, conn) = self.get_mut();
+        (wire, conn)
+    }
+    fn into_parts(self) -> (Wire, rustls::Connection) {
+        let (wire, conn) = self.into_inner();
+        (wire, conn.into())
+    }
+}
+
+/// A connection after the handshake: still in rustls, or in the kernel.
+pub enum Stream<S> {
+    /// The buffered rustls stream.
+    User(S),
+    /// The kernel's TLS socket.
+    Kernel(KernelStream),
+}
+
+/// Offloads a finished handshake to the kernel when it can; otherwise gives the rustls
+/// stream back, switched to read-ahead. An error means the connection is unusable (the
+/// kernel refused keys after the point of no return, or the peer misbehaved meanwhile).
+pub async fn hand_off<S: Handshaken>(mut stream: S, exact: bool) -> io::Result<Stream<S>> {
+    if !exact {
+        return Ok(Stream::User(stream));
+    }
+    let (wire, conn) = stream.parts();
+    if let Err(why) = offload_check(wire, conn) {
+        debug!("not offloading to kernel TLS: {why}");
+        stream.parts().0.set_read_ahead();
+        return Ok(Stream::User(stream));
+    }
+    // From here on the socket belongs to the kernel's TLS layer.
+    let (wire, conn) = stream.parts();
+    finish_partial_record(wire, conn).await?;
+    let mut pending = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut pending)?;
+    }
+    wire.write_all(&pending).await?;
+    let budget = tls::confidentiality_limit(conn);
+    let (wire, mut conn) = stream.into_parts();
+    let mut preface = Vec::new();
+    let mut peer_closed = false;
+    let mut chunk = [0u8; 4096];
+    loop {
+        match io::Read::read(&mut conn.reader(), &mut chunk) {
+            Ok(0) => {
+                peer_closed = true;
+                break;
+            }
+            Ok(n) => preface.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    let version = match conn.protocol_version() {
+        Some(ProtocolVersion::TLSv1_2) => TlsVersion::Tls12,
+        _ => TlsVersion::Tls13,
+    };
+    let secrets = conn
+        .dangerous_extract_secrets()
+        .map_err(|e| io::Error::other(format!("kernel TLS hand-off: {e}")))?;
+    let tcp = wire.into_tcp();
+    let (tx_seq, tx) = &secrets.tx;
+    let (rx_seq, rx) = &secrets.rx;
+    for (direction, seq, keys) in [(Direction::Tx, *tx_seq, tx), (Direction::Rx, *rx_seq, rx)] {
+        fastpath::ktls_set_keys(tcp.as_fd(), direction, version, seq, keys).map_err(|e| {
+            io::Error::other(format!(
+                "kernel TLS refused the {direction:?} keys after the hand-off: {e} (use --no-ktls)"
+            ))
+        })?;
+    }
+    let records_left = budget.map(|limit| limit.saturating_sub(*tx_seq));
+    debug!(
+        replayed = preface.len(),
+        tx_seq, rx_seq, "handed the connection to kernel TLS"
+    );
+    Ok(Stream::Kernel(KernelStream {
+        tcp,
+        preface,
+        preface_at: 0,
+        peer_closed,
+        records_left,
+        handshake: Vec::new(),
+        scratch: Vec::new(),
+        close_sent: false,
+    }))
+}
+
+/// Everything that can still say "no" without harming the connection: the suite, the
+/// kernel's support for its cipher, attaching the kernel's TLS layer.
+fn offload_check<D>(wire: &Wire, conn: &ConnectionCommon<D>) -> Result<(), String> {
+    let suite = conn
+        .negotiated_cipher_suite()
+        .ok_or("no suite negotiated")?;
+    let name = suite.suite().as_str().unwrap_or("?");
+    let cipher = if name.contains("AES_128_GCM") {
+        Cipher::Aes128Gcm
+    } else if name.contains("AES_256_GCM") {
+        Cipher::Aes256Gcm
+    } else if name.contains("CHACHA20_POLY1305") {
+        Cipher::Chacha20Poly1305
+    } else {
+        return Err(format!("{name} has no kernel implementation"));
+    };
+    fastpath::ktls_probe(cipher)?;
+    fastpath::ktls_attach(wire.tcp().as_fd()).map_err(|e| format!("TCP_ULP \"tls\": {e}"))
+}
+
+/// Reads the rest of a record the handshake left half read (record-exact, so never more)
+/// and gives it to rustls, so that the kernel starts on a record boundary.
+async fn finish_partial_record<D>(
+    wire: &mut Wire,
+    conn: &mut ConnectionCommon<D>,
+) -> io::Result<()> {
+    let mut buf = [0u8; MAX_RECORD + 512];
+    while wire.mid_record() {
+        let n = wire.read(&mut buf).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let mut bytes = &buf[..n];
+        while !bytes.is_empty() {
+            conn.read_tls(&mut bytes)?;
+        }
+        conn.process_new_packets()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    }
+    Ok(())
+}
+
+/// A TCP socket whose TLS records the kernel encrypts and decrypts.
+pub struct KernelStream {
+    tcp: TcpStream,
+    /// Plaintext rustls decrypted before the hand-off, delivered first.
+    preface: Vec<u8>,
+    preface_at: usize,
+    /// The peer's close_notify has arrived.
+    peer_closed: bool,
+    /// Records we may still send under the cipher's key-usage limit (`None`: no limit).
+    records_left: Option<u64>,
+    /// A post-handshake handshake message split across records.
+    handshake: Vec<u8>,
+    /// Room for a whole record when the caller's buffer is smaller.
+    scratch: Vec<u8>,
+    close_sent: bool,
+}
+
+impl KernelStream {
+    /// The socket (for splice and readiness).
+    pub fn tcp(&self) -> &TcpStream {
+        &self.tcp
+    }
+
+    /// Handles one control record; `Ok(true)` when it was close_notify.
+    fn control(&mut self, kind: u8, body: &[u8]) -> io::Result<bool> {
+        match kind {
+            ALERT => match body {
+                [_, 0] => Ok(true),
+                [_, description] => Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    rustls::Error::AlertReceived(AlertDescription::from(*description)),
+                )),
+                _ => Err(invalid("a malformed alert record")),
+            },
+            HANDSHAKE => {
+                self.handshake.extend_from_slice(body);
+                if self.handshake.len() > MAX_HANDSHAKE {
+                    return Err(invalid("an oversized post-handshake message"));
+                }
+                while self.handshake.len() >= 4 {
+                    let len = u32::from_be_bytes([
+                        0,
+                        self.handshake[1],
+                        self.handshake[2],
+                        self.handshake[3],
+                    ]) as usize;
+                    if self.handshake.len() < 4 + len {
+                        break;
+                    }
+                    match self.handshake[0] {
+                        NEW_SESSION_TICKET | HELLO_REQUEST => {}
+                        KEY_UPDATE => {
+                            return Err(io::Error::other(
+                                "the peer rekeyed (TLS 1.3 KeyUpdate) and this kernel's TLS \
+                                 layer cannot take new keys; rerun with --no-ktls",
+                            ));
+                        }
+                        other => {
+                            return Err(invalid(&format!(
+                                "an unexpected handshake message (type {other}) after the handshake"
+                            )));
+                        }
+                    }
+                    self.handshake.drain(..4 + len);
+                }
+                Ok(false)
+            }
+            other => Err(invalid(&format!("a record of content type {other}"))),
+        }
+    }
+}
+
+fn invalid(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("the peer sent {what} (is it speaking TLS?)"),
+    )
+}
+
+/// The kernel's errors in TLS terms: EBADMSG is a record that failed authentication.
+fn kernel_error(e: io::Error) -> io::Error {
+    if e.raw_os_error() == Some(nix::libc::EBADMSG) {
+        io::Error::new(io::ErrorKind::InvalidData, rustls::Error::DecryptError)
+    } else {
+        e
+    }
+}
+
+impl AsyncRead for KernelStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.preface_at < this.preface.len() {
+            let n = (this.preface.len() - this.preface_at).min(out.remaining());
+            out.put_slice(&this.preface[this.preface_at..this.preface_at + n]);
+            this.preface_at += n;
+            if this.preface_at == this.preface.len() {
+                this.preface = Vec::new();
+                this.preface_at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            if this.peer_closed || out.remaining() == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            ready!(this.tcp.poll_read_ready(cx))?;
+            // A control record must fit whole, so small reads go through a scratch buffer.
+            let direct = out.remaining() >= MAX_RECORD;
+            if !direct && this.scratch.len() < MAX_RECORD {
+                this.scratch.resize(MAX_RECORD, 0);
+            }
+            let result = {
+                let buf = if direct {
+                    out.initialize_unfilled()
+                } else {
+                    &mut this.scratch[..]
+                };
+                let fd = this.tcp.as_fd();
+                this.tcp
+                    .try_io(Interest::READABLE, || fastpath::ktls_recv(fd, buf))
+            };
+            let (kind, n) = match result {
+                Ok(got) => got,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(kernel_error(e))),
+            };
+            if kind == APPLICATION_DATA {
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+                }
+                if direct {
+                    out.advance(n);
+                } else {
+                    let fit = n.min(out.remaining());
+                    out.put_slice(&this.scratch[..fit]);
+                    this.preface.extend_from_slice(&this.scratch[fit..n]);
+                }
+                return Poll::Ready(Ok(()));
+            }
+            let body = if direct {
+                out.initialize_unfilled()[..n].to_vec()
+            } else {
+                this.scratch[..n].to_vec()
+            };
+            if this.control(kind, &body)? {
+                debug!("peer's close_notify received by kernel TLS");
+                this.peer_closed = true;
+            }
+        }
+    }
+}
+
+impl AsyncWrite for KernelStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let mut buf = buf;
+        if let Some(left) = this.records_left {
+            // The kernel cuts records of at most 16 KiB and ends one per call: so a call of
+            // n bytes costs at most ceil(n / 16 KiB) records, an upper bound we can enforce.
+            if left == 0 {
+                return Poll::Ready(Err(io::Error::other(
+                    "the cipher's key-usage limit is reached and this kernel's TLS layer cannot \
+                     rekey: stopping rather than weaken AES-GCM (rerun with --no-ktls, which \
+                     rekeys, or choose ChaCha20-Poly1305 with --ciphers)",
+                )));
+            }
+            let most =
+                usize::try_from(left.saturating_mul(MAX_RECORD as u64)).unwrap_or(usize::MAX);
+            buf = &buf[..buf.len().min(most)];
+        }
+        loop {
+            ready!(this.tcp.poll_write_ready(cx))?;
+            match this.tcp.try_write(buf) {
+                Ok(n) => {
+                    if let Some(left) = this.records_left.as_mut() {
+                        *left = left.saturating_sub(n.div_ceil(MAX_RECORD) as u64);
+                    }
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(kernel_error(e))),
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// close_notify through the kernel (an alert record), then the TCP FIN.
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        while !this.close_sent {
+            ready!(this.tcp.poll_write_ready(cx))?;
+            let fd = this.tcp.as_fd();
+            match this.tcp.try_io(Interest::WRITABLE, || {
+                fastpath::ktls_send_record(fd, ALERT, &[1, 0])
+            }) {
+                Ok(_) => this.close_sent = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(kernel_error(e))),
+            }
+        }
+        Pin::new(&mut this.tcp).poll_shutdown(cx)
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Stream<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::User(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Kernel(k) => Pin::new(k).poll_read(cx, buf),
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Stream<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::User(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Kernel(k) => Pin::new(k).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::User(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Self::Kernel(k) => Pin::new(k).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::User(s) => s.is_write_vectored(),
+            Self::Kernel(_) => false,
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::User(s) => Pin::new(s).poll_flush(cx),
+            Self::Kernel(k) => Pin::new(k).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::User(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Kernel(k) => Pin::new(k).poll_shutdown(cx),
+        }
+    }
+}

@@ -1,0 +1,323 @@
+#!/bin/sh
+# tests/ktls/guest.sh KERNEL_VERSION MIB_PER_CASE
+#
+# The kernel-TLS tests, run by scripts/ktls-vm-test.sh inside a QEMU guest (busybox sh as
+# root, loopback only). Stage 1 runs before tls.ko exists (module autoloading is switched
+# off): every connection must take the buffered path. Stage 2 loads tls.ko and the AEAD
+# modules: every connection that can be offloaded must be, and must move every byte.
+# Prints PASS/FAIL lines (and indented log excerpts on failure); exits 1 on any failure.
+
+KVER=$1
+MB=${2:-2}
+P=/test/pki
+T=/tmp
+failures=0
+
+pass() { echo "PASS $*"; }
+fail() {
+    echo "FAIL $*"
+    failures=$((failures + 1))
+}
+show() { for f in "$@"; do [ -s "$f" ] && tail -n 12 "$f" | sed "s|^|  $(basename "$f"): |"; done; }
+
+SRV_ECDSA="--cert $P/node2-cert.pem --key $P/node2-key.pem --ca $P/ca.pem"
+SRV_RSA="--cert $P/rsa-cert.pem --key $P/rsa-key.pem --ca $P/ca.pem"
+CLI="--cert $P/node1-cert.pem --key $P/node1-key.pem --ca $P/ca.pem"
+
+head -c $((MB * 1048576)) /dev/urandom >$T/up
+head -c $((MB * 1048576 + 12345)) /dev/urandom >$T/down
+
+# Waits for a listener's "listening on HOST:PORT" line and prints the port; fails when the
+# process dies first. Polls the log: the line is the readiness signal.
+wait_listen() {
+    i=0
+    while [ $i -lt 1500 ]; do
+        port=$(sed -n 's/.*listening on [^ ]*:\([0-9][0-9]*\).*/\1/p' "$1" | head -n 1)
+        if [ -n "$port" ]; then
+            echo "$port"
+            return 0
+        fi
+        kill -0 "$2" 2>/dev/null || return 1
+        usleep 20000
+        i=$((i + 1))
+    done
+    return 1
+}
+
+# Waits for a TCP port to be listened on (stunnel, socat print nothing we can wait for).
+wait_port() {
+    i=0
+    while [ $i -lt 1500 ]; do
+        netstat -ltn 2>/dev/null | grep -q ":$1 " && return 0
+        kill -0 "$2" 2>/dev/null || return 1
+        usleep 20000
+        i=$((i + 1))
+    done
+    return 1
+}
+
+# Waits until FILE holds more than BYTES.
+wait_size() {
+    i=0
+    while [ $i -lt 1500 ]; do
+        [ "$(wc -c <"$1")" -gt "$2" ] && return 0
+        usleep 20000
+        i=$((i + 1))
+    done
+    return 1
+}
+
+# pair NAME SERVER_PATH CLIENT_PATH SUITE "SERVER ARGS" "CLIENT ARGS"
+# listen --stdio and connect, data both ways at once; checks exit codes, bytes, the suite
+# and which path each end reports in its summary line.
+pair() {
+    name=$1 spath=$2 cpath=$3 suite=$4 sargs=$5 cargs=$6
+    rm -f $T/s.* $T/c.*
+    # shellcheck disable=SC2086
+    sst-tunnel listen 127.0.0.1:0 --stdio $sargs <$T/down >$T/s.out 2>$T/s.log &
+    spid=$!
+    if ! port=$(wait_listen $T/s.log $spid); then
+        fail "$name: the listener did not start"
+        show $T/s.log
+        return
+    fi
+    # shellcheck disable=SC2086
+    sst-tunnel connect 127.0.0.1:"$port" $cargs <$T/up >$T/c.out 2>$T/c.log
+    crc=$?
+    wait $spid
+    src=$?
+    why=""
+    [ $crc = 0 ] || why="$why client exit $crc;"
+    [ $src = 0 ] || why="$why server exit $src;"
+    cmp -s $T/up $T/s.out || why="$why client->server bytes differ;"
+    cmp -s $T/down $T/c.out || why="$why server->client bytes differ;"
+    grep -q "$suite, path $spath\$" $T/s.log || why="$why server not '$suite, path $spath';"
+    grep -q "$suite, path $cpath\$" $T/c.log || why="$why client not '$suite, path $cpath';"
+    if [ -z "$why" ]; then
+        pass "$name ($suite; server $spath, client $cpath)"
+    else
+        fail "$name:$why"
+        show $T/s.log $T/c.log
+    fi
+}
+
+# ------------------------------------------------------------------ stage 1: no tls.ko
+echo /nonexistent >/proc/sys/kernel/modprobe
+pair "no tls.ko: falls back" buffered buffered TLS13_AES_256_GCM_SHA384 "$SRV_ECDSA" "$CLI"
+sst-tunnel selftest --size 1MiB --log-level debug >$T/st.out 2>$T/st.log
+if [ $? = 0 ] && grep -q "copy path: *buffered" $T/st.out &&
+    grep -q "kernel TLS unavailable, using the buffered path: TCP_ULP" $T/st.log; then
+    pass "no tls.ko: selftest reports the buffered path and why"
+else
+    fail "no tls.ko: selftest"
+    show $T/st.out $T/st.log
+fi
+
+# ------------------------------------------------------------------ stage 2: kTLS
+echo /sbin/modprobe >/proc/sys/kernel/modprobe
+insmod /lib/modules/"$KVER"/kernel/net/tls/tls.ko || fail "insmod tls.ko"
+# Preloaded: with nothing to load them by CPU features, the kernel would pick generic C AES.
+for m in aesni-intel ghash-clmulni-intel gcm chacha20poly1305 chacha-x86_64 poly1305-x86_64; do
+    modprobe $m 2>/dev/null || echo "  (modprobe $m failed)"
+done
+echo "KTLSVM tcp_available_ulp: $(cat /proc/sys/net/ipv4/tcp_available_ulp)"
+
+sst-tunnel selftest --size 4MiB >$T/st.out 2>$T/st.log
+if [ $? = 0 ] && grep -q "copy path: *ktls" $T/st.out; then
+    pass "selftest runs on kernel TLS"
+else
+    fail "selftest on kernel TLS"
+    show $T/st.out $T/st.log
+fi
+
+for s in TLS13_AES_128_GCM_SHA256 TLS13_AES_256_GCM_SHA384 TLS13_CHACHA20_POLY1305_SHA256; do
+    pair "TLS 1.3 both ends kTLS" ktls ktls $s "$SRV_ECDSA" "$CLI --ciphers $s"
+done
+for s in ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 \
+    ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256; do
+    pair "TLS 1.2 both ends kTLS" ktls ktls TLS_$s "$SRV_ECDSA" "$CLI --tls-max 1.2 --ciphers TLS_$s"
+done
+for s in ECDHE_RSA_WITH_AES_128_GCM_SHA256 ECDHE_RSA_WITH_AES_256_GCM_SHA384; do
+    pair "TLS 1.2 RSA both ends kTLS" ktls ktls TLS_$s "$SRV_RSA" "$CLI --tls-max 1.2 --ciphers TLS_$s"
+done
+pair "kTLS client, buffered server" buffered ktls TLS13_AES_256_GCM_SHA384 "$SRV_ECDSA --no-ktls" "$CLI"
+pair "buffered client, kTLS server" ktls buffered TLS13_AES_256_GCM_SHA384 "$SRV_ECDSA" "$CLI --no-ktls"
+pair "TLS 1.2 kTLS client, buffered server" buffered ktls TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 \
+    "$SRV_ECDSA --no-ktls" "$CLI --tls-max 1.2 --ciphers ECDHE-ECDSA-AES128-GCM-SHA256"
+SST_TUNNEL_KTLS=off pair "SST_TUNNEL_KTLS=off" buffered buffered TLS13_AES_256_GCM_SHA384 "$SRV_ECDSA" "$CLI"
+
+# Stock stunnel as the server (OpenSSL sends TLS 1.3 session tickets after the handshake,
+# which the kernel hands us as handshake records): it echoes through `exec = /bin/cat`.
+cat >$T/stunnel.conf <<EOF
+foreground = yes
+pid =
+debug = 4
+[echo]
+accept = 127.0.0.1:4444
+cert = $P/node2-cert.pem
+key = $P/node2-key.pem
+CAfile = $P/ca.pem
+verifyChain = yes
+exec = /bin/cat
+EOF
+stunnel $T/stunnel.conf 2>$T/stunnel.log &
+tpid=$!
+if wait_port 4444 $tpid; then
+    # shellcheck disable=SC2086
+    sst-tunnel connect 127.0.0.1:4444 $CLI <$T/up >$T/c.out 2>$T/c.log
+    crc=$?
+    if [ $crc = 0 ] && cmp -s $T/up $T/c.out && grep -q "path ktls\$" $T/c.log; then
+        pass "kTLS client against stock stunnel (tickets skipped, echo intact)"
+    else
+        fail "kTLS client against stunnel: exit $crc"
+        show $T/c.log $T/stunnel.log
+    fi
+else
+    fail "stunnel did not listen"
+    show $T/stunnel.log
+fi
+kill $tpid 2>/dev/null
+wait $tpid 2>/dev/null
+
+# socat as the joiner (OPENSSL-LISTEN -> stdout), our kTLS client as the donor.
+socat -u OPENSSL-LISTEN:4445,reuseaddr,cert=$P/node2-cert.pem,key=$P/node2-key.pem,cafile=$P/ca.pem,verify=1 \
+    STDOUT >$T/s.out 2>$T/socat.log &
+opid=$!
+if wait_port 4445 $opid; then
+    # shellcheck disable=SC2086
+    sst-tunnel connect 127.0.0.1:4445 $CLI <$T/up >/dev/null 2>$T/c.log
+    crc=$?
+    wait $opid
+    orc=$?
+    if [ $crc = 0 ] && [ $orc = 0 ] && cmp -s $T/up $T/s.out && grep -q "path ktls\$" $T/c.log; then
+        pass "kTLS client into socat OPENSSL-LISTEN"
+    else
+        fail "kTLS client into socat: client exit $crc, socat exit $orc"
+        show $T/c.log $T/socat.log
+    fi
+else
+    fail "socat did not listen"
+    show $T/socat.log
+    kill $opid 2>/dev/null
+fi
+
+# socat as the donor (stdin -> OPENSSL-CONNECT), our kTLS listener as the joiner.
+rm -f $T/s.*
+sst-tunnel listen 127.0.0.1:0 --stdio $SRV_ECDSA </dev/null >$T/s.out 2>$T/s.log &
+spid=$!
+if port=$(wait_listen $T/s.log $spid); then
+    socat -u STDIN OPENSSL-CONNECT:127.0.0.1:"$port",cert=$P/node1-cert.pem,key=$P/node1-key.pem,cafile=$P/ca.pem,verify=1,commonname=node2 \
+        <$T/up 2>$T/socat.log
+    orc=$?
+    wait $spid
+    src=$?
+    if [ $orc = 0 ] && [ $src = 0 ] && cmp -s $T/up $T/s.out && grep -q "path ktls\$" $T/s.log; then
+        pass "socat OPENSSL-CONNECT into a kTLS listener"
+    else
+        fail "socat into kTLS listener: socat exit $orc, listener exit $src"
+        show $T/s.log $T/socat.log
+    fi
+else
+    fail "listener for socat did not start"
+    show $T/s.log
+fi
+
+# The debug line that proves a connection went to the kernel before the failure under test.
+HANDED="handed the connection to kernel TLS"
+
+# Truncation: the sender dies mid-stream; the kTLS receiver must fail (exit 6), not end
+# cleanly, because no close_notify came.
+rm -f $T/s.*
+sst-tunnel --log-level debug listen 127.0.0.1:0 --stdio $SRV_ECDSA </dev/null >$T/s.out 2>$T/s.log &
+spid=$!
+if port=$(wait_listen $T/s.log $spid); then
+    # shellcheck disable=SC2086
+    sst-tunnel --log-level debug connect 127.0.0.1:"$port" $CLI </dev/urandom >/dev/null 2>$T/c.log &
+    cpid=$!
+    wait_size $T/s.out 262144
+    kill -9 $cpid
+    wait $cpid 2>/dev/null
+    wait $spid
+    src=$?
+    if [ $src = 6 ] && grep -q "(stream truncated)" $T/s.log && grep -q "$HANDED" $T/s.log; then
+        pass "kTLS receiver: a killed sender is a truncation (exit 6)"
+    else
+        fail "kTLS receiver after a killed sender: exit $src"
+        show $T/s.log
+    fi
+else
+    fail "listener for the truncation test did not start"
+fi
+
+# The kTLS client's side of a killed server.
+rm -f $T/s.* $T/c.*
+sst-tunnel --log-level debug listen 127.0.0.1:0 --stdio $SRV_ECDSA </dev/urandom >/dev/null 2>$T/s.log &
+spid=$!
+if port=$(wait_listen $T/s.log $spid); then
+    # shellcheck disable=SC2086
+    sst-tunnel --log-level debug connect 127.0.0.1:"$port" $CLI </dev/null >$T/c.out 2>$T/c.log &
+    cpid=$!
+    wait_size $T/c.out 262144
+    kill -9 $spid
+    wait $spid 2>/dev/null
+    wait $cpid
+    crc=$?
+    if [ $crc = 6 ] && grep -q "(stream truncated)" $T/c.log && grep -q "$HANDED" $T/c.log; then
+        pass "kTLS client: a killed server is a truncation (exit 6)"
+    else
+        fail "kTLS client after a killed server: exit $crc"
+        show $T/c.log
+    fi
+else
+    fail "listener for the killed-server test did not start"
+fi
+
+# Alerts after the hand-off: under TLS 1.3 the client's handshake ends before the server
+# has checked its certificate, so the server's rejection arrives as an alert record through
+# the client's kernel TLS; it must be reported as such (exit 3), never as a clean end.
+rm -f $T/s.* $T/c.*
+sst-tunnel --log-level debug listen 127.0.0.1:0 --stdio $SRV_ECDSA </dev/null >$T/s.out 2>$T/s.log &
+spid=$!
+if port=$(wait_listen $T/s.log $spid); then
+    sst-tunnel --log-level debug connect 127.0.0.1:"$port" --cert $P/rogue-cert.pem --key $P/rogue-key.pem \
+        --ca $P/ca.pem <$T/up >$T/c.out 2>$T/c.log
+    crc=$?
+    wait $spid
+    src=$?
+    if [ $crc = 3 ] && grep -q "the peer rejected our certificate" $T/c.log && [ $src = 3 ] &&
+        grep -q "$HANDED" $T/c.log; then
+        pass "kTLS client gets the server's certificate alert (exit 3)"
+    else
+        fail "alert after hand-off: client exit $crc, server exit $src"
+        show $T/c.log $T/s.log
+    fi
+else
+    fail "listener for the alert test did not start"
+fi
+
+# AES-GCM's key-usage limit, lowered to 64 records: the kernel cannot rekey, so the kTLS
+# sender must stop with an error before record 65 (and the receiver see a truncation).
+rm -f $T/s.* $T/c.*
+sst-tunnel --log-level debug listen 127.0.0.1:0 --stdio $SRV_ECDSA </dev/null >$T/s.out 2>$T/s.log &
+spid=$!
+if port=$(wait_listen $T/s.log $spid); then
+    # shellcheck disable=SC2086
+    SST_TUNNEL_TEST_RECORD_LIMIT=64 sst-tunnel --log-level debug connect 127.0.0.1:"$port" $CLI \
+        --ciphers TLS13_AES_128_GCM_SHA256 <$T/up >/dev/null 2>$T/c.log
+    crc=$?
+    wait $spid
+    src=$?
+    got=$(wc -c <$T/s.out)
+    if [ $crc = 6 ] && grep -q "key-usage limit is reached" $T/c.log && [ $src = 6 ] &&
+        [ "$got" -le $((64 * 16384)) ]; then
+        pass "kTLS sender stops at a lowered AES-GCM key-usage limit ($got bytes arrived)"
+    else
+        fail "key-usage limit: client exit $crc, server exit $src, $got bytes arrived"
+        show $T/c.log $T/s.log
+    fi
+else
+    fail "listener for the key-limit test did not start"
+fi
+
+echo "KTLSVM $failures failure(s)"
+[ $failures = 0 ]
