@@ -169,7 +169,8 @@ pub async fn hand_off<S: Handshaken>(mut stream: S, exact: bool) -> io::Result<S
             ))
         })?;
     }
-    let records_left = budget.map(|limit| limit.saturating_sub(*tx_seq));
+    // One record is kept for our close_notify.
+    let records_left = budget.map(|limit| limit.saturating_sub(*tx_seq).saturating_sub(1));
     debug!(
         replayed = preface.len(),
         tx_seq, rx_seq, "handed the connection to kernel TLS"
@@ -251,6 +252,70 @@ impl KernelStream {
         &self.tcp
     }
 
+    /// Whether plaintext decrypted by rustls before the hand-off is still to be delivered
+    /// (it must come first, so a splice reader waits for the copy engine to deliver it).
+    pub fn has_preface(&self) -> bool {
+        self.preface_at < self.preface.len()
+    }
+
+    /// How many of `want` bytes may be sent now under the cipher's key-usage limit; an
+    /// error once it is reached.
+    pub fn send_allowance(&self, want: usize) -> io::Result<usize> {
+        let Some(left) = self.records_left else {
+            return Ok(want);
+        };
+        if left == 0 {
+            return Err(io::Error::other(
+                "the cipher's key-usage limit is reached and this kernel's TLS layer cannot \
+                 rekey: stopping rather than weaken AES-GCM (rerun with --no-ktls, which \
+                 rekeys, or choose ChaCha20-Poly1305 with --ciphers)",
+            ));
+        }
+        let most = usize::try_from(left.saturating_mul(MAX_RECORD as u64)).unwrap_or(usize::MAX);
+        Ok(want.min(most))
+    }
+
+    /// Counts what one send call of `sent` bytes cost: the kernel cuts records of at most
+    /// 16 KiB and ends one per call, so at most ceil(n / 16 KiB) records (an upper bound).
+    pub fn charge(&mut self, sent: usize) {
+        if let Some(left) = self.records_left.as_mut() {
+            *left = left.saturating_sub(sent.div_ceil(MAX_RECORD) as u64);
+        }
+    }
+
+    /// Reads the control record the kernel has next (a splice from the socket said EINVAL)
+    /// and handles it: `Ready(Ok(true))` for close_notify, `Ready(Ok(false))` for a skipped
+    /// ticket, an error for anything else.
+    pub fn poll_control(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        if self.scratch.len() < MAX_RECORD {
+            self.scratch.resize(MAX_RECORD, 0);
+        }
+        loop {
+            ready!(self.tcp.poll_read_ready(cx))?;
+            let fd = self.tcp.as_fd();
+            let buf = &mut self.scratch[..];
+            let (kind, n) = match self
+                .tcp
+                .try_io(Interest::READABLE, || fastpath::ktls_recv(fd, buf))
+            {
+                Ok(got) => got,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(kernel_error(e))),
+            };
+            if kind == APPLICATION_DATA {
+                return Poll::Ready(Err(if n == 0 {
+                    io::ErrorKind::UnexpectedEof.into()
+                } else {
+                    io::Error::other("kernel TLS returned data where a control record was due")
+                }));
+            }
+            let body = self.scratch[..n].to_vec();
+            let closed = self.control(kind, &body)?;
+            self.peer_closed |= closed;
+            return Poll::Ready(Ok(closed));
+        }
+    }
+
     /// Handles one control record; `Ok(true)` when it was close_notify.
     fn control(&mut self, kind: u8, body: &[u8]) -> io::Result<bool> {
         match kind {
@@ -308,7 +373,7 @@ fn invalid(what: &str) -> io::Error {
 }
 
 /// The kernel's errors in TLS terms: EBADMSG is a record that failed authentication.
-fn kernel_error(e: io::Error) -> io::Error {
+pub fn kernel_error(e: io::Error) -> io::Error {
     if e.raw_os_error() == Some(nix::libc::EBADMSG) {
         io::Error::new(io::ErrorKind::InvalidData, rustls::Error::DecryptError)
     } else {
@@ -391,28 +456,12 @@ impl AsyncWrite for KernelStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let mut buf = buf;
-        if let Some(left) = this.records_left {
-            // The kernel cuts records of at most 16 KiB and ends one per call: so a call of
-            // n bytes costs at most ceil(n / 16 KiB) records, an upper bound we can enforce.
-            if left == 0 {
-                return Poll::Ready(Err(io::Error::other(
-                    "the cipher's key-usage limit is reached and this kernel's TLS layer cannot \
-                     rekey: stopping rather than weaken AES-GCM (rerun with --no-ktls, which \
-                     rekeys, or choose ChaCha20-Poly1305 with --ciphers)",
-                )));
-            }
-            let most =
-                usize::try_from(left.saturating_mul(MAX_RECORD as u64)).unwrap_or(usize::MAX);
-            buf = &buf[..buf.len().min(most)];
-        }
+        let buf = &buf[..this.send_allowance(buf.len())?];
         loop {
             ready!(this.tcp.poll_write_ready(cx))?;
             match this.tcp.try_write(buf) {
                 Ok(n) => {
-                    if let Some(left) = this.records_left.as_mut() {
-                        *left = left.saturating_sub(n.div_ceil(MAX_RECORD) as u64);
-                    }
+                    this.charge(n);
                     return Poll::Ready(Ok(n));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,

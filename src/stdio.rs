@@ -19,6 +19,15 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::fastpath;
+use crate::relay::splice::{Plain, Ready};
+
+/// A local input the relay can read, and splice from where it is an fd.
+pub trait PlainRead: AsyncRead + Plain + Unpin + Send {}
+impl<T: AsyncRead + Plain + Unpin + Send> PlainRead for T {}
+
+/// A local output the relay can write, and splice to where it is an fd.
+pub trait PlainWrite: AsyncWrite + Plain + Unpin + Send {}
+impl<T: AsyncWrite + Plain + Unpin + Send> PlainWrite for T {}
 
 /// A duplicate of fd 0 or fd 1, non-blocking and registered with the reactor.
 ///
@@ -180,9 +189,9 @@ pub enum Direction {
 /// The plaintext ends of one stdio session, as the relay takes them.
 pub struct LocalEnds {
     /// Bytes to send to the peer.
-    pub input: Box<dyn AsyncRead + Unpin + Send>,
+    pub input: Box<dyn PlainRead>,
     /// Where the peer's bytes go.
-    pub output: Box<dyn AsyncWrite + Unpin + Send>,
+    pub output: Box<dyn PlainWrite>,
     /// End once the peer has finished (see `relay::Options::end_with_peer`).
     pub end_with_peer: bool,
 }
@@ -214,6 +223,26 @@ impl LocalEnds {
 /// An input that never yields a byte and never ends: the relay stops reading it once the
 /// peer has finished (`end_with_peer`), then sends close_notify.
 struct Silent;
+
+impl Plain for Silent {}
+
+impl Plain for StdinReader {
+    fn splice_end(&self) -> Option<Ready<'_>> {
+        match self {
+            Self::Reactor(nb) => Some(Ready::Reactor(&nb.fd)),
+            Self::Pool(_) => None,
+        }
+    }
+}
+
+impl Plain for StdoutWriter {
+    fn splice_end(&self) -> Option<Ready<'_>> {
+        match self {
+            Self::Reactor(nb) => Some(Ready::Reactor(&nb.fd)),
+            Self::Pool(_) => None,
+        }
+    }
+}
 
 impl AsyncRead for Silent {
     fn poll_read(

@@ -411,10 +411,12 @@ fn fin_without_close_notify_is_truncation() {
 fn tcp_reset_mid_stream_is_truncation() {
     let pki = Pki::new();
     // Verifies nothing: the raw client has no certificate.
-    let mut server = stdio_server(&pki, &["--verify", "none"]);
+    let mut server = stdio_server(&pki, &["--verify", "none", "--log-level", "debug"]);
     let port = server.port();
     let _held_open = server.stdin();
     let tls = raw_client(port, b"first half of a backup");
+    // The reset must land mid-stream, not mid-handshake (that is exit 5, another test's case).
+    server.wait_line("handshake complete");
     // RST: linger 0, then close.
     socket2::SockRef::from(&tls.sock)
         .set_linger(Some(std::time::Duration::ZERO))

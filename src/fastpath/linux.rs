@@ -1,10 +1,10 @@
 //! Linux implementations behind the seam in `fastpath/mod.rs`.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::OnceLock;
 
-use nix::fcntl::{FcntlArg, fcntl};
+use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl};
 use nix::libc;
 use nix::sys::socket::{
     self, ControlMessageOwned, MsgFlags, TlsGetRecordType, setsockopt, sockopt,
@@ -267,4 +267,40 @@ pub(super) fn send_record(fd: BorrowedFd<'_>, kind: u8, payload: &[u8]) -> io::R
             Ok(sent as usize)
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// splice(2): moving bytes between fds through a pipe without copying them to user space.
+
+/// A non-blocking pipe for splice, grown to [`PIPE_SIZE`]; returns (read end, write end,
+/// capacity).
+pub(super) fn pipe() -> io::Result<(OwnedFd, OwnedFd, usize)> {
+    let (r, w) =
+        nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+    enlarge_pipe(r.as_fd());
+    let size = fcntl(&r, FcntlArg::F_GETPIPE_SZ).map_err(io::Error::from)?;
+    Ok((r, w, usize::try_from(size).unwrap_or(65536)))
+}
+
+/// One non-blocking splice of at most `len` bytes; one of the fds must be a pipe.
+pub(super) fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
+    nix::fcntl::splice(
+        from,
+        None,
+        to,
+        None,
+        len,
+        SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE,
+    )
+    .map_err(io::Error::from)
+}
+
+/// Whether splice can use this fd as a local end: pipes, sockets and regular files can;
+/// terminals and other devices are left to the copy engine.
+pub(super) fn splice_capable(fd: BorrowedFd<'_>) -> bool {
+    use nix::sys::stat::{SFlag, fstat};
+    fstat(fd).is_ok_and(|st| {
+        let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+        kind == SFlag::S_IFIFO || kind == SFlag::S_IFSOCK || kind == SFlag::S_IFREG
+    })
 }

@@ -122,6 +122,22 @@ pub fn ktls_send_record(fd: BorrowedFd<'_>, kind: u8, payload: &[u8]) -> io::Res
     imp::send_record(fd, kind, payload)
 }
 
+/// A pipe to splice through: read end, write end, capacity in bytes (non-blocking,
+/// close-on-exec, grown like [`enlarge_pipe`]).
+pub fn splice_pipe() -> io::Result<(OwnedFd, OwnedFd, usize)> {
+    imp::pipe()
+}
+
+/// One non-blocking splice(2) of at most `len` bytes from `from` to `to` (one is a pipe).
+pub fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
+    imp::splice(from, to, len)
+}
+
+/// Whether a local fd may be spliced (pipe, socket, regular file); `false` off Linux.
+pub fn splice_capable(fd: BorrowedFd<'_>) -> bool {
+    imp::splice_capable(fd)
+}
+
 /// Makes a pipe's kernel buffer large (fewer wake-ups per megabyte); a no-op for other fds
 /// and other systems. Failure is harmless and ignored.
 pub fn enlarge_pipe(fd: BorrowedFd<'_>) {

@@ -1,7 +1,7 @@
 //! The portable twin of `linux.rs`: no fast path, nothing to tune.
 
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 
 use rustls::ConnectionTrafficSecrets;
 
@@ -46,3 +46,16 @@ pub(super) fn tune_allocator() {}
 
 /// Process names are left as the executable's name.
 pub(super) fn set_process_name(_name: &str) {}
+
+pub(super) fn pipe() -> io::Result<(OwnedFd, OwnedFd, usize)> {
+    Err(unsupported())
+}
+
+pub(super) fn splice(_from: BorrowedFd<'_>, _to: BorrowedFd<'_>, _len: usize) -> io::Result<usize> {
+    Err(unsupported())
+}
+
+/// No splice outside Linux: every local end is copied.
+pub(super) fn splice_capable(_fd: BorrowedFd<'_>) -> bool {
+    false
+}

@@ -12,6 +12,7 @@
 //! - the connection fails if no byte moves either way for the idle timeout.
 
 pub mod buffered;
+pub mod splice;
 
 use std::future::poll_fn;
 use std::io;
@@ -25,6 +26,98 @@ use tracing::debug;
 
 use crate::fastpath::CopyPath;
 use buffered::{Fault, Pump};
+use splice::{Plain, SplicePump, Spliceable};
+
+/// One direction's engine: copy through a buffer, or splice through a pipe.
+enum Way {
+    Copy(Pump),
+    Splice(SplicePump),
+}
+
+impl Way {
+    /// Splice when both ends allow it and a pipe can be had; copy otherwise.
+    fn choose(splice_ok: bool) -> Self {
+        if splice_ok && let Ok(pump) = SplicePump::new() {
+            return Self::Splice(pump);
+        }
+        Self::Copy(Pump::new())
+    }
+
+    fn done(&self) -> bool {
+        match self {
+            Self::Copy(p) => p.done,
+            Self::Splice(p) => p.done,
+        }
+    }
+
+    fn moved(&self) -> u64 {
+        match self {
+            Self::Copy(p) => p.moved,
+            Self::Splice(p) => p.moved,
+        }
+    }
+
+    fn stop_reading(&mut self) {
+        match self {
+            Self::Copy(p) => p.stop_reading(),
+            Self::Splice(p) => p.stop_reading(),
+        }
+    }
+
+    fn mark_done(&mut self) {
+        match self {
+            Self::Copy(p) => p.done = true,
+            Self::Splice(p) => p.done = true,
+        }
+    }
+
+    /// Local -> peer.
+    fn poll_send<R, T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        local: &mut R,
+        tls: &mut T,
+        progress: &mut bool,
+    ) -> Poll<Result<(), Fault>>
+    where
+        R: AsyncRead + Plain + Unpin,
+        T: AsyncWrite + Spliceable + Unpin,
+    {
+        match self {
+            Self::Copy(p) => p.poll_pump(cx, Pin::new(local), Pin::new(tls), progress),
+            Self::Splice(p) => match (local.splice_end(), tls.splice_net()) {
+                (Some(from), Some(to)) => p.poll_send(cx, from, to, progress),
+                _ => Poll::Ready(Err(Fault::Read(vanished()))),
+            },
+        }
+    }
+
+    /// Peer -> local.
+    fn poll_receive<T, W>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        tls: &mut T,
+        local: &mut W,
+        progress: &mut bool,
+    ) -> Poll<Result<(), Fault>>
+    where
+        T: AsyncRead + Spliceable + Unpin,
+        W: AsyncWrite + Plain + Unpin,
+    {
+        match self {
+            Self::Copy(p) => p.poll_pump(cx, Pin::new(tls), Pin::new(local), progress),
+            Self::Splice(p) => match (tls.splice_net(), local.splice_end()) {
+                (Some(from), Some(to)) => p.poll_receive(cx, from, to, progress),
+                _ => Poll::Ready(Err(Fault::Read(vanished()))),
+            },
+        }
+    }
+}
+
+/// An end that offered an fd at the start and none later: a bug, reported, never a hang.
+fn vanished() -> io::Error {
+    io::Error::other("internal error: a spliced fd went away")
+}
 
 /// What a finished connection moved.
 #[derive(Debug, Clone, Copy)]
@@ -133,15 +226,36 @@ pub async fn relay<T, R, W>(
     options: Options,
 ) -> Result<Transfer, RelayError>
 where
-    T: AsyncRead + AsyncWrite + Unpin,
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Spliceable + Unpin,
+    R: AsyncRead + Plain + Unpin,
+    W: AsyncWrite + Plain + Unpin,
 {
-    let path = options.path;
     let started = Instant::now();
-    let mut up = Pump::new();
-    up.record_budget = options.record_budget;
-    let mut down = Pump::new();
+    let mut up = Way::choose(splice::usable(
+        tls.splice_net(),
+        local_in.splice_end(),
+        false,
+    ));
+    if let Way::Copy(pump) = &mut up {
+        pump.record_budget = options.record_budget;
+    }
+    let mut down = Way::choose(splice::usable(
+        tls.splice_net(),
+        local_out.splice_end(),
+        true,
+    ));
+    let spliced = matches!(up, Way::Splice(_)) || matches!(down, Way::Splice(_));
+    let path = match options.path {
+        CopyPath::Kernel if spliced => CopyPath::KernelSplice,
+        other => other,
+    };
+    if spliced {
+        debug!(
+            up = matches!(up, Way::Splice(_)),
+            down = matches!(down, Way::Splice(_)),
+            "splicing"
+        );
+    }
     // Dropped once shut down, so a child's stdin really closes.
     let mut local_out = Some(local_out);
     let mut last_progress = Instant::now();
@@ -153,25 +267,21 @@ where
         .as_ref()
         .map(|p| (p, Box::pin(tokio::time::sleep(p.every))));
 
-    let snapshot = |up: &Pump, down: &Pump| Transfer {
-        sent: up.moved,
-        received: down.moved,
+    let snapshot = |up: &Way, down: &Way| Transfer {
+        sent: up.moved(),
+        received: down.moved(),
         elapsed: started.elapsed(),
         path,
     };
 
     poll_fn(|cx| {
         let mut progress = false;
-        if options.end_with_peer && down.done {
+        if options.end_with_peer && down.done() {
             up.stop_reading();
         }
-        if !up.done
-            && let Poll::Ready(Err(fault)) = up.poll_pump(
-                cx,
-                Pin::new(&mut local_in),
-                Pin::new(&mut *tls),
-                &mut progress,
-            )
+        if !up.done()
+            && let Poll::Ready(Err(fault)) =
+                up.poll_send(cx, &mut local_in, &mut *tls, &mut progress)
         {
             let partial = snapshot(&up, &down);
             match fault {
@@ -180,9 +290,9 @@ where
                 }
                 // Every byte is out and the peer already said goodbye: a peer that hangs up
                 // right after its close_notify (stunnel's TIMEOUTclose = 0) cannot take ours.
-                Fault::Shutdown(e) if down.done && is_hangup(&e) => {
+                Fault::Shutdown(e) if down.done() && is_hangup(&e) => {
                     debug!("peer gone before our close_notify: {e}");
-                    up.done = true;
+                    up.mark_done();
                 }
                 Fault::Write(source) | Fault::Shutdown(source) => {
                     // A peer that rejects us sends an alert and hangs up; our next write then
@@ -198,10 +308,10 @@ where
             }
         }
         if let Some(out) = local_out.as_mut() {
-            match down.poll_pump(cx, Pin::new(&mut *tls), Pin::new(out), &mut progress) {
+            match down.poll_receive(cx, &mut *tls, out, &mut progress) {
                 Poll::Ready(Ok(())) => {
                     debug!(
-                        bytes = down.moved,
+                        bytes = down.moved(),
                         "peer finished sending (close_notify); local output closed"
                     );
                     local_out = None;
@@ -222,11 +332,11 @@ where
                 Poll::Pending => {}
             }
         }
-        if up.done && !up_logged {
+        if up.done() && !up_logged {
             up_logged = true;
-            debug!(bytes = up.moved, "local input ended; close_notify sent");
+            debug!(bytes = up.moved(), "local input ended; close_notify sent");
         }
-        if up.done && down.done {
+        if up.done() && down.done() {
             return Poll::Ready(Ok(snapshot(&up, &down)));
         }
         if let Some((progress, sleep)) = ticker.as_mut() {
