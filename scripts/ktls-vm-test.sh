@@ -14,9 +14,13 @@
 # busybox-static, cpio and kmod (scripts/test.sh installs them). Under QEMU's TCG the guest's
 # crypto is emulated, so any throughput it prints compares paths with each other only.
 #
+# `--bench` runs tests/ktls/guest.sh's benchmark instead (64 MiB streams, buffered against
+# kernel TLS, through pipes and files, 3 rounds) and prints its BENCH lines.
+#
 # Settings: KTLS_VM_KERNEL_PKG (default: what linux-image-amd64 depends on), KTLS_VM_CACHE
 # (default target/ktls-vm), KTLS_VM_TIMEOUT seconds (default 600), KTLS_VM_MB per case
-# (default 2), KTLS_VM_KEEP=1 keeps the work directory.
+# (default 2; 64 with --bench), KTLS_VM_KEEP=1 keeps the work directory, KTLS_VM_EXPORT=DIR
+# writes the kernel and initramfs there instead of booting.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -24,6 +28,12 @@ root=$PWD
 say() { echo "ktls-vm: $*" >&2; }
 die() { say "$*"; exit 2; }
 
+# --bench: instead of the tests, time buffered vs kernel TLS in the guest (benches/ktls.rs).
+mode=test
+if [ "${1:-}" = --bench ]; then
+    mode=bench
+    shift
+fi
 bin=${1:-target/release/sst-tunnel}
 if [ ! -x "$bin" ]; then
     cargo build --release --locked
@@ -130,12 +140,20 @@ mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
 ip link set lo up
 echo "KTLSVM kernel \$(uname -r), \$(nproc) vCPUs"
-sh /test/guest.sh "$kver" "${KTLS_VM_MB:-2}"
+sh /test/guest.sh "$kver" "${KTLS_VM_MB:-$([ $mode = bench ] && echo 64 || echo 2)}" $mode
 echo "KTLSVM_STATUS=\$?"
 poweroff -f
 EOF
 chmod +x "$fs/init"
 (cd "$fs" && find . | cpio -o -H newc -R 0:0 --quiet | gzip -1) >"$work/initrd.gz"
+
+# KTLS_VM_EXPORT=DIR: leave the kernel and initramfs there for a run elsewhere, boot nothing.
+if [ -n "${KTLS_VM_EXPORT:-}" ]; then
+    mkdir -p "$KTLS_VM_EXPORT"
+    cp "$kdir/vmlinuz" "$work/initrd.gz" "$KTLS_VM_EXPORT/"
+    say "exported vmlinuz and initrd.gz to $KTLS_VM_EXPORT"
+    exit 0
+fi
 
 # --- boot: TCG unless this is real hardware KVM (a PVM /dev/kvm cannot run this kernel) -------
 accel=(-accel tcg,thread=multi -cpu max)
@@ -153,7 +171,7 @@ timeout -k 5 "${KTLS_VM_TIMEOUT:-600}" qemu-system-x86_64 "${accel[@]}" -smp "$(
 qemu_pid=$!
 # awk, not tr/grep, strips the console's \r: it flushes each line, so CI shows progress live.
 tail -s 0.2 -n +1 -f --pid="$qemu_pid" "$log" |
-    awk '{ sub(/\r$/, "") } /^(KTLSVM|PASS|FAIL|  )/ { print; fflush() }' || true
+    awk '{ sub(/\r$/, "") } /^(KTLSVM|PASS|FAIL|BENCH|  )/ { print; fflush() }' || true
 set +e
 wait "$qemu_pid"
 qemu_rc=$?
@@ -165,7 +183,7 @@ if [ -z "$status" ]; then
     tr -d '\r' <"$log" | tail -n 40 >&2
     exit 2
 fi
-passed=$(tr -d '\r' <"$log" | grep -c '^PASS ' || true)
+passed=$(tr -d '\r' <"$log" | grep -c '^PASS \|^BENCH ' || true)
 failed=$(tr -d '\r' <"$log" | grep -c '^FAIL ' || true)
 say "$passed passed, $failed failed in the guest"
 [ "$status" = 0 ] && [ "$failed" = 0 ] && [ "$passed" -gt 0 ] || exit 1

@@ -1,0 +1,90 @@
+//! `cargo bench --bench ktls`: kernel TLS (+ splice) against the buffered rustls path, both
+//! measured in the same QEMU guest run (`scripts/ktls-vm-test.sh --bench`), because this
+//! machine's kernel has no TLS module. Under QEMU's software CPU the guest's AES and the
+//! kernel's work are emulated, so only the ratio between paths means anything; absolute
+//! MB/s do not. 64 MiB client -> server streams, three interleaved rounds, median of the
+//! server's own relay rate; through pipes (splice can run) and through files (the kernel
+//! path copies). Writes target/bench-ktls.md. Needs what the test command installs
+//! (qemu-system-x86, busybox-static, cpio, kmod); without it, it says so and measures nothing.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::process::{Command, ExitCode};
+
+fn main() -> ExitCode {
+    if Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!(
+            "bench ktls: skipped: qemu-system-x86 is not installed (scripts/test.sh installs it)"
+        );
+        return ExitCode::SUCCESS;
+    }
+    let out = Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/ktls-vm-test.sh"
+    ))
+    .args(["--bench", env!("CARGO_BIN_EXE_sst-tunnel")])
+    .output();
+    let out = match out {
+        Ok(out) if out.status.success() => out,
+        Ok(out) => {
+            eprintln!(
+                "bench ktls: the guest run failed ({}):\n{}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("bench ktls: cannot run scripts/ktls-vm-test.sh: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // BENCH <config> <shape> <path> <MB/s>
+    let mut runs: BTreeMap<(String, String), (String, Vec<f64>)> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let ["BENCH", config, shape, path, rate] = words[..]
+            && let Ok(rate) = rate.parse::<f64>()
+        {
+            let entry = runs
+                .entry((shape.to_string(), config.to_string()))
+                .or_insert_with(|| (path.to_string(), Vec::new()));
+            entry.1.push(rate);
+        }
+    }
+    if runs.is_empty() {
+        eprintln!("bench ktls: no BENCH lines from the guest");
+        return ExitCode::FAILURE;
+    }
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut table = String::from(
+        "| local ends | path | MB/s in the guest (median) | x buffered |\n|---|---|---|---|\n",
+    );
+    for shape in ["pipes", "files"] {
+        let base = runs
+            .get(&(shape.to_string(), "buffered".to_string()))
+            .map(|(_, v)| median(v));
+        for config in ["buffered", "kernel"] {
+            if let Some((path, rates)) = runs.get(&(shape.to_string(), config.to_string())) {
+                let m = median(rates);
+                let ratio = base.map_or("?".to_string(), |b| format!("{:.2}", m / b));
+                let _ = writeln!(table, "| {shape} | {path} | {m:.1} | {ratio} |");
+            }
+        }
+    }
+    println!("{table}");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench-ktls.md");
+    if let Err(e) = std::fs::write(path, &table) {
+        eprintln!("bench ktls: {path}: {e}");
+    }
+    ExitCode::SUCCESS
+}
