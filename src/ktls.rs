@@ -54,9 +54,7 @@ pub fn disable() {
 /// Whether a hand-off may be attempted at all; decides how the handshake reads the socket
 /// (record-exact when it may). Probes the kernel once per process.
 pub fn wanted() -> bool {
-    if DISABLED.load(Ordering::Relaxed)
-        || std::env::var("SST_TUNNEL_KTLS").is_ok_and(|v| v == "off" || v == "0")
-    {
+    if disabled() {
         return false;
     }
     match fastpath::ktls_probe(Cipher::Aes128Gcm)
@@ -71,6 +69,19 @@ pub fn wanted() -> bool {
             false
         }
     }
+}
+
+fn disabled() -> bool {
+    DISABLED.load(Ordering::Relaxed)
+        || std::env::var("SST_TUNNEL_KTLS").is_ok_and(|v| v == "off" || v == "0")
+}
+
+/// Whether to put ChaCha20-Poly1305 first (unless `--ciphers` says otherwise): it is the
+/// suite the kernel can carry without a key-usage limit. AES-GCM must stop after 2^24.5
+/// records (about 256 GiB) per key, and a kernel that cannot rekey (all before 6.14) would
+/// then have to end the SST; a whole-cluster SST can be larger than that.
+pub fn prefer_unlimited_cipher() -> bool {
+    !disabled() && fastpath::ktls_probe(Cipher::Chacha20Poly1305).is_ok()
 }
 
 /// A finished handshake, client or server, as the hand-off needs it.

@@ -157,6 +157,8 @@ pub fn server_config(args: &TlsArgs, mut prepared: Prepared) -> Result<Arc<Serve
     let mut config = builder
         .with_single_cert(chain, key)
         .map_err(|e| Error::Usage(format!("--cert: cannot use as server certificate: {e}")))?;
+    // Our preference (ChaCha20 first where the kernel carries it) decides, not the client's.
+    config.ignore_client_order = args.ciphers.is_none() && crate::ktls::prefer_unlimited_cipher();
     // No session resumption between separate processes, so tickets would be dead weight.
     config.send_tls13_tickets = 0;
     config.enable_secret_extraction = true;
@@ -312,6 +314,12 @@ fn with_test_record_limit(suites: Vec<SupportedCipherSuite>) -> Vec<SupportedCip
 fn provider(args: &TlsArgs) -> Result<CryptoProvider> {
     let mut provider = aws_lc_rs::default_provider();
     provider.cipher_suites = with_test_record_limit(provider.cipher_suites);
+    if args.ciphers.is_none() && crate::ktls::prefer_unlimited_cipher() {
+        // Stable: each version keeps its own order otherwise.
+        provider
+            .cipher_suites
+            .sort_by_key(|s| !format!("{:?}", s.suite()).contains("CHACHA20"));
+    }
     if let Some(list) = &args.ciphers {
         let mut chosen = Vec::new();
         for name in list
