@@ -155,7 +155,45 @@ pub fn run(args: CheckArgs) -> Result<()> {
             );
         }
     }
+    report_kernel_tls(&mut report);
     finish(report)
+}
+
+/// Which copy path SSTs on this host will take: not a problem either way, but a DBA
+/// comparing hosts wants to see it (and how to turn the fast path on).
+fn report_kernel_tls(report: &mut Report) {
+    use crate::fastpath::{Cipher, ktls_probe};
+    let ciphers = [
+        (Cipher::Aes128Gcm, "AES-128-GCM"),
+        (Cipher::Aes256Gcm, "AES-256-GCM"),
+        (Cipher::Chacha20Poly1305, "ChaCha20-Poly1305"),
+    ];
+    let mut usable = Vec::new();
+    let mut why = String::new();
+    for (cipher, name) in ciphers {
+        match ktls_probe(cipher) {
+            Ok(()) => usable.push(name),
+            Err(e) => why = e,
+        }
+    }
+    if usable.is_empty() {
+        report.say(
+            Level::Ok,
+            format!(
+                "kernel TLS unavailable here ({why}): SSTs use the buffered rustls path; \
+                 `modprobe tls` (the packages load it at boot) enables the kTLS + splice path"
+            ),
+        );
+    } else {
+        report.say(
+            Level::Ok,
+            format!(
+                "kernel TLS available for {}: SSTs hand the connection to the kernel \
+                 (kTLS + splice) unless --no-ktls",
+                usable.join(", ")
+            ),
+        );
+    }
 }
 
 fn finish(report: Report) -> Result<()> {

@@ -192,6 +192,14 @@ else
     show $T/st.out $T/st.log
 fi
 
+if sst-tunnel check --cert $P/node2-cert.pem --key $P/node2-key.pem --ca $P/ca.pem >$T/check.out 2>&1 &&
+    grep -q "ok: kernel TLS unavailable here (TCP_ULP" $T/check.out; then
+    pass "no tls.ko: check reports the buffered path and how to enable kTLS"
+else
+    fail "no tls.ko: check"
+    show $T/check.out
+fi
+
 # ------------------------------------------------------------------ stage 2: kTLS
 echo /sbin/modprobe >/proc/sys/kernel/modprobe
 insmod /lib/modules/"$KVER"/kernel/net/tls/tls.ko || fail "insmod tls.ko"
@@ -208,6 +216,14 @@ if [ $? = 0 ] && grep -q "copy path: *ktls" $T/st.out &&
 else
     fail "selftest on kernel TLS"
     show $T/st.out $T/st.log
+fi
+
+if sst-tunnel check --cert $P/node2-cert.pem --key $P/node2-key.pem --ca $P/ca.pem >$T/check.out 2>&1 &&
+    grep -q "ok: kernel TLS available for AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305" $T/check.out; then
+    pass "check reports kernel TLS for all three ciphers"
+else
+    fail "check with tls.ko"
+    show $T/check.out
 fi
 
 for s in TLS13_AES_128_GCM_SHA256 TLS13_AES_256_GCM_SHA384 TLS13_CHACHA20_POLY1305_SHA256; do
