@@ -27,55 +27,56 @@ CLI="--cert $P/node1-cert.pem --key $P/node1-key.pem --ca $P/ca.pem"
 head -c $((MB * 1048576)) /dev/urandom >$T/up
 head -c $((MB * 1048576 + 12345)) /dev/urandom >$T/down
 
-# Waits for a listener's "listening on HOST:PORT" line and prints the port; fails when the
-# process dies first. Polls the log: the line is the readiness signal.
-wait_listen() {
+# until PID CONDITION...: polls CONDITION (a command) every 20 ms for up to 30 s; fails
+# early when PID (0: none) has died. The conditions are the readiness signals themselves (a
+# log line, a listening port, bytes arrived), never a fixed delay.
+until_true() {
+    pid=$1
+    shift
     i=0
     while [ $i -lt 1500 ]; do
-        port=$(sed -n 's/.*listening on [^ ]*:\([0-9][0-9]*\).*/\1/p' "$1" | head -n 1)
-        if [ -n "$port" ]; then
-            echo "$port"
-            return 0
-        fi
-        kill -0 "$2" 2>/dev/null || return 1
+        "$@" && return 0
+        [ "$pid" = 0 ] || kill -0 "$pid" 2>/dev/null || return 1
         usleep 20000
         i=$((i + 1))
     done
     return 1
 }
 
+listen_port() { sed -n 's/.*listening on [^ ]*:\([0-9][0-9]*\).*/\1/p' "$1" | head -n 1; }
+has_port() { [ -n "$(listen_port "$1")" ]; }
+port_open() { netstat -ltn 2>/dev/null | grep -q ":$1 "; }
+bigger() { [ "$(wc -c <"$1")" -gt "$2" ]; }
+
+# Waits for a listener's "listening on HOST:PORT" line and prints the port.
+wait_listen() { until_true "$2" has_port "$1" && listen_port "$1"; }
 # Waits for a TCP port to be listened on (stunnel, socat print nothing we can wait for).
-wait_port() {
-    i=0
-    while [ $i -lt 1500 ]; do
-        netstat -ltn 2>/dev/null | grep -q ":$1 " && return 0
-        kill -0 "$2" 2>/dev/null || return 1
-        usleep 20000
-        i=$((i + 1))
-    done
-    return 1
-}
-
+wait_port() { until_true "$2" port_open "$1"; }
 # Waits until FILE has a line matching PATTERN.
-wait_grep() {
-    i=0
-    while [ $i -lt 1500 ]; do
-        grep -q "$2" "$1" && return 0
-        usleep 20000
-        i=$((i + 1))
-    done
-    return 1
-}
-
+wait_grep() { until_true 0 grep -q "$2" "$1"; }
 # Waits until FILE holds more than BYTES.
-wait_size() {
-    i=0
-    while [ $i -lt 1500 ]; do
-        [ "$(wc -c <"$1")" -gt "$2" ] && return 0
-        usleep 20000
-        i=$((i + 1))
+wait_size() { until_true 0 bigger "$1" "$2"; }
+
+# expect NAME "PATTERN;PATTERN..." COMMAND...: COMMAND must exit 0 and print (stdout or
+# stderr) a line matching each pattern.
+expect() {
+    name=$1 patterns=$2
+    shift 2
+    "$@" >$T/x.out 2>&1
+    rc=$?
+    missing=""
+    saved_ifs=$IFS
+    IFS=';'
+    for pattern in $patterns; do
+        grep -q "$pattern" $T/x.out || missing="$missing [$pattern]"
     done
-    return 1
+    IFS=$saved_ifs
+    if [ $rc = 0 ] && [ -z "$missing" ]; then
+        pass "$name"
+    else
+        fail "$name: exit $rc, missing$missing"
+        show $T/x.out
+    fi
 }
 
 # pair NAME SERVER_PATH CLIENT_PATH SUITE "SERVER ARGS" "CLIENT ARGS"
@@ -183,22 +184,12 @@ fi
 # ------------------------------------------------------------------ stage 1: no tls.ko
 echo /nonexistent >/proc/sys/kernel/modprobe
 pair "no tls.ko: falls back" buffered buffered TLS13_AES_256_GCM_SHA384 "$SRV_ECDSA" "$CLI"
-sst-tunnel selftest --size 1MiB --log-level debug >$T/st.out 2>$T/st.log
-if [ $? = 0 ] && grep -q "copy path: *buffered" $T/st.out &&
-    grep -q "kernel TLS unavailable, using the buffered path: TCP_ULP" $T/st.log; then
-    pass "no tls.ko: selftest reports the buffered path and why"
-else
-    fail "no tls.ko: selftest"
-    show $T/st.out $T/st.log
-fi
-
-if sst-tunnel check --cert $P/node2-cert.pem --key $P/node2-key.pem --ca $P/ca.pem >$T/check.out 2>&1 &&
-    grep -q "ok: kernel TLS unavailable here (TCP_ULP" $T/check.out; then
-    pass "no tls.ko: check reports the buffered path and how to enable kTLS"
-else
-    fail "no tls.ko: check"
-    show $T/check.out
-fi
+expect "no tls.ko: selftest reports the buffered path and why" \
+    "copy path: *buffered;kernel TLS unavailable, using the buffered path: TCP_ULP" \
+    sst-tunnel selftest --size 1MiB --log-level debug
+expect "no tls.ko: check reports the buffered path and how to enable kTLS" \
+    "ok: kernel TLS unavailable here (TCP_ULP;modprobe tls" \
+    sst-tunnel check --cert $P/node2-cert.pem --key $P/node2-key.pem --ca $P/ca.pem
 
 # ------------------------------------------------------------------ stage 2: kTLS
 echo /sbin/modprobe >/proc/sys/kernel/modprobe
@@ -209,22 +200,12 @@ for m in aesni-intel ghash-clmulni-intel gcm chacha20poly1305 chacha-x86_64 poly
 done
 echo "KTLSVM tcp_available_ulp: $(cat /proc/sys/net/ipv4/tcp_available_ulp)"
 
-sst-tunnel selftest --size 4MiB >$T/st.out 2>$T/st.log
-if [ $? = 0 ] && grep -q "copy path: *ktls" $T/st.out &&
-    grep -q "cipher suite: *TLS13_CHACHA20_POLY1305_SHA256" $T/st.out; then
-    pass "selftest runs on kernel TLS, with ChaCha20 preferred (no key-usage limit)"
-else
-    fail "selftest on kernel TLS"
-    show $T/st.out $T/st.log
-fi
-
-if sst-tunnel check --cert $P/node2-cert.pem --key $P/node2-key.pem --ca $P/ca.pem >$T/check.out 2>&1 &&
-    grep -q "ok: kernel TLS available for AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305" $T/check.out; then
-    pass "check reports kernel TLS for all three ciphers"
-else
-    fail "check with tls.ko"
-    show $T/check.out
-fi
+expect "selftest runs on kernel TLS, with ChaCha20 preferred (no key-usage limit)" \
+    "copy path: *ktls;cipher suite: *TLS13_CHACHA20_POLY1305_SHA256" \
+    sst-tunnel selftest --size 4MiB
+expect "check reports kernel TLS for all three ciphers" \
+    "ok: kernel TLS available for AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305" \
+    sst-tunnel check --cert $P/node2-cert.pem --key $P/node2-key.pem --ca $P/ca.pem
 
 for s in TLS13_AES_128_GCM_SHA256 TLS13_AES_256_GCM_SHA384 TLS13_CHACHA20_POLY1305_SHA256; do
     pair "TLS 1.3 both ends kTLS" ktls+splice ktls+splice $s "$SRV_ECDSA" "$CLI --ciphers $s"
@@ -359,52 +340,44 @@ fi
 # The debug line that proves a connection went to the kernel before the failure under test.
 HANDED="handed the connection to kernel TLS"
 
-# Truncation: the sender dies mid-stream; the kTLS receiver must fail (exit 6), not end
-# cleanly, because no close_notify came.
-rm -f $T/s.*
-sst-tunnel --log-level debug listen 127.0.0.1:0 --stdio $SRV_ECDSA </dev/null >$T/s.out 2>$T/s.log &
-spid=$!
-if port=$(wait_listen $T/s.log $spid); then
-    # shellcheck disable=SC2086
-    sst-tunnel --log-level debug connect 127.0.0.1:"$port" $CLI </dev/urandom >/dev/null 2>$T/c.log &
-    cpid=$!
-    wait_size $T/s.out 262144
-    kill -9 $cpid
-    wait $cpid 2>/dev/null
-    wait $spid
-    src=$?
-    if [ $src = 6 ] && grep -q "(stream truncated)" $T/s.log && grep -q "$HANDED" $T/s.log; then
-        pass "kTLS receiver: a killed sender is a truncation (exit 6)"
-    else
-        fail "kTLS receiver after a killed sender: exit $src"
-        show $T/s.log
+# killed VICTIM: a kTLS stream from the server (VICTIM=server) or the client (VICTIM=client),
+# both ends on kernel TLS, and the sender is SIGKILLed mid-stream; the receiver must fail
+# (exit 6, "(stream truncated)"), not end cleanly, because no close_notify came.
+killed() {
+    victim=$1
+    rm -f $T/s.* $T/c.*
+    if [ "$victim" = client ]; then sfeed=/dev/null cfeed=/dev/urandom; else sfeed=/dev/urandom cfeed=/dev/null; fi
+    sst-tunnel --log-level debug listen 127.0.0.1:0 --stdio $SRV_ECDSA <$sfeed >$T/s.out 2>$T/s.log &
+    spid=$!
+    if ! port=$(wait_listen $T/s.log $spid); then
+        fail "listener for the killed-$victim test did not start"
+        return
     fi
-else
-    fail "listener for the truncation test did not start"
-fi
-
-# The kTLS client's side of a killed server.
-rm -f $T/s.* $T/c.*
-sst-tunnel --log-level debug listen 127.0.0.1:0 --stdio $SRV_ECDSA </dev/urandom >/dev/null 2>$T/s.log &
-spid=$!
-if port=$(wait_listen $T/s.log $spid); then
     # shellcheck disable=SC2086
-    sst-tunnel --log-level debug connect 127.0.0.1:"$port" $CLI </dev/null >$T/c.out 2>$T/c.log &
+    sst-tunnel --log-level debug connect 127.0.0.1:"$port" $CLI <$cfeed >$T/c.out 2>$T/c.log &
     cpid=$!
-    wait_size $T/c.out 262144
-    kill -9 $spid
-    wait $spid 2>/dev/null
-    wait $cpid
-    crc=$?
-    if [ $crc = 6 ] && grep -q "(stream truncated)" $T/c.log && grep -q "$HANDED" $T/c.log; then
-        pass "kTLS client: a killed server is a truncation (exit 6)"
+    if [ "$victim" = client ]; then
+        wait_size $T/s.out 262144
+        kill -9 $cpid
+        wait $cpid 2>/dev/null
+        wait $spid
+        rc=$? log=$T/s.log
     else
-        fail "kTLS client after a killed server: exit $crc"
-        show $T/c.log
+        wait_size $T/c.out 262144
+        kill -9 $spid
+        wait $spid 2>/dev/null
+        wait $cpid
+        rc=$? log=$T/c.log
     fi
-else
-    fail "listener for the killed-server test did not start"
-fi
+    if [ $rc = 6 ] && grep -q "(stream truncated)" $log && grep -q "$HANDED" $log; then
+        pass "kTLS receiver: a killed $victim is a truncation (exit 6)"
+    else
+        fail "kTLS receiver after a killed $victim: exit $rc"
+        show $log
+    fi
+}
+killed client
+killed server
 
 # Alerts after the hand-off: under TLS 1.3 the client's handshake ends before the server
 # has checked its certificate, so the server's rejection arrives as an alert record through
@@ -429,40 +402,27 @@ else
     fail "listener for the alert test did not start"
 fi
 
-# AES-GCM's key-usage limit, lowered to 64 records: the kernel cannot rekey, so the kTLS
-# sender must stop with an error before record 65 (and the receiver see a truncation).
-rm -f $T/s.* $T/c.*
-sst-tunnel --log-level debug listen 127.0.0.1:0 --stdio $SRV_ECDSA </dev/null >$T/s.out 2>$T/s.log &
-spid=$!
-if port=$(wait_listen $T/s.log $spid); then
-    # shellcheck disable=SC2086
-    SST_TUNNEL_TEST_RECORD_LIMIT=64 sst-tunnel --log-level debug connect 127.0.0.1:"$port" $CLI \
-        --ciphers TLS13_AES_128_GCM_SHA256 <$T/up >/dev/null 2>$T/c.log
-    crc=$?
-    wait $spid
-    src=$?
-    got=$(wc -c <$T/s.out)
-    if [ $crc = 6 ] && grep -q "key-usage limit is reached" $T/c.log && [ $src = 6 ] &&
-        [ "$got" -le $((64 * 16384)) ]; then
-        pass "kTLS sender stops at a lowered AES-GCM key-usage limit ($got bytes arrived)"
-    else
-        fail "key-usage limit: client exit $crc, server exit $src, $got bytes arrived"
-        show $T/c.log $T/s.log
+# key_limit files|pipe: AES-GCM's key-usage limit, lowered to 64 records. The kernel cannot
+# rekey, so the kTLS sender must stop with an error before the limit (and the receiver see a
+# truncation), on the copy engine (stdin a file) and on the splice engine (stdin a pipe).
+key_limit() {
+    engine=$1
+    rm -f $T/s.* $T/c.*
+    sst-tunnel listen 127.0.0.1:0 --stdio $SRV_ECDSA </dev/null >$T/s.out 2>$T/s.log &
+    spid=$!
+    if ! port=$(wait_listen $T/s.log $spid); then
+        fail "listener for the key-limit test ($engine) did not start"
+        return
     fi
-else
-    fail "listener for the key-limit test did not start"
-fi
-
-# The same limit on the splice engine (stdin a pipe).
-rm -f $T/s.* $T/c.*
-mkfifo $T/c.in
-sst-tunnel listen 127.0.0.1:0 --stdio $SRV_ECDSA </dev/null >$T/s.out 2>$T/s.log &
-spid=$!
-if port=$(wait_listen $T/s.log $spid); then
-    cat $T/up >$T/c.in &
+    feed=$T/up want="path\|key-usage"
+    if [ "$engine" = pipe ]; then
+        mkfifo $T/c.in
+        cat $T/up >$T/c.in &
+        feed=$T/c.in want="splicing up=true"
+    fi
     # shellcheck disable=SC2086
     SST_TUNNEL_TEST_RECORD_LIMIT=64 sst-tunnel --log-level debug connect 127.0.0.1:"$port" $CLI \
-        --ciphers TLS13_AES_128_GCM_SHA256 <$T/c.in >/dev/null 2>$T/c.log
+        --ciphers TLS13_AES_128_GCM_SHA256 <$feed >/dev/null 2>$T/c.log
     crc=$?
     wait $spid
     src=$?
@@ -470,15 +430,15 @@ if port=$(wait_listen $T/s.log $spid); then
     wait
     got=$(wc -c <$T/s.out)
     if [ $crc = 6 ] && grep -q "key-usage limit is reached" $T/c.log && [ $src = 6 ] &&
-        grep -q "splicing up=true" $T/c.log && [ "$got" -le $((64 * 16384)) ]; then
-        pass "kTLS splice sender stops at the lowered key-usage limit ($got bytes arrived)"
+        grep -q "$want" $T/c.log && [ "$got" -le $((64 * 16384)) ]; then
+        pass "kTLS sender ($engine) stops at the lowered AES-GCM key-usage limit ($got bytes arrived)"
     else
-        fail "key-usage limit (splice): client exit $crc, server exit $src, $got bytes arrived"
+        fail "key-usage limit ($engine): client exit $crc, server exit $src, $got bytes arrived"
         show $T/c.log $T/s.log
     fi
-else
-    fail "listener for the key-limit splice test did not start"
-fi
+}
+key_limit files
+key_limit pipe
 
 echo "KTLSVM $failures failure(s)"
 [ $failures = 0 ]
