@@ -264,9 +264,10 @@ impl KernelStream {
     }
 
     /// Whether plaintext decrypted by rustls before the hand-off is still to be delivered
-    /// (it must come first, so a splice reader waits for the copy engine to deliver it).
+    /// (it must come first), or rustls already saw the peer's close_notify: either way the
+    /// receiving direction is the copy engine's, which knows both.
     pub fn has_preface(&self) -> bool {
-        self.preface_at < self.preface.len()
+        self.preface_at < self.preface.len() || self.peer_closed
     }
 
     /// How many of `want` bytes may be sent now under the cipher's key-usage limit; an
