@@ -440,5 +440,29 @@ key_limit() {
 key_limit files
 key_limit pipe
 
+# A peer that rekeys: a buffered sst-tunnel sender with the lowered limit sends a TLS 1.3
+# KeyUpdate after 64 records. This kernel's TLS layer cannot take new keys, so the kTLS
+# receiver must stop with a clear error (exit 6) instead of failing to decrypt what follows.
+rm -f $T/s.* $T/c.*
+sst-tunnel listen 127.0.0.1:0 --stdio $SRV_ECDSA </dev/null >$T/s.out 2>$T/s.log &
+spid=$!
+if port=$(wait_listen $T/s.log $spid); then
+    # shellcheck disable=SC2086
+    SST_TUNNEL_TEST_RECORD_LIMIT=64 sst-tunnel connect 127.0.0.1:"$port" $CLI --no-ktls \
+        --ciphers TLS13_AES_128_GCM_SHA256 <$T/up >/dev/null 2>$T/c.log
+    crc=$?
+    wait $spid
+    src=$?
+    if [ $src = 6 ] && grep -q "the peer rekeyed (TLS 1.3 KeyUpdate).*rerun with --no-ktls" $T/s.log &&
+        [ $crc != 0 ]; then
+        pass "kTLS receiver: a peer's KeyUpdate is a clear error (exit 6), sender exit $crc"
+    else
+        fail "peer KeyUpdate: receiver exit $src, sender exit $crc"
+        show $T/s.log $T/c.log
+    fi
+else
+    fail "listener for the KeyUpdate test did not start"
+fi
+
 echo "KTLSVM $failures failure(s)"
 [ $failures = 0 ]
