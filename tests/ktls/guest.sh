@@ -453,8 +453,9 @@ if port=$(wait_listen $T/s.log $spid); then
     crc=$?
     wait $spid
     src=$?
-    if [ $src = 6 ] && grep -q "the peer rekeyed (TLS 1.3 KeyUpdate).*rerun with --no-ktls" $T/s.log &&
-        [ $crc != 0 ]; then
+    # (The sender may already have finished: its bytes and close_notify were out and the
+    # receiver's close_notify in before the receiver failed, so its exit status is a race.)
+    if [ $src = 6 ] && grep -q "the peer rekeyed (TLS 1.3 KeyUpdate).*rerun with --no-ktls" $T/s.log; then
         pass "kTLS receiver: a peer's KeyUpdate is a clear error (exit 6), sender exit $crc"
     else
         fail "peer KeyUpdate: receiver exit $src, sender exit $crc"
