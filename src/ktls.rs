@@ -126,11 +126,12 @@ pub enum Stream<S> {
     Kernel(KernelStream),
 }
 
-/// Offloads a finished handshake to the kernel when it can; otherwise gives the rustls
-/// stream back, switched to read-ahead. An error means the connection is unusable (the
-/// kernel refused keys after the point of no return, or the peer misbehaved meanwhile).
-pub async fn hand_off<S: Handshaken>(mut stream: S, exact: bool) -> io::Result<Stream<S>> {
-    if !exact {
+/// Offloads a finished handshake to the kernel when it can (the wire was made record-exact
+/// for it); otherwise gives the rustls stream back, switched to read-ahead. An error means
+/// the connection is unusable (the kernel refused keys after the point of no return, or the
+/// peer misbehaved meanwhile).
+pub async fn hand_off<S: Handshaken>(mut stream: S) -> io::Result<Stream<S>> {
+    if !stream.parts().0.is_exact() {
         return Ok(Stream::User(stream));
     }
     let (wire, conn) = stream.parts();
@@ -204,16 +205,12 @@ fn offload_check<D>(wire: &Wire, conn: &ConnectionCommon<D>) -> Result<(), Strin
     let suite = conn
         .negotiated_cipher_suite()
         .ok_or("no suite negotiated")?;
-    let name = suite.suite().as_str().unwrap_or("?");
-    let cipher = if name.contains("AES_128_GCM") {
-        Cipher::Aes128Gcm
-    } else if name.contains("AES_256_GCM") {
-        Cipher::Aes256Gcm
-    } else if name.contains("CHACHA20_POLY1305") {
-        Cipher::Chacha20Poly1305
-    } else {
-        return Err(format!("{name} has no kernel implementation"));
-    };
+    let cipher = Cipher::of_suite(suite.suite()).ok_or_else(|| {
+        format!(
+            "{} has no kernel implementation",
+            suite.suite().as_str().unwrap_or("this suite")
+        )
+    })?;
     fastpath::ktls_probe(cipher)?;
     fastpath::ktls_attach(wire.tcp().as_fd()).map_err(|e| format!("TCP_ULP \"tls\": {e}"))
 }
@@ -299,40 +296,29 @@ impl KernelStream {
     /// and handles it: `Ready(Ok(true))` for close_notify, `Ready(Ok(false))` for a skipped
     /// ticket, an error for anything else.
     pub fn poll_control(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
-        if self.scratch.len() < MAX_RECORD {
-            self.scratch.resize(MAX_RECORD, 0);
+        let (kind, n) = ready!(poll_recv(&self.tcp, cx, record_room(&mut self.scratch)))?;
+        if kind == APPLICATION_DATA {
+            return Poll::Ready(Err(if n == 0 {
+                io::ErrorKind::UnexpectedEof.into()
+            } else {
+                io::Error::other("kernel TLS returned data where a control record was due")
+            }));
         }
-        loop {
-            ready!(self.tcp.poll_read_ready(cx))?;
-            let fd = self.tcp.as_fd();
-            let buf = &mut self.scratch[..];
-            let (kind, n) = match self
-                .tcp
-                .try_io(Interest::READABLE, || fastpath::ktls_recv(fd, buf))
-            {
-                Ok(got) => got,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(kernel_error(e))),
-            };
-            if kind == APPLICATION_DATA {
-                return Poll::Ready(Err(if n == 0 {
-                    io::ErrorKind::UnexpectedEof.into()
-                } else {
-                    io::Error::other("kernel TLS returned data where a control record was due")
-                }));
-            }
-            let body = self.scratch[..n].to_vec();
-            let closed = self.control(kind, &body)?;
-            self.peer_closed |= closed;
-            return Poll::Ready(Ok(closed));
-        }
+        let body = self.scratch[..n].to_vec();
+        self.control(kind, &body)?;
+        Poll::Ready(Ok(self.peer_closed))
     }
 
-    /// Handles one control record; `Ok(true)` when it was close_notify.
-    fn control(&mut self, kind: u8, body: &[u8]) -> io::Result<bool> {
+    /// Handles one control record: close_notify marks the peer closed, a ticket is skipped,
+    /// anything else is an error.
+    fn control(&mut self, kind: u8, body: &[u8]) -> io::Result<()> {
         match kind {
             ALERT => match body {
-                [_, 0] => Ok(true),
+                [_, 0] => {
+                    debug!("peer's close_notify received by kernel TLS");
+                    self.peer_closed = true;
+                    Ok(())
+                }
                 [_, description] => Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     rustls::Error::AlertReceived(AlertDescription::from(*description)),
@@ -370,9 +356,33 @@ impl KernelStream {
                     }
                     self.handshake.drain(..4 + len);
                 }
-                Ok(false)
+                Ok(())
             }
             other => Err(invalid(&format!("a record of content type {other}"))),
+        }
+    }
+}
+
+/// Room for one whole record (a control record must be received whole).
+fn record_room(scratch: &mut Vec<u8>) -> &mut [u8] {
+    if scratch.len() < MAX_RECORD {
+        scratch.resize(MAX_RECORD, 0);
+    }
+    scratch
+}
+
+/// One non-blocking receive from the kTLS socket once it is readable: `(content type,
+/// bytes)`, with the kernel's errors in TLS terms.
+fn poll_recv(
+    tcp: &TcpStream,
+    cx: &mut Context<'_>,
+    buf: &mut [u8],
+) -> Poll<io::Result<(u8, usize)>> {
+    loop {
+        ready!(tcp.poll_read_ready(cx))?;
+        match tcp.try_io(Interest::READABLE, || fastpath::ktls_recv(tcp.as_fd(), buf)) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            other => return Poll::Ready(other.map_err(kernel_error)),
         }
     }
 }
@@ -414,49 +424,30 @@ impl AsyncRead for KernelStream {
             if this.peer_closed || out.remaining() == 0 {
                 return Poll::Ready(Ok(()));
             }
-            ready!(this.tcp.poll_read_ready(cx))?;
             // A control record must fit whole, so small reads go through a scratch buffer.
             let direct = out.remaining() >= MAX_RECORD;
-            if !direct && this.scratch.len() < MAX_RECORD {
-                this.scratch.resize(MAX_RECORD, 0);
-            }
-            let result = {
-                let buf = if direct {
-                    out.initialize_unfilled()
-                } else {
-                    &mut this.scratch[..]
-                };
-                let fd = this.tcp.as_fd();
-                this.tcp
-                    .try_io(Interest::READABLE, || fastpath::ktls_recv(fd, buf))
-            };
-            let (kind, n) = match result {
-                Ok(got) => got,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(kernel_error(e))),
-            };
-            if kind == APPLICATION_DATA {
-                if n == 0 {
-                    return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
-                }
-                if direct {
-                    out.advance(n);
-                } else {
-                    let fit = n.min(out.remaining());
-                    out.put_slice(&this.scratch[..fit]);
-                    this.preface.extend_from_slice(&this.scratch[fit..n]);
-                }
-                return Poll::Ready(Ok(()));
-            }
-            let body = if direct {
-                out.initialize_unfilled()[..n].to_vec()
+            let buf = if direct {
+                out.initialize_unfilled()
             } else {
-                this.scratch[..n].to_vec()
+                record_room(&mut this.scratch)
             };
-            if this.control(kind, &body)? {
-                debug!("peer's close_notify received by kernel TLS");
-                this.peer_closed = true;
+            let (kind, n) = ready!(poll_recv(&this.tcp, cx, buf))?;
+            if kind != APPLICATION_DATA {
+                let body = buf[..n].to_vec();
+                this.control(kind, &body)?;
+                continue;
             }
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+            }
+            if direct {
+                out.advance(n);
+            } else {
+                let fit = n.min(out.remaining());
+                out.put_slice(&this.scratch[..fit]);
+                this.preface.extend_from_slice(&this.scratch[fit..n]);
+            }
+            return Poll::Ready(Ok(()));
         }
     }
 }

@@ -74,17 +74,13 @@ pub async fn run(args: SelftestArgs) -> Result<()> {
             .accept()
             .await
             .map_err(|e| Error::Connect(format!("selftest accept: {e}")))?;
-        let (mut stream, info) =
-            session::accept(&TlsAcceptor::from(server_cfg), tcp, limit).await?;
+        let (mut stream, _) = session::accept(&TlsAcceptor::from(server_cfg), tcp, limit).await?;
         let mut sink = HashSink::new();
         let transfer = relay::relay(
             &mut stream,
             tokio::io::empty(),
             &mut sink,
-            relay::Options {
-                path: info.path,
-                ..relay::Options::default()
-            },
+            relay::Options::default(),
         )
         .await
         .map_err(session::relay_error)?;
@@ -106,10 +102,7 @@ pub async fn run(args: SelftestArgs) -> Result<()> {
         &mut stream,
         &mut source,
         tokio::io::sink(),
-        relay::Options {
-            path: info.path,
-            ..relay::Options::default()
-        },
+        relay::Options::default(),
     )
     .await
     .map_err(session::relay_error)?;

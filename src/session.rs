@@ -16,7 +16,6 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::{info, warn};
 
 use crate::error::Error;
-use crate::fastpath::CopyPath;
 use crate::ktls;
 use crate::net;
 use crate::relay::{self, RelayError, Transfer};
@@ -38,8 +37,6 @@ pub struct TlsInfo {
     /// Records this connection may still send (TLS 1.2 key usage limit), see
     /// [`tls::record_budget`]; the kernel path enforces its own.
     pub record_budget: Option<u64>,
-    /// Who moves the records: rustls or the kernel.
-    pub path: CopyPath,
 }
 
 impl TlsInfo {
@@ -66,7 +63,6 @@ impl TlsInfo {
             peer_subject: peer.as_ref().map(|p| p.subject.clone()),
             peer_issuer: peer.map(|p| p.issuer),
             record_budget: tls::record_budget(conn),
-            path: CopyPath::Buffered,
         }
     }
 }
@@ -84,16 +80,11 @@ pub async fn accept(
     limit: Duration,
 ) -> Result<(ServerStream, TlsInfo), Error> {
     net::tune(&tcp);
-    let exact = ktls::wanted();
-    let wire = if exact {
-        Wire::exact(tcp)
-    } else {
-        Wire::read_ahead(tcp)
-    };
+    let wire = Wire::new(tcp, ktls::wanted());
     let mut stream = handshake(limit, acceptor.accept(wire)).await?;
     stream.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
     let info = TlsInfo::of(stream.get_ref().1);
-    offload(limit, stream, exact, info).await
+    offload(limit, stream, info).await
 }
 
 /// Client side of a connection (the socket comes tuned from [`net::connect`]): handshake
@@ -104,17 +95,12 @@ pub async fn connect(
     tcp: TcpStream,
     limit: Duration,
 ) -> Result<(ClientStream, TlsInfo), Error> {
-    let exact = ktls::wanted();
-    let wire = if exact {
-        Wire::exact(tcp)
-    } else {
-        Wire::read_ahead(tcp)
-    };
+    let wire = Wire::new(tcp, ktls::wanted());
     let connecting = TlsConnector::from(config).connect(name, wire);
     let mut stream = handshake(limit, connecting).await?;
     stream.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
     let info = TlsInfo::of(stream.get_ref().1);
-    offload(limit, stream, exact, info).await
+    offload(limit, stream, info).await
 }
 
 /// The kernel hand-off of a finished handshake (it may still wait for the rest of a record
@@ -122,12 +108,11 @@ pub async fn connect(
 async fn offload<S: ktls::Handshaken>(
     limit: Duration,
     stream: S,
-    exact: bool,
     mut info: TlsInfo,
 ) -> Result<(ktls::Stream<S>, TlsInfo), Error> {
-    let stream = handshake(limit, ktls::hand_off(stream, exact)).await?;
+    let stream = handshake(limit, ktls::hand_off(stream)).await?;
     if let ktls::Stream::Kernel(_) = stream {
-        info.path = CopyPath::Kernel;
+        // The kernel stream enforces the key-usage limit itself.
         info.record_budget = None;
     }
     Ok((stream, info))
@@ -223,7 +208,6 @@ impl Reporting {
             end_with_peer,
             progress: self.progress_for(peer),
             record_budget: info.record_budget,
-            path: info.path,
         }
     }
 

@@ -44,16 +44,10 @@ enum Mode {
 }
 
 impl Wire {
-    /// A wire with read-ahead (the user-space TLS path from the first byte).
-    pub fn read_ahead(tcp: TcpStream) -> Self {
-        let mut wire = Self::exact(tcp);
-        wire.set_read_ahead();
-        wire
-    }
-
-    /// A wire that never reads past the record it is in (a kernel hand-off may follow).
-    pub fn exact(tcp: TcpStream) -> Self {
-        Self {
+    /// A wire for a handshake: record-exact when a kernel hand-off may follow (`exact`),
+    /// read-ahead (the user-space TLS path from the first byte) otherwise.
+    pub fn new(tcp: TcpStream, exact: bool) -> Self {
+        let mut wire = Self {
             tcp,
             mode: Mode::Exact {
                 header: [0; HEADER],
@@ -61,7 +55,16 @@ impl Wire {
                 body_left: 0,
                 pause: false,
             },
+        };
+        if !exact {
+            wire.set_read_ahead();
         }
+        wire
+    }
+
+    /// Whether it reads record-exact, i.e. a hand-off was possible when it was made.
+    pub fn is_exact(&self) -> bool {
+        matches!(self.mode, Mode::Exact { .. })
     }
 
     /// Whether a record has been partly read: the hand-off must finish it first.
@@ -213,7 +216,7 @@ mod tests {
         let mut bytes = vec![22, 3, 3, 0, 3, b'a', b'b', b'c'];
         bytes.extend_from_slice(&[23, 3, 3, 0, 2, b'x', b'y', 21, 3]);
         peer.write_all(&bytes).await.unwrap();
-        let mut wire = Wire::exact(tcp);
+        let mut wire = Wire::new(tcp, true);
         let mut got = Vec::new();
         let mut buf = [0u8; 64];
         while got.len() < 8 {

@@ -59,6 +59,21 @@ pub enum Cipher {
 }
 
 impl Cipher {
+    /// The kernel cipher behind a TLS 1.2 or 1.3 suite (its AEAD is in the IANA name);
+    /// `None` for suites the kernel cannot carry.
+    pub fn of_suite(suite: rustls::CipherSuite) -> Option<Self> {
+        let name = suite.as_str()?;
+        if name.contains("AES_128_GCM") {
+            Some(Self::Aes128Gcm)
+        } else if name.contains("AES_256_GCM") {
+            Some(Self::Aes256Gcm)
+        } else if name.contains("CHACHA20_POLY1305") {
+            Some(Self::Chacha20Poly1305)
+        } else {
+            None
+        }
+    }
+
     /// The kernel cipher for negotiated traffic secrets; `None` for anything else.
     pub fn of(secrets: &ConnectionTrafficSecrets) -> Option<Self> {
         match secrets {

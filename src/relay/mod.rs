@@ -1,8 +1,9 @@
 //! Moving one connection's bytes both ways: half-close, idle timeout, byte counts.
 //!
-//! [`relay`] is the seam between "a connection is established" and "how bytes move". It asks
-//! [`fastpath::choose_path`] which engine to use; today that is always the portable
-//! [`buffered`] engine, and the Linux kTLS/splice engine of a later issue slots in beside it.
+//! [`relay`] is the seam between "a connection is established" and "how bytes move". Each
+//! direction runs the [`splice`] engine where both its ends are fds the kernel can splice
+//! (a kernel-TLS or plaintext TCP socket, a pipe or socket locally), the portable
+//! [`buffered`] engine otherwise.
 //!
 //! Semantics, shared by every engine:
 //! - each direction ends on its own: EOF on the plaintext source sends close_notify and a TCP
@@ -213,8 +214,6 @@ pub struct Options {
     /// Most TLS records the connection may still send (TLS 1.2's key usage limit); the relay
     /// fails before crossing it rather than let the stream end early. `None`: no limit.
     pub record_budget: Option<u64>,
-    /// The engine the session chose (reported in the summary).
-    pub path: CopyPath,
 }
 
 /// Relays between an established TLS stream and a local plaintext reader/writer until both
@@ -245,9 +244,10 @@ where
         true,
     ));
     let spliced = matches!(up, Way::Splice(_)) || matches!(down, Way::Splice(_));
-    let path = match options.path {
-        CopyPath::Kernel if spliced => CopyPath::KernelSplice,
-        other => other,
+    let path = match (tls.splice_net(), spliced) {
+        (Some(splice::Net::Kernel(_)), true) => CopyPath::KernelSplice,
+        (Some(splice::Net::Kernel(_)), false) => CopyPath::Kernel,
+        _ => CopyPath::Buffered,
     };
     if spliced {
         debug!(

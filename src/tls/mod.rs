@@ -316,9 +316,10 @@ fn provider(args: &TlsArgs) -> Result<CryptoProvider> {
     provider.cipher_suites = with_test_record_limit(provider.cipher_suites);
     if args.ciphers.is_none() && crate::ktls::prefer_unlimited_cipher() {
         // Stable: each version keeps its own order otherwise.
-        provider
-            .cipher_suites
-            .sort_by_key(|s| !format!("{:?}", s.suite()).contains("CHACHA20"));
+        provider.cipher_suites.sort_by_key(|s| {
+            crate::fastpath::Cipher::of_suite(s.suite())
+                != Some(crate::fastpath::Cipher::Chacha20Poly1305)
+        });
     }
     if let Some(list) = &args.ciphers {
         let mut chosen = Vec::new();

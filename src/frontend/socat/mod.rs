@@ -627,7 +627,6 @@ async fn plain_relay(mut tcp: tokio::net::TcpStream, peer: &str, stream: Stream)
             end_with_peer: local.end_with_peer,
             progress: crate::session::Reporting::front_end().progress_for(peer),
             record_budget: None,
-            path: fastpath::CopyPath::Buffered,
         },
     )
     .await
