@@ -21,27 +21,15 @@ use std::task::{Context, Poll, ready};
 
 use rustls::client::ClientConnectionData;
 use rustls::server::ServerConnectionData;
-use rustls::{AlertDescription, ConnectionCommon, ProtocolVersion};
+use rustls::{ConnectionCommon, ProtocolVersion};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
 use tokio::net::TcpStream;
 use tracing::debug;
 
 use crate::fastpath::{self, Cipher, Direction, TlsVersion};
+use crate::record::{self, ALERT, APPLICATION_DATA, Control, Event, MAX_RECORD, UserStream};
 use crate::tls;
 use crate::wire::Wire;
-
-/// Content types of TLS records.
-const ALERT: u8 = 21;
-const HANDSHAKE: u8 = 22;
-const APPLICATION_DATA: u8 = 23;
-/// Handshake message types that may follow the handshake.
-const HELLO_REQUEST: u8 = 0;
-const NEW_SESSION_TICKET: u8 = 4;
-const KEY_UPDATE: u8 = 24;
-/// Largest plaintext in one record.
-const MAX_RECORD: usize = 16 * 1024;
-/// Bound on post-handshake handshake messages we reassemble (tickets are small).
-const MAX_HANDSHAKE: usize = 64 * 1024;
 
 /// Set by `--no-ktls` or `SST_TUNNEL_KTLS=off`: every connection stays buffered.
 static DISABLED: AtomicBool = AtomicBool::new(false);
@@ -88,6 +76,8 @@ pub fn prefer_unlimited_cipher() -> bool {
 pub trait Handshaken: Sized {
     /// rustls' per-side connection data.
     type Data;
+    /// Which side we are (whose traffic secret is ours).
+    const CLIENT: bool;
     /// The wire and the connection, borrowed.
     fn parts(&mut self) -> (&mut Wire, &mut ConnectionCommon<Self::Data>);
     /// The wire and the connection, owned (ends the rustls stream).
@@ -96,6 +86,7 @@ pub trait Handshaken: Sized {
 
 impl Handshaken for tokio_rustls::client::TlsStream<Wire> {
     type Data = ClientConnectionData;
+    const CLIENT: bool = true;
     fn parts(&mut self) -> (&mut Wire, &mut ConnectionCommon<ClientConnectionData>) {
         let (wire, conn) = self.get_mut();
         (wire, conn)
@@ -108,6 +99,7 @@ impl Handshaken for tokio_rustls::client::TlsStream<Wire> {
 
 impl Handshaken for tokio_rustls::server::TlsStream<Wire> {
     type Data = ServerConnectionData;
+    const CLIENT: bool = false;
     fn parts(&mut self) -> (&mut Wire, &mut ConnectionCommon<ServerConnectionData>) {
         let (wire, conn) = self.get_mut();
         (wire, conn)
@@ -118,29 +110,52 @@ impl Handshaken for tokio_rustls::server::TlsStream<Wire> {
     }
 }
 
-/// A connection after the handshake: still in rustls, or in the kernel.
+/// A connection after the handshake: records made by rustls, by our user-space record
+/// layer, or by the kernel.
 pub enum Stream<S> {
-    /// The buffered rustls stream.
-    User(S),
+    /// rustls' buffered stream (TLS 1.2, or `SST_TUNNEL_RECORDS=rustls`).
+    Rustls(S),
+    /// TLS 1.3 records sealed and opened in user space by [`record::UserStream`].
+    Records(Box<UserStream>),
     /// The kernel's TLS socket.
     Kernel(KernelStream),
 }
 
-/// Offloads a finished handshake to the kernel when it can (the wire was made record-exact
-/// for it); otherwise gives the rustls stream back, switched to read-ahead. An error means
+/// Where a finished handshake's records will be made.
+enum Engine {
+    Kernel,
+    Records,
+}
+
+/// Moves a finished handshake to the kernel when it can, else TLS 1.3 to the user-space
+/// record layer (both need the record-exact wire and, for the latter, the secrets `capture`
+/// caught); otherwise gives the rustls stream back, switched to read-ahead. An error means
 /// the connection is unusable (the kernel refused keys after the point of no return, or the
 /// peer misbehaved meanwhile).
-pub async fn hand_off<S: Handshaken>(mut stream: S) -> io::Result<Stream<S>> {
+pub async fn hand_off<S: Handshaken>(
+    mut stream: S,
+    capture: Option<&record::SecretCapture>,
+) -> io::Result<Stream<S>> {
     if !stream.parts().0.is_exact() {
-        return Ok(Stream::User(stream));
+        return Ok(Stream::Rustls(stream));
     }
     let (wire, conn) = stream.parts();
-    if let Err(why) = offload_check(wire, conn) {
-        debug!("not offloading to kernel TLS: {why}");
-        stream.parts().0.set_read_ahead();
-        return Ok(Stream::User(stream));
-    }
-    // From here on the socket belongs to the kernel's TLS layer.
+    let suite = conn.negotiated_cipher_suite().map(|s| s.suite());
+    let records = capture.is_some() && suite.is_some_and(record::carries);
+    // wanted() is false (and logged once) where the kernel has no TLS or --no-ktls is set.
+    let kernel = wanted()
+        && offload_check(wire, conn)
+            .inspect_err(|why| debug!("not offloading to kernel TLS: {why}"))
+            .is_ok();
+    let engine = match (kernel, records) {
+        (true, _) => Engine::Kernel,
+        (false, true) => Engine::Records,
+        (false, false) => {
+            stream.parts().0.set_read_ahead();
+            return Ok(Stream::Rustls(stream));
+        }
+    };
+    // From here on the socket's records are no longer rustls' to make.
     let (wire, conn) = stream.parts();
     finish_partial_record(wire, conn).await?;
     let mut pending = Vec::new();
@@ -170,10 +185,24 @@ pub async fn hand_off<S: Handshaken>(mut stream: S) -> io::Result<Stream<S>> {
     };
     let secrets = conn
         .dangerous_extract_secrets()
-        .map_err(|e| io::Error::other(format!("kernel TLS hand-off: {e}")))?;
+        .map_err(|e| io::Error::other(format!("TLS record hand-off: {e}")))?;
     let tcp = wire.into_tcp();
     let (tx_seq, tx) = &secrets.tx;
     let (rx_seq, rx) = &secrets.rx;
+    if let (Engine::Records, Some(capture), Some(suite)) = (&engine, capture, suite) {
+        let stream = UserStream::new(
+            tcp,
+            suite,
+            S::CLIENT,
+            &secrets,
+            capture,
+            preface,
+            peer_closed,
+            budget,
+        )?;
+        debug!(tx_seq, rx_seq, "TLS records in user space from here on");
+        return Ok(Stream::Records(Box::new(stream)));
+    }
     for (direction, seq, keys) in [(Direction::Tx, *tx_seq, tx), (Direction::Rx, *rx_seq, rx)] {
         fastpath::ktls_set_keys(tcp.as_fd(), direction, version, seq, keys).map_err(|e| {
             io::Error::other(format!(
@@ -191,9 +220,8 @@ pub async fn hand_off<S: Handshaken>(mut stream: S) -> io::Result<Stream<S>> {
         tcp,
         preface,
         preface_at: 0,
-        peer_closed,
+        control: Control::new(peer_closed),
         records_left,
-        handshake: Vec::new(),
         scratch: Vec::new(),
         close_sent: false,
     }))
@@ -243,12 +271,10 @@ pub struct KernelStream {
     /// Plaintext rustls decrypted before the hand-off, delivered first.
     preface: Vec<u8>,
     preface_at: usize,
-    /// The peer's close_notify has arrived.
-    peer_closed: bool,
+    /// Alerts and post-handshake messages (the peer's close_notify among them).
+    control: Control,
     /// Records we may still send under the cipher's key-usage limit (`None`: no limit).
     records_left: Option<u64>,
-    /// A post-handshake handshake message split across records.
-    handshake: Vec<u8>,
     /// Room for a whole record when the caller's buffer is smaller.
     scratch: Vec<u8>,
     close_sent: bool,
@@ -264,7 +290,7 @@ impl KernelStream {
     /// (it must come first), or rustls already saw the peer's close_notify: either way the
     /// receiving direction is the copy engine's, which knows both.
     pub fn has_preface(&self) -> bool {
-        self.preface_at < self.preface.len() || self.peer_closed
+        self.preface_at < self.preface.len() || self.control.peer_closed
     }
 
     /// How many of `want` bytes may be sent now under the cipher's key-usage limit; an
@@ -306,59 +332,19 @@ impl KernelStream {
         }
         let body = self.scratch[..n].to_vec();
         self.control(kind, &body)?;
-        Poll::Ready(Ok(self.peer_closed))
+        Poll::Ready(Ok(self.control.peer_closed))
     }
 
     /// Handles one control record: close_notify marks the peer closed, a ticket is skipped,
-    /// anything else is an error.
+    /// a KeyUpdate is an error (the kernels we can test cannot take new keys), anything else
+    /// is an error.
     fn control(&mut self, kind: u8, body: &[u8]) -> io::Result<()> {
-        match kind {
-            ALERT => match body {
-                [_, 0] => {
-                    debug!("peer's close_notify received by kernel TLS");
-                    self.peer_closed = true;
-                    Ok(())
-                }
-                [_, description] => Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    rustls::Error::AlertReceived(AlertDescription::from(*description)),
-                )),
-                _ => Err(invalid("a malformed alert record")),
-            },
-            HANDSHAKE => {
-                self.handshake.extend_from_slice(body);
-                if self.handshake.len() > MAX_HANDSHAKE {
-                    return Err(invalid("an oversized post-handshake message"));
-                }
-                while self.handshake.len() >= 4 {
-                    let len = u32::from_be_bytes([
-                        0,
-                        self.handshake[1],
-                        self.handshake[2],
-                        self.handshake[3],
-                    ]) as usize;
-                    if self.handshake.len() < 4 + len {
-                        break;
-                    }
-                    match self.handshake[0] {
-                        NEW_SESSION_TICKET | HELLO_REQUEST => {}
-                        KEY_UPDATE => {
-                            return Err(io::Error::other(
-                                "the peer rekeyed (TLS 1.3 KeyUpdate) and this kernel's TLS \
-                                 layer cannot take new keys; rerun with --no-ktls",
-                            ));
-                        }
-                        other => {
-                            return Err(invalid(&format!(
-                                "an unexpected handshake message (type {other}) after the handshake"
-                            )));
-                        }
-                    }
-                    self.handshake.drain(..4 + len);
-                }
-                Ok(())
-            }
-            other => Err(invalid(&format!("a record of content type {other}"))),
+        match self.control.record(kind, body)? {
+            Event::None => Ok(()),
+            Event::KeyUpdate { .. } => Err(io::Error::other(
+                "the peer rekeyed (TLS 1.3 KeyUpdate) and this kernel's TLS layer cannot take \
+                 new keys; rerun with --no-ktls",
+            )),
         }
     }
 }
@@ -385,13 +371,6 @@ fn poll_recv(
             other => return Poll::Ready(other.map_err(kernel_error)),
         }
     }
-}
-
-fn invalid(what: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("the peer sent {what} (is it speaking TLS?)"),
-    )
 }
 
 /// The kernel's errors in TLS terms: EBADMSG is a record that failed authentication.
@@ -421,7 +400,7 @@ impl AsyncRead for KernelStream {
             return Poll::Ready(Ok(()));
         }
         loop {
-            if this.peer_closed || out.remaining() == 0 {
+            if this.control.peer_closed || out.remaining() == 0 {
                 return Poll::Ready(Ok(()));
             }
             // A control record must fit whole, so small reads go through a scratch buffer.
@@ -502,7 +481,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Stream<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Self::User(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Rustls(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Records(r) => Pin::new(&mut **r).poll_read(cx, buf),
             Self::Kernel(k) => Pin::new(k).poll_read(cx, buf),
         }
     }
@@ -515,7 +495,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Stream<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Self::User(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Rustls(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Records(r) => Pin::new(&mut **r).poll_write(cx, buf),
             Self::Kernel(k) => Pin::new(k).poll_write(cx, buf),
         }
     }
@@ -526,28 +507,31 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Stream<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Self::User(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Self::Rustls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Self::Records(r) => Pin::new(&mut **r).poll_write_vectored(cx, bufs),
             Self::Kernel(k) => Pin::new(k).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
-            Self::User(s) => s.is_write_vectored(),
-            Self::Kernel(_) => false,
+            Self::Rustls(s) => s.is_write_vectored(),
+            Self::Records(_) | Self::Kernel(_) => false,
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Self::User(s) => Pin::new(s).poll_flush(cx),
+            Self::Rustls(s) => Pin::new(s).poll_flush(cx),
+            Self::Records(r) => Pin::new(&mut **r).poll_flush(cx),
             Self::Kernel(k) => Pin::new(k).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Self::User(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Rustls(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Records(r) => Pin::new(&mut **r).poll_shutdown(cx),
             Self::Kernel(k) => Pin::new(k).poll_shutdown(cx),
         }
     }

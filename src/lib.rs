@@ -14,6 +14,8 @@
 //!   SST scripts), and delegation to the real tools for anything else.
 //! - [`tls`]: flags -> rustls configs; certificate loading, verification policies, names.
 //! - [`session`]: one connection around the relay: handshake deadline, summary, error wording.
+//! - [`ktls`] / [`record`]: where a finished handshake's records are made: the kernel (kTLS),
+//!   or our user-space TLS 1.3 record layer; rustls' own for TLS 1.2.
 //! - [`relay`]: moves bytes both ways with half-close and an idle timeout (the copy seam).
 //! - [`fastpath`]: the platform seam: copy-path choice and fd tuning; Linux and portable twins.
 //! - [`mycnf`]: MariaDB option files (`--defaults-file`), read as the SST scripts read them.
@@ -43,6 +45,7 @@ pub mod logging;
 pub mod mycnf;
 pub mod net;
 pub mod pki;
+pub mod record;
 pub mod relay;
 pub mod selftest;
 pub mod server;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, CommonState, ProtocolVersion};
+use rustls::{ClientConfig, CommonState, ProtocolVersion, ServerConfig};
 use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::{info, warn};
@@ -18,6 +18,7 @@ use tracing::{info, warn};
 use crate::error::Error;
 use crate::ktls;
 use crate::net;
+use crate::record::{self, SecretCapture};
 use crate::relay::{self, RelayError, Transfer};
 use crate::tls::TLS_BUFFER_LIMIT;
 use crate::tls::{self, names::CertNames};
@@ -73,46 +74,72 @@ pub type ServerStream = ktls::Stream<tokio_rustls::server::TlsStream<Wire>>;
 pub type ClientStream = ktls::Stream<tokio_rustls::client::TlsStream<Wire>>;
 
 /// Server side of a connection: socket tuning, handshake under `limit`, rustls buffer sizing,
-/// then the kernel hand-off where it is possible.
+/// then the hand-off to the kernel or the user-space record layer where it is possible.
 pub async fn accept(
     acceptor: &TlsAcceptor,
     tcp: TcpStream,
     limit: Duration,
 ) -> Result<(ServerStream, TlsInfo), Error> {
     net::tune(&tcp);
-    let wire = Wire::new(tcp, ktls::wanted());
-    let mut stream = handshake(limit, acceptor.accept(wire)).await?;
+    let wire = Wire::new(tcp, exact_wire());
+    let capture = record::enabled().then(SecretCapture::new);
+    let accepting = match &capture {
+        Some(capture) => {
+            let mut config = ServerConfig::clone(acceptor.config());
+            config.key_log = capture.clone();
+            TlsAcceptor::from(Arc::new(config)).accept(wire)
+        }
+        None => acceptor.accept(wire),
+    };
+    let mut stream = handshake(limit, accepting).await?;
     stream.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
     let info = TlsInfo::of(stream.get_ref().1);
-    offload(limit, stream, info).await
+    offload(limit, stream, info, capture.as_deref()).await
 }
 
 /// Client side of a connection (the socket comes tuned from [`net::connect`]): handshake
-/// under `limit`, rustls buffer sizing, then the kernel hand-off where it is possible.
+/// under `limit`, rustls buffer sizing, then the hand-off to the kernel or the user-space
+/// record layer where it is possible.
 pub async fn connect(
     config: Arc<ClientConfig>,
     name: ServerName<'static>,
     tcp: TcpStream,
     limit: Duration,
 ) -> Result<(ClientStream, TlsInfo), Error> {
-    let wire = Wire::new(tcp, ktls::wanted());
+    let wire = Wire::new(tcp, exact_wire());
+    let capture = record::enabled().then(SecretCapture::new);
+    let config = match &capture {
+        Some(capture) => {
+            let mut config = ClientConfig::clone(&config);
+            config.key_log = capture.clone();
+            Arc::new(config)
+        }
+        None => config,
+    };
     let connecting = TlsConnector::from(config).connect(name, wire);
     let mut stream = handshake(limit, connecting).await?;
     stream.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
     let info = TlsInfo::of(stream.get_ref().1);
-    offload(limit, stream, info).await
+    offload(limit, stream, info, capture.as_deref()).await
 }
 
-/// The kernel hand-off of a finished handshake (it may still wait for the rest of a record
-/// the peer sent, so it runs under the handshake's limit too).
+/// Whether the handshake reads record-exact: when its records may leave rustls afterwards.
+fn exact_wire() -> bool {
+    record::enabled() || ktls::wanted()
+}
+
+/// The hand-off of a finished handshake to the kernel or the user-space record layer (it
+/// may still wait for the rest of a record the peer sent, so it runs under the handshake's
+/// limit too).
 async fn offload<S: ktls::Handshaken>(
     limit: Duration,
     stream: S,
     mut info: TlsInfo,
+    capture: Option<&SecretCapture>,
 ) -> Result<(ktls::Stream<S>, TlsInfo), Error> {
-    let stream = handshake(limit, ktls::hand_off(stream)).await?;
-    if let ktls::Stream::Kernel(_) = stream {
-        // The kernel stream enforces the key-usage limit itself.
+    let stream = handshake(limit, ktls::hand_off(stream, capture)).await?;
+    if !matches!(stream, ktls::Stream::Rustls(_)) {
+        // The kernel stream enforces the key-usage limit itself; the record layer rekeys.
         info.record_budget = None;
     }
     Ok((stream, info))

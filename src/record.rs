@@ -1,0 +1,678 @@
+//! TLS 1.3 records in user space after rustls' handshake: the buffered path's bulk engine.
+//!
+//! Why not rustls' own record layer once the handshake is done: its buffered API copies each
+//! received record three times (into its deframer, into a fresh `Vec`, into the caller's
+//! buffer), and on the AMD machines this project runs on glibc's `rep movsb` copy crawls at
+//! about 1.7 GB/s for half of the relative alignments those copies meet; that was a third
+//! of the receiving tunnel's CPU. Here a record is received into one large buffer, opened in
+//! place and copied out once; a record sent is sealed in place in one buffer.
+//!
+//! rustls still does the whole handshake and every certificate check. This module only takes
+//! over once the keys exist, exactly where the kernel takes over on the kTLS path and with
+//! the same hand-off ([`crate::ktls::hand_off`]): whole records only, plaintext rustls already
+//! decrypted replayed first. The current keys come from rustls (`dangerous_extract_secrets`);
+//! the traffic secrets they were made from reach us through a per-connection
+//! [`rustls::KeyLog`] that keeps them in memory only ([`SecretCapture`]), so both directions
+//! can rekey (RFC 8446 section 7.2): a peer's KeyUpdate is followed, and we rekey ourselves
+//! before AES-GCM's key-usage limit. TLS 1.2 stays on rustls (it has no rekeying).
+//!
+//! The control records after the handshake are handled here for both engines ([`Control`]):
+//! close_notify ends the stream, any other alert is an error, tickets are skipped.
+
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+
+use aws_lc_rs::{aead, hkdf};
+use rustls::{AlertDescription, CipherSuite, ConnectionTrafficSecrets, ExtractedSecrets};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tracing::debug;
+
+/// Content type of an alert record.
+pub const ALERT: u8 = 21;
+/// Content type of a handshake record.
+pub const HANDSHAKE: u8 = 22;
+/// Content type of an application data record (and the outer type of every TLS 1.3 one).
+pub const APPLICATION_DATA: u8 = 23;
+/// Handshake message types that may follow the handshake.
+const HELLO_REQUEST: u8 = 0;
+const NEW_SESSION_TICKET: u8 = 4;
+const KEY_UPDATE: u8 = 24;
+/// Largest plaintext in one record.
+pub const MAX_RECORD: usize = 16 * 1024;
+/// Largest TLS 1.3 ciphertext (RFC 8446 5.2: plaintext, content type and padding, tag).
+const MAX_CIPHERTEXT: usize = MAX_RECORD + 256;
+const HEADER: usize = 5;
+const TAG: usize = 16;
+/// Bound on post-handshake handshake messages we reassemble (tickets are small).
+const MAX_HANDSHAKE: usize = 64 * 1024;
+/// Received ciphertext buffered at most (one receive can serve many records).
+const RECEIVE_BUFFER: usize = 256 * 1024;
+/// Records sealed per write call (the caller's buffer is 256 KiB).
+const RECORDS_PER_WRITE: usize = 16;
+/// We rekey this many records before the suite's key-usage limit.
+const REKEY_MARGIN: u64 = 16;
+
+/// Whether the user-space record layer is in use (`SST_TUNNEL_RECORDS=rustls` keeps rustls'
+/// own record layer after the handshake: a diagnostic switch and the tests' second engine).
+pub fn enabled() -> bool {
+    std::env::var("SST_TUNNEL_RECORDS").map_or(true, |v| v != "rustls")
+}
+
+/// The two application traffic secrets of one connection, caught from rustls' key schedule.
+/// Held in memory for rekeying only; never written anywhere (`SSLKEYLOGFILE` stays ignored)
+/// and zeroed when dropped.
+#[derive(Default)]
+pub struct SecretCapture {
+    secrets: Mutex<Captured>,
+}
+
+#[derive(Default)]
+struct Captured {
+    client: Vec<u8>,
+    server: Vec<u8>,
+}
+
+impl Drop for Captured {
+    fn drop(&mut self) {
+        self.client.fill(0);
+        self.server.fill(0);
+    }
+}
+
+const CLIENT_SECRET: &str = "CLIENT_TRAFFIC_SECRET_0";
+const SERVER_SECRET: &str = "SERVER_TRAFFIC_SECRET_0";
+
+impl fmt::Debug for SecretCapture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretCapture { .. }")
+    }
+}
+
+impl rustls::KeyLog for SecretCapture {
+    fn log(&self, label: &str, _client_random: &[u8], secret: &[u8]) {
+        let mut held = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        match label {
+            CLIENT_SECRET => held.client = secret.to_vec(),
+            SERVER_SECRET => held.server = secret.to_vec(),
+            _ => {}
+        }
+    }
+
+    fn will_log(&self, label: &str) -> bool {
+        label == CLIENT_SECRET || label == SERVER_SECRET
+    }
+}
+
+impl SecretCapture {
+    /// A capture to put in one connection's config.
+    pub fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    /// `(ours, peer's)` secrets for the given side; empty when not caught (TLS 1.2).
+    fn take(&self, client: bool) -> (Vec<u8>, Vec<u8>) {
+        let mut held = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        let client_secret = std::mem::take(&mut held.client);
+        let server_secret = std::mem::take(&mut held.server);
+        if client {
+            (client_secret, server_secret)
+        } else {
+            (server_secret, client_secret)
+        }
+    }
+}
+
+/// The AEAD and hash of a TLS 1.3 suite this layer carries.
+#[derive(Clone, Copy)]
+struct Suite {
+    aead: &'static aead::Algorithm,
+    hkdf: hkdf::Algorithm,
+}
+
+impl Suite {
+    fn of(suite: CipherSuite) -> Option<Self> {
+        let (aead, hkdf) = match suite {
+            CipherSuite::TLS13_AES_128_GCM_SHA256 => (&aead::AES_128_GCM, hkdf::HKDF_SHA256),
+            CipherSuite::TLS13_AES_256_GCM_SHA384 => (&aead::AES_256_GCM, hkdf::HKDF_SHA384),
+            CipherSuite::TLS13_CHACHA20_POLY1305_SHA256 => {
+                (&aead::CHACHA20_POLY1305, hkdf::HKDF_SHA256)
+            }
+            _ => return None,
+        };
+        Some(Self { aead, hkdf })
+    }
+}
+
+/// Whether a finished handshake's suite can move to this layer (TLS 1.3 suites only).
+pub fn carries(suite: CipherSuite) -> bool {
+    Suite::of(suite).is_some()
+}
+
+/// An output length for HKDF-Expand.
+struct Len(usize);
+
+impl hkdf::KeyType for Len {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+/// HKDF-Expand-Label with an empty context (RFC 8446 7.1).
+fn expand_label(alg: hkdf::Algorithm, secret: &[u8], label: &[u8], len: usize) -> Vec<u8> {
+    let prk = hkdf::Prk::new_less_safe(alg, secret);
+    let out_len = u16::try_from(len).expect("short output").to_be_bytes();
+    let label_len = [u8::try_from(6 + label.len()).expect("short label")];
+    let info: [&[u8]; 5] = [&out_len, &label_len, b"tls13 ", label, &[0]];
+    let mut out = vec![0; len];
+    prk.expand(&info, Len(len))
+        .and_then(|okm| okm.fill(&mut out))
+        .expect("HKDF output lengths are within bounds");
+    out
+}
+
+/// One direction's traffic keys: the AEAD key, the IV, the record sequence number, and the
+/// secret they came from (for the next generation).
+struct Keys {
+    key: aead::LessSafeKey,
+    iv: [u8; aead::NONCE_LEN],
+    seq: u64,
+    secret: Vec<u8>,
+}
+
+impl Drop for Keys {
+    fn drop(&mut self) {
+        self.iv.fill(0);
+        self.secret.fill(0);
+    }
+}
+
+impl Keys {
+    /// Keys derived from a traffic secret (RFC 8446 7.3).
+    fn derive(suite: Suite, secret: Vec<u8>, seq: u64) -> (Self, Vec<u8>) {
+        let key_bytes = expand_label(suite.hkdf, &secret, b"key", suite.aead.key_len());
+        let iv_bytes = expand_label(suite.hkdf, &secret, b"iv", aead::NONCE_LEN);
+        let key = aead::UnboundKey::new(suite.aead, &key_bytes).expect("key length matches");
+        let mut iv = [0; aead::NONCE_LEN];
+        iv.copy_from_slice(&iv_bytes);
+        let keys = Self {
+            key: aead::LessSafeKey::new(key),
+            iv,
+            seq,
+            secret,
+        };
+        (keys, key_bytes)
+    }
+
+    /// The keys of the caught `secret` that match what rustls handed over (`extracted`): the
+    /// secret's own generation, or a later one if rustls already followed a KeyUpdate. A
+    /// mismatch means the capture went wrong, and the connection cannot go on safely.
+    fn matching(
+        suite: Suite,
+        mut secret: Vec<u8>,
+        seq: u64,
+        extracted: &ConnectionTrafficSecrets,
+    ) -> io::Result<Self> {
+        let (want_key, want_iv) = match extracted {
+            ConnectionTrafficSecrets::Aes128Gcm { key, iv }
+            | ConnectionTrafficSecrets::Aes256Gcm { key, iv }
+            | ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => (key.as_ref(), iv.as_ref()),
+            _ => {
+                return Err(io::Error::other(
+                    "an unexpected suite at the record hand-off",
+                ));
+            }
+        };
+        for _ in 0..4 {
+            if secret.is_empty() {
+                break;
+            }
+            let (keys, mut key_bytes) = Self::derive(suite, secret.clone(), seq);
+            let same = key_bytes == want_key && keys.iv == want_iv;
+            key_bytes.fill(0);
+            if same {
+                return Ok(keys);
+            }
+            secret = expand_label(suite.hkdf, &keys.secret, b"traffic upd", secret.len());
+        }
+        Err(io::Error::other(
+            "the traffic secrets caught during the handshake do not match rustls' keys",
+        ))
+    }
+
+    /// The next generation (a KeyUpdate), sequence numbers from zero.
+    fn next(&self, suite: Suite) -> Self {
+        let secret = expand_label(suite.hkdf, &self.secret, b"traffic upd", self.secret.len());
+        let (keys, mut key_bytes) = Self::derive(suite, secret, 0);
+        key_bytes.fill(0);
+        keys
+    }
+
+    /// The per-record nonce: the IV XORed with the sequence number (RFC 8446 5.3).
+    fn nonce(&self) -> aead::Nonce {
+        let mut nonce = self.iv;
+        for (n, s) in nonce[4..].iter_mut().zip(self.seq.to_be_bytes()) {
+            *n ^= s;
+        }
+        aead::Nonce::assume_unique_for_key(nonce)
+    }
+}
+
+/// What a control record asked of the record layer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Nothing (a skipped ticket, or the peer's close_notify, see [`Control::peer_closed`]).
+    None,
+    /// The peer's KeyUpdate: its sending keys change; `requested` asks us to change ours.
+    KeyUpdate {
+        /// The peer asks us to send a KeyUpdate too.
+        requested: bool,
+    },
+}
+
+/// The records after the handshake that are not application data: alerts and post-handshake
+/// handshake messages, which may span records.
+#[derive(Default)]
+pub struct Control {
+    /// The peer's close_notify has arrived.
+    pub peer_closed: bool,
+    handshake: Vec<u8>,
+}
+
+impl Control {
+    /// The control state of a stream whose peer may already have closed (rustls saw the
+    /// close_notify before the hand-off).
+    pub fn new(peer_closed: bool) -> Self {
+        Self {
+            peer_closed,
+            handshake: Vec::new(),
+        }
+    }
+
+    /// Handles one control record's plaintext.
+    pub fn record(&mut self, kind: u8, body: &[u8]) -> io::Result<Event> {
+        match kind {
+            ALERT => match body {
+                [_, 0] => {
+                    debug!("peer's close_notify received");
+                    self.peer_closed = true;
+                    Ok(Event::None)
+                }
+                [_, description] => Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    rustls::Error::AlertReceived(AlertDescription::from(*description)),
+                )),
+                _ => Err(invalid("a malformed alert record")),
+            },
+            HANDSHAKE => {
+                self.handshake.extend_from_slice(body);
+                if self.handshake.len() > MAX_HANDSHAKE {
+                    return Err(invalid("an oversized post-handshake message"));
+                }
+                while self.handshake.len() >= 4 {
+                    let len = u32::from_be_bytes([
+                        0,
+                        self.handshake[1],
+                        self.handshake[2],
+                        self.handshake[3],
+                    ]) as usize;
+                    if self.handshake.len() < 4 + len {
+                        break;
+                    }
+                    let event = match (self.handshake[0], &self.handshake[4..4 + len]) {
+                        (NEW_SESSION_TICKET | HELLO_REQUEST, _) => Event::None,
+                        (KEY_UPDATE, [request @ (0 | 1)]) => Event::KeyUpdate {
+                            requested: *request == 1,
+                        },
+                        (KEY_UPDATE, _) => return Err(invalid("a malformed KeyUpdate")),
+                        (other, _) => {
+                            return Err(invalid(&format!(
+                                "an unexpected handshake message (type {other}) after the handshake"
+                            )));
+                        }
+                    };
+                    self.handshake.drain(..4 + len);
+                    if let Event::KeyUpdate { .. } = event {
+                        // New keys apply from the next record: nothing may share this one.
+                        if !self.handshake.is_empty() {
+                            return Err(invalid("a KeyUpdate not at the end of its record"));
+                        }
+                        return Ok(event);
+                    }
+                }
+                Ok(Event::None)
+            }
+            other => Err(invalid(&format!("a record of content type {other}"))),
+        }
+    }
+}
+
+/// The peer broke the protocol.
+pub fn invalid(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("the peer sent {what} (is it speaking TLS?)"),
+    )
+}
+
+/// A TCP socket whose TLS 1.3 records we seal and open ourselves.
+pub struct UserStream {
+    tcp: TcpStream,
+    suite: Suite,
+    rx: Keys,
+    tx: Keys,
+    /// Records per sending key before we rekey (`None`: the suite has no limit).
+    rekey_at: Option<u64>,
+    /// Received bytes: ciphertext in `start..end`; the record opened last has its plaintext
+    /// in `plain` (offsets into the same buffer, delivered before anything moves).
+    inbuf: Box<[u8]>,
+    start: usize,
+    end: usize,
+    plain: (usize, usize),
+    /// Plaintext rustls decrypted before the hand-off, delivered first.
+    preface: Vec<u8>,
+    preface_at: usize,
+    control: Control,
+    /// The peer asked for our KeyUpdate; it goes out before our next record.
+    update_due: bool,
+    /// Sealed records not yet written, from `out_at`.
+    out: Vec<u8>,
+    out_at: usize,
+    close_sent: bool,
+}
+
+impl UserStream {
+    /// Takes over a connection rustls finished: `secrets` from `dangerous_extract_secrets`,
+    /// the traffic secrets caught during its handshake, and what rustls had decrypted.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        tcp: TcpStream,
+        suite: CipherSuite,
+        client: bool,
+        secrets: &ExtractedSecrets,
+        capture: &SecretCapture,
+        preface: Vec<u8>,
+        peer_closed: bool,
+        limit: Option<u64>,
+    ) -> io::Result<Self> {
+        let suite = Suite::of(suite)
+            .ok_or_else(|| io::Error::other("this suite has no user-space record layer"))?;
+        let (ours, theirs) = capture.take(client);
+        let (tx_seq, tx) = &secrets.tx;
+        let (rx_seq, rx) = &secrets.rx;
+        let tx = Keys::matching(suite, ours, *tx_seq, tx)?;
+        let rx = Keys::matching(suite, theirs, *rx_seq, rx)?;
+        Ok(Self {
+            tcp,
+            suite,
+            rx,
+            tx,
+            rekey_at: limit.map(|l| l.saturating_sub(REKEY_MARGIN).max(1)),
+            inbuf: vec![0; RECEIVE_BUFFER + HEADER + MAX_CIPHERTEXT].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            plain: (0, 0),
+            preface,
+            preface_at: 0,
+            control: Control::new(peer_closed),
+            update_due: false,
+            out: Vec::with_capacity(RECORDS_PER_WRITE * (HEADER + MAX_RECORD + 1 + TAG) + 64),
+            out_at: 0,
+            close_sent: false,
+        })
+    }
+
+    /// Opens the next whole record in the buffer, if there is one: data becomes `plain`,
+    /// control records are handled. `Ok(false)`: more bytes are needed.
+    fn open_next(&mut self) -> io::Result<bool> {
+        let avail = &self.inbuf[self.start..self.end];
+        if avail.len() < HEADER {
+            return Ok(false);
+        }
+        let header: [u8; HEADER] = avail[..HEADER].try_into().expect("five bytes");
+        if header[0] != APPLICATION_DATA || header[1] != 3 {
+            return Err(invalid(&format!(
+                "a record of type {} where only encrypted records may follow the handshake",
+                header[0]
+            )));
+        }
+        let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+        if !(TAG + 1..=MAX_CIPHERTEXT).contains(&len) {
+            return Err(invalid(&format!("a record of impossible length {len}")));
+        }
+        if avail.len() < HEADER + len {
+            return Ok(false);
+        }
+        let body_at = self.start + HEADER;
+        let body = &mut self.inbuf[body_at..body_at + len];
+        let opened = self
+            .rx
+            .key
+            .open_in_place(self.rx.nonce(), aead::Aad::from(header), body)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, rustls::Error::DecryptError))?;
+        self.rx.seq += 1;
+        // The inner content type is the last non-zero byte; zeros after it are padding.
+        let Some(kind_at) = opened.iter().rposition(|&b| b != 0) else {
+            return Err(invalid("a record without a content type"));
+        };
+        if kind_at > MAX_RECORD {
+            return Err(invalid("an oversized record"));
+        }
+        let kind = opened[kind_at];
+        self.start += HEADER + len;
+        if kind == APPLICATION_DATA {
+            self.plain = (body_at, body_at + kind_at);
+            return Ok(true);
+        }
+        let body = self.inbuf[body_at..body_at + kind_at].to_vec();
+        if let Event::KeyUpdate { requested } = self.control.record(kind, &body)? {
+            self.rx = self.rx.next(self.suite);
+            self.update_due |= requested;
+            debug!(requested, "peer rekeyed (TLS 1.3 KeyUpdate)");
+        }
+        Ok(true)
+    }
+
+    /// Receives more ciphertext; EOF before close_notify is a truncation.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.end + HEADER + MAX_CIPHERTEXT > self.inbuf.len() {
+            // Room for a whole record: move the partial one to the front.
+            self.inbuf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let mut room = ReadBuf::new(&mut self.inbuf[self.end..]);
+        ready!(Pin::new(&mut self.tcp).poll_read(cx, &mut room))?;
+        let n = room.filled().len();
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+        }
+        self.end += n;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Seals one record of `kind` onto the output.
+    fn seal(&mut self, kind: u8, data: &[u8]) -> io::Result<()> {
+        let len = u16::try_from(data.len() + 1 + TAG).expect("one record");
+        let header = [APPLICATION_DATA, 3, 3, (len >> 8) as u8, len as u8];
+        let at = self.out.len();
+        self.out.extend_from_slice(&header);
+        self.out.extend_from_slice(data);
+        self.out.push(kind);
+        let tag = self
+            .tx
+            .key
+            .seal_in_place_separate_tag(
+                self.tx.nonce(),
+                aead::Aad::from(header),
+                &mut self.out[at + HEADER..],
+            )
+            .map_err(|_| io::Error::other("sealing a TLS record failed"))?;
+        self.out.extend_from_slice(tag.as_ref());
+        self.tx.seq += 1;
+        Ok(())
+    }
+
+    /// Sends our KeyUpdate (under the old keys) and switches to the next keys when the peer
+    /// asked for it or the key-usage limit is near.
+    fn maybe_rekey(&mut self) -> io::Result<()> {
+        let limit_near = self.rekey_at.is_some_and(|at| self.tx.seq >= at);
+        if self.update_due || limit_near {
+            self.seal(HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 0])?;
+            self.tx = self.tx.next(self.suite);
+            self.update_due = false;
+            debug!(limit_near, "rekeyed (TLS 1.3 KeyUpdate sent)");
+        }
+        Ok(())
+    }
+
+    /// Writes sealed records out until none are left.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.out_at < self.out.len() {
+            let n = ready!(Pin::new(&mut self.tcp).poll_write(cx, &self.out[self.out_at..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.out_at += n;
+        }
+        self.out.clear();
+        self.out_at = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncRead for UserStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.preface_at < this.preface.len() {
+            let n = (this.preface.len() - this.preface_at).min(out.remaining());
+            out.put_slice(&this.preface[this.preface_at..this.preface_at + n]);
+            this.preface_at += n;
+            if this.preface_at == this.preface.len() {
+                this.preface = Vec::new();
+                this.preface_at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            let (from, to) = this.plain;
+            if from < to {
+                let n = (to - from).min(out.remaining());
+                out.put_slice(&this.inbuf[from..from + n]);
+                this.plain.0 += n;
+                return Poll::Ready(Ok(()));
+            }
+            if this.control.peer_closed || out.remaining() == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            if !this.open_next()? {
+                ready!(this.poll_fill(cx))?;
+            }
+        }
+    }
+}
+
+impl AsyncWrite for UserStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.close_sent {
+            return Poll::Ready(Err(io::Error::other("write after close_notify")));
+        }
+        ready!(this.poll_drain(cx))?;
+        let take = buf.len().min(RECORDS_PER_WRITE * MAX_RECORD);
+        for chunk in buf[..take].chunks(MAX_RECORD) {
+            this.maybe_rekey()?;
+            this.seal(APPLICATION_DATA, chunk)?;
+        }
+        // Start sending now; what the socket does not take yet goes at the next call.
+        if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(take))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().poll_drain(cx)
+    }
+
+    /// close_notify, then the TCP FIN.
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        if !this.close_sent {
+            this.seal(ALERT, &[1, 0])?;
+            this.close_sent = true;
+            ready!(this.poll_drain(cx))?;
+        }
+        Pin::new(&mut this.tcp).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 8448 section 3 (simple 1-RTT handshake): the server's application traffic secret
+    /// and the key and IV derived from it, for TLS_AES_128_GCM_SHA256.
+    #[test]
+    fn key_schedule_matches_rfc_8448() {
+        let unhex = |s: &str| -> Vec<u8> {
+            let s: String = s.split_whitespace().collect();
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect()
+        };
+        let secret = unhex(
+            "a1 1a f9 f0 55 31 f8 56 ad 47 11 6b 45 a9 50 32 82 04 b4 f4 4b fb 6b 3a 4b 4f 1f 3f \
+             cb 63 16 43",
+        );
+        let suite = Suite::of(CipherSuite::TLS13_AES_128_GCM_SHA256).unwrap();
+        let (keys, key) = Keys::derive(suite, secret, 0);
+        assert_eq!(
+            key,
+            unhex("9f 02 28 3b 6c 9c 07 ef c2 6b b9 f2 ac 92 e3 56")
+        );
+        assert_eq!(
+            keys.iv.to_vec(),
+            unhex("cf 78 2b 88 dd 83 54 9a ad f1 e9 84")
+        );
+    }
+
+    #[test]
+    fn a_key_update_must_end_its_record() {
+        let mut control = Control::default();
+        assert_eq!(
+            control
+                .record(HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 1])
+                .unwrap(),
+            Event::KeyUpdate { requested: true }
+        );
+        let err = control
+            .record(HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 0, NEW_SESSION_TICKET])
+            .unwrap_err();
+        assert!(err.to_string().contains("not at the end"), "{err}");
+        let mut control = Control::default();
+        assert!(
+            control
+                .record(HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 2])
+                .is_err()
+        );
+        assert_eq!(control.record(ALERT, &[1, 0]).unwrap(), Event::None);
+        assert!(control.peer_closed);
+    }
+}
