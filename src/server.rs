@@ -241,7 +241,10 @@ async fn serve_one_exec(
         return Err(e);
     }
     match spawned.child.wait().await {
-        Ok(status) if status.success() => Ok(()),
+        Ok(status) if status.success() => {
+            debug!(%peer, "{} exited (reaped)", program.path);
+            Ok(())
+        }
         Ok(status) => {
             warn!(
                 "connection from {peer}: {} exited with {status}",

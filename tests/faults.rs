@@ -133,14 +133,19 @@ fn a_flood_of_bad_connections_leaves_the_listener_serving() {
 #[test]
 fn many_connections_leak_no_descriptors_and_no_children() {
     let pki = Pki::new();
-    let server = exec_server(&pki, &[], &["/bin/cat"]);
+    let server = exec_server(&pki, &["--log-level", "debug"], &["/bin/cat"]);
     let port = server.port();
     let data = bytes(1000, 7);
     echo_once(&pki, port, &data);
+    server.wait_line("exited (reaped)");
     let fd_dir = format!("/proc/{}/fd", server.pid());
     let baseline = std::fs::read_dir(&fd_dir).unwrap().count();
     for _ in 0..200 {
         echo_once(&pki, port, &data);
+    }
+    // Our client may be done before the listener has reaped that connection's child.
+    for _ in 0..200 {
+        server.wait_line("exited (reaped)");
     }
     let after = std::fs::read_dir(&fd_dir).unwrap().count();
     assert!(
@@ -272,22 +277,39 @@ fn nothing_secret_reaches_the_log_even_at_trace_level() {
     );
 }
 
-/// A transfer with both ends' per-key record limit lowered to `limit` (the test hook).
+/// A transfer with both ends' per-key record limit lowered to `limit` (the test hook), at
+/// debug level so the rekeys show.
 fn limited_transfer(limit: &str, client_extra: &[&str], len: u64) -> (Outcome, Outcome, String) {
+    limited_transfer_on(limit, client_extra, len, ("records", "records"))
+}
+
+/// [`limited_transfer`] with each end's record layer chosen (client, server): `records` (ours,
+/// the default) or `rustls` (`SST_TUNNEL_RECORDS=rustls`).
+fn limited_transfer_on(
+    limit: &str,
+    client_extra: &[&str],
+    len: u64,
+    engines: (&str, &str),
+) -> (Outcome, Outcome, String) {
     let pki = Pki::new();
-    let mut args = listen_args("127.0.0.1:0", &tls_args(&pki, "server", &[]));
+    let mut args = strs(&["--log-level", "debug"]);
+    args.extend(listen_args("127.0.0.1:0", &tls_args(&pki, "server", &[])));
     args.push("--stdio".into());
     let mut server = Proc::spawn_with(
         std::process::Command::new(bin())
             .args(&args)
-            .env("SST_TUNNEL_TEST_RECORD_LIMIT", limit),
+            .env("SST_TUNNEL_TEST_RECORD_LIMIT", limit)
+            .env("SST_TUNNEL_RECORDS", engines.1),
     );
     server.close_stdin();
     let port = server.port();
+    let mut cargs = strs(&["--log-level", "debug"]);
+    cargs.extend(client_args(&pki, port, "client", client_extra));
     let mut cl = Proc::spawn_with(
         std::process::Command::new(bin())
-            .args(client_args(&pki, port, "client", client_extra))
-            .env("SST_TUNNEL_TEST_RECORD_LIMIT", limit),
+            .args(&cargs)
+            .env("SST_TUNNEL_TEST_RECORD_LIMIT", limit)
+            .env("SST_TUNNEL_RECORDS", engines.0),
     );
     let sent = feed(cl.stdin(), len, 11);
     let client = cl.finish();
@@ -295,13 +317,61 @@ fn limited_transfer(limit: &str, client_extra: &[&str], len: u64) -> (Outcome, O
     (client, server, sent.join().unwrap())
 }
 
+/// How many times `needle` is in a log.
+fn count(log: &str, needle: &str) -> usize {
+    log.matches(needle).count()
+}
+
+const SENT_KEY_UPDATE: &str = "rekeyed (TLS 1.3 KeyUpdate sent)";
+const FOLLOWED_KEY_UPDATE: &str = "peer rekeyed (TLS 1.3 KeyUpdate)";
+
 #[test]
 fn tls13_rekeys_past_the_record_limit_and_the_stream_stays_intact() {
-    // 8 MiB is 512 records; with 64 records per key that is several KeyUpdates each way.
+    // 8 MiB is 512 records; with 64 records per key (rekeyed 16 early) that is ten
+    // KeyUpdates, sent by the user-space record layer and followed by the other one.
     let (client, server, sent) = limited_transfer("64", &[], 8 << 20);
     client.ok();
     server.ok();
     assert_eq!(sha256(&server.stdout), sent);
+    for (who, log) in [("client", &client.stderr), ("server", &server.stderr)] {
+        assert!(
+            log.contains("TLS records in user space from here on"),
+            "{who}: {log}"
+        );
+    }
+    let rekeys = count(&client.stderr, SENT_KEY_UPDATE);
+    assert!(
+        rekeys >= 10,
+        "client rekeyed {rekeys} times: {}",
+        client.stderr
+    );
+    assert_eq!(count(&server.stderr, FOLLOWED_KEY_UPDATE), rekeys);
+}
+
+#[test]
+fn user_space_records_and_rustls_follow_each_others_key_updates() {
+    // Our KeyUpdates (and key schedule) checked by rustls' record layer...
+    let (client, server, sent) = limited_transfer_on("64", &[], 4 << 20, ("records", "rustls"));
+    client.ok();
+    server.ok();
+    assert_eq!(sha256(&server.stdout), sent);
+    assert!(
+        count(&client.stderr, SENT_KEY_UPDATE) >= 5,
+        "{}",
+        client.stderr
+    );
+    assert!(!server.stderr.contains("TLS records in user space"));
+    // ...and rustls' KeyUpdates followed by ours.
+    let (client, server, sent) = limited_transfer_on("64", &[], 8 << 20, ("rustls", "records"));
+    client.ok();
+    server.ok();
+    assert_eq!(sha256(&server.stdout), sent);
+    assert!(!client.stderr.contains("TLS records in user space"));
+    assert!(
+        count(&server.stderr, FOLLOWED_KEY_UPDATE) >= 3,
+        "{}",
+        server.stderr
+    );
 }
 
 #[test]

@@ -124,3 +124,65 @@ fn stock_client_with_the_wrong_ca_is_refused() {
     s.fails(3, "is not signed by a CA in");
     assert!(s.stdout.is_empty());
 }
+
+#[test]
+fn openssl_peer_asks_for_a_key_update_and_gets_one() {
+    // OpenSSL's s_client sends a KeyUpdate with update_requested on its "K" command: the
+    // user-space record layer must follow the new keys and answer with its own KeyUpdate
+    // before its next record, which OpenSSL must then decrypt.
+    let openssl = require("openssl");
+    let pki = Pki::new();
+    let mut args = strs(&["--log-level", "debug"]);
+    args.extend(listen_args("127.0.0.1:0", &tls_args(&pki, "server", &[])));
+    args.push("--stdio".into());
+    let mut server = Proc::spawn_raw_stdout(std::process::Command::new(bin()).args(&args));
+    let mut server_in = server.stdin();
+    let port = server.port();
+    let mut server_out = std::io::BufReader::new(server.take_stdout());
+    let mut peer = std::process::Command::new(&openssl)
+        .args(strs(&[
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+        ]))
+        .args(strs(&["-cert", &pki.s("client-cert.pem"), "-key"]))
+        .args(strs(&[
+            &pki.s("client-key.pem"),
+            "-CAfile",
+            &pki.s("ca.pem"),
+        ]))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn openssl s_client");
+    let mut peer_in = peer.stdin.take().unwrap();
+    let mut peer_out = std::io::BufReader::new(peer.stdout.take().unwrap());
+    let read_line = |reader: &mut dyn std::io::BufRead| {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        line
+    };
+    // s_client takes a command only at the start of what it reads, so each waits for the
+    // previous line to have crossed.
+    peer_in.write_all(b"before\n").unwrap();
+    assert_eq!(read_line(&mut server_out), "before\n");
+    peer_in.write_all(b"K\n").unwrap();
+    server.wait_line("peer rekeyed (TLS 1.3 KeyUpdate) requested=true");
+    peer_in.write_all(b"after\n").unwrap();
+    assert_eq!(read_line(&mut server_out), "after\n");
+    server_in.write_all(b"answer\n").unwrap();
+    server.wait_line("rekeyed (TLS 1.3 KeyUpdate sent)");
+    loop {
+        let line = read_line(&mut peer_out);
+        assert!(!line.is_empty(), "s_client ended before our answer arrived");
+        if line == "answer\n" {
+            break;
+        }
+    }
+    drop(peer_in);
+    drop(server_in);
+    let status = peer.wait().unwrap();
+    assert!(status.success(), "s_client: {status:?}");
+    server.finish().ok();
+}
