@@ -1,17 +1,20 @@
-//! Kernel TLS: handing a finished rustls handshake to the kernel, and the stream after it.
+//! Kernel TLS, and the hand-off of a finished rustls handshake to whatever makes the records
+//! from then on: the kernel, or our user-space TLS 1.3 record layer ([`crate::record`]).
 //!
 //! rustls does the handshake (certificate checks stay in one place); then, when the kernel
 //! takes the negotiated cipher, the traffic keys and record sequence numbers move into the
-//! socket and the kernel encrypts and decrypts. The hand-off is exact: the handshake reads
+//! socket and the kernel encrypts and decrypts. Otherwise a TLS 1.3 connection moves to the
+//! user-space record layer with the same keys. Either hand-off is exact: the handshake reads
 //! through a record-exact [`Wire`], a record rustls has half read is finished first, and
-//! plaintext rustls already decrypted is replayed before anything the kernel returns.
-//! Whatever cannot be offloaded (no tls.ko, another OS, an unsupported suite, `--no-ktls`)
-//! stays on the buffered rustls path, with a debug line saying why.
+//! plaintext rustls already decrypted is replayed before anything else. What neither can take
+//! (TLS 1.2 where the kernel cannot, `SST_TUNNEL_RECORDS=rustls`) stays on rustls' own
+//! buffered stream. `--no-ktls` / `SST_TUNNEL_KTLS=off` rule the kernel out.
 //!
-//! After the hand-off the kernel returns non-data records to us: close_notify ends the
-//! stream cleanly, any other alert is an error, TLS 1.3 NewSessionTickets are skipped (we
-//! never resume), and a KeyUpdate is an error because no kernel we can test takes new keys.
-//! AES-GCM's key-usage limit is enforced here, since the kernel would silently exceed it.
+//! After the kernel hand-off the kernel returns non-data records to us ([`record::Control`]):
+//! close_notify ends the stream cleanly, any other alert is an error, TLS 1.3
+//! NewSessionTickets are skipped (we never resume), and a KeyUpdate is an error because no
+//! kernel we can test takes new keys. AES-GCM's key-usage limit is enforced here, since the
+//! kernel would silently exceed it.
 
 use std::io;
 use std::os::fd::AsFd;
