@@ -45,6 +45,8 @@ enum Tool {
     Stunnel,
     /// The mariabackup SST shape: the joiner's stdout is a pipe into mbstream.
     SstTunnelStdio,
+    /// The same with rustls' own record layer after the handshake, for comparison.
+    SstTunnelStdioRustls,
     SocatTls,
     SocatPlain,
 }
@@ -55,6 +57,7 @@ impl Tool {
             Tool::SstTunnel => "exec: sst-tunnel (connect -> listen --exec)",
             Tool::Stunnel => "exec: stunnel (inetd client -> exec server)",
             Tool::SstTunnelStdio => "pipe: sst-tunnel (connect -> listen --stdio)",
+            Tool::SstTunnelStdioRustls => "pipe: sst-tunnel, rustls' record layer",
             Tool::SocatTls => "pipe: socat OPENSSL (8 KiB blocks)",
             Tool::SocatPlain => "pipe: socat TCP, no TLS",
         }
@@ -82,6 +85,7 @@ fn main() {
         Tool::SstTunnelStdio,
         Tool::SocatTls,
         Tool::SocatPlain,
+        Tool::SstTunnelStdioRustls,
     ];
     let mut results: Vec<Vec<Sample>> = vec![Vec::new(); tools.len()];
     let mut small: Vec<Sample> = Vec::new();
@@ -189,18 +193,33 @@ fn run(pki: &Pki, tool: Tool, input: &std::path::Path, bytes: u64) -> Sample {
             let port = server.port();
             let mut cargs = vec!["connect".to_string(), format!("127.0.0.1:{port}")];
             cargs.extend(pki.args("client"));
-            (server, spawn_client(bin(), &cargs, input), Sink::Exec)
+            (
+                server,
+                spawn_client(Command::new(bin()), &cargs, input),
+                Sink::Exec,
+            )
         }
-        Tool::SstTunnelStdio => {
+        Tool::SstTunnelStdio | Tool::SstTunnelStdioRustls => {
+            let records = if tool == Tool::SstTunnelStdio {
+                "records"
+            } else {
+                "rustls"
+            };
             let mut args = strs(&["--log-level", "info", "listen", "127.0.0.1:0", "--stdio"]);
             args.extend(pki.args("server"));
-            let mut server = Proc::spawn_raw_stdout(Command::new(bin()).args(&args));
+            let mut server = Proc::spawn_raw_stdout(
+                Command::new(bin())
+                    .args(&args)
+                    .env("SST_TUNNEL_RECORDS", records),
+            );
             server.close_stdin();
             let port = server.port();
             let sink = pipe_sink(pki, &mut server);
             let mut cargs = vec!["connect".to_string(), format!("127.0.0.1:{port}")];
             cargs.extend(pki.args("client"));
-            (server, spawn_client(bin(), &cargs, input), sink)
+            let mut client = Command::new(bin());
+            client.env("SST_TUNNEL_RECORDS", records);
+            (server, spawn_client(client, &cargs, input), sink)
         }
         Tool::Stunnel => {
             let stunnel = require("stunnel");
@@ -229,7 +248,7 @@ fn run(pki: &Pki, tool: Tool, input: &std::path::Path, bytes: u64) -> Sample {
             );
             (
                 server,
-                spawn_client(&stunnel, &[pki.s("bench-client.conf")], input),
+                spawn_client(Command::new(&stunnel), &[pki.s("bench-client.conf")], input),
                 Sink::Exec,
             )
         }
@@ -255,7 +274,11 @@ fn run(pki: &Pki, tool: Tool, input: &std::path::Path, bytes: u64) -> Sample {
             let sink = pipe_sink(pki, &mut server);
             (
                 server,
-                spawn_client(&socat, &strs(&["-u", "stdio", &connect]), input),
+                spawn_client(
+                    Command::new(&socat),
+                    &strs(&["-u", "stdio", &connect]),
+                    input,
+                ),
                 sink,
             )
         }
@@ -271,7 +294,7 @@ fn run(pki: &Pki, tool: Tool, input: &std::path::Path, bytes: u64) -> Sample {
 }
 
 /// The client, fed through a pipe by `cat FILE` as an SST donor is fed by rsync or mariabackup.
-fn spawn_client(program: &str, args: &[String], input: &std::path::Path) -> Client {
+fn spawn_client(mut command: Command, args: &[String], input: &std::path::Path) -> Client {
     let mut feeder = Command::new("cat")
         .arg(input)
         .stdout(Stdio::piped())
@@ -279,13 +302,13 @@ fn spawn_client(program: &str, args: &[String], input: &std::path::Path) -> Clie
         .expect("spawn cat");
     let pipe = feeder.stdout.take().unwrap();
     enlarge(&pipe);
-    let tunnel = Command::new(program)
+    let tunnel = command
         .args(args)
         .stdin(pipe)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
+        .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
     Client { tunnel, feeder }
 }
 

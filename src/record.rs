@@ -419,7 +419,8 @@ impl UserStream {
             preface_at: 0,
             control: Control::new(peer_closed),
             update_due: false,
-            out: Vec::with_capacity(RECORDS_PER_WRITE * (HEADER + MAX_RECORD + 1 + TAG) + 64),
+            // Grows to one write's records on first use: a receive-only end never needs it.
+            out: Vec::new(),
             out_at: 0,
             close_sent: false,
         })
