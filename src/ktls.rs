@@ -30,7 +30,9 @@ use tokio::net::TcpStream;
 use tracing::debug;
 
 use crate::fastpath::{self, Cipher, Direction, TlsVersion};
-use crate::record::{self, ALERT, APPLICATION_DATA, Control, Event, MAX_RECORD, UserStream};
+use crate::record::{
+    self, ALERT, APPLICATION_DATA, Control, Event, MAX_RECORD, Preface, UserStream,
+};
 use crate::tls;
 use crate::wire::Wire;
 
@@ -221,8 +223,7 @@ pub async fn hand_off<S: Handshaken>(
     );
     Ok(Stream::Kernel(KernelStream {
         tcp,
-        preface,
-        preface_at: 0,
+        preface: Preface::new(preface),
         control: Control::new(peer_closed),
         records_left,
         scratch: Vec::new(),
@@ -272,8 +273,7 @@ async fn finish_partial_record<D>(
 pub struct KernelStream {
     tcp: TcpStream,
     /// Plaintext rustls decrypted before the hand-off, delivered first.
-    preface: Vec<u8>,
-    preface_at: usize,
+    preface: Preface,
     /// Alerts and post-handshake messages (the peer's close_notify among them).
     control: Control,
     /// Records we may still send under the cipher's key-usage limit (`None`: no limit).
@@ -293,7 +293,7 @@ impl KernelStream {
     /// (it must come first), or rustls already saw the peer's close_notify: either way the
     /// receiving direction is the copy engine's, which knows both.
     pub fn has_preface(&self) -> bool {
-        self.preface_at < self.preface.len() || self.control.peer_closed
+        self.preface.pending() || self.control.peer_closed
     }
 
     /// How many of `want` bytes may be sent now under the cipher's key-usage limit; an
@@ -392,14 +392,7 @@ impl AsyncRead for KernelStream {
         out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.preface_at < this.preface.len() {
-            let n = (this.preface.len() - this.preface_at).min(out.remaining());
-            out.put_slice(&this.preface[this.preface_at..this.preface_at + n]);
-            this.preface_at += n;
-            if this.preface_at == this.preface.len() {
-                this.preface = Vec::new();
-                this.preface_at = 0;
-            }
+        if this.preface.deliver(out) {
             return Poll::Ready(Ok(()));
         }
         loop {
@@ -427,7 +420,7 @@ impl AsyncRead for KernelStream {
             } else {
                 let fit = n.min(out.remaining());
                 out.put_slice(&this.scratch[..fit]);
-                this.preface.extend_from_slice(&this.scratch[fit..n]);
+                this.preface.push(&this.scratch[fit..n]);
             }
             return Poll::Ready(Ok(()));
         }

@@ -358,6 +358,45 @@ pub fn invalid(what: &str) -> io::Error {
     )
 }
 
+/// Plaintext to deliver before anything the socket brings: what rustls decrypted before the
+/// hand-off (and, on the kernel path, the part of a record a small read could not take).
+#[derive(Default)]
+pub struct Preface {
+    bytes: Vec<u8>,
+    at: usize,
+}
+
+impl Preface {
+    /// Bytes to replay first.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self { bytes, at: 0 }
+    }
+
+    /// Whether some are still to be delivered.
+    pub fn pending(&self) -> bool {
+        self.at < self.bytes.len()
+    }
+
+    /// Queues more after what is pending.
+    pub fn push(&mut self, more: &[u8]) {
+        self.bytes.extend_from_slice(more);
+    }
+
+    /// Moves what fits into `out`; `false` when nothing was pending.
+    pub fn deliver(&mut self, out: &mut ReadBuf<'_>) -> bool {
+        if !self.pending() {
+            return false;
+        }
+        let n = (self.bytes.len() - self.at).min(out.remaining());
+        out.put_slice(&self.bytes[self.at..self.at + n]);
+        self.at += n;
+        if !self.pending() {
+            *self = Self::default();
+        }
+        true
+    }
+}
+
 /// A TCP socket whose TLS 1.3 records we seal and open ourselves.
 pub struct UserStream {
     tcp: TcpStream,
@@ -373,8 +412,7 @@ pub struct UserStream {
     end: usize,
     plain: (usize, usize),
     /// Plaintext rustls decrypted before the hand-off, delivered first.
-    preface: Vec<u8>,
-    preface_at: usize,
+    preface: Preface,
     control: Control,
     /// The peer asked for our KeyUpdate; it goes out before our next record.
     update_due: bool,
@@ -415,8 +453,7 @@ impl UserStream {
             start: 0,
             end: 0,
             plain: (0, 0),
-            preface,
-            preface_at: 0,
+            preface: Preface::new(preface),
             control: Control::new(peer_closed),
             update_due: false,
             // Grows to one write's records on first use: a receive-only end never needs it.
@@ -555,14 +592,7 @@ impl AsyncRead for UserStream {
         out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.preface_at < this.preface.len() {
-            let n = (this.preface.len() - this.preface_at).min(out.remaining());
-            out.put_slice(&this.preface[this.preface_at..this.preface_at + n]);
-            this.preface_at += n;
-            if this.preface_at == this.preface.len() {
-                this.preface = Vec::new();
-                this.preface_at = 0;
-            }
+        if this.preface.deliver(out) {
             return Poll::Ready(Ok(()));
         }
         loop {
