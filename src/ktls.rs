@@ -127,9 +127,10 @@ pub enum Stream<S> {
 }
 
 /// Where a finished handshake's records will be made.
-enum Engine {
+enum Engine<'a> {
     Kernel,
-    Records,
+    /// The user-space layer, with the secrets it needs and the suite they are for.
+    Records(&'a record::SecretCapture, rustls::CipherSuite),
 }
 
 /// Moves a finished handshake to the kernel when it can, else TLS 1.3 to the user-space
@@ -145,17 +146,16 @@ pub async fn hand_off<S: Handshaken>(
         return Ok(Stream::Rustls(stream));
     }
     let (wire, conn) = stream.parts();
-    let suite = conn.negotiated_cipher_suite().map(|s| s.suite());
-    let records = capture.is_some() && suite.is_some_and(record::carries);
+    let records = capture.zip(conn.negotiated_cipher_suite().map(|s| s.suite()));
     // wanted() is false (and logged once) where the kernel has no TLS or --no-ktls is set.
     let kernel = wanted()
         && offload_check(wire, conn)
             .inspect_err(|why| debug!("not offloading to kernel TLS: {why}"))
             .is_ok();
-    let engine = match (kernel, records) {
-        (true, _) => Engine::Kernel,
-        (false, true) => Engine::Records,
-        (false, false) => {
+    let engine = match records {
+        _ if kernel => Engine::Kernel,
+        Some((capture, suite)) if record::carries(suite) => Engine::Records(capture, suite),
+        _ => {
             stream.parts().0.set_read_ahead();
             return Ok(Stream::Rustls(stream));
         }
@@ -194,7 +194,7 @@ pub async fn hand_off<S: Handshaken>(
     let tcp = wire.into_tcp();
     let (tx_seq, tx) = &secrets.tx;
     let (rx_seq, rx) = &secrets.rx;
-    if let (Engine::Records, Some(capture), Some(suite)) = (&engine, capture, suite) {
+    if let Engine::Records(capture, suite) = engine {
         let stream = UserStream::new(
             tcp,
             suite,
