@@ -220,31 +220,61 @@ pub struct CheckArgs {
 }
 
 /// `sst-tunnel gen-certs`.
+///
+/// The directory is the cluster's CA directory: `ca.pem` (what every node trusts),
+/// `ca-key.pem` (the key that signs, kept off the nodes) and per node `NAME-cert.pem`,
+/// `NAME-key.pem`, `NAME-sst.cnf`. A CA already there is reused, never replaced.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Lifecycle: first setup and adding a node are the same command (the CA \
+in --out is reused); --renew re-issues named nodes; --rotate-ca start|finish brackets a CA \
+rotation in three steps (see README, Certificate lifecycle)."
+)]
 pub struct GenCertsArgs {
-    /// Directory to write into (created when missing).
+    /// The cluster's CA directory (created when missing).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
 
     /// A node: NAME[=IP,IP...]; NAME becomes the CN and a DNS SAN, the IPs IP SANs (repeatable).
-    #[arg(long = "node", value_name = "NAME[=IP,...]", required = true, value_parser = parse_node)]
+    #[arg(long = "node", value_name = "NAME[=IP,...]", required_unless_present = "rotate_ca", value_parser = parse_node)]
     pub nodes: Vec<Node>,
 
-    /// Node certificate lifetime in days.
+    /// Node certificate lifetime in days (never past the CA's own end).
     #[arg(long, value_name = "DAYS", default_value_t = 825, value_parser = clap::value_parser!(u32).range(1..))]
     pub days: u32,
 
-    /// CA certificate lifetime in days.
+    /// Lifetime in days of a CA made now.
     #[arg(long, value_name = "DAYS", default_value_t = 3650, value_parser = clap::value_parser!(u32).range(1..))]
     pub ca_days: u32,
 
-    /// The CA's common name.
-    #[arg(long, value_name = "NAME", default_value = "Galera SST CA")]
-    pub ca_name: String,
+    /// The cluster's name, part of a new CA's name ("NAME SST CA <id>") so clusters' CAs
+    /// can be told apart.
+    #[arg(long, value_name = "NAME", conflicts_with = "ca_name")]
+    pub cluster: Option<String>,
 
-    /// Replace existing files (all of them: the CA changes too).
-    #[arg(long)]
-    pub force: bool,
+    /// A new CA's whole common name (default: "<cluster or Galera> SST CA <random id>").
+    #[arg(long, value_name = "NAME")]
+    pub ca_name: Option<String>,
+
+    /// Issue the named nodes new certificates and keys from the CA in DIR, replacing
+    /// their files there (renewal; the CA is kept).
+    #[arg(long, visible_alias = "force")]
+    pub renew: bool,
+
+    /// CA rotation without an outage: `start` adds a new CA beside the old one (ca.pem
+    /// becomes the bundle of both; new certificates come from the new CA); `finish` drops
+    /// the old CA once every node holds a certificate from the new one.
+    #[arg(long, value_enum, value_name = "STEP", conflicts_with = "nodes")]
+    pub rotate_ca: Option<RotateStep>,
+}
+
+/// The two commands that bracket a CA rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RotateStep {
+    /// Make the new CA and the transition bundle.
+    Start,
+    /// Drop the old CA from the bundle.
+    Finish,
 }
 
 /// One `--node NAME[=IP,...]`.

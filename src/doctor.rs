@@ -9,10 +9,9 @@ use std::fmt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use x509_parser::prelude::{FromDer, X509Certificate};
-
 use crate::cli::{CheckArgs, TlsArgs};
 use crate::error::{Error, Result};
+use crate::gencerts;
 use crate::mycnf;
 use crate::tls::{self, names::CertNames};
 
@@ -133,7 +132,8 @@ pub fn run(args: CheckArgs) -> Result<()> {
         ),
         Err(why) => report.say(Level::Error, why),
     }
-    check_expiry(&mut report, &chain[0], args.warn_days);
+    check_expiry(&mut report, &names, &ca, args.warn_days);
+    report_cas(&mut report, &ca, &names, args.warn_days);
     if names.dns.is_empty() && names.ips.is_empty() {
         report.say(
             Level::Warning,
@@ -233,28 +233,137 @@ fn check_key_mode(report: &mut Report, key: &Path) {
     }
 }
 
-/// Expired or not yet valid is an error (the chain check says so too); soon is a warning.
-fn check_expiry(report: &mut Report, leaf: &[u8], warn_days: u32) {
-    let Ok((_, cert)) = X509Certificate::from_der(leaf) else {
-        return;
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let not_after = cert.validity().not_after.timestamp();
-    let days_left = (not_after - now) / 86_400;
-    let until = tls::verify::format_unix(u64::try_from(not_after).unwrap_or(0));
-    if not_after < now {
-        report.say(Level::Error, format!("certificate expired at {until}"));
+/// Expired is an error (the chain check says so too); soon is a warning that gives the
+/// command that renews this node from the same CA.
+fn check_expiry(report: &mut Report, leaf: &CertNames, ca: &Path, warn_days: u32) {
+    let now = unix_now();
+    let days_left = (leaf.not_after - now) / 86_400;
+    let until = tls::verify::format_unix(u64::try_from(leaf.not_after).unwrap_or(0));
+    if leaf.not_after < now {
+        report.say(
+            Level::Error,
+            format!(
+                "certificate expired at {until}; renew it: {}",
+                renew_command(leaf, ca)
+            ),
+        );
     } else if days_left < i64::from(warn_days) {
         report.say(
             Level::Warning,
             format!(
-                "certificate expires in {days_left} days ({until}): renew it before an SST needs it"
+                "certificate expires in {days_left} days ({until}): renew it before an SST needs \
+                 it: {}",
+                renew_command(leaf, ca)
             ),
         );
     } else {
         report.say(Level::Ok, format!("valid until {until} ({days_left} days)"));
     }
+}
+
+/// `gen-certs --renew` for this node: its CN and IP SANs, from the CA directory.
+fn renew_command(leaf: &CertNames, ca: &Path) -> String {
+    format!(
+        "sst-tunnel gen-certs --out {} --renew --node {}{}",
+        ca_dir_hint(ca),
+        gencerts::node_spec(leaf),
+        ca_dir_note(ca)
+    )
+}
+
+/// The CA directory, when the CA file sits beside the CA's key (the admin host); else a
+/// placeholder that [`ca_dir_note`] explains.
+fn ca_dir_hint(ca: &Path) -> String {
+    ca.parent()
+        .filter(|d| ca.is_file() && d.join("ca-key.pem").is_file())
+        .map(|d| d.display().to_string())
+        .unwrap_or_else(|| "CA_DIR".to_string())
+}
+
+fn ca_dir_note(ca: &Path) -> &'static str {
+    if ca_dir_hint(ca) == "CA_DIR" {
+        " (CA_DIR: where the cluster's ca-key.pem is kept)"
+    } else {
+        ""
+    }
+}
+
+/// The CAs the node trusts, by name and key (so two clusters' CAs, or a CA and its successor,
+/// can be told apart), their expiry, and where a CA rotation stands on this node: one CA is
+/// the steady state; two are the transition bundle, and the issuer of the node's own
+/// certificate says whether it is still to be renewed (step 1) or ready for the end (step 2).
+fn report_cas(report: &mut Report, ca_path: &Path, leaf: &CertNames, warn_days: u32) {
+    let Ok(loaded) = tls::pem::load_ca(ca_path) else {
+        return; // The chain check has reported why.
+    };
+    let cas: Vec<CertNames> = loaded
+        .iter()
+        .filter_map(|c| CertNames::parse(&c.der))
+        .filter(|n| n.is_ca)
+        .collect();
+    let now = unix_now();
+    for ca in &cas {
+        let until = tls::verify::format_unix(u64::try_from(ca.not_after).unwrap_or(0));
+        report.say(
+            Level::Ok,
+            format!(
+                "{} trusts the CA '{}' (key {}, valid until {until})",
+                ca_path.display(),
+                ca.subject,
+                CertNames::short_key_id(ca.subject_key_id.as_deref()),
+            ),
+        );
+        if ca.not_after >= now && (ca.not_after - now) / 86_400 < i64::from(warn_days) {
+            report.say(
+                Level::Warning,
+                format!(
+                    "the CA '{}' expires in {} days ({until}): rotate it before then \
+                     (sst-tunnel gen-certs --out {} --rotate-ca start; see README, \
+                     Certificate lifecycle)",
+                    ca.subject,
+                    (ca.not_after - now) / 86_400,
+                    ca_dir_hint(ca_path)
+                ),
+            );
+        }
+    }
+    if cas.len() < 2 {
+        return;
+    }
+    let Some(issuer) = cas.iter().find(|ca| leaf.issued_by(ca)) else {
+        return; // Not issued by any of them: the chain check has said so.
+    };
+    let newest = cas.iter().max_by_key(|ca| ca.not_before).unwrap_or(issuer);
+    if std::ptr::eq(issuer, newest) {
+        report.say(
+            Level::Ok,
+            format!(
+                "CA rotation, step 2 of 3 on this node: it trusts the old and the new CA and \
+                 holds a certificate from the new CA '{}'; once every node is here, finish \
+                 (sst-tunnel gen-certs --out {} --rotate-ca finish) and install the new \
+                 ca.pem on every node",
+                newest.subject,
+                ca_dir_hint(ca_path)
+            ),
+        );
+    } else {
+        report.say(
+            Level::Ok,
+            format!(
+                "CA rotation, step 1 of 3 on this node: it trusts the old and the new CA and \
+                 still holds a certificate from the old CA '{}'; next, install a certificate \
+                 from the new CA '{}': {}",
+                issuer.subject,
+                newest.subject,
+                renew_command(leaf, ca_path)
+            ),
+        );
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }

@@ -1,11 +1,17 @@
-//! `sst-tunnel gen-certs`: a cluster CA and one certificate per node, ready for the SST
-//! scripts' `[sst]` tca/tcert/tkey, plus the my.cnf snippet for each node.
+//! `sst-tunnel gen-certs`: the cluster's CA directory over its whole life: first setup,
+//! adding and renewing nodes from the same CA, and rotating the CA without an outage.
 //!
 //! Certificates are what every peer in the SST world accepts: X.509 v3, P-256 ECDSA, the
 //! node name as CN *and* DNS SAN (stunnel's checkHost and sst-tunnel ignore the CN beside a
 //! DNS SAN; the scripts' VERIFY_IDENTITY sends the CN), the node's IPs as IP SANs, serverAuth
-//! and clientAuth (a node is the server as joiner and the client as donor). Keys are written
-//! 0600 and nothing is overwritten without `--force`.
+//! and clientAuth (a node is the server as joiner and the client as donor).
+//!
+//! The directory holds `ca.pem` (what every node trusts: one CA, or during a rotation the old
+//! and the new one), `ca-key.pem` (the key of the CA that signs now) and per node
+//! `NAME-cert.pem`, `NAME-key.pem`, `NAME-sst.cnf`. A CA found there is always reused, so a
+//! node added or renewed later is trusted by the nodes already running; replacing it is a
+//! rotation (`--rotate-ca start`, renew every node, `--rotate-ca finish`), never a side effect.
+//! Keys are written 0600, every file by rename so a node copying it never reads half of it.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -14,49 +20,274 @@ use std::path::{Path, PathBuf};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    KeyUsagePurpose, PublicKeyData, SanType,
 };
+use rustls::pki_types::CertificateDer;
 use time::{Duration, OffsetDateTime};
+use x509_parser::prelude::{FromDer, X509Certificate};
+use zeroize::Zeroizing;
 
-use crate::cli::{GenCertsArgs, Node};
+use crate::cli::{GenCertsArgs, Node, RotateStep};
 use crate::error::{Error, Result};
+use crate::tls::{names::CertNames, pem};
 
-/// Writes the CA, the node certificates and the snippets; prints what to do next.
+/// File names inside the CA directory.
+const CA_FILE: &str = "ca.pem";
+const CA_KEY_FILE: &str = "ca-key.pem";
+/// The old CA's key, kept aside during a rotation and removed when it finishes.
+const OLD_KEY_FILE: &str = "ca-old-key.pem";
+
+/// Runs the step the flags ask for.
 pub fn run(args: GenCertsArgs) -> Result<()> {
-    let out = &args.out;
-    fs::create_dir_all(out).map_err(|e| Error::file_io(out, &e))?;
-    let mut files = vec![out.join("ca.pem"), out.join("ca-key.pem")];
-    for node in &args.nodes {
-        for suffix in ["-cert.pem", "-key.pem", "-sst.cnf"] {
-            files.push(out.join(format!("{}{suffix}", node.name)));
+    fs::create_dir_all(&args.out).map_err(|e| Error::file_io(&args.out, &e))?;
+    let dir = fs::canonicalize(&args.out).map_err(|e| Error::file_io(&args.out, &e))?;
+    let existing = CaDir::read(&dir)?;
+    match (args.rotate_ca, existing) {
+        (None, None) => {
+            let ca = new_ca(&args, None)?;
+            ca.write(&dir, &[])?;
+            println!(
+                "sst-tunnel: made a new CA '{}' in {}",
+                ca.names.subject,
+                dir.display()
+            );
+            issue(&args, &dir, &ca)
+        }
+        (None, Some(ca_dir)) => {
+            if args.cluster.is_some() || args.ca_name.is_some() {
+                return Err(Error::file(
+                    &dir.join(CA_FILE),
+                    format!(
+                        "a CA is already here ('{}'); --cluster and --ca-name only name a new \
+                         CA (to replace it, rotate: --rotate-ca start)",
+                        ca_dir.signing.names.subject
+                    ),
+                ));
+            }
+            println!(
+                "sst-tunnel: issuing from the CA in {}: '{}'",
+                dir.join(CA_FILE).display(),
+                ca_dir.signing.names.subject
+            );
+            issue(&args, &dir, &ca_dir.signing)
+        }
+        (Some(_), None) => Err(Error::file(
+            &dir.join(CA_FILE),
+            "no CA here to rotate; make one first (sst-tunnel gen-certs --out DIR --node NAME ...)",
+        )),
+        (Some(RotateStep::Start), Some(ca_dir)) => rotate_start(&args, &dir, ca_dir),
+        (Some(RotateStep::Finish), Some(ca_dir)) => rotate_finish(&dir, ca_dir),
+    }
+}
+
+/// A CA that can sign: its certificate, parsed names, and key.
+struct SigningCa {
+    der: CertificateDer<'static>,
+    pem: String,
+    names: CertNames,
+    key: KeyPair,
+}
+
+impl SigningCa {
+    /// Writes `ca.pem` (this CA after `others`, the bundle every node trusts) and its key.
+    fn write(&self, dir: &Path, others: &[String]) -> Result<()> {
+        let key_pem = Zeroizing::new(self.key.serialize_pem());
+        write(&dir.join(CA_KEY_FILE), key_pem.as_bytes(), 0o600)?;
+        let mut bundle = others.concat();
+        bundle.push_str(&self.pem);
+        write(&dir.join(CA_FILE), bundle.as_bytes(), 0o644)
+    }
+
+    fn issuer(&self) -> Result<Issuer<'static, &KeyPair>> {
+        Issuer::from_ca_cert_der(&self.der, &self.key).map_err(rcgen_error)
+    }
+}
+
+/// What the CA directory holds: the CA that signs, and every CA `ca.pem` trusts (two during a
+/// rotation: the old one first).
+struct CaDir {
+    signing: SigningCa,
+    trusted: Vec<(String, CertNames)>,
+}
+
+impl CaDir {
+    /// `None` when the directory has no CA yet; an error when it has half of one, or a key
+    /// that belongs to none of the certificates in `ca.pem`.
+    fn read(dir: &Path) -> Result<Option<Self>> {
+        let (ca_path, key_path) = (dir.join(CA_FILE), dir.join(CA_KEY_FILE));
+        match (ca_path.exists(), key_path.exists()) {
+            (false, false) => return Ok(None),
+            (true, false) => {
+                return Err(Error::file(
+                    &key_path,
+                    format!(
+                        "missing: {} has a CA but not its key, so no certificate can be issued \
+                         that the cluster trusts; put the CA's key back (or use another --out)",
+                        ca_path.display()
+                    ),
+                ));
+            }
+            (false, true) => {
+                return Err(Error::file(
+                    &ca_path,
+                    format!(
+                        "missing beside {}: put the CA certificate back (or use another --out)",
+                        key_path.display()
+                    ),
+                ));
+            }
+            (true, true) => {}
+        }
+        let parsed = pem::read_pem(&ca_path)?;
+        if parsed.certs.is_empty() {
+            return Err(Error::file(&ca_path, "no PEM CERTIFICATE block found"));
+        }
+        let key_text = Zeroizing::new(
+            String::from_utf8(crate::files::read_bytes(
+                &key_path,
+                crate::files::PEM_LIMIT,
+            )?)
+            .map_err(|_| Error::file(&key_path, "not a PEM private key"))?,
+        );
+        let key = KeyPair::from_pem(&key_text)
+            .map_err(|e| Error::file(&key_path, format!("not a usable private key: {e}")))?;
+        let mut trusted = Vec::new();
+        let mut signing = None;
+        for der in parsed.certs {
+            let (_, cert) = X509Certificate::from_der(&der)
+                .map_err(|e| Error::file(&ca_path, format!("unparsable certificate: {e}")))?;
+            let names = CertNames::parse(&der)
+                .ok_or_else(|| Error::file(&ca_path, "unparsable certificate"))?;
+            if !names.is_ca {
+                return Err(Error::file(
+                    &ca_path,
+                    format!("'{}' is not a CA certificate", names.subject),
+                ));
+            }
+            let pem_text = pem_block(&der);
+            if cert.public_key().raw == key.subject_public_key_info().as_slice() {
+                signing = Some(SigningCa {
+                    der: der.clone(),
+                    pem: pem_text.clone(),
+                    names: names.clone(),
+                    key: KeyPair::from_pem(&key_text).map_err(rcgen_error)?,
+                });
+            }
+            trusted.push((pem_text, names));
+        }
+        let Some(signing) = signing else {
+            return Err(Error::file(
+                &key_path,
+                format!(
+                    "does not belong to the CA in {} ({}): the key and the certificate are from \
+                     different CAs; put back the matching pair",
+                    ca_path.display(),
+                    trusted
+                        .iter()
+                        .map(|(_, n)| format!("'{}'", n.subject))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        };
+        Ok(Some(Self { signing, trusted }))
+    }
+
+    /// The CAs in `ca.pem` other than the one that signs: the old CA(s) during a rotation.
+    fn others(&self) -> impl Iterator<Item = &(String, CertNames)> {
+        self.trusted
+            .iter()
+            .filter(|(pem, _)| *pem != self.signing.pem)
+    }
+}
+
+/// Makes a CA: named by `--ca-name`, else "<cluster> SST CA <random id>" so two clusters'
+/// CAs, and a CA and its successor, never share a name. A rotation keeps the cluster name
+/// (kept in the subject's O).
+fn new_ca(args: &GenCertsArgs, previous: Option<&CertNames>) -> Result<SigningCa> {
+    let cluster = args
+        .cluster
+        .clone()
+        .or_else(|| previous.and_then(|p| p.organizations.first().cloned()));
+    let name = match &args.ca_name {
+        Some(name) => name.clone(),
+        None => format!(
+            "{} SST CA {}",
+            cluster.as_deref().unwrap_or("Galera"),
+            random_id()?
+        ),
+    };
+    let now = OffsetDateTime::now_utc();
+    let key = KeyPair::generate().map_err(rcgen_error)?;
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(rcgen_error)?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    if let Some(cluster) = &cluster {
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, cluster.as_str());
+    }
+    params
+        .distinguished_name
+        .push(DnType::CommonName, name.as_str());
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + Duration::days(i64::from(args.ca_days));
+    let cert = params.self_signed(&key).map_err(rcgen_error)?;
+    let der = cert.der().clone();
+    let names =
+        CertNames::parse(&der).ok_or_else(|| Error::Internal("new CA unparsable".into()))?;
+    Ok(SigningCa {
+        pem: cert.pem(),
+        der,
+        names,
+        key,
+    })
+}
+
+/// Eight hex digits from the system's CSPRNG.
+fn random_id() -> Result<String> {
+    use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+    let mut bytes = [0u8; 4];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| Error::Internal("no randomness for the CA name".into()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Issues every `--node` from `ca`; nothing is written when any node's files exist and
+/// `--renew` was not given.
+fn issue(args: &GenCertsArgs, dir: &Path, ca: &SigningCa) -> Result<()> {
+    if !args.renew {
+        for node in &args.nodes {
+            for suffix in ["-cert.pem", "-key.pem"] {
+                let file = dir.join(format!("{}{suffix}", node.name));
+                if file.exists() {
+                    return Err(Error::file(
+                        &file,
+                        format!(
+                            "already exists; pass --renew to issue {} a new certificate from the \
+                             same CA",
+                            node.name
+                        ),
+                    ));
+                }
+            }
         }
     }
-    if !args.force
-        && let Some(existing) = files.iter().find(|f| f.exists())
-    {
-        return Err(Error::file(
-            existing,
-            "already exists; pass --force to replace the whole set",
-        ));
-    }
+    let issuer = ca.issuer()?;
     let now = OffsetDateTime::now_utc();
-    let ca_key = KeyPair::generate().map_err(rcgen_error)?;
-    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(rcgen_error)?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca.distinguished_name
-        .push(DnType::CommonName, args.ca_name.as_str());
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    ca.not_before = now - Duration::hours(1);
-    ca.not_after = now + Duration::days(i64::from(args.ca_days));
-    let ca_cert = ca.self_signed(&ca_key).map_err(rcgen_error)?;
-    write(&out.join("ca.pem"), ca_cert.pem().as_bytes(), 0o644)?;
-    write(
-        &out.join("ca-key.pem"),
-        ca_key.serialize_pem().as_bytes(),
-        0o600,
-    )?;
-    let issuer = Issuer::new(ca, ca_key);
-    let abs = fs::canonicalize(out).map_err(|e| Error::file_io(out, &e))?;
+    // A node certificate that outlives its CA would only fail later with a CA error.
+    let ca_end = OffsetDateTime::from_unix_timestamp(ca.names.not_after)
+        .map_err(|e| Error::Internal(format!("CA end date: {e}")))?;
+    let mut not_after = now + Duration::days(i64::from(args.days));
+    if not_after > ca_end {
+        not_after = ca_end;
+        println!(
+            "note: node certificates end with the CA on {} (sooner than --days {})",
+            crate::tls::verify::format_unix(u64::try_from(ca.names.not_after).unwrap_or(0)),
+            args.days
+        );
+    }
     for node in &args.nodes {
         let key = KeyPair::generate().map_err(rcgen_error)?;
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(rcgen_error)?;
@@ -74,30 +305,175 @@ pub fn run(args: GenCertsArgs) -> Result<()> {
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
         params.not_before = now - Duration::hours(1);
-        params.not_after = now + Duration::days(i64::from(args.days));
+        params.not_after = not_after;
         let cert = params.signed_by(&key, &issuer).map_err(rcgen_error)?;
-        let stem = |suffix: &str| out.join(format!("{}{suffix}", node.name));
+        let stem = |suffix: &str| dir.join(format!("{}{suffix}", node.name));
+        let key_pem = Zeroizing::new(key.serialize_pem());
+        // Key first: a copy taken in between has a new key and the old certificate, which
+        // fails its key check loudly, never a certificate with someone else's key.
+        write(&stem("-key.pem"), key_pem.as_bytes(), 0o600)?;
         write(&stem("-cert.pem"), cert.pem().as_bytes(), 0o644)?;
-        write(&stem("-key.pem"), key.serialize_pem().as_bytes(), 0o600)?;
-        write(&stem("-sst.cnf"), snippet(&abs, node).as_bytes(), 0o644)?;
+        write(&stem("-sst.cnf"), snippet(dir, node).as_bytes(), 0o644)?;
     }
     println!(
-        "sst-tunnel: wrote a CA and {} node certificates to {}",
+        "sst-tunnel: {} {} node certificate{} in {}",
+        if args.renew { "renewed" } else { "wrote" },
         args.nodes.len(),
-        abs.display()
+        if args.nodes.len() == 1 { "" } else { "s" },
+        dir.display()
     );
     for node in &args.nodes {
         println!(
             "  {name}: {dir}/{name}-cert.pem, {dir}/{name}-key.pem; my.cnf snippet {dir}/{name}-sst.cnf",
             name = node.name,
-            dir = abs.display()
+            dir = dir.display()
         );
     }
     println!(
-        "Copy ca.pem and each node's files to that node (keep ca-key.pem offline), make the key \
-         readable by mysqld (chown mysql), and include its -sst.cnf in the server's option files."
+        "Copy ca.pem and each node's files to that node (keep ca-key.pem off the nodes), make \
+         the key readable by mysqld (chown mysql), and include its -sst.cnf in the server's \
+         option files. Running nodes pick new files up at their next SST."
     );
     Ok(())
+}
+
+/// Rotation step 1: a new CA beside the old one. `ca.pem` becomes the bundle (old, then
+/// new) that every node installs first; from now on certificates come from the new CA.
+fn rotate_start(args: &GenCertsArgs, dir: &Path, ca_dir: CaDir) -> Result<()> {
+    if ca_dir.trusted.len() > 1 {
+        return Err(Error::file(
+            &dir.join(CA_FILE),
+            format!(
+                "holds {} CAs: a rotation is already under way; renew every node, then \
+                 finish it (--rotate-ca finish)",
+                ca_dir.trusted.len()
+            ),
+        ));
+    }
+    let old = ca_dir.signing;
+    let new = new_ca(args, Some(&old.names))?;
+    let old_key = Zeroizing::new(old.key.serialize_pem());
+    write(&dir.join(OLD_KEY_FILE), old_key.as_bytes(), 0o600)?;
+    new.write(dir, std::slice::from_ref(&old.pem))?;
+    println!(
+        "sst-tunnel: CA rotation step 1 of 3: made the new CA '{}'; {} now trusts it and the \
+         old CA '{}'.",
+        new.names.subject,
+        dir.join(CA_FILE).display(),
+        old.names.subject
+    );
+    println!(
+        "  1. Install this ca.pem on every node, over the CA file its my.cnf names (tca / ssl-ca). \
+         SSTs keep working: the bundle trusts both CAs.\n  \
+         2. Then renew every node from the new CA: sst-tunnel gen-certs --out {dir} --renew \
+         --node NAME[=IP,...] ..., and install each node's new certificate and key.\n  \
+         3. When every node holds a certificate from the new CA (sst-tunnel check says \
+         step 2 of 3 on each): sst-tunnel gen-certs --out {dir} --rotate-ca finish, and \
+         install the new ca.pem on every node.",
+        dir = dir.display()
+    );
+    Ok(())
+}
+
+/// Rotation step 3: drop the old CA. Refused while a node certificate in the directory still
+/// comes from it, since that node's next SST would fail once its peers trust only the new CA.
+fn rotate_finish(dir: &Path, ca_dir: CaDir) -> Result<()> {
+    let old: Vec<&CertNames> = ca_dir.others().map(|(_, n)| n).collect();
+    if old.is_empty() {
+        return Err(Error::file(
+            &dir.join(CA_FILE),
+            "holds one CA: no rotation is under way (start one with --rotate-ca start)",
+        ));
+    }
+    let mut stale = Vec::new();
+    for path in node_certs(dir)? {
+        let Ok(parsed) = pem::read_pem(&path) else {
+            continue;
+        };
+        let Some(names) = parsed.certs.first().and_then(|d| CertNames::parse(d)) else {
+            continue;
+        };
+        if !names.issued_by(&ca_dir.signing.names) {
+            stale.push((path, names));
+        }
+    }
+    if let Some((_, first)) = stale.first() {
+        let files: Vec<String> = stale
+            .iter()
+            .map(|(path, _)| path.display().to_string())
+            .collect();
+        let nodes: Vec<String> = stale
+            .iter()
+            .map(|(_, n)| format!("--node {}", node_spec(n)))
+            .collect();
+        return Err(Error::file(
+            dir,
+            format!(
+                "still issued by the old CA '{}': {}; renew {} first (sst-tunnel gen-certs --out \
+                 {} --renew {}) and install the new files on {}, or remove the files of a node \
+                 that has left the cluster",
+                first.issuer,
+                files.join(", "),
+                if stale.len() == 1 { "it" } else { "them" },
+                dir.display(),
+                nodes.join(" "),
+                if stale.len() == 1 {
+                    "that node"
+                } else {
+                    "those nodes"
+                },
+            ),
+        ));
+    }
+    ca_dir.signing.write(dir, &[])?;
+    match fs::remove_file(dir.join(OLD_KEY_FILE)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::file_io(&dir.join(OLD_KEY_FILE), &e)),
+    }
+    println!(
+        "sst-tunnel: CA rotation step 3 of 3: {} now trusts only '{}' (dropped '{}', and the old \
+         CA's key). Install this ca.pem on every node; the rotation is done.",
+        dir.join(CA_FILE).display(),
+        ca_dir.signing.names.subject,
+        old.iter()
+            .map(|n| n.subject.as_str())
+            .collect::<Vec<_>>()
+            .join("', '"),
+    );
+    Ok(())
+}
+
+/// The `--node` value that re-issues a certificate with the same names: `CN[=IP,...]`.
+pub fn node_spec(names: &CertNames) -> String {
+    let name = names
+        .common_names
+        .first()
+        .or(names.dns.first())
+        .cloned()
+        .unwrap_or_else(|| "NAME".to_string());
+    if names.ips.is_empty() {
+        return name;
+    }
+    let ips: Vec<String> = names.ips.iter().map(ToString::to_string).collect();
+    format!("{name}={}", ips.join(","))
+}
+
+/// Every `NAME-cert.pem` in the directory, sorted.
+fn node_certs(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| Error::file_io(dir, &e))? {
+        let path = entry.map_err(|e| Error::file_io(dir, &e))?.path();
+        if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with("-cert.pem"))
+        {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// The option-file snippet for one node: the SST scripts' legacy `[sst]` names, which both
@@ -116,22 +492,36 @@ fn snippet(dir: &Path, node: &Node) -> String {
          # Verify the peer's certificate chain (rsync SST: stunnel verifyChain).\n\
          ssl-mode=VERIFY_CA\n",
         name = node.name,
-        ca = path("ca.pem"),
+        ca = path(CA_FILE),
         cert = path(&format!("{}-cert.pem", node.name)),
         key = path(&format!("{}-key.pem", node.name)),
     )
 }
 
-/// Writes a file with `mode`, replacing what is there (the caller checked --force).
-fn write(path: &PathBuf, data: &[u8], mode: u32) -> Result<()> {
-    let _ = fs::remove_file(path);
+/// One certificate as a PEM block.
+fn pem_block(der: &[u8]) -> String {
+    ::pem::encode_config(
+        &::pem::Pem::new("CERTIFICATE", der.to_vec()),
+        ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF),
+    )
+}
+
+/// Writes a file with `mode` under a temporary name, then renames it over `path`, so a reader
+/// sees the old file or the new one, never part of either.
+fn write(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let _ = fs::remove_file(&tmp);
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
-        .open(path)
-        .map_err(|e| Error::file_io(path, &e))?;
-    file.write_all(data).map_err(|e| Error::file_io(path, &e))
+        .open(&tmp)
+        .map_err(|e| Error::file_io(&tmp, &e))?;
+    file.write_all(data)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::file_io(&tmp, &e))?;
+    fs::rename(&tmp, path).map_err(|e| Error::file_io(path, &e))
 }
 
 fn rcgen_error(e: rcgen::Error) -> Error {

@@ -124,21 +124,27 @@ fn gen_certs_makes_a_pki_openssl_and_both_ends_accept() {
 }
 
 #[test]
-fn gen_certs_never_overwrites_without_force() {
+fn gen_certs_never_overwrites_without_renew_and_keeps_the_ca() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     gen_certs(d, &["--node", "node1"]).ok();
-    let before = fs::read(d.join("ca.pem")).unwrap();
+    let ca = fs::read(d.join("ca.pem")).unwrap();
+    let cert = fs::read(d.join("node1-cert.pem")).unwrap();
     gen_certs(d, &["--node", "node1"]).fails(
         2,
         &format!(
-            "{}: already exists; pass --force",
-            d.join("ca.pem").display()
+            "{}: already exists; pass --renew",
+            fs::canonicalize(d)
+                .unwrap()
+                .join("node1-cert.pem")
+                .display()
         ),
     );
-    assert_eq!(fs::read(d.join("ca.pem")).unwrap(), before);
+    assert_eq!(fs::read(d.join("node1-cert.pem")).unwrap(), cert);
+    // --force is the old spelling of --renew: the node is re-issued, the CA never replaced.
     gen_certs(d, &["--node", "node1", "--force"]).ok();
-    assert_ne!(fs::read(d.join("ca.pem")).unwrap(), before);
+    assert_ne!(fs::read(d.join("node1-cert.pem")).unwrap(), cert);
+    assert_eq!(fs::read(d.join("ca.pem")).unwrap(), ca);
     gen_certs(d, &["--node", "node1=10.0.0.300"]).fails(2, "'10.0.0.300' is not an IP address");
 }
 

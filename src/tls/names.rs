@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 
-use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+use x509_parser::prelude::{FromDer, GeneralName, ParsedExtension, X509Certificate};
 
 /// The parts of a certificate that name checks and logs use.
 #[derive(Debug, Clone, Default)]
@@ -26,6 +26,17 @@ pub struct CertNames {
     pub is_v1: bool,
     /// basicConstraints CA:TRUE: rustls refuses these as end-entity certificates.
     pub is_ca: bool,
+    /// subjectKeyIdentifier: names the key this certificate holds (a CA's).
+    pub subject_key_id: Option<Vec<u8>>,
+    /// authorityKeyIdentifier: names the key that signed it, so a same-named CA with another
+    /// key can be told apart from the real issuer.
+    pub authority_key_id: Option<Vec<u8>>,
+    /// Subject organisations (gen-certs keeps the cluster name there).
+    pub organizations: Vec<String>,
+    /// notBefore, seconds since the epoch.
+    pub not_before: i64,
+    /// notAfter, seconds since the epoch.
+    pub not_after: i64,
 }
 
 impl CertNames {
@@ -37,8 +48,26 @@ impl CertNames {
             issuer: cert.issuer().to_string(),
             is_v1: cert.version().0 == 0,
             is_ca: cert.is_ca(),
+            not_before: cert.validity().not_before.timestamp(),
+            not_after: cert.validity().not_after.timestamp(),
             ..Self::default()
         };
+        names.organizations = cert
+            .subject()
+            .iter_organization()
+            .filter_map(|o| o.as_str().ok().map(str::to_string))
+            .collect();
+        for ext in cert.extensions() {
+            match ext.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(id) => {
+                    names.subject_key_id = Some(id.0.to_vec());
+                }
+                ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                    names.authority_key_id = aki.key_identifier.as_ref().map(|id| id.0.to_vec());
+                }
+                _ => {}
+            }
+        }
         names.common_names = cert
             .subject()
             .iter_common_name()
@@ -97,6 +126,24 @@ impl CertNames {
             .iter()
             .chain(&self.common_names)
             .any(|pattern| wildcard_matches(pattern, wanted, false))
+    }
+
+    /// True when `ca` is this certificate's issuer by key: the authorityKeyIdentifier names
+    /// the CA's subjectKeyIdentifier, or, without key identifiers, the names agree. This is a
+    /// label for messages and bookkeeping; signatures are webpki's to check.
+    pub fn issued_by(&self, ca: &CertNames) -> bool {
+        match (&self.authority_key_id, &ca.subject_key_id) {
+            (Some(aki), Some(ski)) => aki == ski,
+            _ => self.issuer == ca.subject,
+        }
+    }
+
+    /// The first 8 bytes of a key identifier as hex, enough to tell keys apart in a message.
+    pub fn short_key_id(id: Option<&[u8]>) -> String {
+        match id {
+            Some(id) => id.iter().take(8).map(|b| format!("{b:02x}")).collect(),
+            None => "none".to_string(),
+        }
     }
 
     /// Every name in the certificate, CN included, for messages under the socat rule.

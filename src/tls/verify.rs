@@ -346,12 +346,35 @@ impl PeerVerifier {
                 }
             ),
             E::InvalidSignatureForPublicKey
-            | E::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => {
-                format!("{who} certificate '{subject}' has a bad signature from its issuer")
-            }
+            | E::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => self
+                .same_name_other_key(who, subject, names)
+                .unwrap_or_else(|| {
+                    format!("{who} certificate '{subject}' has a bad signature from its issuer")
+                }),
             other => format!("{who} certificate '{subject}' rejected: {other:?} (CA {ca})"),
         };
         PeerCertError(text)
+    }
+
+    /// A signature that fails against a trusted CA *of the issuer's name* almost always means
+    /// another CA with the same name signed it (another cluster's, or a CA made again), not
+    /// corruption: say so, with both key ids and the file holding the look-alike.
+    fn same_name_other_key(&self, who: &str, subject: &str, names: &CertNames) -> Option<String> {
+        let look_alike = self.trusted.iter().find_map(|ca| {
+            let ca_names = CertNames::parse(&ca.der)?;
+            (ca_names.subject == names.issuer).then_some((ca, ca_names))
+        })?;
+        let (ca, ca_names) = look_alike;
+        Some(format!(
+            "{who} certificate '{subject}' was issued by a different CA with the same name \
+             '{}': it was signed by key {}, but the CA of that name in {} has key {} (a CA from \
+             another cluster, or one made again); install the CA that issued it, or reissue the \
+             certificate from this CA (sst-tunnel gen-certs --renew)",
+            names.issuer,
+            CertNames::short_key_id(names.authority_key_id.as_deref()),
+            ca.path.display(),
+            CertNames::short_key_id(ca_names.subject_key_id.as_deref()),
+        ))
     }
 
     fn verdict(
