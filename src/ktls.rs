@@ -224,10 +224,11 @@ pub async fn hand_off<S: Handshaken>(
     Ok(Stream::Kernel(KernelStream {
         tcp,
         preface: Preface::new(preface),
-        control: Control::new(peer_closed),
+        control: Control::new(S::CLIENT, peer_closed),
         records_left,
         scratch: Vec::new(),
         close_sent: false,
+        failed: false,
     }))
 }
 
@@ -281,6 +282,8 @@ pub struct KernelStream {
     /// Room for a whole record when the caller's buffer is smaller.
     scratch: Vec<u8>,
     close_sent: bool,
+    /// A read failed (and any alert owed was sent): nothing more goes either way.
+    failed: bool,
 }
 
 impl KernelStream {
@@ -322,20 +325,36 @@ impl KernelStream {
     }
 
     /// Reads the control record the kernel has next (a splice from the socket said EINVAL)
-    /// and handles it: `Ready(Ok(true))` for close_notify, `Ready(Ok(false))` for a skipped
-    /// ticket, an error for anything else.
+    /// and handles it, with the rest of a handshake message it starts (nothing may come
+    /// between its fragments, so they are read here rather than spliced): `Ready(Ok(true))`
+    /// for close_notify, `Ready(Ok(false))` for a skipped ticket, an error for anything else.
     pub fn poll_control(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
-        let (kind, n) = ready!(poll_recv(&self.tcp, cx, record_room(&mut self.scratch)))?;
-        if kind == APPLICATION_DATA {
-            return Poll::Ready(Err(if n == 0 {
-                io::ErrorKind::UnexpectedEof.into()
-            } else {
-                io::Error::other("kernel TLS returned data where a control record was due")
-            }));
+        loop {
+            let (kind, n) = match ready!(poll_recv(&self.tcp, cx, record_room(&mut self.scratch))) {
+                Ok(got) => got,
+                Err(e) => return Poll::Ready(Err(self.fail(e))),
+            };
+            if kind == APPLICATION_DATA {
+                let e = if n == 0 {
+                    io::ErrorKind::UnexpectedEof.into()
+                } else if self.control.mid_message() {
+                    record::violation(
+                        rustls::AlertDescription::UnexpectedMessage,
+                        "application data between the fragments of a handshake message",
+                    )
+                } else {
+                    io::Error::other("kernel TLS returned data where a control record was due")
+                };
+                return Poll::Ready(Err(self.fail(e)));
+            }
+            let body = self.scratch[..n].to_vec();
+            if let Err(e) = self.control(kind, &body) {
+                return Poll::Ready(Err(self.fail(e)));
+            }
+            if !self.control.mid_message() {
+                return Poll::Ready(Ok(self.control.peer_closed));
+            }
         }
-        let body = self.scratch[..n].to_vec();
-        self.control(kind, &body)?;
-        Poll::Ready(Ok(self.control.peer_closed))
     }
 
     /// Handles one control record: close_notify marks the peer closed, a ticket is skipped,
@@ -349,6 +368,25 @@ impl KernelStream {
                  new keys; rerun with --no-ktls",
             )),
         }
+    }
+
+    /// A read from the peer failed: if it was the peer's protocol error (a record the kernel
+    /// could not authenticate among them), the alert RFC 8446 names goes out through the
+    /// kernel, best effort and without waiting; nothing follows it, not even close_notify.
+    fn fail(&mut self, err: io::Error) -> io::Error {
+        if let Some(alert) = record::alert_for(&err)
+            && !self.close_sent
+        {
+            self.close_sent = true;
+            let sent = fastpath::ktls_send_record(self.tcp.as_fd(), ALERT, &[2, u8::from(alert)]);
+            debug!(
+                ?alert,
+                ok = sent.is_ok(),
+                "sent a fatal alert through kernel TLS"
+            );
+        }
+        self.failed = true;
+        err
     }
 }
 
@@ -406,14 +444,22 @@ impl AsyncRead for KernelStream {
             } else {
                 record_room(&mut this.scratch)
             };
-            let (kind, n) = ready!(poll_recv(&this.tcp, cx, buf))?;
+            let (kind, n) = match ready!(poll_recv(&this.tcp, cx, buf)) {
+                Ok(got) => got,
+                Err(e) => return Poll::Ready(Err(this.fail(e))),
+            };
             if kind != APPLICATION_DATA {
                 let body = buf[..n].to_vec();
-                this.control(kind, &body)?;
+                if let Err(e) = this.control(kind, &body) {
+                    return Poll::Ready(Err(this.fail(e)));
+                }
                 continue;
             }
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+            }
+            if let Err(e) = this.control.data(n) {
+                return Poll::Ready(Err(this.fail(e)));
             }
             if direct {
                 out.advance(n);
@@ -434,6 +480,9 @@ impl AsyncWrite for KernelStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.failed {
+            return Poll::Ready(Err(io::Error::other("the connection has failed")));
+        }
         let buf = &buf[..this.send_allowance(buf.len())?];
         loop {
             ready!(this.tcp.poll_write_ready(cx))?;
@@ -455,6 +504,7 @@ impl AsyncWrite for KernelStream {
     /// close_notify through the kernel (an alert record), then the TCP FIN.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        // After a fatal alert (`failed`) no close_notify may follow: close_sent is set.
         while !this.close_sent {
             ready!(this.tcp.poll_write_ready(cx))?;
             let fd = this.tcp.as_fd();

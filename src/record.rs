@@ -17,7 +17,11 @@
 //! before AES-GCM's key-usage limit. TLS 1.2 stays on rustls (it has no rekeying).
 //!
 //! The control records after the handshake are handled here for both engines ([`Control`]):
-//! close_notify ends the stream, any other alert is an error, tickets are skipped.
+//! close_notify ends the stream, any other alert is an error, tickets are skipped. Nothing is
+//! accepted that rustls' own record layer refuses, and every protocol error the peer makes is
+//! a [`Violation`] carrying the alert RFC 8446 names for it (bad_record_mac, record_overflow,
+//! decode_error, unexpected_message, illegal_parameter), which the stream sends before it
+//! closes.
 
 use std::fmt;
 use std::io;
@@ -30,6 +34,7 @@ use rustls::{AlertDescription, CipherSuite, ConnectionTrafficSecrets, ExtractedS
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tracing::debug;
+use zeroize::Zeroizing;
 
 /// Content type of an alert record.
 pub const ALERT: u8 = 21;
@@ -37,10 +42,20 @@ pub const ALERT: u8 = 21;
 pub const HANDSHAKE: u8 = 22;
 /// Content type of an application data record (and the outer type of every TLS 1.3 one).
 pub const APPLICATION_DATA: u8 = 23;
+/// Content type of a ChangeCipherSpec record (only ever plaintext, only during a handshake).
+const CHANGE_CIPHER_SPEC: u8 = 20;
 /// Handshake message types that may follow the handshake.
 const HELLO_REQUEST: u8 = 0;
 const NEW_SESSION_TICKET: u8 = 4;
 const KEY_UPDATE: u8 = 24;
+/// Alert levels.
+const WARNING: u8 = 1;
+const FATAL: u8 = 2;
+/// rustls' bounds on what a peer may repeat without sending data (BoringSSL's too): KeyUpdates,
+/// empty records, warning alerts (user_canceled, the one TLS 1.3 allows).
+const MAX_KEY_UPDATES: u8 = 32;
+const MAX_EMPTY_RECORDS: u8 = 32;
+const MAX_WARNINGS: u8 = 4;
 /// Largest plaintext in one record.
 pub const MAX_RECORD: usize = 16 * 1024;
 /// Largest TLS 1.3 ciphertext (RFC 8446 5.2: plaintext, content type and padding, tag).
@@ -72,15 +87,8 @@ pub struct SecretCapture {
 
 #[derive(Default)]
 struct Captured {
-    client: Vec<u8>,
-    server: Vec<u8>,
-}
-
-impl Drop for Captured {
-    fn drop(&mut self) {
-        self.client.fill(0);
-        self.server.fill(0);
-    }
+    client: Zeroizing<Vec<u8>>,
+    server: Zeroizing<Vec<u8>>,
 }
 
 const CLIENT_SECRET: &str = "CLIENT_TRAFFIC_SECRET_0";
@@ -96,8 +104,8 @@ impl rustls::KeyLog for SecretCapture {
     fn log(&self, label: &str, _client_random: &[u8], secret: &[u8]) {
         let mut held = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
         match label {
-            CLIENT_SECRET => held.client = secret.to_vec(),
-            SERVER_SECRET => held.server = secret.to_vec(),
+            CLIENT_SECRET => held.client = Zeroizing::new(secret.to_vec()),
+            SERVER_SECRET => held.server = Zeroizing::new(secret.to_vec()),
             _ => {}
         }
     }
@@ -114,7 +122,7 @@ impl SecretCapture {
     }
 
     /// `(ours, peer's)` secrets for the given side; empty when not caught (TLS 1.2).
-    fn take(&self, client: bool) -> (Vec<u8>, Vec<u8>) {
+    fn take(&self, client: bool) -> (Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>) {
         let mut held = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
         let client_secret = std::mem::take(&mut held.client);
         let server_secret = std::mem::take(&mut held.server);
@@ -161,13 +169,18 @@ impl hkdf::KeyType for Len {
     }
 }
 
-/// HKDF-Expand-Label with an empty context (RFC 8446 7.1).
-fn expand_label(alg: hkdf::Algorithm, secret: &[u8], label: &[u8], len: usize) -> Vec<u8> {
+/// HKDF-Expand-Label with an empty context (RFC 8446 7.1); the output is key material.
+fn expand_label(
+    alg: hkdf::Algorithm,
+    secret: &[u8],
+    label: &[u8],
+    len: usize,
+) -> Zeroizing<Vec<u8>> {
     let prk = hkdf::Prk::new_less_safe(alg, secret);
     let out_len = u16::try_from(len).expect("short output").to_be_bytes();
     let label_len = [u8::try_from(6 + label.len()).expect("short label")];
     let info: [&[u8]; 5] = [&out_len, &label_len, b"tls13 ", label, &[0]];
-    let mut out = vec![0; len];
+    let mut out = Zeroizing::new(vec![0; len]);
     prk.expand(&info, Len(len))
         .and_then(|okm| okm.fill(&mut out))
         .expect("HKDF output lengths are within bounds");
@@ -180,19 +193,18 @@ struct Keys {
     key: aead::LessSafeKey,
     iv: [u8; aead::NONCE_LEN],
     seq: u64,
-    secret: Vec<u8>,
+    secret: Zeroizing<Vec<u8>>,
 }
 
 impl Drop for Keys {
     fn drop(&mut self) {
-        self.iv.fill(0);
-        self.secret.fill(0);
+        zeroize::Zeroize::zeroize(&mut self.iv);
     }
 }
 
 impl Keys {
     /// Keys derived from a traffic secret (RFC 8446 7.3).
-    fn derive(suite: Suite, secret: Vec<u8>, seq: u64) -> (Self, Vec<u8>) {
+    fn derive(suite: Suite, secret: Zeroizing<Vec<u8>>, seq: u64) -> (Self, Zeroizing<Vec<u8>>) {
         let key_bytes = expand_label(suite.hkdf, &secret, b"key", suite.aead.key_len());
         let iv_bytes = expand_label(suite.hkdf, &secret, b"iv", aead::NONCE_LEN);
         let key = aead::UnboundKey::new(suite.aead, &key_bytes).expect("key length matches");
@@ -212,7 +224,7 @@ impl Keys {
     /// mismatch means the capture went wrong, and the connection cannot go on safely.
     fn matching(
         suite: Suite,
-        mut secret: Vec<u8>,
+        mut secret: Zeroizing<Vec<u8>>,
         seq: u64,
         extracted: &ConnectionTrafficSecrets,
     ) -> io::Result<Self> {
@@ -230,10 +242,8 @@ impl Keys {
             if secret.is_empty() {
                 break;
             }
-            let (keys, mut key_bytes) = Self::derive(suite, secret.clone(), seq);
-            let same = key_bytes == want_key && keys.iv == want_iv;
-            key_bytes.fill(0);
-            if same {
+            let (keys, key_bytes) = Self::derive(suite, secret.clone(), seq);
+            if key_bytes.as_slice() == want_key && keys.iv == want_iv {
                 return Ok(keys);
             }
             secret = expand_label(suite.hkdf, &keys.secret, b"traffic upd", secret.len());
@@ -246,9 +256,7 @@ impl Keys {
     /// The next generation (a KeyUpdate), sequence numbers from zero.
     fn next(&self, suite: Suite) -> Self {
         let secret = expand_label(suite.hkdf, &self.secret, b"traffic upd", self.secret.len());
-        let (keys, mut key_bytes) = Self::derive(suite, secret, 0);
-        key_bytes.fill(0);
-        keys
+        Self::derive(suite, secret, 0).0
     }
 
     /// The per-record nonce: the IV XORed with the sequence number (RFC 8446 5.3).
@@ -273,89 +281,300 @@ pub enum Event {
     },
 }
 
+/// A protocol error of the peer's after the handshake: what it sent, and the fatal alert
+/// RFC 8446 names for it, which the stream sends before closing.
+#[derive(Debug)]
+pub struct Violation {
+    /// The alert to send.
+    pub alert: AlertDescription,
+    what: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the peer sent {} (fatal alert {:?})",
+            self.what, self.alert
+        )
+    }
+}
+
+impl std::error::Error for Violation {}
+
+/// The peer broke the protocol: `alert` goes back to it.
+pub fn violation(alert: AlertDescription, what: impl Into<String>) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        Violation {
+            alert,
+            what: what.into(),
+        },
+    )
+}
+
+/// The alert owed to the peer for a failure reading from it: a [`Violation`]'s, or
+/// bad_record_mac for a record that failed authentication; `None` for everything else (the
+/// peer's own alert, a reset, a local error).
+pub fn alert_for(err: &io::Error) -> Option<AlertDescription> {
+    let inner = err.get_ref()?;
+    if let Some(v) = inner.downcast_ref::<Violation>() {
+        return Some(v.alert);
+    }
+    match inner.downcast_ref::<rustls::Error>() {
+        Some(rustls::Error::DecryptError) => Some(AlertDescription::BadRecordMac),
+        _ => None,
+    }
+}
+
 /// The records after the handshake that are not application data: alerts and post-handshake
-/// handshake messages, which may span records.
-#[derive(Default)]
+/// handshake messages, which may span records. It also sees every data record's length, to
+/// hold the peer to the rules that span records (RFC 8446 5.1: nothing between the fragments
+/// of a handshake message) and to rustls' bounds on repetition.
 pub struct Control {
     /// The peer's close_notify has arrived.
     pub peer_closed: bool,
+    /// Whether we are the client (only a server may send NewSessionTicket).
+    client: bool,
+    /// A handshake message's fragments so far.
     handshake: Vec<u8>,
+    key_updates: u8,
+    empty_records: u8,
+    warnings: u8,
 }
 
 impl Control {
-    /// The control state of a stream whose peer may already have closed (rustls saw the
-    /// close_notify before the hand-off).
-    pub fn new(peer_closed: bool) -> Self {
+    /// The control state of one side's stream whose peer may already have closed (rustls saw
+    /// the close_notify before the hand-off).
+    pub fn new(client: bool, peer_closed: bool) -> Self {
         Self {
             peer_closed,
+            client,
             handshake: Vec::new(),
+            key_updates: 0,
+            empty_records: 0,
+            warnings: 0,
         }
+    }
+
+    /// Whether a handshake message is incomplete: the next record must continue it.
+    pub fn mid_message(&self) -> bool {
+        !self.handshake.is_empty()
+    }
+
+    /// Checks an application data record of `len` bytes against the rules across records.
+    pub fn data(&mut self, len: usize) -> io::Result<()> {
+        if self.mid_message() {
+            return Err(violation(
+                AlertDescription::UnexpectedMessage,
+                "application data between the fragments of a handshake message",
+            ));
+        }
+        self.key_updates = 0;
+        self.count_empty(len)
+    }
+
+    fn count_empty(&mut self, len: usize) -> io::Result<()> {
+        if len > 0 {
+            self.empty_records = 0;
+            return Ok(());
+        }
+        self.empty_records += 1;
+        if self.empty_records > MAX_EMPTY_RECORDS {
+            return Err(violation(
+                AlertDescription::UnexpectedMessage,
+                format!("more than {MAX_EMPTY_RECORDS} empty records in a row"),
+            ));
+        }
+        Ok(())
     }
 
     /// Handles one control record's plaintext.
     pub fn record(&mut self, kind: u8, body: &[u8]) -> io::Result<Event> {
-        match kind {
-            ALERT => match body {
-                [_, 0] => {
-                    debug!("peer's close_notify received");
-                    self.peer_closed = true;
-                    Ok(Event::None)
-                }
-                [_, description] => Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    rustls::Error::AlertReceived(AlertDescription::from(*description)),
-                )),
-                _ => Err(invalid("a malformed alert record")),
-            },
-            HANDSHAKE => {
-                self.handshake.extend_from_slice(body);
-                if self.handshake.len() > MAX_HANDSHAKE {
-                    return Err(invalid("an oversized post-handshake message"));
-                }
-                while self.handshake.len() >= 4 {
-                    let len = u32::from_be_bytes([
-                        0,
-                        self.handshake[1],
-                        self.handshake[2],
-                        self.handshake[3],
-                    ]) as usize;
-                    if self.handshake.len() < 4 + len {
-                        break;
-                    }
-                    let event = match (self.handshake[0], &self.handshake[4..4 + len]) {
-                        (NEW_SESSION_TICKET | HELLO_REQUEST, _) => Event::None,
-                        (KEY_UPDATE, [request @ (0 | 1)]) => Event::KeyUpdate {
-                            requested: *request == 1,
-                        },
-                        (KEY_UPDATE, _) => return Err(invalid("a malformed KeyUpdate")),
-                        (other, _) => {
-                            return Err(invalid(&format!(
-                                "an unexpected handshake message (type {other}) after the handshake"
-                            )));
-                        }
-                    };
-                    self.handshake.drain(..4 + len);
-                    if let Event::KeyUpdate { .. } = event {
-                        // New keys apply from the next record: nothing may share this one.
-                        if !self.handshake.is_empty() {
-                            return Err(invalid("a KeyUpdate not at the end of its record"));
-                        }
-                        return Ok(event);
-                    }
-                }
-                Ok(Event::None)
-            }
-            other => Err(invalid(&format!("a record of content type {other}"))),
+        if kind != HANDSHAKE && self.mid_message() {
+            return Err(violation(
+                AlertDescription::UnexpectedMessage,
+                format!(
+                    "a record of content type {kind} between the fragments of a handshake message"
+                ),
+            ));
         }
+        match kind {
+            ALERT => self.alert(body),
+            HANDSHAKE => self.handshake(body),
+            CHANGE_CIPHER_SPEC => Err(violation(
+                AlertDescription::UnexpectedMessage,
+                "a ChangeCipherSpec after the handshake",
+            )),
+            other => Err(violation(
+                AlertDescription::UnexpectedMessage,
+                format!("a record of content type {other}"),
+            )),
+        }
+    }
+
+    /// An alert: close_notify ends the stream, user_canceled (the one warning TLS 1.3 keeps)
+    /// is tolerated a few times, anything else ends the connection.
+    fn alert(&mut self, body: &[u8]) -> io::Result<Event> {
+        let [level, description] = *body else {
+            return Err(violation(
+                AlertDescription::DecodeError,
+                format!("a malformed alert ({} bytes, not 2)", body.len()),
+            ));
+        };
+        let description = AlertDescription::from(description);
+        if level != WARNING && level != FATAL {
+            return Err(violation(
+                AlertDescription::IllegalParameter,
+                format!("an alert of unknown level {level} ({description:?})"),
+            ));
+        }
+        if description == AlertDescription::CloseNotify {
+            debug!("peer's close_notify received");
+            self.peer_closed = true;
+            return Ok(Event::None);
+        }
+        if level == WARNING {
+            self.warnings += 1;
+            if self.warnings > MAX_WARNINGS {
+                return Err(violation(
+                    AlertDescription::UnexpectedMessage,
+                    format!("more than {MAX_WARNINGS} warning alerts"),
+                ));
+            }
+            if description == AlertDescription::UserCanceled {
+                debug!("peer sent a user_canceled warning");
+                return Ok(Event::None);
+            }
+            return Err(violation(
+                AlertDescription::DecodeError,
+                format!("a warning alert {description:?}, which TLS 1.3 does not have"),
+            ));
+        }
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(description),
+        ))
+    }
+
+    /// Handshake fragments: whole messages are checked and acted on as they complete.
+    fn handshake(&mut self, body: &[u8]) -> io::Result<Event> {
+        if body.is_empty() {
+            // RFC 8446 5.1: zero-length handshake fragments are never sent.
+            return Err(violation(
+                AlertDescription::UnexpectedMessage,
+                "an empty handshake record",
+            ));
+        }
+        self.handshake.extend_from_slice(body);
+        if self.handshake.len() > MAX_HANDSHAKE {
+            return Err(violation(
+                AlertDescription::UnexpectedMessage,
+                "an oversized post-handshake message",
+            ));
+        }
+        while self.handshake.len() >= 4 {
+            let kind = self.handshake[0];
+            let len =
+                u32::from_be_bytes([0, self.handshake[1], self.handshake[2], self.handshake[3]])
+                    as usize;
+            if self.handshake.len() < 4 + len {
+                break;
+            }
+            let event = match kind {
+                NEW_SESSION_TICKET if self.client => {
+                    check_ticket(&self.handshake[4..4 + len])?;
+                    Event::None
+                }
+                NEW_SESSION_TICKET => {
+                    return Err(violation(
+                        AlertDescription::UnexpectedMessage,
+                        "a NewSessionTicket, which only a server sends",
+                    ));
+                }
+                KEY_UPDATE => Event::KeyUpdate {
+                    requested: key_update_request(&self.handshake[4..4 + len])?,
+                },
+                HELLO_REQUEST => {
+                    return Err(violation(
+                        AlertDescription::UnexpectedMessage,
+                        "a HelloRequest (TLS 1.2 renegotiation), which TLS 1.3 does not have",
+                    ));
+                }
+                other => {
+                    return Err(violation(
+                        AlertDescription::UnexpectedMessage,
+                        format!(
+                            "an unexpected handshake message (type {other}) after the handshake"
+                        ),
+                    ));
+                }
+            };
+            self.handshake.drain(..4 + len);
+            if let Event::KeyUpdate { .. } = event {
+                // New keys apply from the next record: nothing may share this one.
+                if self.mid_message() {
+                    return Err(violation(
+                        AlertDescription::UnexpectedMessage,
+                        "a KeyUpdate not at the end of its record",
+                    ));
+                }
+                self.key_updates += 1;
+                if self.key_updates > MAX_KEY_UPDATES {
+                    return Err(violation(
+                        AlertDescription::UnexpectedMessage,
+                        format!("more than {MAX_KEY_UPDATES} KeyUpdates without data"),
+                    ));
+                }
+                return Ok(event);
+            }
+        }
+        Ok(Event::None)
     }
 }
 
-/// The peer broke the protocol.
-pub fn invalid(what: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("the peer sent {what} (is it speaking TLS?)"),
-    )
+/// A KeyUpdate's body: one byte, update_not_requested (0) or update_requested (1).
+fn key_update_request(body: &[u8]) -> io::Result<bool> {
+    match body {
+        [0] => Ok(false),
+        [1] => Ok(true),
+        [other] => Err(violation(
+            AlertDescription::IllegalParameter,
+            format!("a KeyUpdate with the invalid value {other}"),
+        )),
+        _ => Err(violation(
+            AlertDescription::DecodeError,
+            format!("a malformed KeyUpdate ({} bytes, not 1)", body.len()),
+        )),
+    }
+}
+
+/// A NewSessionTicket must be well formed even though we never resume (RFC 8446 4.6.1):
+/// lifetime, age_add, a nonce of up to 255 bytes, a ticket of 1 to 2^16-1 bytes, extensions.
+fn check_ticket(body: &[u8]) -> io::Result<()> {
+    let malformed = || {
+        violation(
+            AlertDescription::DecodeError,
+            "a malformed NewSessionTicket",
+        )
+    };
+    let rest = body.get(8..).ok_or_else(malformed)?;
+    let (&nonce_len, rest) = rest.split_first().ok_or_else(malformed)?;
+    let rest = rest.get(usize::from(nonce_len)..).ok_or_else(malformed)?;
+    let vec16 = |b: &[u8]| -> Option<(usize, usize)> {
+        let len = usize::from(u16::from_be_bytes([*b.first()?, *b.get(1)?]));
+        (b.len() >= 2 + len).then_some((len, 2 + len))
+    };
+    let (ticket_len, used) = vec16(rest).ok_or_else(malformed)?;
+    if ticket_len == 0 {
+        return Err(malformed());
+    }
+    let rest = &rest[used..];
+    let (_, used) = vec16(rest).ok_or_else(malformed)?;
+    if used != rest.len() {
+        return Err(malformed());
+    }
+    Ok(())
 }
 
 /// Plaintext to deliver before anything the socket brings: what rustls decrypted before the
@@ -420,6 +639,8 @@ pub struct UserStream {
     out: Vec<u8>,
     out_at: usize,
     close_sent: bool,
+    /// A read failed (and any alert owed was sent): nothing more goes either way.
+    failed: bool,
 }
 
 impl UserStream {
@@ -454,54 +675,79 @@ impl UserStream {
             end: 0,
             plain: (0, 0),
             preface: Preface::new(preface),
-            control: Control::new(peer_closed),
+            control: Control::new(client, peer_closed),
             update_due: false,
             // Grows to one write's records on first use: a receive-only end never needs it.
             out: Vec::new(),
             out_at: 0,
             close_sent: false,
+            failed: false,
         })
     }
 
     /// Opens the next whole record in the buffer, if there is one: data becomes `plain`,
-    /// control records are handled. `Ok(false)`: more bytes are needed.
+    /// control records are handled. `Ok(false)`: more bytes are needed. Every check rustls'
+    /// record layer makes is made here, with the alert RFC 8446 names (sections 5.1-5.4).
     fn open_next(&mut self) -> io::Result<bool> {
         let avail = &self.inbuf[self.start..self.end];
         if avail.len() < HEADER {
             return Ok(false);
         }
         let header: [u8; HEADER] = avail[..HEADER].try_into().expect("five bytes");
-        if header[0] != APPLICATION_DATA || header[1] != 3 {
-            return Err(invalid(&format!(
-                "a record of type {} where only encrypted records may follow the handshake",
-                header[0]
-            )));
+        if header[0] != APPLICATION_DATA {
+            return Err(violation(
+                AlertDescription::UnexpectedMessage,
+                format!(
+                    "a record of type {} where only encrypted records may follow the handshake",
+                    header[0]
+                ),
+            ));
+        }
+        if header[1] != 3 {
+            return Err(violation(
+                AlertDescription::DecodeError,
+                format!("a record with version bytes {}.{}", header[1], header[2]),
+            ));
         }
         let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
-        if !(TAG + 1..=MAX_CIPHERTEXT).contains(&len) {
-            return Err(invalid(&format!("a record of impossible length {len}")));
+        if len > MAX_CIPHERTEXT {
+            return Err(violation(
+                AlertDescription::RecordOverflow,
+                format!("a record of impossible length {len} (at most 2^14+256)"),
+            ));
         }
         if avail.len() < HEADER + len {
             return Ok(false);
         }
         let body_at = self.start + HEADER;
         let body = &mut self.inbuf[body_at..body_at + len];
+        // Too short for a tag fails authentication like any other forgery.
         let opened = self
             .rx
             .key
             .open_in_place(self.rx.nonce(), aead::Aad::from(header), body)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, rustls::Error::DecryptError))?;
         self.rx.seq += 1;
+        if opened.len() > MAX_RECORD + 1 {
+            return Err(violation(
+                AlertDescription::RecordOverflow,
+                format!(
+                    "a record of {} bytes of content, type and padding (at most 2^14+1)",
+                    opened.len()
+                ),
+            ));
+        }
         // The inner content type is the last non-zero byte; zeros after it are padding.
         let Some(kind_at) = opened.iter().rposition(|&b| b != 0) else {
-            return Err(invalid("a record without a content type"));
+            return Err(violation(
+                AlertDescription::UnexpectedMessage,
+                "a record with no content type (all padding)",
+            ));
         };
-        if kind_at > MAX_RECORD {
-            return Err(invalid("an oversized record"));
-        }
         let kind = opened[kind_at];
         self.start += HEADER + len;
         if kind == APPLICATION_DATA {
+            self.control.data(kind_at)?;
             self.plain = (body_at, body_at + kind_at);
             return Ok(true);
         }
@@ -512,6 +758,28 @@ impl UserStream {
             debug!(requested, "peer rekeyed (TLS 1.3 KeyUpdate)");
         }
         Ok(true)
+    }
+
+    /// A read from the peer failed: if it was the peer's protocol error, the alert RFC 8446
+    /// names goes out (sealed, best effort, without waiting: the connection is over) and
+    /// nothing follows it, not even close_notify.
+    fn fail(&mut self, err: io::Error) -> io::Error {
+        if let Some(alert) = alert_for(&err)
+            && !self.close_sent
+        {
+            self.close_sent = true;
+            if self.seal(ALERT, &[FATAL, u8::from(alert)]).is_ok() {
+                while self.out_at < self.out.len() {
+                    match self.tcp.try_write(&self.out[self.out_at..]) {
+                        Ok(n) if n > 0 => self.out_at += n,
+                        _ => break,
+                    }
+                }
+            }
+            debug!(?alert, "sent a fatal alert");
+        }
+        self.failed = true;
+        err
     }
 
     /// Receives more ciphertext; EOF before close_notify is a truncation.
@@ -606,8 +874,17 @@ impl AsyncRead for UserStream {
             if this.control.peer_closed || out.remaining() == 0 {
                 return Poll::Ready(Ok(()));
             }
-            if !this.open_next()? {
-                ready!(this.poll_fill(cx))?;
+            if this.failed {
+                return Poll::Ready(Err(io::Error::other("the connection has failed")));
+            }
+            match this.open_next() {
+                Ok(true) => {}
+                Ok(false) => {
+                    if let Err(e) = ready!(this.poll_fill(cx)) {
+                        return Poll::Ready(Err(this.fail(e)));
+                    }
+                }
+                Err(e) => return Poll::Ready(Err(this.fail(e))),
             }
         }
     }
@@ -620,6 +897,9 @@ impl AsyncWrite for UserStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.failed {
+            return Poll::Ready(Err(io::Error::other("the connection has failed")));
+        }
         if this.close_sent {
             return Poll::Ready(Err(io::Error::other("write after close_notify")));
         }
@@ -643,6 +923,10 @@ impl AsyncWrite for UserStream {
     /// close_notify, then the TCP FIN.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.failed {
+            // A fatal alert ended it: no close_notify may follow.
+            return Pin::new(&mut this.tcp).poll_shutdown(cx);
+        }
         ready!(this.poll_drain(cx))?;
         if !this.close_sent {
             this.seal(ALERT, &[1, 0])?;
@@ -673,9 +957,9 @@ mod tests {
              cb 63 16 43",
         );
         let suite = Suite::of(CipherSuite::TLS13_AES_128_GCM_SHA256).unwrap();
-        let (keys, key) = Keys::derive(suite, secret, 0);
+        let (keys, key) = Keys::derive(suite, Zeroizing::new(secret), 0);
         assert_eq!(
-            key,
+            key.as_slice(),
             unhex("9f 02 28 3b 6c 9c 07 ef c2 6b b9 f2 ac 92 e3 56")
         );
         assert_eq!(
@@ -684,26 +968,167 @@ mod tests {
         );
     }
 
+    /// The alert a control record earns, or `None` when it is accepted.
+    fn alert(control: &mut Control, kind: u8, body: &[u8]) -> Option<AlertDescription> {
+        control
+            .record(kind, body)
+            .err()
+            .map(|e| alert_for(&e).unwrap_or_else(|| panic!("no alert for {e}")))
+    }
+
     #[test]
-    fn a_key_update_must_end_its_record() {
-        let mut control = Control::default();
+    fn key_updates_are_checked_like_rustls_checks_them() {
+        use AlertDescription as A;
+        let mut control = Control::new(true, false);
         assert_eq!(
             control
                 .record(HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 1])
                 .unwrap(),
             Event::KeyUpdate { requested: true }
         );
-        let err = control
-            .record(HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 0, NEW_SESSION_TICKET])
-            .unwrap_err();
-        assert!(err.to_string().contains("not at the end"), "{err}");
-        let mut control = Control::default();
-        assert!(
-            control
-                .record(HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 2])
-                .is_err()
+        let cases: [(&[u8], A); 5] = [
+            (
+                &[KEY_UPDATE, 0, 0, 1, 0, NEW_SESSION_TICKET],
+                A::UnexpectedMessage,
+            ),
+            (&[KEY_UPDATE, 0, 0, 1, 2], A::IllegalParameter),
+            (&[KEY_UPDATE, 0, 0, 0], A::DecodeError),
+            (&[KEY_UPDATE, 0, 0, 2, 0, 0], A::DecodeError),
+            (
+                &[KEY_UPDATE, 0, 0, 1, 0, KEY_UPDATE, 0, 0, 1, 0],
+                A::UnexpectedMessage,
+            ),
+        ];
+        for (body, want) in cases {
+            let mut control = Control::new(true, false);
+            assert_eq!(alert(&mut control, HANDSHAKE, body), Some(want), "{body:?}");
+        }
+        // 32 in a row are accepted, the 33rd is not; data resets the count.
+        let mut control = Control::new(false, false);
+        for _ in 0..MAX_KEY_UPDATES {
+            assert!(control.record(HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 0]).is_ok());
+        }
+        control.data(1).unwrap();
+        for _ in 0..MAX_KEY_UPDATES {
+            assert!(control.record(HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 0]).is_ok());
+        }
+        assert_eq!(
+            alert(&mut control, HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 0]),
+            Some(A::UnexpectedMessage)
         );
-        assert_eq!(control.record(ALERT, &[1, 0]).unwrap(), Event::None);
+    }
+
+    #[test]
+    fn handshake_messages_and_alerts_follow_rfc_8446() {
+        use AlertDescription as A;
+        // A well-formed ticket is skipped by a client, refused by a server.
+        let ticket = [
+            NEW_SESSION_TICKET,
+            0,
+            0,
+            14,
+            0,
+            0,
+            0,
+            60,
+            1,
+            2,
+            3,
+            4,
+            0,
+            0,
+            1,
+            7,
+            0,
+            0,
+        ];
+        assert_eq!(
+            Control::new(true, false)
+                .record(HANDSHAKE, &ticket)
+                .unwrap(),
+            Event::None
+        );
+        assert_eq!(
+            alert(&mut Control::new(false, false), HANDSHAKE, &ticket),
+            Some(A::UnexpectedMessage)
+        );
+        let bad_ticket = [
+            NEW_SESSION_TICKET,
+            0,
+            0,
+            11,
+            0,
+            0,
+            0,
+            60,
+            1,
+            2,
+            3,
+            4,
+            0,
+            0,
+            0,
+        ];
+        let cases: [(u8, &[u8], Option<A>); 12] = [
+            (HANDSHAKE, &bad_ticket, Some(A::DecodeError)),
+            (
+                HANDSHAKE,
+                &[HELLO_REQUEST, 0, 0, 0],
+                Some(A::UnexpectedMessage),
+            ),
+            (HANDSHAKE, &[99, 0, 0, 0], Some(A::UnexpectedMessage)),
+            (HANDSHAKE, &[], Some(A::UnexpectedMessage)),
+            (ALERT, &[], Some(A::DecodeError)),
+            (ALERT, &[2, 0, 0], Some(A::DecodeError)),
+            (ALERT, &[3, 0], Some(A::IllegalParameter)),
+            (ALERT, &[1, 90], None),
+            (ALERT, &[1, 40], Some(A::DecodeError)),
+            (ALERT, &[1, 0], None),
+            (CHANGE_CIPHER_SPEC, &[1], Some(A::UnexpectedMessage)),
+            (0, &[], Some(A::UnexpectedMessage)),
+        ];
+        for (kind, body, want) in cases {
+            let mut control = Control::new(true, false);
+            assert_eq!(alert(&mut control, kind, body), want, "{kind} {body:?}");
+        }
+        // The peer's own fatal alert is its error, not ours to answer.
+        let err = Control::new(true, false)
+            .record(ALERT, &[2, 40])
+            .unwrap_err();
+        assert!(alert_for(&err).is_none(), "{err}");
+        // Nothing may come between the fragments of a handshake message.
+        let mut control = Control::new(true, false);
+        assert_eq!(
+            control.record(HANDSHAKE, &[KEY_UPDATE, 0]).unwrap(),
+            Event::None
+        );
+        assert!(control.mid_message());
+        let err = control.data(5).unwrap_err();
+        assert_eq!(alert_for(&err), Some(A::UnexpectedMessage));
+        let mut control = Control::new(true, false);
+        control.record(HANDSHAKE, &[KEY_UPDATE, 0]).unwrap();
+        assert_eq!(
+            control.record(HANDSHAKE, &[0, 1, 0]).unwrap(),
+            Event::KeyUpdate { requested: false }
+        );
+        // More than four warnings, or 32 empty records in a row, are a flood.
+        let mut control = Control::new(true, false);
+        for _ in 0..MAX_WARNINGS {
+            assert!(control.record(ALERT, &[1, 90]).is_ok());
+        }
+        assert_eq!(
+            alert(&mut control, ALERT, &[1, 90]),
+            Some(A::UnexpectedMessage)
+        );
+        let mut control = Control::new(true, false);
+        for _ in 0..MAX_EMPTY_RECORDS {
+            control.data(0).unwrap();
+        }
+        assert_eq!(
+            control.data(0).err().and_then(|e| alert_for(&e)),
+            Some(A::UnexpectedMessage)
+        );
+        assert!(control.record(ALERT, &[1, 0]).is_ok());
         assert!(control.peer_closed);
     }
 }

@@ -235,13 +235,16 @@ pub(super) fn recv_record(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(u8,
 #[allow(unsafe_code)]
 pub(super) fn send_record(fd: BorrowedFd<'_>, kind: u8, payload: &[u8]) -> io::Result<usize> {
     // nix has no TLS_SET_RECORD_TYPE control message, so the cmsg is built by hand.
-    // SAFETY: `control` is sized with CMSG_SPACE for one byte and zeroed; the header pointer
-    // comes from CMSG_FIRSTHDR on a msghdr that points at it, and the data write stays inside
+    // SAFETY: `control` is sized with CMSG_SPACE for one byte, zeroed, and aligned like a
+    // cmsghdr (u64 words: the header's fields are written through a pointer into it, which a
+    // byte array's alignment of 1 would make undefined behaviour); the header pointer comes
+    // from CMSG_FIRSTHDR on a msghdr that points at it, and the data write stays inside
     // CMSG_LEN(1). The iovec points at `payload`, which outlives the call.
     unsafe {
-        let mut control = [0u8; 64];
+        let mut control = [0u64; 8];
         let space = libc::CMSG_SPACE(1) as usize;
-        debug_assert!(space <= control.len());
+        debug_assert!(space <= std::mem::size_of_val(&control));
+        debug_assert!(std::mem::align_of_val(&control) >= std::mem::align_of::<libc::cmsghdr>());
         let mut iov = libc::iovec {
             iov_base: payload.as_ptr() as *mut libc::c_void,
             iov_len: payload.len(),

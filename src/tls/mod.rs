@@ -286,7 +286,7 @@ fn with_test_record_limit(suites: Vec<SupportedCipherSuite>) -> Vec<SupportedCip
                     common: rustls::CipherSuiteCommon {
                         suite: s.common.suite,
                         hash_provider: s.common.hash_provider,
-                        confidentiality_limit: limit,
+                        confidentiality_limit: limit.min(s.common.confidentiality_limit),
                     },
                     hkdf_provider: s.hkdf_provider,
                     aead_alg: s.aead_alg,
@@ -298,7 +298,7 @@ fn with_test_record_limit(suites: Vec<SupportedCipherSuite>) -> Vec<SupportedCip
                     common: rustls::CipherSuiteCommon {
                         suite: s.common.suite,
                         hash_provider: s.common.hash_provider,
-                        confidentiality_limit: limit,
+                        confidentiality_limit: limit.min(s.common.confidentiality_limit),
                     },
                     prf_provider: s.prf_provider,
                     kx: s.kx,

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod rawtls;
 pub mod sst;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,0 +1,365 @@
+//! A TLS 1.3 peer that can send any record after a real handshake, for the conformance
+//! suite. rustls makes the handshake (reading the socket one record at a time, so nothing
+//! after the handshake is consumed), then the traffic keys and secrets are the test's: it
+//! seals whatever records a case needs (forged, oversized, padded, misordered) and decrypts
+//! what comes back, to see the exact alert the tunnel answers with.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_lc_rs::{aead, hkdf};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ConnectionTrafficSecrets, SupportedCipherSuite};
+
+use super::{PATIENCE, Pki};
+
+/// Content types.
+pub const CCS: u8 = 20;
+pub const ALERT: u8 = 21;
+pub const HANDSHAKE: u8 = 22;
+pub const DATA: u8 = 23;
+
+/// One direction's record protection.
+struct Dir {
+    key: aead::LessSafeKey,
+    iv: [u8; 12],
+    seq: u64,
+    secret: Vec<u8>,
+}
+
+/// Keeps the application traffic secrets of the test's own connection (test code only; the
+/// product reaches secrets only through rustls' supported APIs).
+#[derive(Debug, Default)]
+struct Secrets(Mutex<(Vec<u8>, Vec<u8>)>);
+
+impl rustls::KeyLog for Secrets {
+    fn log(&self, label: &str, _: &[u8], secret: &[u8]) {
+        let mut held = self.0.lock().unwrap();
+        match label {
+            "CLIENT_TRAFFIC_SECRET_0" => held.0 = secret.to_vec(),
+            "SERVER_TRAFFIC_SECRET_0" => held.1 = secret.to_vec(),
+            _ => {}
+        }
+    }
+}
+
+/// Reads one TLS record per call, so rustls never sees a byte past the handshake.
+struct OneRecord<'a> {
+    sock: &'a mut TcpStream,
+    pending: Vec<u8>,
+}
+
+impl Read for OneRecord<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pending.is_empty() {
+            let mut header = [0u8; 5];
+            self.sock.read_exact(&mut header)?;
+            let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+            let mut body = vec![0; len];
+            self.sock.read_exact(&mut body)?;
+            self.pending.extend_from_slice(&header);
+            self.pending.extend_from_slice(&body);
+        }
+        let n = buf.len().min(self.pending.len());
+        buf[..n].copy_from_slice(&self.pending[..n]);
+        self.pending.drain(..n);
+        Ok(n)
+    }
+}
+
+/// A connection after a genuine TLS 1.3 handshake, with its keys in the test's hands.
+pub struct RawPeer {
+    pub sock: TcpStream,
+    aead: &'static aead::Algorithm,
+    hkdf: hkdf::Algorithm,
+    tx: Dir,
+    rx: Dir,
+    inbuf: Vec<u8>,
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+fn identity(pki: &Pki, who: &str) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+    let certs = CertificateDer::pem_file_iter(pki.path(&format!("{who}-cert.pem")))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(pki.path(&format!("{who}-key.pem"))).unwrap();
+    (certs, key)
+}
+
+fn roots(pki: &Pki) -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(pki.path("ca.pem")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    roots
+}
+
+impl RawPeer {
+    /// Connects to `port` as the PKI's `client` (TLS 1.3, the server verified by the CA).
+    pub fn client(port: u16, pki: &Pki) -> Self {
+        let secrets = Arc::new(Secrets::default());
+        let (certs, key) = identity(pki, "client");
+        let mut config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots(pki))
+            .with_client_auth_cert(certs, key)
+            .unwrap();
+        config.enable_secret_extraction = true;
+        config.key_log = secrets.clone();
+        let conn = rustls::ClientConnection::new(
+            Arc::new(config),
+            ServerName::try_from("localhost").unwrap(),
+        )
+        .unwrap();
+        let sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        Self::finish(sock, rustls::Connection::Client(conn), &secrets, true)
+    }
+
+    /// Accepts one connection on `listener` as the PKI's `server` (TLS 1.3, no tickets of
+    /// its own; the client's certificate is verified by the CA).
+    pub fn server(listener: &TcpListener, pki: &Pki) -> Self {
+        let secrets = Arc::new(Secrets::default());
+        let (certs, key) = identity(pki, "server");
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots(pki)),
+            provider(),
+        )
+        .build()
+        .unwrap();
+        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(certs, key)
+            .unwrap();
+        config.enable_secret_extraction = true;
+        config.key_log = secrets.clone();
+        config.send_tls13_tickets = 0;
+        let conn = rustls::ServerConnection::new(Arc::new(config)).unwrap();
+        let (sock, _) = listener.accept().unwrap();
+        Self::finish(sock, rustls::Connection::Server(conn), &secrets, false)
+    }
+
+    fn finish(
+        mut sock: TcpStream,
+        mut conn: rustls::Connection,
+        secrets: &Secrets,
+        client: bool,
+    ) -> Self {
+        sock.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut reader = OneRecord {
+            sock: &mut sock.try_clone().unwrap(),
+            pending: Vec::new(),
+        };
+        while conn.is_handshaking() || conn.wants_write() {
+            while conn.wants_write() {
+                conn.write_tls(&mut sock).unwrap();
+            }
+            if conn.is_handshaking() {
+                conn.read_tls(&mut reader).unwrap();
+                conn.process_new_packets().unwrap();
+            }
+        }
+        assert!(reader.pending.is_empty(), "a record was left half read");
+        let SupportedCipherSuite::Tls13(suite) = conn.negotiated_cipher_suite().unwrap() else {
+            panic!("not TLS 1.3");
+        };
+        let hkdf = match suite.common.suite {
+            rustls::CipherSuite::TLS13_AES_256_GCM_SHA384 => hkdf::HKDF_SHA384,
+            _ => hkdf::HKDF_SHA256,
+        };
+        let (client_secret, server_secret) = secrets.0.lock().unwrap().clone();
+        let (ours, theirs) = if client {
+            (client_secret, server_secret)
+        } else {
+            (server_secret, client_secret)
+        };
+        let extracted = match conn {
+            rustls::Connection::Client(c) => c.dangerous_extract_secrets(),
+            rustls::Connection::Server(s) => s.dangerous_extract_secrets(),
+        }
+        .unwrap();
+        let (aead, tx) = dir(extracted.tx, ours);
+        let (_, rx) = dir(extracted.rx, theirs);
+        Self {
+            sock,
+            aead,
+            hkdf,
+            tx,
+            rx,
+            inbuf: Vec::new(),
+        }
+    }
+
+    /// One record as it goes on the wire: `content`, then the inner type, then `padding`
+    /// zeros, sealed under the current sending keys.
+    pub fn seal(&mut self, kind: u8, content: &[u8], padding: usize) -> Vec<u8> {
+        let mut inner = content.to_vec();
+        inner.push(kind);
+        inner.resize(inner.len() + padding, 0);
+        self.seal_inner(inner)
+    }
+
+    /// Seals an inner plaintext exactly as given (no type byte added).
+    pub fn seal_inner(&mut self, mut inner: Vec<u8>) -> Vec<u8> {
+        let len = u16::try_from(inner.len() + 16).unwrap();
+        let header = [DATA, 3, 3, (len >> 8) as u8, len as u8];
+        let nonce = nonce(&self.tx);
+        self.tx
+            .key
+            .seal_in_place_append_tag(nonce, aead::Aad::from(header), &mut inner)
+            .unwrap();
+        self.tx.seq += 1;
+        let mut record = header.to_vec();
+        record.extend_from_slice(&inner);
+        record
+    }
+
+    /// A KeyUpdate record, after which our sending keys are the next generation's.
+    pub fn key_update(&mut self, requested: bool) -> Vec<u8> {
+        let record = self.seal(HANDSHAKE, &[24, 0, 0, 1, u8::from(requested)], 0);
+        self.tx = next(self.aead, self.hkdf, &self.tx);
+        record
+    }
+
+    /// Sends bytes as they are; a peer that already closed may refuse them (ignored: the
+    /// case then reads what the tunnel said).
+    pub fn send(&mut self, bytes: &[u8]) {
+        let _ = self.sock.write_all(bytes);
+    }
+
+    /// Sends application data in records of up to 16 KiB.
+    pub fn send_data(&mut self, data: &[u8]) {
+        let mut out = Vec::new();
+        for chunk in data.chunks(16384) {
+            out.extend(self.seal(DATA, chunk, 0));
+        }
+        self.send(&out);
+    }
+
+    /// Our close_notify.
+    pub fn close_notify(&mut self) {
+        let record = self.seal(ALERT, &[1, 0], 0);
+        self.send(&record);
+    }
+
+    /// The next record from the peer, decrypted (its KeyUpdates followed): `(type, content)`,
+    /// or `None` at the end of the stream.
+    pub fn read_record(&mut self) -> Option<(u8, Vec<u8>)> {
+        loop {
+            if self.inbuf.len() >= 5 {
+                let len = usize::from(u16::from_be_bytes([self.inbuf[3], self.inbuf[4]]));
+                if self.inbuf.len() >= 5 + len {
+                    let header: [u8; 5] = self.inbuf[..5].try_into().unwrap();
+                    let mut body = self.inbuf[5..5 + len].to_vec();
+                    self.inbuf.drain(..5 + len);
+                    assert_eq!(header[0], DATA, "a plaintext record after the handshake");
+                    let nonce = nonce(&self.rx);
+                    let plain = self
+                        .rx
+                        .key
+                        .open_in_place(nonce, aead::Aad::from(header), &mut body)
+                        .expect("the tunnel's record authenticates");
+                    self.rx.seq += 1;
+                    let at = plain.iter().rposition(|&b| b != 0).expect("a content type");
+                    let (kind, content) = (plain[at], plain[..at].to_vec());
+                    if kind == HANDSHAKE && content.first() == Some(&24) {
+                        self.rx = next(self.aead, self.hkdf, &self.rx);
+                    }
+                    return Some((kind, content));
+                }
+            }
+            let mut chunk = [0u8; 65536];
+            match self.sock.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.inbuf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Reads until the peer's alert and returns `(level, description)`; `None` when the
+    /// stream ends without one. Data and tickets on the way are skipped.
+    pub fn alert(&mut self) -> Option<(u8, u8)> {
+        self.sock
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        while let Some((kind, content)) = self.read_record() {
+            if kind == ALERT {
+                return Some((content[0], content[1]));
+            }
+        }
+        None
+    }
+}
+
+fn dir(
+    extracted: (u64, ConnectionTrafficSecrets),
+    secret: Vec<u8>,
+) -> (&'static aead::Algorithm, Dir) {
+    let (seq, keys) = extracted;
+    let (alg, key, iv): (&'static aead::Algorithm, &[u8], &[u8]) = match &keys {
+        ConnectionTrafficSecrets::Aes128Gcm { key, iv } => {
+            (&aead::AES_128_GCM, key.as_ref(), iv.as_ref())
+        }
+        ConnectionTrafficSecrets::Aes256Gcm { key, iv } => {
+            (&aead::AES_256_GCM, key.as_ref(), iv.as_ref())
+        }
+        ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
+            (&aead::CHACHA20_POLY1305, key.as_ref(), iv.as_ref())
+        }
+        _ => panic!("unexpected suite"),
+    };
+    let dir = Dir {
+        key: aead::LessSafeKey::new(aead::UnboundKey::new(alg, key).unwrap()),
+        iv: iv.try_into().unwrap(),
+        seq,
+        secret,
+    };
+    (alg, dir)
+}
+
+fn nonce(dir: &Dir) -> aead::Nonce {
+    let mut nonce = dir.iv;
+    for (n, s) in nonce[4..].iter_mut().zip(dir.seq.to_be_bytes()) {
+        *n ^= s;
+    }
+    aead::Nonce::assume_unique_for_key(nonce)
+}
+
+/// The next generation of one direction's keys (RFC 8446 7.2).
+fn next(alg: &'static aead::Algorithm, hkdf: hkdf::Algorithm, dir: &Dir) -> Dir {
+    let secret = expand(hkdf, &dir.secret, b"traffic upd", dir.secret.len());
+    let key = expand(hkdf, &secret, b"key", alg.key_len());
+    let iv = expand(hkdf, &secret, b"iv", 12);
+    Dir {
+        key: aead::LessSafeKey::new(aead::UnboundKey::new(alg, &key).unwrap()),
+        iv: iv.try_into().unwrap(),
+        seq: 0,
+        secret,
+    }
+}
+
+/// HKDF-Expand-Label with an empty context (RFC 8446 7.1).
+fn expand(alg: hkdf::Algorithm, secret: &[u8], label: &[u8], len: usize) -> Vec<u8> {
+    struct Len(usize);
+    impl hkdf::KeyType for Len {
+        fn len(&self) -> usize {
+            self.0
+        }
+    }
+    let prk = hkdf::Prk::new_less_safe(alg, secret);
+    let out_len = (len as u16).to_be_bytes();
+    let label_len = [(6 + label.len()) as u8];
+    let info: [&[u8]; 5] = [&out_len, &label_len, b"tls13 ", label, &[0]];
+    let mut out = vec![0; len];
+    prk.expand(&info, Len(len)).unwrap().fill(&mut out).unwrap();
+    out
+}

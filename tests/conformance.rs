@@ -1,0 +1,461 @@
+//! TLS 1.3 conformance after the handshake: a peer that completed a genuine handshake sends
+//! records no correct TLS stack sends (forged tags, oversized or all-padding records,
+//! misplaced or malformed handshake messages, floods), and each case asserts the exact fatal
+//! alert the tunnel answers with (RFC 8446 sections 5 and 6), its exit code, and that nothing
+//! unauthenticated reached its output. Run against `listen` and, as the server, for
+//! `connect`, on each record layer that runs here: ours (the default for TLS 1.3) and
+//! rustls' (`SST_TUNNEL_RECORDS=rustls`). The valid paths keep working: every record length
+//! from 0 to 2^14, padding, KeyUpdate each way, user_canceled, tickets.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpListener;
+
+use common::rawtls::{ALERT, CCS, DATA, HANDSHAKE, RawPeer};
+use common::*;
+use rustls::AlertDescription as A;
+
+const GENUINE: &[u8] = b"genuine first record\n";
+
+/// One misbehaviour: how to build the bytes, and what each record layer answers with. Ours
+/// always sends the alert RFC 8446 names.
+struct Case {
+    name: &'static str,
+    build: fn(&mut RawPeer) -> Vec<u8>,
+    ours: A,
+    rustls: R,
+}
+
+/// What rustls' own record layer (0.23) does with a case: where it differs from RFC 8446's
+/// alert, or is laxer than ours, the case says so.
+#[derive(Debug, Clone, Copy)]
+enum R {
+    /// Refuses it with this alert.
+    Alert(A),
+    /// Refuses it, closing without an alert.
+    Silent,
+    /// Takes it: rustls builds the additional data from fixed header bytes, so a changed
+    /// legacy_record_version still authenticates. Ours authenticates the header as sent
+    /// (RFC 8446 5.2) and refuses it; the case is not run on rustls' layer.
+    Accepts,
+}
+
+/// The alert the tunnel sent (level, description), if any, and how it ended.
+type Answer = (Option<(u8, u8)>, Outcome);
+
+fn alert_of(a: A) -> (u8, u8) {
+    (2, u8::from(a))
+}
+
+fn cases() -> Vec<Case> {
+    fn flip(mut record: Vec<u8>, at: usize) -> Vec<u8> {
+        let at = if at >= record.len() {
+            record.len() - 1
+        } else {
+            at
+        };
+        record[at] ^= 0x01;
+        record
+    }
+    vec![
+        Case {
+            name: "a forged tag",
+            build: |p| flip(p.seal(DATA, b"forged", 0), usize::MAX),
+            ours: A::BadRecordMac,
+            rustls: R::Alert(A::BadRecordMac),
+        },
+        Case {
+            name: "a forged ciphertext byte",
+            build: |p| flip(p.seal(DATA, b"forged", 0), 5),
+            ours: A::BadRecordMac,
+            rustls: R::Alert(A::BadRecordMac),
+        },
+        Case {
+            name: "a forged header (the additional data)",
+            build: |p| flip(p.seal(DATA, b"forged", 0), 2),
+            ours: A::BadRecordMac,
+            rustls: R::Accepts,
+        },
+        Case {
+            name: "random bytes as a record",
+            build: |_| {
+                let mut r = vec![DATA, 3, 3, 0, 64];
+                r.extend(bytes(64, 7));
+                r
+            },
+            ours: A::BadRecordMac,
+            rustls: R::Alert(A::BadRecordMac),
+        },
+        Case {
+            name: "a record too short for a tag",
+            build: |_| vec![DATA, 3, 3, 0, 5, 1, 2, 3, 4, 5],
+            ours: A::BadRecordMac,
+            rustls: R::Alert(A::BadRecordMac),
+        },
+        Case {
+            name: "ciphertext over 2^14+256",
+            build: |_| {
+                let len: u16 = 16384 + 256 + 1;
+                let mut r = vec![DATA, 3, 3, (len >> 8) as u8, len as u8];
+                r.extend(bytes(usize::from(len), 9));
+                r
+            },
+            ours: A::RecordOverflow,
+            // rustls reads records up to TLS 1.2's 2^14+2048 and fails them on the tag.
+            rustls: R::Alert(A::BadRecordMac),
+        },
+        Case {
+            name: "inner plaintext over 2^14+1 (content)",
+            build: |p| p.seal(DATA, &[b'a'; 16385], 0),
+            ours: A::RecordOverflow,
+            rustls: R::Alert(A::RecordOverflow),
+        },
+        Case {
+            name: "inner plaintext over 2^14+1 (padding)",
+            build: |p| p.seal(DATA, &[b'a'; 16000], 385),
+            ours: A::RecordOverflow,
+            rustls: R::Alert(A::RecordOverflow),
+        },
+        Case {
+            name: "no content type (all zeros)",
+            build: |p| p.seal_inner(vec![0; 10]),
+            ours: A::UnexpectedMessage,
+            rustls: R::Silent,
+        },
+        Case {
+            name: "data between handshake fragments",
+            build: |p| {
+                let mut r = p.seal(HANDSHAKE, &[24, 0], 0);
+                r.extend(p.seal(DATA, b"between", 0));
+                r
+            },
+            ours: A::UnexpectedMessage,
+            rustls: R::Silent,
+        },
+        Case {
+            name: "a client NewSessionTicket",
+            build: |p| {
+                p.seal(
+                    HANDSHAKE,
+                    &[4, 0, 0, 14, 0, 0, 0, 60, 1, 2, 3, 4, 0, 0, 1, 7, 0, 0],
+                    0,
+                )
+            },
+            ours: A::UnexpectedMessage,
+            rustls: R::Alert(A::UnexpectedMessage),
+        },
+        Case {
+            name: "a HelloRequest",
+            build: |p| p.seal(HANDSHAKE, &[0, 0, 0, 0], 0),
+            ours: A::UnexpectedMessage,
+            rustls: R::Alert(A::UnexpectedMessage),
+        },
+        Case {
+            name: "an unknown handshake type",
+            build: |p| p.seal(HANDSHAKE, &[99, 0, 0, 2, 1, 2], 0),
+            ours: A::UnexpectedMessage,
+            rustls: R::Alert(A::UnexpectedMessage),
+        },
+        Case {
+            name: "a KeyUpdate with an invalid value",
+            build: |p| p.seal(HANDSHAKE, &[24, 0, 0, 1, 2], 0),
+            ours: A::IllegalParameter,
+            rustls: R::Alert(A::IllegalParameter),
+        },
+        Case {
+            name: "an empty KeyUpdate",
+            build: |p| p.seal(HANDSHAKE, &[24, 0, 0, 0], 0),
+            ours: A::DecodeError,
+            rustls: R::Alert(A::DecodeError),
+        },
+        Case {
+            name: "an oversized KeyUpdate",
+            build: |p| p.seal(HANDSHAKE, &[24, 0, 0, 2, 0, 0], 0),
+            ours: A::DecodeError,
+            rustls: R::Alert(A::DecodeError),
+        },
+        Case {
+            name: "two KeyUpdates in one record",
+            build: |p| p.seal(HANDSHAKE, &[24, 0, 0, 1, 0, 24, 0, 0, 1, 0], 0),
+            ours: A::UnexpectedMessage,
+            rustls: R::Alert(A::UnexpectedMessage),
+        },
+        Case {
+            name: "33 KeyUpdates without data",
+            build: |p| (0..33).flat_map(|_| p.key_update(false)).collect(),
+            ours: A::UnexpectedMessage,
+            rustls: R::Silent,
+        },
+        Case {
+            name: "33 empty records",
+            build: |p| (0..33).flat_map(|_| p.seal(DATA, &[], 0)).collect(),
+            ours: A::UnexpectedMessage,
+            rustls: R::Silent,
+        },
+        Case {
+            name: "a ChangeCipherSpec after Finished",
+            build: |_| vec![CCS, 3, 3, 0, 1, 1],
+            ours: A::UnexpectedMessage,
+            rustls: R::Alert(A::UnexpectedMessage),
+        },
+        Case {
+            name: "a protected ChangeCipherSpec",
+            build: |p| p.seal(CCS, &[1], 0),
+            ours: A::UnexpectedMessage,
+            rustls: R::Alert(A::UnexpectedMessage),
+        },
+        Case {
+            name: "a plaintext alert after the handshake",
+            build: |_| vec![ALERT, 3, 3, 0, 2, 2, 40],
+            ours: A::UnexpectedMessage,
+            // rustls tries to decrypt it.
+            rustls: R::Alert(A::BadRecordMac),
+        },
+        Case {
+            name: "an empty alert",
+            build: |p| p.seal(ALERT, &[], 0),
+            ours: A::DecodeError,
+            rustls: R::Alert(A::DecodeError),
+        },
+        Case {
+            name: "an alert of unknown level",
+            build: |p| p.seal(ALERT, &[3, 40], 0),
+            ours: A::IllegalParameter,
+            rustls: R::Alert(A::IllegalParameter),
+        },
+        Case {
+            name: "a warning alert TLS 1.3 does not have",
+            build: |p| p.seal(ALERT, &[1, 40], 0),
+            ours: A::DecodeError,
+            rustls: R::Alert(A::DecodeError),
+        },
+        Case {
+            name: "an unknown content type",
+            build: |p| p.seal(99, b"x", 0),
+            ours: A::UnexpectedMessage,
+            rustls: R::Alert(A::DecodeError),
+        },
+    ]
+}
+
+/// What a `listen --stdio` answers to `case` after a genuine handshake and record, on
+/// `engine`: the alert it sent, and how it ended.
+fn against_listen(pki: &Pki, engine: &str, case: &Case) -> Answer {
+    let mut args = listen_args("127.0.0.1:0", &tls_args(pki, "server", &[]));
+    args.extend(strs(&["--stdio", "--log-level", "debug"]));
+    let mut server = Proc::spawn_with(
+        std::process::Command::new(bin())
+            .args(&args)
+            .env("SST_TUNNEL_RECORDS", engine),
+    );
+    let port = server.port();
+    let held_open = server.stdin();
+    let mut peer = RawPeer::client(port, pki);
+    // The case is about the records after the handshake: it starts once the tunnel has
+    // finished its handshake (else a read-ahead handshake could meet it first).
+    server.wait_line("handshake complete");
+    peer.send_data(GENUINE);
+    let bytes = (case.build)(&mut peer);
+    peer.send(&bytes);
+    let alert = peer.alert();
+    drop(held_open);
+    // Gone without a close_notify of ours: a tunnel that took the case for valid data
+    // fails now on the truncation instead of waiting for more.
+    let _ = peer.sock.shutdown(std::net::Shutdown::Both);
+    let out = server.finish();
+    (alert, out)
+}
+
+/// What a `connect` answers to `case` from a server after a genuine handshake and record.
+fn against_connect(pki: &Pki, engine: &str, case: &Case) -> Answer {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut client = Proc::spawn_with(
+        std::process::Command::new(bin())
+            .args(client_args(pki, port, "client", &["--log-level", "debug"]))
+            .env("SST_TUNNEL_RECORDS", engine),
+    );
+    let held_open = client.stdin();
+    let mut peer = RawPeer::server(&listener, pki);
+    client.wait_line("handshake complete");
+    peer.send_data(GENUINE);
+    let bytes = (case.build)(&mut peer);
+    peer.send(&bytes);
+    let alert = peer.alert();
+    drop(held_open);
+    let _ = peer.sock.shutdown(std::net::Shutdown::Both);
+    (alert, client.finish())
+}
+
+/// Runs every case through `run` on `engine` and checks alert, exit code and output; all
+/// failures are collected so one run shows every difference.
+fn check_all(engine: &str, skip: &[&str], run: fn(&Pki, &str, &Case) -> Answer) {
+    let pki = Pki::new();
+    let mut wrong = Vec::new();
+    for case in cases().iter().filter(|c| !skip.contains(&c.name)) {
+        let want = match (engine, case.rustls) {
+            ("rustls", R::Accepts) => continue,
+            ("rustls", R::Alert(a)) => Some(a),
+            ("rustls", R::Silent) => None,
+            _ => Some(case.ours),
+        };
+        let (alert, out) = run(&pki, engine, case);
+        if alert != want.map(alert_of) {
+            wrong.push(format!(
+                "{}: alert {alert:?}, want {:?} ({want:?}); stderr: {}",
+                case.name,
+                want.map(alert_of),
+                out.stderr
+            ));
+        }
+        if out.status.code() != Some(6) {
+            wrong.push(format!(
+                "{}: exit {:?}, want 6; stderr: {}",
+                case.name,
+                out.status.code(),
+                out.stderr
+            ));
+        }
+        if !GENUINE.starts_with(&out.stdout) {
+            wrong.push(format!(
+                "{}: unauthenticated bytes reached the output: {:?}",
+                case.name,
+                String::from_utf8_lossy(&out.stdout)
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{engine}:\n{}", wrong.join("\n"));
+}
+
+#[test]
+fn listen_refuses_every_invalid_record_with_the_named_alert() {
+    check_all("records", &[], against_listen);
+}
+
+#[test]
+fn listen_on_rustls_records_refuses_them_too() {
+    check_all("rustls", &[], against_listen);
+}
+
+/// A client NewSessionTicket is a server's message here: the server-side cases that make
+/// sense from a server are the rest.
+const CLIENT_ONLY: &[&str] = &["a client NewSessionTicket"];
+
+#[test]
+fn connect_refuses_every_invalid_record_with_the_named_alert() {
+    check_all("records", CLIENT_ONLY, against_connect);
+}
+
+#[test]
+fn connect_on_rustls_records_refuses_them_too() {
+    check_all("rustls", CLIENT_ONLY, against_connect);
+}
+
+#[test]
+fn connect_refuses_a_malformed_ticket() {
+    let case = Case {
+        name: "a malformed NewSessionTicket",
+        build: |p| {
+            p.seal(
+                HANDSHAKE,
+                &[4, 0, 0, 11, 0, 0, 0, 60, 1, 2, 3, 4, 0, 0, 0],
+                0,
+            )
+        },
+        ours: A::DecodeError,
+        rustls: R::Alert(A::DecodeError),
+    };
+    let pki = Pki::new();
+    for engine in ["records", "rustls"] {
+        let (alert, out) = against_connect(&pki, engine, &case);
+        let want = match (engine, case.rustls) {
+            ("rustls", R::Alert(a)) => Some(a),
+            _ => Some(case.ours),
+        };
+        assert_eq!(alert, want.map(alert_of), "{engine}: {}", out.stderr);
+        assert_eq!(out.status.code(), Some(6), "{engine}: {}", out.stderr);
+    }
+}
+
+/// Every record length from 0 to 2^14, padded records, the peer's KeyUpdate (requesting
+/// ours: it must arrive before the tunnel's next data), user_canceled, and close_notify: the
+/// stream arrives whole and both ends succeed.
+#[test]
+fn every_valid_record_shape_is_delivered() {
+    let pki = Pki::new();
+    for engine in ["records", "rustls"] {
+        let mut args = listen_args("127.0.0.1:0", &tls_args(&pki, "server", &[]));
+        args.push("--stdio".into());
+        let mut server = Proc::spawn_with(
+            std::process::Command::new(bin())
+                .args(&args)
+                .env("SST_TUNNEL_RECORDS", engine),
+        );
+        let port = server.port();
+        let mut input = server.stdin();
+        let mut peer = RawPeer::client(port, &pki);
+        let mut expected = Vec::new();
+        let mut out = Vec::new();
+        for len in 0..=16384usize {
+            let content = bytes(len, len as u64);
+            out.extend(peer.seal(DATA, &content, 0));
+            expected.extend_from_slice(&content);
+            if out.len() > 1 << 20 {
+                peer.send(&out);
+                out.clear();
+            }
+        }
+        for (len, padding) in [(0, 16384), (1, 16383), (100, 1000), (16384, 0)] {
+            let content = bytes(len, 99);
+            out.extend(peer.seal(DATA, &content, padding));
+            expected.extend_from_slice(&content);
+        }
+        out.extend(peer.seal(ALERT, &[1, 90], 0));
+        out.extend(peer.key_update(true));
+        out.extend(peer.seal(DATA, b"after our key update\n", 0));
+        expected.extend_from_slice(b"after our key update\n");
+        peer.send(&out);
+        // The tunnel answers the requested KeyUpdate before its next data once it has read
+        // it: ask for data until the update comes (each answer decrypts only under the keys
+        // the tunnel announced, so data under unannounced keys would fail here).
+        let mut saw_update = false;
+        for _ in 0..10_000 {
+            input.write_all(b"from the tunnel\n").unwrap();
+            loop {
+                let (kind, content) = peer.read_record().expect("the tunnel's records");
+                match kind {
+                    HANDSHAKE if content.first() == Some(&24) => saw_update = true,
+                    HANDSHAKE => {}
+                    DATA => {
+                        assert_eq!(content, b"from the tunnel\n", "{engine}");
+                        break;
+                    }
+                    other => panic!("{engine}: record type {other} {content:?}"),
+                }
+            }
+            if saw_update {
+                break;
+            }
+        }
+        assert!(
+            saw_update,
+            "{engine}: no KeyUpdate before the tunnel's data"
+        );
+        // Our own KeyUpdate, not requesting, then the end.
+        let record = peer.key_update(false);
+        peer.send(&record);
+        peer.send_data(b"last\n");
+        expected.extend_from_slice(b"last\n");
+        peer.close_notify();
+        drop(input);
+        assert_eq!(
+            peer.alert(),
+            Some((1, 0)),
+            "{engine}: close_notify expected"
+        );
+        let result = server.finish();
+        result.ok();
+        assert!(result.stdout == expected, "{engine}: the stream differs");
+    }
+}
