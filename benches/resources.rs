@@ -16,7 +16,6 @@ use sst_tunnel::cli::TlsArgs;
 use sst_tunnel::tls::{self, Policy, Prepared};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Barrier;
-use tokio_rustls::TlsConnector;
 
 /// Bytes each connection echoes before it waits with the others.
 const ECHO: usize = 256 * 1024;
@@ -86,7 +85,10 @@ fn main() {
     tls.ca = Some(pki.path("ca.pem"));
     let prepared = Prepared::with_policy(&tls, Some(Policy::chain())).unwrap();
     let (config, name) = tls::client_config(&tls, prepared, "localhost", None, false).unwrap();
-    let connector = TlsConnector::from(config);
+    // The clients are sst-tunnel's own client sessions, in process.
+    let connect = |name, tcp| {
+        sst_tunnel::session::connect(Arc::clone(&config), name, tcp, Duration::from_secs(60))
+    };
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let idle_rss = status_kib(pid, "VmRSS:");
@@ -102,13 +104,16 @@ fn main() {
         let release = Arc::new(Barrier::new(n + 1));
         let mut tasks = Vec::new();
         for i in 0..n {
-            let (connector, name) = (connector.clone(), name.clone());
+            let (config, name) = (config.clone(), name.clone());
             let (barrier, release) = (barrier.clone(), release.clone());
             tasks.push(runtime.spawn(async move {
                 let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
                     .await
                     .unwrap();
-                let mut stream = connector.connect(name, tcp).await.unwrap();
+                let (mut stream, _) =
+                    sst_tunnel::session::connect(config, name, tcp, Duration::from_secs(60))
+                        .await
+                        .unwrap();
                 let data = vec![(i % 251) as u8; ECHO];
                 let (mut rd, mut wr) = tokio::io::split(&mut stream);
                 let write = async {
@@ -152,7 +157,7 @@ fn main() {
             let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .unwrap();
-            let mut stream = connector.connect(name.clone(), tcp).await.unwrap();
+            let (mut stream, _) = connect(name.clone(), tcp).await.unwrap();
             let data = [(i % 251) as u8; 100];
             stream.write_all(&data).await.unwrap();
             stream.shutdown().await.unwrap();

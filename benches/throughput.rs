@@ -4,7 +4,9 @@
 //! `target/bench-throughput.md`.
 //!
 //! `SST_BENCH_BYTES` (default 1 GiB) and `SST_BENCH_ROUNDS` (default 3; the median is shown)
-//! tune it. stunnel, socat and dd must be installed (scripts/test.sh installs them).
+//! tune it. `SST_BENCH_BASELINE=/path/to/sst-tunnel` adds the exec and pipe rows of another
+//! build (an earlier commit, say) measured in the same run. stunnel, socat and dd must be
+//! installed (scripts/test.sh installs them).
 //!
 //! Every tool gets the same topology and the harness stays out of the way: `cat FILE` feeds the
 //! client's stdin pipe (an SST donor is fed through a pipe too), the server runs
@@ -49,6 +51,9 @@ enum Tool {
     SstTunnelStdioRustls,
     SocatTls,
     SocatPlain,
+    /// `SST_BENCH_BASELINE`'s build in the exec and pipe shapes.
+    BaselineExec,
+    BaselineStdio,
 }
 
 impl Tool {
@@ -60,6 +65,18 @@ impl Tool {
             Tool::SstTunnelStdioRustls => "pipe: sst-tunnel, rustls' record layer",
             Tool::SocatTls => "pipe: socat OPENSSL (8 KiB blocks)",
             Tool::SocatPlain => "pipe: socat TCP, no TLS",
+            Tool::BaselineExec => "exec: baseline build (SST_BENCH_BASELINE)",
+            Tool::BaselineStdio => "pipe: baseline build (SST_BENCH_BASELINE)",
+        }
+    }
+
+    /// The sst-tunnel binary this row runs.
+    fn binary(self) -> String {
+        match self {
+            Tool::BaselineExec | Tool::BaselineStdio => {
+                std::env::var("SST_BENCH_BASELINE").expect("SST_BENCH_BASELINE")
+            }
+            _ => bin().to_string(),
         }
     }
 }
@@ -79,7 +96,7 @@ fn main() {
     write_input(&input, bytes);
     let small_input = pki.path("bench-input-small.bin");
     write_input(&small_input, bytes / 8);
-    let tools = [
+    let mut tools = vec![
         Tool::SstTunnel,
         Tool::Stunnel,
         Tool::SstTunnelStdio,
@@ -87,6 +104,9 @@ fn main() {
         Tool::SocatPlain,
         Tool::SstTunnelStdioRustls,
     ];
+    if std::env::var_os("SST_BENCH_BASELINE").is_some() {
+        tools.extend([Tool::BaselineExec, Tool::BaselineStdio]);
+    }
     let mut results: Vec<Vec<Sample>> = vec![Vec::new(); tools.len()];
     let mut small: Vec<Sample> = Vec::new();
     // Interleaved rounds, so drift in machine load hits every tool alike.
@@ -183,32 +203,32 @@ const SINK: [&str; 3] = ["/bin/dd", "of=/dev/null", "bs=262144"];
 fn run(pki: &Pki, tool: Tool, input: &std::path::Path, bytes: u64) -> Sample {
     let before = children_cpu();
     let (server, client, sink): (Proc, Client, Sink) = match tool {
-        Tool::SstTunnel => {
+        Tool::SstTunnel | Tool::BaselineExec => {
             let mut args = strs(&["--log-level", "info", "listen", "127.0.0.1:0"]);
             args.extend(pki.args("server"));
             args.push("--exec".into());
             args.extend(strs(&SINK));
-            let mut server = Proc::spawn(bin(), &args);
+            let mut server = Proc::spawn(&tool.binary(), &args);
             server.close_stdin();
             let port = server.port();
             let mut cargs = vec!["connect".to_string(), format!("127.0.0.1:{port}")];
             cargs.extend(pki.args("client"));
             (
                 server,
-                spawn_client(Command::new(bin()), &cargs, input),
+                spawn_client(Command::new(tool.binary()), &cargs, input),
                 Sink::Exec,
             )
         }
-        Tool::SstTunnelStdio | Tool::SstTunnelStdioRustls => {
-            let records = if tool == Tool::SstTunnelStdio {
-                "records"
-            } else {
+        Tool::SstTunnelStdio | Tool::SstTunnelStdioRustls | Tool::BaselineStdio => {
+            let records = if tool == Tool::SstTunnelStdioRustls {
                 "rustls"
+            } else {
+                "records"
             };
             let mut args = strs(&["--log-level", "info", "listen", "127.0.0.1:0", "--stdio"]);
             args.extend(pki.args("server"));
             let mut server = Proc::spawn_raw_stdout(
-                Command::new(bin())
+                Command::new(tool.binary())
                     .args(&args)
                     .env("SST_TUNNEL_RECORDS", records),
             );
@@ -217,7 +237,7 @@ fn run(pki: &Pki, tool: Tool, input: &std::path::Path, bytes: u64) -> Sample {
             let sink = pipe_sink(pki, &mut server);
             let mut cargs = vec!["connect".to_string(), format!("127.0.0.1:{port}")];
             cargs.extend(pki.args("client"));
-            let mut client = Command::new(bin());
+            let mut client = Command::new(tool.binary());
             client.env("SST_TUNNEL_RECORDS", records);
             (server, spawn_client(client, &cargs, input), sink)
         }
@@ -288,7 +308,7 @@ fn run(pki: &Pki, tool: Tool, input: &std::path::Path, bytes: u64) -> Sample {
         client,
         sink,
         bytes,
-        tool == Tool::Stunnel || tool == Tool::SstTunnel,
+        matches!(tool, Tool::Stunnel | Tool::SstTunnel | Tool::BaselineExec),
         before,
     )
 }

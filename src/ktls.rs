@@ -1,20 +1,22 @@
 //! Kernel TLS, and the hand-off of a finished rustls handshake to whatever makes the records
-//! from then on: the kernel, or our user-space TLS 1.3 record layer ([`crate::record`]).
+//! from then on: the kernel, our user-space TLS 1.3 record layer ([`crate::record`]), or
+//! rustls itself ([`RustlsStream`]).
 //!
-//! rustls does the handshake (certificate checks stay in one place); then, when the kernel
-//! takes the negotiated cipher, the traffic keys and record sequence numbers move into the
-//! socket and the kernel encrypts and decrypts. Otherwise a TLS 1.3 connection moves to the
-//! user-space record layer with the same keys. Either hand-off is exact: the handshake reads
-//! through a record-exact [`Wire`], a record rustls has half read is finished first, and
-//! plaintext rustls already decrypted is replayed before anything else. What neither can take
-//! (TLS 1.2 where the kernel cannot, `SST_TUNNEL_RECORDS=rustls`) stays on rustls' own
-//! buffered stream. `--no-ktls` / `SST_TUNNEL_KTLS=off` rule the kernel out.
+//! rustls does the handshake (certificate checks stay in one place) through its unbuffered
+//! API, which leaves the socket exactly at the first record after it ([`unbuffered`]). Then,
+//! when the kernel takes the negotiated cipher, the traffic keys and record sequence numbers
+//! move into the socket and the kernel encrypts and decrypts; otherwise a TLS 1.3 connection
+//! moves to the user-space record layer with the same keys. Both get them, and every later
+//! generation, from rustls' supported export (`dangerous_into_kernel_connection`). What
+//! neither can take (TLS 1.2 where the kernel cannot, `SST_TUNNEL_RECORDS=rustls`) stays on
+//! rustls' records. `--no-ktls` / `SST_TUNNEL_KTLS=off` rule the kernel out.
 //!
 //! After the kernel hand-off the kernel returns non-data records to us ([`record::Control`]):
-//! close_notify ends the stream cleanly, any other alert is an error, TLS 1.3
-//! NewSessionTickets are skipped (we never resume), and a KeyUpdate is an error because no
+//! close_notify ends the stream cleanly, any other alert is an error, a server's tickets are
+//! parsed by rustls and dropped (we never resume), and a KeyUpdate is an error because no
 //! kernel we can test takes new keys. AES-GCM's key-usage limit is enforced here, since the
-//! kernel would silently exceed it.
+//! kernel would silently exceed it. A protocol error of the peer's is answered with the alert
+//! RFC 8446 names, sent through the kernel.
 
 use std::io;
 use std::os::fd::AsFd;
@@ -22,10 +24,8 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 
-use rustls::client::ClientConnectionData;
-use rustls::server::ServerConnectionData;
-use rustls::{ConnectionCommon, ProtocolVersion};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
+use rustls::{CommonState, ProtocolVersion};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 use tracing::debug;
 
@@ -34,7 +34,7 @@ use crate::record::{
     self, ALERT, APPLICATION_DATA, Control, Event, MAX_RECORD, Preface, UserStream,
 };
 use crate::tls;
-use crate::wire::Wire;
+use crate::unbuffered::{Keyring, RustlsStream, Side};
 
 /// Set by `--no-ktls` or `SST_TUNNEL_KTLS=off`: every connection stays buffered.
 static DISABLED: AtomicBool = AtomicBool::new(false);
@@ -77,134 +77,46 @@ pub fn prefer_unlimited_cipher() -> bool {
     !disabled() && fastpath::ktls_probe(Cipher::Chacha20Poly1305).is_ok()
 }
 
-/// A finished handshake, client or server, as the hand-off needs it.
-pub trait Handshaken: Sized {
-    /// rustls' per-side connection data.
-    type Data;
-    /// Which side we are (whose traffic secret is ours).
-    const CLIENT: bool;
-    /// The wire and the connection, borrowed.
-    fn parts(&mut self) -> (&mut Wire, &mut ConnectionCommon<Self::Data>);
-    /// The wire and the connection, owned (ends the rustls stream).
-    fn into_parts(self) -> (Wire, rustls::Connection);
-}
-
-impl Handshaken for tokio_rustls::client::TlsStream<Wire> {
-    type Data = ClientConnectionData;
-    const CLIENT: bool = true;
-    fn parts(&mut self) -> (&mut Wire, &mut ConnectionCommon<ClientConnectionData>) {
-        let (wire, conn) = self.get_mut();
-        (wire, conn)
-    }
-    fn into_parts(self) -> (Wire, rustls::Connection) {
-        let (wire, conn) = self.into_inner();
-        (wire, conn.into())
-    }
-}
-
-impl Handshaken for tokio_rustls::server::TlsStream<Wire> {
-    type Data = ServerConnectionData;
-    const CLIENT: bool = false;
-    fn parts(&mut self) -> (&mut Wire, &mut ConnectionCommon<ServerConnectionData>) {
-        let (wire, conn) = self.get_mut();
-        (wire, conn)
-    }
-    fn into_parts(self) -> (Wire, rustls::Connection) {
-        let (wire, conn) = self.into_inner();
-        (wire, conn.into())
-    }
-}
-
 /// A connection after the handshake: records made by rustls, by our user-space record
 /// layer, or by the kernel.
 pub enum Stream<S> {
-    /// rustls' buffered stream (TLS 1.2, or `SST_TUNNEL_RECORDS=rustls`).
-    Rustls(S),
+    /// rustls' records (TLS 1.2, or `SST_TUNNEL_RECORDS=rustls`).
+    Rustls(Box<RustlsStream<S>>),
     /// TLS 1.3 records sealed and opened in user space by [`record::UserStream`].
     Records(Box<UserStream>),
     /// The kernel's TLS socket.
-    Kernel(KernelStream),
-}
-
-/// Where a finished handshake's records will be made.
-enum Engine<'a> {
-    Kernel,
-    /// The user-space layer, with the secrets it needs and the suite they are for.
-    Records(&'a record::SecretCapture, rustls::CipherSuite),
+    Kernel(Box<KernelStream>),
 }
 
 /// Moves a finished handshake to the kernel when it can, else TLS 1.3 to the user-space
-/// record layer (both need the record-exact wire and, for the latter, the secrets `capture`
-/// caught); otherwise gives the rustls stream back, switched to read-ahead. An error means
-/// the connection is unusable (the kernel refused keys after the point of no return, or the
-/// peer misbehaved meanwhile).
-pub async fn hand_off<S: Handshaken>(
-    mut stream: S,
-    capture: Option<&record::SecretCapture>,
-) -> io::Result<Stream<S>> {
-    if !stream.parts().0.is_exact() {
-        return Ok(Stream::Rustls(stream));
-    }
-    let (wire, conn) = stream.parts();
-    let records = capture.zip(conn.negotiated_cipher_suite().map(|s| s.suite()));
+/// record layer; otherwise the records stay rustls'. An error means the connection is
+/// unusable (the kernel refused keys after the point of no return).
+pub fn hand_off<S: Side>(conn: S, tcp: TcpStream) -> io::Result<Stream<S>> {
+    let common = conn.common();
     // wanted() is false (and logged once) where the kernel has no TLS or --no-ktls is set.
     let kernel = wanted()
-        && offload_check(wire, conn)
+        && offload_check(&tcp, common)
             .inspect_err(|why| debug!("not offloading to kernel TLS: {why}"))
             .is_ok();
-    let engine = match records {
-        _ if kernel => Engine::Kernel,
-        Some((capture, suite)) if record::carries(suite) => Engine::Records(capture, suite),
-        _ => {
-            stream.parts().0.set_read_ahead();
-            return Ok(Stream::Rustls(stream));
-        }
-    };
-    // From here on the socket's records are no longer rustls' to make.
-    let (wire, conn) = stream.parts();
-    finish_partial_record(wire, conn).await?;
-    let mut pending = Vec::new();
-    while conn.wants_write() {
-        conn.write_tls(&mut pending)?;
+    let suite = common.negotiated_cipher_suite().map(|s| s.suite());
+    let records = !kernel && record::enabled() && suite.is_some_and(record::carries);
+    if !kernel && !records {
+        return Ok(Stream::Rustls(Box::new(RustlsStream::new(conn, tcp))));
     }
-    wire.write_all(&pending).await?;
-    let budget = tls::confidentiality_limit(conn);
-    let (wire, mut conn) = stream.into_parts();
-    let mut preface = Vec::new();
-    let mut peer_closed = false;
-    let mut chunk = [0u8; 4096];
-    loop {
-        match io::Read::read(&mut conn.reader(), &mut chunk) {
-            Ok(0) => {
-                peer_closed = true;
-                break;
-            }
-            Ok(n) => preface.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) => return Err(e),
-        }
-    }
-    let version = match conn.protocol_version() {
+    let budget = tls::confidentiality_limit(common);
+    let version = match common.protocol_version() {
         Some(ProtocolVersion::TLSv1_2) => TlsVersion::Tls12,
         _ => TlsVersion::Tls13,
     };
-    let secrets = conn
-        .dangerous_extract_secrets()
+    // From here on the socket's records are no longer rustls' to make.
+    let (secrets, keyring) = conn
+        .into_kernel()
         .map_err(|e| io::Error::other(format!("TLS record hand-off: {e}")))?;
-    let tcp = wire.into_tcp();
     let (tx_seq, tx) = &secrets.tx;
     let (rx_seq, rx) = &secrets.rx;
-    if let Engine::Records(capture, suite) = engine {
-        let stream = UserStream::new(
-            tcp,
-            suite,
-            S::CLIENT,
-            &secrets,
-            capture,
-            preface,
-            peer_closed,
-            budget,
-        )?;
+    if records {
+        let suite = suite.expect("checked above");
+        let stream = UserStream::new(tcp, suite, S::CLIENT, &secrets, keyring, budget)?;
         debug!(tx_seq, rx_seq, "TLS records in user space from here on");
         return Ok(Stream::Records(Box::new(stream)));
     }
@@ -217,25 +129,23 @@ pub async fn hand_off<S: Handshaken>(
     }
     // One record is kept for our close_notify.
     let records_left = budget.map(|limit| limit.saturating_sub(*tx_seq).saturating_sub(1));
-    debug!(
-        replayed = preface.len(),
-        tx_seq, rx_seq, "handed the connection to kernel TLS"
-    );
-    Ok(Stream::Kernel(KernelStream {
+    debug!(tx_seq, rx_seq, "handed the connection to kernel TLS");
+    Ok(Stream::Kernel(Box::new(KernelStream {
         tcp,
-        preface: Preface::new(preface),
-        control: Control::new(S::CLIENT, peer_closed),
+        preface: Preface::default(),
+        control: Control::new(S::CLIENT, false),
+        keyring,
         records_left,
         scratch: Vec::new(),
         close_sent: false,
         failed: false,
-    }))
+    })))
 }
 
 /// Everything that can still say "no" without harming the connection: the suite, the
 /// kernel's support for its cipher, attaching the kernel's TLS layer.
-fn offload_check<D>(wire: &Wire, conn: &ConnectionCommon<D>) -> Result<(), String> {
-    let suite = conn
+fn offload_check(tcp: &TcpStream, common: &CommonState) -> Result<(), String> {
+    let suite = common
         .negotiated_cipher_suite()
         .ok_or("no suite negotiated")?;
     let cipher = Cipher::of_suite(suite.suite()).ok_or_else(|| {
@@ -245,38 +155,19 @@ fn offload_check<D>(wire: &Wire, conn: &ConnectionCommon<D>) -> Result<(), Strin
         )
     })?;
     fastpath::ktls_probe(cipher)?;
-    fastpath::ktls_attach(wire.tcp().as_fd()).map_err(|e| format!("TCP_ULP \"tls\": {e}"))
-}
-
-/// Reads the rest of a record the handshake left half read (record-exact, so never more)
-/// and gives it to rustls, so that the kernel starts on a record boundary.
-async fn finish_partial_record<D>(
-    wire: &mut Wire,
-    conn: &mut ConnectionCommon<D>,
-) -> io::Result<()> {
-    let mut buf = [0u8; MAX_RECORD + 512];
-    while wire.mid_record() {
-        let n = wire.read(&mut buf).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        let mut bytes = &buf[..n];
-        while !bytes.is_empty() {
-            conn.read_tls(&mut bytes)?;
-        }
-        conn.process_new_packets()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    }
-    Ok(())
+    fastpath::ktls_attach(tcp.as_fd()).map_err(|e| format!("TCP_ULP \"tls\": {e}"))
 }
 
 /// A TCP socket whose TLS records the kernel encrypts and decrypts.
 pub struct KernelStream {
     tcp: TcpStream,
-    /// Plaintext rustls decrypted before the hand-off, delivered first.
+    /// The part of a record a small read could not take, delivered first.
     preface: Preface,
     /// Alerts and post-handshake messages (the peer's close_notify among them).
     control: Control,
+    /// rustls' hold on the connection: tickets parsed (and, for a kernel that can rekey,
+    /// the next keys).
+    keyring: Keyring,
     /// Records we may still send under the cipher's key-usage limit (`None`: no limit).
     records_left: Option<u64>,
     /// Room for a whole record when the caller's buffer is smaller.
@@ -292,9 +183,9 @@ impl KernelStream {
         &self.tcp
     }
 
-    /// Whether plaintext decrypted by rustls before the hand-off is still to be delivered
-    /// (it must come first), or rustls already saw the peer's close_notify: either way the
-    /// receiving direction is the copy engine's, which knows both.
+    /// Whether plaintext a small read left over is still to be delivered (it must come
+    /// first), or the peer's close_notify has arrived: either way the receiving direction is
+    /// the copy engine's, which knows both.
     pub fn has_preface(&self) -> bool {
         self.preface.pending() || self.control.peer_closed
     }
@@ -361,7 +252,9 @@ impl KernelStream {
     /// a KeyUpdate is an error (the kernels we can test cannot take new keys), anything else
     /// is an error.
     fn control(&mut self, kind: u8, body: &[u8]) -> io::Result<()> {
-        match self.control.record(kind, body)? {
+        let event = self.control.record(kind, body)?;
+        record::tickets(&mut self.control, &mut self.keyring)?;
+        match event {
             Event::None => Ok(()),
             Event::KeyUpdate { .. } => Err(io::Error::other(
                 "the peer rekeyed (TLS 1.3 KeyUpdate) and this kernel's TLS layer cannot take \
@@ -520,65 +413,46 @@ impl AsyncWrite for KernelStream {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Stream<S> {
+impl<S: Side> AsyncRead for Stream<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Self::Rustls(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Rustls(s) => Pin::new(&mut **s).poll_read(cx, buf),
             Self::Records(r) => Pin::new(&mut **r).poll_read(cx, buf),
-            Self::Kernel(k) => Pin::new(k).poll_read(cx, buf),
+            Self::Kernel(k) => Pin::new(&mut **k).poll_read(cx, buf),
         }
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Stream<S> {
+impl<S: Side> AsyncWrite for Stream<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Self::Rustls(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Rustls(s) => Pin::new(&mut **s).poll_write(cx, buf),
             Self::Records(r) => Pin::new(&mut **r).poll_write(cx, buf),
-            Self::Kernel(k) => Pin::new(k).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Rustls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Self::Records(r) => Pin::new(&mut **r).poll_write_vectored(cx, bufs),
-            Self::Kernel(k) => Pin::new(k).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Self::Rustls(s) => s.is_write_vectored(),
-            Self::Records(_) | Self::Kernel(_) => false,
+            Self::Kernel(k) => Pin::new(&mut **k).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Self::Rustls(s) => Pin::new(s).poll_flush(cx),
+            Self::Rustls(s) => Pin::new(&mut **s).poll_flush(cx),
             Self::Records(r) => Pin::new(&mut **r).poll_flush(cx),
-            Self::Kernel(k) => Pin::new(k).poll_flush(cx),
+            Self::Kernel(k) => Pin::new(&mut **k).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Self::Rustls(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Rustls(s) => Pin::new(&mut **s).poll_shutdown(cx),
             Self::Records(r) => Pin::new(&mut **r).poll_shutdown(cx),
-            Self::Kernel(k) => Pin::new(k).poll_shutdown(cx),
+            Self::Kernel(k) => Pin::new(&mut **k).poll_shutdown(cx),
         }
     }
 }

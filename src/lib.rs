@@ -14,8 +14,10 @@
 //!   SST scripts), and delegation to the real tools for anything else.
 //! - [`tls`]: flags -> rustls configs; certificate loading, verification policies, names.
 //! - [`session`]: one connection around the relay: handshake deadline, summary, error wording.
+//! - [`unbuffered`]: rustls' unbuffered API on tokio: every handshake, and rustls' records
+//!   where it keeps them (TLS 1.2 without kernel TLS).
 //! - [`ktls`] / [`record`]: where a finished handshake's records are made: the kernel (kTLS),
-//!   or our user-space TLS 1.3 record layer; rustls' own for TLS 1.2.
+//!   or our user-space TLS 1.3 record layer, keyed through rustls' `KernelConnection`.
 //! - [`relay`]: moves bytes both ways with half-close and an idle timeout (the copy seam).
 //! - [`fastpath`]: the platform seam: copy-path choice and fd tuning; Linux and portable twins.
 //! - [`mycnf`]: MariaDB option files (`--defaults-file`), read as the SST scripts read them.
@@ -52,4 +54,4 @@ pub mod server;
 pub mod session;
 pub mod stdio;
 pub mod tls;
-pub mod wire;
+pub mod unbuffered;

@@ -9,12 +9,11 @@
 //!
 //! rustls still does the whole handshake and every certificate check. This module only takes
 //! over once the keys exist, exactly where the kernel takes over on the kTLS path and with
-//! the same hand-off ([`crate::ktls::hand_off`]): whole records only, plaintext rustls already
-//! decrypted replayed first. The current keys come from rustls (`dangerous_extract_secrets`);
-//! the traffic secrets they were made from reach us through a per-connection
-//! [`rustls::KeyLog`] that keeps them in memory only ([`SecretCapture`]), so both directions
-//! can rekey (RFC 8446 section 7.2): a peer's KeyUpdate is followed, and we rekey ourselves
-//! before AES-GCM's key-usage limit. TLS 1.2 stays on rustls (it has no rekeying).
+//! the same hand-off ([`crate::ktls::hand_off`]): the handshake leaves the socket at a record
+//! boundary. The keys come from rustls' supported export (`dangerous_into_kernel_connection`),
+//! and each later generation from the `KernelConnection` it returns ([`Keyring`]), so both
+//! directions rekey (RFC 8446 section 7.2): a peer's KeyUpdate is followed, and we rekey
+//! ourselves before AES-GCM's key-usage limit. TLS 1.2 stays on rustls (it has no rekeying).
 //!
 //! The control records after the handshake are handled here for both engines ([`Control`]):
 //! close_notify ends the stream, any other alert is an error, tickets are skipped. Nothing is
@@ -26,15 +25,15 @@
 use std::fmt;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
-use aws_lc_rs::{aead, hkdf};
+use aws_lc_rs::aead;
 use rustls::{AlertDescription, CipherSuite, ConnectionTrafficSecrets, ExtractedSecrets};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tracing::debug;
-use zeroize::Zeroizing;
+
+use crate::unbuffered::Keyring;
 
 /// Content type of an alert record.
 pub const ALERT: u8 = 21;
@@ -77,81 +76,21 @@ pub fn enabled() -> bool {
     std::env::var("SST_TUNNEL_RECORDS").map_or(true, |v| v != "rustls")
 }
 
-/// The two application traffic secrets of one connection, caught from rustls' key schedule.
-/// Held in memory for rekeying only; never written anywhere (`SSLKEYLOGFILE` stays ignored)
-/// and zeroed when dropped.
-#[derive(Default)]
-pub struct SecretCapture {
-    secrets: Mutex<Captured>,
-}
-
-#[derive(Default)]
-struct Captured {
-    client: Zeroizing<Vec<u8>>,
-    server: Zeroizing<Vec<u8>>,
-}
-
-const CLIENT_SECRET: &str = "CLIENT_TRAFFIC_SECRET_0";
-const SERVER_SECRET: &str = "SERVER_TRAFFIC_SECRET_0";
-
-impl fmt::Debug for SecretCapture {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SecretCapture { .. }")
-    }
-}
-
-impl rustls::KeyLog for SecretCapture {
-    fn log(&self, label: &str, _client_random: &[u8], secret: &[u8]) {
-        let mut held = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
-        match label {
-            CLIENT_SECRET => held.client = Zeroizing::new(secret.to_vec()),
-            SERVER_SECRET => held.server = Zeroizing::new(secret.to_vec()),
-            _ => {}
-        }
-    }
-
-    fn will_log(&self, label: &str) -> bool {
-        label == CLIENT_SECRET || label == SERVER_SECRET
-    }
-}
-
-impl SecretCapture {
-    /// A capture to put in one connection's config.
-    pub fn new() -> Arc<Self> {
-        Arc::default()
-    }
-
-    /// `(ours, peer's)` secrets for the given side; empty when not caught (TLS 1.2).
-    fn take(&self, client: bool) -> (Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>) {
-        let mut held = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
-        let client_secret = std::mem::take(&mut held.client);
-        let server_secret = std::mem::take(&mut held.server);
-        if client {
-            (client_secret, server_secret)
-        } else {
-            (server_secret, client_secret)
-        }
-    }
-}
-
-/// The AEAD and hash of a TLS 1.3 suite this layer carries.
+/// The AEAD of a TLS 1.3 suite this layer carries.
 #[derive(Clone, Copy)]
 struct Suite {
     aead: &'static aead::Algorithm,
-    hkdf: hkdf::Algorithm,
 }
 
 impl Suite {
     fn of(suite: CipherSuite) -> Option<Self> {
-        let (aead, hkdf) = match suite {
-            CipherSuite::TLS13_AES_128_GCM_SHA256 => (&aead::AES_128_GCM, hkdf::HKDF_SHA256),
-            CipherSuite::TLS13_AES_256_GCM_SHA384 => (&aead::AES_256_GCM, hkdf::HKDF_SHA384),
-            CipherSuite::TLS13_CHACHA20_POLY1305_SHA256 => {
-                (&aead::CHACHA20_POLY1305, hkdf::HKDF_SHA256)
-            }
+        let aead = match suite {
+            CipherSuite::TLS13_AES_128_GCM_SHA256 => &aead::AES_128_GCM,
+            CipherSuite::TLS13_AES_256_GCM_SHA384 => &aead::AES_256_GCM,
+            CipherSuite::TLS13_CHACHA20_POLY1305_SHA256 => &aead::CHACHA20_POLY1305,
             _ => return None,
         };
-        Some(Self { aead, hkdf })
+        Some(Self { aead })
     }
 }
 
@@ -160,40 +99,12 @@ pub fn carries(suite: CipherSuite) -> bool {
     Suite::of(suite).is_some()
 }
 
-/// An output length for HKDF-Expand.
-struct Len(usize);
-
-impl hkdf::KeyType for Len {
-    fn len(&self) -> usize {
-        self.0
-    }
-}
-
-/// HKDF-Expand-Label with an empty context (RFC 8446 7.1); the output is key material.
-fn expand_label(
-    alg: hkdf::Algorithm,
-    secret: &[u8],
-    label: &[u8],
-    len: usize,
-) -> Zeroizing<Vec<u8>> {
-    let prk = hkdf::Prk::new_less_safe(alg, secret);
-    let out_len = u16::try_from(len).expect("short output").to_be_bytes();
-    let label_len = [u8::try_from(6 + label.len()).expect("short label")];
-    let info: [&[u8]; 5] = [&out_len, &label_len, b"tls13 ", label, &[0]];
-    let mut out = Zeroizing::new(vec![0; len]);
-    prk.expand(&info, Len(len))
-        .and_then(|okm| okm.fill(&mut out))
-        .expect("HKDF output lengths are within bounds");
-    out
-}
-
-/// One direction's traffic keys: the AEAD key, the IV, the record sequence number, and the
-/// secret they came from (for the next generation).
+/// One direction's traffic keys: the AEAD key, the IV and the record sequence number. The
+/// key bytes stay inside aws-lc and rustls (both wipe them); the IV copy is wiped on drop.
 struct Keys {
     key: aead::LessSafeKey,
     iv: [u8; aead::NONCE_LEN],
     seq: u64,
-    secret: Zeroizing<Vec<u8>>,
 }
 
 impl Drop for Keys {
@@ -203,32 +114,9 @@ impl Drop for Keys {
 }
 
 impl Keys {
-    /// Keys derived from a traffic secret (RFC 8446 7.3).
-    fn derive(suite: Suite, secret: Zeroizing<Vec<u8>>, seq: u64) -> (Self, Zeroizing<Vec<u8>>) {
-        let key_bytes = expand_label(suite.hkdf, &secret, b"key", suite.aead.key_len());
-        let iv_bytes = expand_label(suite.hkdf, &secret, b"iv", aead::NONCE_LEN);
-        let key = aead::UnboundKey::new(suite.aead, &key_bytes).expect("key length matches");
-        let mut iv = [0; aead::NONCE_LEN];
-        iv.copy_from_slice(&iv_bytes);
-        let keys = Self {
-            key: aead::LessSafeKey::new(key),
-            iv,
-            seq,
-            secret,
-        };
-        (keys, key_bytes)
-    }
-
-    /// The keys of the caught `secret` that match what rustls handed over (`extracted`): the
-    /// secret's own generation, or a later one if rustls already followed a KeyUpdate. A
-    /// mismatch means the capture went wrong, and the connection cannot go on safely.
-    fn matching(
-        suite: Suite,
-        mut secret: Zeroizing<Vec<u8>>,
-        seq: u64,
-        extracted: &ConnectionTrafficSecrets,
-    ) -> io::Result<Self> {
-        let (want_key, want_iv) = match extracted {
+    /// The keys rustls exported for one direction, from record `seq` on.
+    fn new(suite: Suite, seq: u64, secrets: &ConnectionTrafficSecrets) -> io::Result<Self> {
+        let (key, iv) = match secrets {
             ConnectionTrafficSecrets::Aes128Gcm { key, iv }
             | ConnectionTrafficSecrets::Aes256Gcm { key, iv }
             | ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => (key.as_ref(), iv.as_ref()),
@@ -238,25 +126,16 @@ impl Keys {
                 ));
             }
         };
-        for _ in 0..4 {
-            if secret.is_empty() {
-                break;
-            }
-            let (keys, key_bytes) = Self::derive(suite, secret.clone(), seq);
-            if key_bytes.as_slice() == want_key && keys.iv == want_iv {
-                return Ok(keys);
-            }
-            secret = expand_label(suite.hkdf, &keys.secret, b"traffic upd", secret.len());
-        }
-        Err(io::Error::other(
-            "the traffic secrets caught during the handshake do not match rustls' keys",
-        ))
-    }
-
-    /// The next generation (a KeyUpdate), sequence numbers from zero.
-    fn next(&self, suite: Suite) -> Self {
-        let secret = expand_label(suite.hkdf, &self.secret, b"traffic upd", self.secret.len());
-        Self::derive(suite, secret, 0).0
+        let key = aead::UnboundKey::new(suite.aead, key)
+            .map_err(|_| io::Error::other("rustls' key does not fit the suite"))?;
+        let iv = iv
+            .try_into()
+            .map_err(|_| io::Error::other("rustls' IV does not fit the suite"))?;
+        Ok(Self {
+            key: aead::LessSafeKey::new(key),
+            iv,
+            seq,
+        })
     }
 
     /// The per-record nonce: the IV XORed with the sequence number (RFC 8446 5.3).
@@ -279,6 +158,20 @@ pub enum Event {
         /// The peer asks us to send a KeyUpdate too.
         requested: bool,
     },
+}
+
+/// Has rustls parse the servers' tickets a control record completed (we never resume, so
+/// that is all): one it cannot parse is the peer's decode_error.
+pub fn tickets(control: &mut Control, keyring: &mut Keyring) -> io::Result<()> {
+    for body in std::mem::take(&mut control.tickets) {
+        keyring.ticket(&body).map_err(|e| {
+            violation(
+                AlertDescription::DecodeError,
+                format!("a malformed NewSessionTicket ({e})"),
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// A protocol error of the peer's after the handshake: what it sent, and the fatal alert
@@ -338,6 +231,8 @@ pub struct Control {
     client: bool,
     /// A handshake message's fragments so far.
     handshake: Vec<u8>,
+    /// Servers' tickets completed and not yet given to rustls ([`tickets`]).
+    tickets: Vec<Vec<u8>>,
     key_updates: u8,
     empty_records: u8,
     warnings: u8,
@@ -351,6 +246,7 @@ impl Control {
             peer_closed,
             client,
             handshake: Vec::new(),
+            tickets: Vec::new(),
             key_updates: 0,
             empty_records: 0,
             warnings: 0,
@@ -483,7 +379,7 @@ impl Control {
             }
             let event = match kind {
                 NEW_SESSION_TICKET if self.client => {
-                    check_ticket(&self.handshake[4..4 + len])?;
+                    self.tickets.push(self.handshake[4..4 + len].to_vec());
                     Event::None
                 }
                 NEW_SESSION_TICKET => {
@@ -549,34 +445,6 @@ fn key_update_request(body: &[u8]) -> io::Result<bool> {
     }
 }
 
-/// A NewSessionTicket must be well formed even though we never resume (RFC 8446 4.6.1):
-/// lifetime, age_add, a nonce of up to 255 bytes, a ticket of 1 to 2^16-1 bytes, extensions.
-fn check_ticket(body: &[u8]) -> io::Result<()> {
-    let malformed = || {
-        violation(
-            AlertDescription::DecodeError,
-            "a malformed NewSessionTicket",
-        )
-    };
-    let rest = body.get(8..).ok_or_else(malformed)?;
-    let (&nonce_len, rest) = rest.split_first().ok_or_else(malformed)?;
-    let rest = rest.get(usize::from(nonce_len)..).ok_or_else(malformed)?;
-    let vec16 = |b: &[u8]| -> Option<(usize, usize)> {
-        let len = usize::from(u16::from_be_bytes([*b.first()?, *b.get(1)?]));
-        (b.len() >= 2 + len).then_some((len, 2 + len))
-    };
-    let (ticket_len, used) = vec16(rest).ok_or_else(malformed)?;
-    if ticket_len == 0 {
-        return Err(malformed());
-    }
-    let rest = &rest[used..];
-    let (_, used) = vec16(rest).ok_or_else(malformed)?;
-    if used != rest.len() {
-        return Err(malformed());
-    }
-    Ok(())
-}
-
 /// Plaintext to deliver before anything the socket brings: what rustls decrypted before the
 /// hand-off (and, on the kernel path, the part of a record a small read could not take).
 #[derive(Default)]
@@ -630,9 +498,9 @@ pub struct UserStream {
     start: usize,
     end: usize,
     plain: (usize, usize),
-    /// Plaintext rustls decrypted before the hand-off, delivered first.
-    preface: Preface,
     control: Control,
+    /// rustls' hold on the connection: each direction's next keys, tickets parsed.
+    keyring: Keyring,
     /// The peer asked for our KeyUpdate; it goes out before our next record.
     update_due: bool,
     /// Sealed records not yet written, from `out_at`.
@@ -644,38 +512,32 @@ pub struct UserStream {
 }
 
 impl UserStream {
-    /// Takes over a connection rustls finished: `secrets` from `dangerous_extract_secrets`,
-    /// the traffic secrets caught during its handshake, and what rustls had decrypted.
-    #[allow(clippy::too_many_arguments)]
+    /// Takes over a connection whose handshake rustls finished: the current keys and the
+    /// keyring from `dangerous_into_kernel_connection`, the AES-GCM key-usage `limit`.
     pub fn new(
         tcp: TcpStream,
         suite: CipherSuite,
         client: bool,
         secrets: &ExtractedSecrets,
-        capture: &SecretCapture,
-        preface: Vec<u8>,
-        peer_closed: bool,
+        keyring: Keyring,
         limit: Option<u64>,
     ) -> io::Result<Self> {
         let suite = Suite::of(suite)
             .ok_or_else(|| io::Error::other("this suite has no user-space record layer"))?;
-        let (ours, theirs) = capture.take(client);
         let (tx_seq, tx) = &secrets.tx;
         let (rx_seq, rx) = &secrets.rx;
-        let tx = Keys::matching(suite, ours, *tx_seq, tx)?;
-        let rx = Keys::matching(suite, theirs, *rx_seq, rx)?;
         Ok(Self {
             tcp,
             suite,
-            rx,
-            tx,
+            rx: Keys::new(suite, *rx_seq, rx)?,
+            tx: Keys::new(suite, *tx_seq, tx)?,
             rekey_at: limit.map(|l| l.saturating_sub(REKEY_MARGIN).max(1)),
             inbuf: vec![0; RECEIVE_BUFFER + HEADER + MAX_CIPHERTEXT].into_boxed_slice(),
             start: 0,
             end: 0,
             plain: (0, 0),
-            preface: Preface::new(preface),
-            control: Control::new(client, peer_closed),
+            control: Control::new(client, false),
+            keyring,
             update_due: false,
             // Grows to one write's records on first use: a receive-only end never needs it.
             out: Vec::new(),
@@ -752,8 +614,10 @@ impl UserStream {
             return Ok(true);
         }
         let body = self.inbuf[body_at..body_at + kind_at].to_vec();
-        if let Event::KeyUpdate { requested } = self.control.record(kind, &body)? {
-            self.rx = self.rx.next(self.suite);
+        let event = self.control.record(kind, &body)?;
+        tickets(&mut self.control, &mut self.keyring)?;
+        if let Event::KeyUpdate { requested } = event {
+            self.rx = Keys::new(self.suite, 0, &self.keyring.next_rx()?)?;
             self.update_due |= requested;
             debug!(requested, "peer rekeyed (TLS 1.3 KeyUpdate)");
         }
@@ -831,7 +695,7 @@ impl UserStream {
         let limit_near = self.rekey_at.is_some_and(|at| self.tx.seq >= at);
         if self.update_due || limit_near {
             self.seal(HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 0])?;
-            self.tx = self.tx.next(self.suite);
+            self.tx = Keys::new(self.suite, 0, &self.keyring.next_tx()?)?;
             self.update_due = false;
             debug!(limit_near, "rekeyed (TLS 1.3 KeyUpdate sent)");
         }
@@ -860,9 +724,6 @@ impl AsyncRead for UserStream {
         out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.preface.deliver(out) {
-            return Poll::Ready(Ok(()));
-        }
         loop {
             let (from, to) = this.plain;
             if from < to {
@@ -941,33 +802,6 @@ impl AsyncWrite for UserStream {
 mod tests {
     use super::*;
 
-    /// RFC 8448 section 3 (simple 1-RTT handshake): the server's application traffic secret
-    /// and the key and IV derived from it, for TLS_AES_128_GCM_SHA256.
-    #[test]
-    fn key_schedule_matches_rfc_8448() {
-        let unhex = |s: &str| -> Vec<u8> {
-            let s: String = s.split_whitespace().collect();
-            (0..s.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-                .collect()
-        };
-        let secret = unhex(
-            "a1 1a f9 f0 55 31 f8 56 ad 47 11 6b 45 a9 50 32 82 04 b4 f4 4b fb 6b 3a 4b 4f 1f 3f \
-             cb 63 16 43",
-        );
-        let suite = Suite::of(CipherSuite::TLS13_AES_128_GCM_SHA256).unwrap();
-        let (keys, key) = Keys::derive(suite, Zeroizing::new(secret), 0);
-        assert_eq!(
-            key.as_slice(),
-            unhex("9f 02 28 3b 6c 9c 07 ef c2 6b b9 f2 ac 92 e3 56")
-        );
-        assert_eq!(
-            keys.iv.to_vec(),
-            unhex("cf 78 2b 88 dd 83 54 9a ad f1 e9 84")
-        );
-    }
-
     /// The alert a control record earns, or `None` when it is accepted.
     fn alert(control: &mut Control, kind: u8, body: &[u8]) -> Option<AlertDescription> {
         control
@@ -1021,56 +855,16 @@ mod tests {
     #[test]
     fn handshake_messages_and_alerts_follow_rfc_8446() {
         use AlertDescription as A;
-        // A well-formed ticket is skipped by a client, refused by a server.
-        let ticket = [
-            NEW_SESSION_TICKET,
-            0,
-            0,
-            14,
-            0,
-            0,
-            0,
-            60,
-            1,
-            2,
-            3,
-            4,
-            0,
-            0,
-            1,
-            7,
-            0,
-            0,
-        ];
-        assert_eq!(
-            Control::new(true, false)
-                .record(HANDSHAKE, &ticket)
-                .unwrap(),
-            Event::None
-        );
+        // A ticket is queued for rustls by a client, refused by a server.
+        let ticket = [NEW_SESSION_TICKET, 0, 0, 3, 1, 2, 3];
+        let mut client = Control::new(true, false);
+        assert_eq!(client.record(HANDSHAKE, &ticket).unwrap(), Event::None);
+        assert_eq!(client.tickets, vec![vec![1, 2, 3]]);
         assert_eq!(
             alert(&mut Control::new(false, false), HANDSHAKE, &ticket),
             Some(A::UnexpectedMessage)
         );
-        let bad_ticket = [
-            NEW_SESSION_TICKET,
-            0,
-            0,
-            11,
-            0,
-            0,
-            0,
-            60,
-            1,
-            2,
-            3,
-            4,
-            0,
-            0,
-            0,
-        ];
-        let cases: [(u8, &[u8], Option<A>); 12] = [
-            (HANDSHAKE, &bad_ticket, Some(A::DecodeError)),
+        let cases: [(u8, &[u8], Option<A>); 11] = [
             (
                 HANDSHAKE,
                 &[HELLO_REQUEST, 0, 0, 0],

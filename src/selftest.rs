@@ -11,7 +11,6 @@ use std::time::Instant;
 
 use aws_lc_rs::digest;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_rustls::TlsAcceptor;
 
 use crate::cli::{SelftestArgs, TlsArgs};
 use crate::error::{Error, Result};
@@ -74,7 +73,7 @@ pub async fn run(args: SelftestArgs) -> Result<()> {
             .accept()
             .await
             .map_err(|e| Error::Connect(format!("selftest accept: {e}")))?;
-        let (mut stream, _) = session::accept(&TlsAcceptor::from(server_cfg), tcp, limit).await?;
+        let (mut stream, _) = session::accept(&server_cfg, tcp, limit).await?;
         let mut sink = HashSink::new();
         let transfer = relay::relay(
             &mut stream,

@@ -12,7 +12,6 @@ use std::time::Duration;
 use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::cli::{ListenArgs, Role};
@@ -109,7 +108,7 @@ pub async fn open(bind: &HostPort) -> Result<TcpListener> {
 
 /// Serves `plan` on an open listener: until a signal (exec) or one connection's end (stdio).
 pub async fn serve(listener: TcpListener, plan: Plan) -> Result<()> {
-    let acceptor = TlsAcceptor::from(plan.config);
+    let acceptor = plan.config;
     let limits = Limits {
         handshake: plan.handshake,
         idle: plan.idle,
@@ -145,7 +144,7 @@ struct Limits {
 /// Accepts one connection (after up to `retries` failed handshakes) and relays it to stdio.
 async fn serve_stdio(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    acceptor: Arc<ServerConfig>,
     limits: &Limits,
     direction: Direction,
     retries: u32,
@@ -181,7 +180,7 @@ async fn serve_stdio(
 /// Accepts connections until a signal ends the process, running `program` for each.
 async fn serve_exec(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    acceptor: Arc<ServerConfig>,
     program: Arc<Program>,
     limits: Arc<Limits>,
     max_connections: u32,
@@ -218,7 +217,7 @@ async fn serve_exec(
 async fn serve_one_exec(
     tcp: TcpStream,
     peer: SocketAddr,
-    acceptor: TlsAcceptor,
+    acceptor: Arc<ServerConfig>,
     program: &Program,
     limits: &Limits,
 ) -> Result<()> {

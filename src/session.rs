@@ -9,20 +9,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::client::UnbufferedClientConnection;
 use rustls::pki_types::ServerName;
+use rustls::server::UnbufferedServerConnection;
 use rustls::{ClientConfig, CommonState, ProtocolVersion, ServerConfig};
 use tokio::net::TcpStream;
-use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::{info, warn};
 
 use crate::error::Error;
 use crate::ktls;
 use crate::net;
-use crate::record::{self, SecretCapture};
 use crate::relay::{self, RelayError, Transfer};
-use crate::tls::TLS_BUFFER_LIMIT;
 use crate::tls::{self, names::CertNames};
-use crate::wire::Wire;
+use crate::unbuffered::Side;
 
 /// What the handshake settled.
 #[derive(Debug, Clone, Default)]
@@ -69,75 +68,46 @@ impl TlsInfo {
 }
 
 /// The TLS stream a server relays over.
-pub type ServerStream = ktls::Stream<tokio_rustls::server::TlsStream<Wire>>;
+pub type ServerStream = ktls::Stream<UnbufferedServerConnection>;
 /// The TLS stream a client relays over.
-pub type ClientStream = ktls::Stream<tokio_rustls::client::TlsStream<Wire>>;
+pub type ClientStream = ktls::Stream<UnbufferedClientConnection>;
 
-/// Server side of a connection: socket tuning, handshake under `limit`, rustls buffer sizing,
-/// then the hand-off to the kernel or the user-space record layer where it is possible.
+/// Server side of a connection: socket tuning, then the handshake and the hand-off to the
+/// kernel or the user-space record layer, all under `limit`.
 pub async fn accept(
-    acceptor: &TlsAcceptor,
+    config: &Arc<ServerConfig>,
     tcp: TcpStream,
     limit: Duration,
 ) -> Result<(ServerStream, TlsInfo), Error> {
     net::tune(&tcp);
-    let wire = Wire::new(tcp, exact_wire());
-    let capture = record::enabled().then(SecretCapture::new);
-    let accepting = match &capture {
-        Some(capture) => {
-            let mut config = ServerConfig::clone(acceptor.config());
-            config.key_log = capture.clone();
-            TlsAcceptor::from(Arc::new(config)).accept(wire)
-        }
-        None => acceptor.accept(wire),
-    };
-    let mut stream = handshake(limit, accepting).await?;
-    stream.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
-    let info = TlsInfo::of(stream.get_ref().1);
-    offload(limit, stream, info, capture.as_deref()).await
+    let conn = UnbufferedServerConnection::new(config.clone())
+        .map_err(|e| Error::Internal(format!("TLS server session: {e}")))?;
+    establish(conn, tcp, limit).await
 }
 
-/// Client side of a connection (the socket comes tuned from [`net::connect`]): handshake
-/// under `limit`, rustls buffer sizing, then the hand-off to the kernel or the user-space
-/// record layer where it is possible.
+/// Client side of a connection (the socket comes tuned from [`net::connect`]): the
+/// handshake and the hand-off, under `limit`.
 pub async fn connect(
     config: Arc<ClientConfig>,
     name: ServerName<'static>,
     tcp: TcpStream,
     limit: Duration,
 ) -> Result<(ClientStream, TlsInfo), Error> {
-    let wire = Wire::new(tcp, exact_wire());
-    let capture = record::enabled().then(SecretCapture::new);
-    let config = match &capture {
-        Some(capture) => {
-            let mut config = ClientConfig::clone(&config);
-            config.key_log = capture.clone();
-            Arc::new(config)
-        }
-        None => config,
-    };
-    let connecting = TlsConnector::from(config).connect(name, wire);
-    let mut stream = handshake(limit, connecting).await?;
-    stream.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
-    let info = TlsInfo::of(stream.get_ref().1);
-    offload(limit, stream, info, capture.as_deref()).await
+    let conn = UnbufferedClientConnection::new(config, name)
+        .map_err(|e| Error::Internal(format!("TLS client session: {e}")))?;
+    establish(conn, tcp, limit).await
 }
 
-/// Whether the handshake reads record-exact: when its records may leave rustls afterwards.
-fn exact_wire() -> bool {
-    record::enabled() || ktls::wanted()
-}
-
-/// The hand-off of a finished handshake to the kernel or the user-space record layer (it
-/// may still wait for the rest of a record the peer sent, so it runs under the handshake's
-/// limit too).
-async fn offload<S: ktls::Handshaken>(
+/// The handshake and the hand-off; what was negotiated is read before the connection's keys
+/// leave rustls.
+async fn establish<S: Side>(
+    mut conn: S,
+    mut tcp: TcpStream,
     limit: Duration,
-    stream: S,
-    mut info: TlsInfo,
-    capture: Option<&SecretCapture>,
 ) -> Result<(ktls::Stream<S>, TlsInfo), Error> {
-    let stream = handshake(limit, ktls::hand_off(stream, capture)).await?;
+    handshake(limit, crate::unbuffered::handshake(&mut conn, &mut tcp)).await?;
+    let mut info = TlsInfo::of(conn.common());
+    let stream = ktls::hand_off(conn, tcp).map_err(|e| tls::classify(&e, Error::Handshake))?;
     if !matches!(stream, ktls::Stream::Rustls(_)) {
         // The kernel stream enforces the key-usage limit itself; the record layer rekeys.
         info.record_budget = None;

@@ -30,9 +30,6 @@ use names::CertNames;
 use pem::CaCert;
 use verify::{PeerRole, PeerVerifier};
 
-/// rustls' send buffer limit; the copy loop hands it up to this much plaintext at once.
-pub const TLS_BUFFER_LIMIT: usize = 512 * 1024;
-
 /// Everything a config is built from: the verification policy and the loaded files.
 pub struct Prepared {
     /// `None` means "accept any peer" (explicit `--verify none`).
@@ -120,8 +117,10 @@ pub fn client_config(
         None => builder.with_no_client_auth(),
     };
     config.enable_sni = !no_sni;
-    // The kernel TLS hand-off needs the traffic secrets; they never leave the process.
+    // The record hand-off needs the traffic keys; they never leave the process.
     config.enable_secret_extraction = true;
+    // Every connection is a full handshake with every check: nothing is resumed.
+    config.resumption = rustls::client::Resumption::disabled();
     let name_text = sni
         .unwrap_or(host)
         .trim_start_matches('[')

@@ -1,0 +1,499 @@
+//! rustls' unbuffered API driven on tokio: every handshake, and rustls' record layer where
+//! it keeps the records after one (TLS 1.2 without kernel TLS; `SST_TUNNEL_RECORDS=rustls`).
+//!
+//! Why not tokio-rustls: the hand-off to the kernel or to our record layer must start on a
+//! record boundary with nothing of the peer's already consumed. Here the handshake reads the
+//! socket one whole record at a time and hands rustls exactly that, so when rustls says the
+//! handshake is done, every later byte is still in the socket; nothing relies on the internals
+//! of someone else's read loop. The keys then come from rustls' supported conversion
+//! (`dangerous_into_kernel_connection`), and later generations from its `KernelConnection`
+//! ([`Keyring`]). Every fatal error rustls meets queues the alert RFC 8446 names; it is
+//! encoded and sent before the error is returned.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use rustls::client::{ClientConnectionData, UnbufferedClientConnection};
+use rustls::kernel::KernelConnection;
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
+use rustls::unbuffered::{
+    ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
+};
+use rustls::{CommonState, ConnectionTrafficSecrets, ExtractedSecrets};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+/// A TLS record header: type, version (2), length (2).
+const HEADER: usize = 5;
+/// The largest record body rustls reads (TLS 1.2's allowance for compression and padding).
+const MAX_BODY: usize = 16 * 1024 + 2048;
+/// Received bytes buffered at most after the handshake.
+const RECEIVE_BUFFER: usize = 256 * 1024;
+/// Plaintext encrypted per write call.
+const WRITE_CHUNK: usize = 16 * 16 * 1024;
+
+/// One side of a connection, as the driver needs it.
+pub trait Side: Send + Sized + Unpin + 'static {
+    /// rustls' per-side data.
+    type Data;
+    /// Whether this is the client.
+    const CLIENT: bool;
+    /// `process_tls_records` on this side.
+    fn process<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, Self::Data>;
+    /// What was negotiated, and the peer's certificates.
+    fn common(&self) -> &CommonState;
+    /// The traffic keys, and what makes the next ones (rustls' supported secret export).
+    fn into_kernel(self) -> Result<(ExtractedSecrets, Keyring), rustls::Error>;
+}
+
+impl Side for UnbufferedClientConnection {
+    type Data = ClientConnectionData;
+    const CLIENT: bool = true;
+    fn process<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, ClientConnectionData> {
+        self.process_tls_records(incoming)
+    }
+    fn common(&self) -> &CommonState {
+        self
+    }
+    fn into_kernel(self) -> Result<(ExtractedSecrets, Keyring), rustls::Error> {
+        let (secrets, conn) = self.dangerous_into_kernel_connection()?;
+        Ok((secrets, Keyring::Client(conn)))
+    }
+}
+
+impl Side for UnbufferedServerConnection {
+    type Data = ServerConnectionData;
+    const CLIENT: bool = false;
+    fn process<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, ServerConnectionData> {
+        self.process_tls_records(incoming)
+    }
+    fn common(&self) -> &CommonState {
+        self
+    }
+    fn into_kernel(self) -> Result<(ExtractedSecrets, Keyring), rustls::Error> {
+        let (secrets, conn) = self.dangerous_into_kernel_connection()?;
+        Ok((secrets, Keyring::Server(conn)))
+    }
+}
+
+/// rustls' hold on a connection whose records someone else makes: the next traffic keys of
+/// each direction (TLS 1.3 KeyUpdate) and the parsing of tickets.
+pub enum Keyring {
+    /// Our side is the client.
+    Client(KernelConnection<ClientConnectionData>),
+    /// Our side is the server.
+    Server(KernelConnection<ServerConnectionData>),
+}
+
+impl Keyring {
+    /// Our next sending keys (after we send a KeyUpdate).
+    pub fn next_tx(&mut self) -> io::Result<ConnectionTrafficSecrets> {
+        match self {
+            Self::Client(c) => c.update_tx_secret(),
+            Self::Server(s) => s.update_tx_secret(),
+        }
+        .map(|(_, keys)| keys)
+        .map_err(tls_error)
+    }
+
+    /// The peer's next sending keys (after its KeyUpdate).
+    pub fn next_rx(&mut self) -> io::Result<ConnectionTrafficSecrets> {
+        match self {
+            Self::Client(c) => c.update_rx_secret(),
+            Self::Server(s) => s.update_rx_secret(),
+        }
+        .map(|(_, keys)| keys)
+        .map_err(tls_error)
+    }
+
+    /// A NewSessionTicket's body, parsed by rustls (we never resume, so it is only checked).
+    pub fn ticket(&mut self, body: &[u8]) -> Result<(), rustls::Error> {
+        match self {
+            Self::Client(c) => c.handle_new_session_ticket(body),
+            Self::Server(_) => Err(rustls::Error::General("a ticket sent to a server".into())),
+        }
+    }
+}
+
+fn tls_error(e: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+/// Encodes one handshake or alert record rustls has ready onto `out`.
+fn encode<D>(
+    state: &mut rustls::unbuffered::EncodeTlsData<'_, D>,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    let at = out.len();
+    let mut room = 4096;
+    loop {
+        out.resize(at + room, 0);
+        match state.encode(&mut out[at..]) {
+            Ok(n) => {
+                out.truncate(at + n);
+                return Ok(());
+            }
+            Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size })) => {
+                room = required_size;
+            }
+            Err(e) => {
+                out.truncate(at);
+                return Err(io::Error::other(e.to_string()));
+            }
+        }
+    }
+}
+
+/// After rustls failed with `err`, the alert it queued for the peer (if any), encoded onto
+/// `out`; the error itself comes back for the caller to return. `incoming` must be what is
+/// left of the buffer rustls failed on (it may keep positions into it).
+fn queued_alert<S: Side>(
+    conn: &mut S,
+    incoming: &mut [u8],
+    out: &mut Vec<u8>,
+    err: rustls::Error,
+) -> io::Error {
+    // One call only: it hands out what rustls queued (the alert) before it would look at
+    // the failed record again, which would fail it a second time.
+    if let Ok(ConnectionState::EncodeTlsData(mut state)) = conn.process(incoming).state {
+        let _ = encode(&mut state, out);
+    }
+    tls_error(err)
+}
+
+/// Reads exactly one record (its header, then its body) onto `buf`. A header no TLS stack
+/// sends is passed on alone: rustls refuses it with its own alert.
+async fn read_record(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {
+    let at = buf.len();
+    buf.resize(at + HEADER, 0);
+    tcp.read_exact(&mut buf[at..]).await?;
+    let len = usize::from(u16::from_be_bytes([buf[at + 3], buf[at + 4]]));
+    if !(20..=24).contains(&buf[at]) || len > MAX_BODY {
+        return Ok(());
+    }
+    buf.resize(at + HEADER + len, 0);
+    tcp.read_exact(&mut buf[at + HEADER..]).await?;
+    Ok(())
+}
+
+/// Runs the handshake to its end: every certificate check is rustls'. The socket is read one
+/// whole record at a time, so it is left exactly at the first record after the handshake.
+pub async fn handshake<S: Side>(conn: &mut S, tcp: &mut TcpStream) -> io::Result<()> {
+    let mut incoming = Vec::new();
+    let mut outgoing = Vec::new();
+    loop {
+        let UnbufferedStatus { discard, state } = conn.process(&mut incoming);
+        let mut need_more = false;
+        let mut done = false;
+        match state {
+            Ok(ConnectionState::EncodeTlsData(mut state)) => encode(&mut state, &mut outgoing)?,
+            Ok(ConnectionState::TransmitTlsData(state)) => {
+                tcp.write_all(&outgoing).await?;
+                outgoing.clear();
+                state.done();
+            }
+            Ok(ConnectionState::BlockedHandshake) => need_more = true,
+            // A server may be allowed to send before the client's Finished; the handshake
+            // (and with it the check of the client's certificate) is over only when rustls
+            // says so.
+            Ok(ConnectionState::WriteTraffic(_)) => done = true,
+            Ok(ConnectionState::PeerClosed | ConnectionState::Closed) => {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            Ok(_) => {
+                return Err(io::Error::other(
+                    "unexpected application data during the handshake",
+                ));
+            }
+            Err(e) => {
+                incoming.drain(..discard);
+                let err = queued_alert(conn, &mut incoming, &mut outgoing, e);
+                let _ = tcp.write_all(&outgoing).await;
+                return Err(err);
+            }
+        }
+        incoming.drain(..discard);
+        if done {
+            if !conn.common().is_handshaking() {
+                debug_assert!(incoming.is_empty());
+                return Ok(());
+            }
+            need_more = true;
+        }
+        if need_more {
+            read_record(tcp, &mut incoming).await?;
+        }
+    }
+}
+
+/// A connection whose records stay rustls' after the handshake.
+pub struct RustlsStream<S> {
+    conn: S,
+    tcp: TcpStream,
+    /// Received bytes not yet consumed by rustls: `incoming[start..filled]`.
+    incoming: Box<[u8]>,
+    start: usize,
+    filled: usize,
+    /// Decrypted bytes not yet read: `plain[plain_at..]`.
+    plain: Vec<u8>,
+    plain_at: usize,
+    /// Encoded records not yet sent: `out[out_at..]`.
+    out: Vec<u8>,
+    out_at: usize,
+    peer_closed: bool,
+    close_queued: bool,
+    /// A fatal error happened (its alert, if any, is queued): nothing more either way.
+    failed: bool,
+}
+
+/// What processing the received bytes came to.
+enum Step {
+    /// Everything received is processed; more must be read.
+    Idle,
+    /// Plaintext was written into the caller's buffer by the write request (bytes taken).
+    Wrote(usize),
+}
+
+impl<S: Side> RustlsStream<S> {
+    /// Takes over a connection whose handshake [`handshake`] finished.
+    pub fn new(conn: S, tcp: TcpStream) -> Self {
+        Self {
+            conn,
+            tcp,
+            incoming: vec![0; RECEIVE_BUFFER + HEADER + MAX_BODY].into_boxed_slice(),
+            start: 0,
+            filled: 0,
+            plain: Vec::new(),
+            plain_at: 0,
+            out: Vec::new(),
+            out_at: 0,
+            peer_closed: false,
+            close_queued: false,
+            failed: false,
+        }
+    }
+
+    /// The connection's negotiated parameters.
+    pub fn common(&self) -> &CommonState {
+        self.conn.common()
+    }
+
+    /// Lets rustls process what was received: plaintext goes to `plain`, records rustls
+    /// wants sent (KeyUpdate answers, alerts) to `out`. With `write`, once rustls may send,
+    /// encrypts a chunk of it (or, with an empty `write` and `close`, our close_notify).
+    fn drive(&mut self, write: Option<&[u8]>, close: bool) -> io::Result<Step> {
+        loop {
+            let UnbufferedStatus { discard, state } = self
+                .conn
+                .process(&mut self.incoming[self.start..self.filled]);
+            let mut step = None;
+            match state {
+                Ok(ConnectionState::ReadTraffic(mut traffic)) => {
+                    while let Some(record) = traffic.next_record() {
+                        let record = record.map_err(tls_error)?;
+                        self.plain.extend_from_slice(record.payload);
+                    }
+                }
+                Ok(ConnectionState::EncodeTlsData(mut state)) => encode(&mut state, &mut self.out)?,
+                Ok(ConnectionState::TransmitTlsData(state)) => state.done(),
+                Ok(ConnectionState::PeerClosed) => self.peer_closed = true,
+                Ok(ConnectionState::Closed) => {
+                    self.peer_closed = true;
+                    step = Some(Step::Idle);
+                }
+                Ok(ConnectionState::WriteTraffic(mut traffic)) => {
+                    step = Some(Step::Idle);
+                    if close && !self.close_queued {
+                        let at = self.out.len();
+                        self.out.resize(at + 64, 0);
+                        let n = traffic
+                            .queue_close_notify(&mut self.out[at..])
+                            .map_err(|e| io::Error::other(e.to_string()))?;
+                        self.out.truncate(at + n);
+                        self.close_queued = true;
+                    } else if let Some(data) = write {
+                        let take = data.len().min(WRITE_CHUNK);
+                        let at = self.out.len();
+                        let mut room = take + take / 64 + 1024;
+                        loop {
+                            self.out.resize(at + room, 0);
+                            match traffic.encrypt(&data[..take], &mut self.out[at..]) {
+                                Ok(n) => {
+                                    self.out.truncate(at + n);
+                                    break;
+                                }
+                                Err(EncryptError::InsufficientSize(InsufficientSizeError {
+                                    required_size,
+                                })) => room = required_size,
+                                Err(e) => {
+                                    self.out.truncate(at);
+                                    return Err(io::Error::other(e.to_string()));
+                                }
+                            }
+                        }
+                        step = Some(Step::Wrote(take));
+                    }
+                }
+                Ok(ConnectionState::BlockedHandshake) => step = Some(Step::Idle),
+                Ok(_) => {
+                    return Err(io::Error::other(
+                        "unexpected early data after the handshake",
+                    ));
+                }
+                Err(e) => {
+                    self.consume(discard);
+                    self.failed = true;
+                    let rest = &mut self.incoming[self.start..self.filled];
+                    return Err(queued_alert(&mut self.conn, rest, &mut self.out, e));
+                }
+            }
+            self.consume(discard);
+            if let Some(step) = step {
+                return Ok(step);
+            }
+        }
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.filled {
+            self.start = 0;
+            self.filled = 0;
+        }
+    }
+
+    /// Room to receive into, with a whole record's worth guaranteed: a partial record moves
+    /// to the front when the end of the buffer is near.
+    fn make_room(&mut self) {
+        if self.filled + HEADER + MAX_BODY > self.incoming.len() {
+            self.incoming.copy_within(self.start..self.filled, 0);
+            self.filled -= self.start;
+            self.start = 0;
+        }
+    }
+
+    /// Sends what is encoded; `Ready(Ok)` once all of it is out.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.out_at < self.out.len() {
+            let n = ready!(Pin::new(&mut self.tcp).poll_write(cx, &self.out[self.out_at..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.out_at += n;
+        }
+        self.out.clear();
+        self.out_at = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// A fatal error: its alert goes out without waiting (the connection is over).
+    fn fail(&mut self, err: io::Error) -> io::Error {
+        self.failed = true;
+        while self.out_at < self.out.len() {
+            match self.tcp.try_write(&self.out[self.out_at..]) {
+                Ok(n) if n > 0 => self.out_at += n,
+                _ => break,
+            }
+        }
+        err
+    }
+}
+
+impl<S: Side> AsyncRead for RustlsStream<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if this.plain_at < this.plain.len() {
+                let n = (this.plain.len() - this.plain_at).min(buf.remaining());
+                buf.put_slice(&this.plain[this.plain_at..this.plain_at + n]);
+                this.plain_at += n;
+                if this.plain_at == this.plain.len() {
+                    this.plain.clear();
+                    this.plain_at = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if this.peer_closed || buf.remaining() == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            if this.failed {
+                return Poll::Ready(Err(io::Error::other("the connection has failed")));
+            }
+            if let Err(e) = this.drive(None, false) {
+                return Poll::Ready(Err(this.fail(e)));
+            }
+            // KeyUpdate answers go out as soon as the socket takes them.
+            if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
+                return Poll::Ready(Err(e));
+            }
+            if this.plain_at < this.plain.len() || this.peer_closed {
+                continue;
+            }
+            this.make_room();
+            let mut room = ReadBuf::new(&mut this.incoming[this.filled..]);
+            ready!(Pin::new(&mut this.tcp).poll_read(cx, &mut room))?;
+            let n = room.filled().len();
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+            }
+            this.filled += n;
+        }
+    }
+}
+
+impl<S: Side> AsyncWrite for RustlsStream<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.failed {
+            return Poll::Ready(Err(io::Error::other("the connection has failed")));
+        }
+        ready!(this.poll_drain(cx))?;
+        match this.drive(Some(buf), false) {
+            Ok(Step::Wrote(n)) => {
+                if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
+                    return Poll::Ready(Err(e));
+                }
+                Poll::Ready(Ok(n))
+            }
+            Ok(Step::Idle) => Poll::Ready(Err(io::Error::other(
+                "rustls cannot send application data on this connection",
+            ))),
+            Err(e) => Poll::Ready(Err(this.fail(e))),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().poll_drain(cx)
+    }
+
+    /// close_notify, then the TCP FIN; after a fatal alert only the FIN.
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.failed && !this.close_queued {
+            ready!(this.poll_drain(cx))?;
+            if let Err(e) = this.drive(None, true) {
+                return Poll::Ready(Err(this.fail(e)));
+            }
+        }
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.tcp).poll_shutdown(cx)
+    }
+}
