@@ -13,7 +13,7 @@ seconds=${1:-20}
 shift || true
 fuzz=tests/fuzz
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(stunnel_conf socat_args socat_address my_cnf provider_options pem)
+[ ${#targets[@]} -gt 0 ] || targets=(stunnel_conf socat_args socat_address my_cnf provider_options pem records)
 
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
 export RUSTC_BOOTSTRAP=1

@@ -17,7 +17,10 @@
 # `--bench` runs tests/ktls/guest.sh's benchmark instead (64 MiB streams, buffered against
 # kernel TLS, through pipes and files, 3 rounds) and prints its BENCH lines.
 #
-# Settings: KTLS_VM_KERNEL_PKG (default: what linux-image-amd64 depends on), KTLS_VM_CACHE
+# Settings: KTLS_VM_KERNEL_PKG (default: what linux-image-amd64 depends on), KTLS_VM_SUITE
+# (take the kernel package from another suite of the system's Debian archive, e.g.
+# trixie-backports, through a private apt sources list and lists under the cache; the
+# system's own apt configuration and lists are not touched), KTLS_VM_CACHE
 # (default target/ktls-vm), KTLS_VM_TIMEOUT seconds (default 600), KTLS_VM_MB per case
 # (default 2; 64 with --bench), KTLS_VM_KEEP=1 keeps the work directory, KTLS_VM_EXPORT=DIR
 # writes the kernel and initramfs there instead of booting.
@@ -47,31 +50,51 @@ busybox=/bin/busybox
 
 # --- the guest kernel: Debian's package, unpacked once into the cache ----------------------
 cache=${KTLS_VM_CACHE:-$root/target/ktls-vm}
+# (-o APT::Sandbox::User=root: downloads and lists go into our cache, which _apt cannot write)
+apt_opts=(-o APT::Sandbox::User=root)
+if [ -n "${KTLS_VM_SUITE:-}" ]; then
+    priv=$cache/apt-$KTLS_VM_SUITE
+    mkdir -p "$priv/lists/partial" "$priv/cache/archives/partial"
+    # The same archive the system uses (deb822 or one-line sources), another suite.
+    uri=$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\/debian\)\/\{0,1\}$/\1/p' \
+        /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n 1)
+    [ -n "$uri" ] || uri=$(awk '$1 == "deb" && $2 ~ /\/debian\/?$/ {print $2; exit}' \
+        /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null)
+    [ -n "$uri" ] || die "no Debian archive in the system's apt sources to take $KTLS_VM_SUITE from"
+    printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s %s main\n' \
+        "$uri" "$KTLS_VM_SUITE" >"$priv/sources.list"
+    apt_opts+=(-o Dir::Etc::sourcelist="$priv/sources.list" -o Dir::Etc::sourceparts=-
+        -o Dir::State::Lists="$priv/lists" -o Dir::Cache="$priv/cache")
+    apt-get "${apt_opts[@]}" update -qq || die "apt-get update for $KTLS_VM_SUITE failed"
+fi
 kernel_pkg() {
-    apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'
+    apt-cache "${apt_opts[@]}" depends linux-image-amd64 2>/dev/null |
+        awk '/Depends: linux-image-[0-9]/ {print $2; exit}'
 }
 pkg=${KTLS_VM_KERNEL_PKG:-$(kernel_pkg)}
-[ -n "$pkg" ] || { apt-get update -qq && pkg=$(kernel_pkg); }
+[ -n "$pkg" ] || { apt-get "${apt_opts[@]}" update -qq && pkg=$(kernel_pkg); }
 [ -n "$pkg" ] || die "cannot resolve linux-image-amd64 (apt-get update?); set KTLS_VM_KERNEL_PKG"
 kdir=$cache/$pkg
 if [ ! -e "$kdir/ready" ]; then
     say "fetching $pkg"
     rm -rf "$kdir"
     mkdir -p "$kdir/deb"
-    # (-o APT::Sandbox::User=root: the download goes into our cache, which _apt cannot write)
-    fetch() { (cd "$kdir/deb" && apt-get download -q -o APT::Sandbox::User=root "$pkg" >&2); }
-    fetch || { apt-get update -qq && fetch; } || die "apt-get download $pkg failed"
+    fetch() { (cd "$kdir/deb" && apt-get download -q "${apt_opts[@]}" "$pkg" >&2); }
+    fetch || { apt-get "${apt_opts[@]}" update -qq && fetch; } || die "apt-get download $pkg failed"
     dpkg-deb -x "$kdir"/deb/*.deb "$kdir/unpacked"
-    kver=$(ls "$kdir/unpacked/lib/modules")
+    # /lib/modules, or /usr/lib/modules in merged-/usr packages (trixie and later).
+    mroot=$kdir/unpacked/lib/modules
+    [ -d "$mroot" ] || mroot=$kdir/unpacked/usr/lib/modules
+    kver=$(ls "$mroot")
     cp "$kdir/unpacked/boot/vmlinuz-$kver" "$kdir/vmlinuz"
     # Only kTLS and the crypto it may ask for; the package has no modules.dep (its
     # postinst makes one), so depmod runs here.
     mods=$kdir/modroot/lib/modules/$kver
     for sub in net/tls crypto arch/x86/crypto lib/crypto; do
         mkdir -p "$mods/kernel/$sub"
-        cp -a "$kdir/unpacked/lib/modules/$kver/kernel/$sub/." "$mods/kernel/$sub/"
+        cp -a "$mroot/$kver/kernel/$sub/." "$mods/kernel/$sub/"
     done
-    cp "$kdir/unpacked/lib/modules/$kver"/modules.{order,builtin}* "$mods/" 2>/dev/null || true
+    cp "$mroot/$kver"/modules.{order,builtin}* "$mods/" 2>/dev/null || true
     # Newer kernels compress modules; busybox insmod/modprobe want them plain.
     find "$mods" -name '*.ko.xz' -exec xz -d {} +
     find "$mods" -name '*.ko.zst' -exec zstd -q -d --rm {} +

@@ -3,7 +3,7 @@
 # (stunnel4, socat, rsync, and MariaDB Galera for the real-SST test, from the distribution),
 # then runs cargo fmt/clippy checks and every test, fuzzes each parser for 20 s, builds the
 # .deb and .rpm and installs, uses and removes the .deb, and finally runs the kernel-TLS
-# tests in a QEMU guest (qemu-system-x86, busybox-static, Debian's kernel package). Needs root: apt-get, dpkg, and
+# tests in QEMU guests (qemu-system-x86, busybox-static, Debian's 6.1 and 6.17 kernel packages). Needs root: apt-get, dpkg, and
 # the Galera test runs mysqld as the mysql user. Skips the install when the tools are there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,5 +42,9 @@ scripts/fuzz.sh 20
 # The packages: build the .deb and .rpm, install the .deb, use it, remove it.
 packaging/build.sh
 packaging/test-install.sh
-# The kernel-TLS fast path, in a QEMU guest whose kernel has tls.ko (this one has none).
+# The kernel-TLS fast path, in QEMU guests whose kernels have tls.ko (this one has none):
+# Debian 12's 6.1 (no kernel rekeying: the tested fallbacks), then trixie-backports' 6.17
+# (TLS 1.3 KeyUpdate both ways through the kernel), fetched through a private apt list.
 scripts/ktls-vm-test.sh target/release/sst-tunnel
+KTLS_VM_SUITE=trixie-backports KTLS_VM_KERNEL_PKG=linux-image-6.17.13+deb13-amd64 \
+    scripts/ktls-vm-test.sh target/release/sst-tunnel

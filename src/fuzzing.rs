@@ -65,3 +65,67 @@ pub fn pem(data: &[u8]) {
         let _ = webpki::OwnedCertRevocationList::from_der(crl);
     }
 }
+
+/// The records after a TLS 1.3 handshake as our record layer sees them once opened: `data`
+/// is a sequence of inner plaintexts (a big-endian u16 length, then that many bytes of
+/// content, type and padding), run through the same checks, for a client and a server. Every
+/// message our layer accepts must parse in rustls too (never laxer than rustls): alerts of a
+/// known level, KeyUpdates, and whole handshake messages. A panic is a finding.
+pub fn records(data: &[u8]) {
+    use rustls::internal::msgs::base::Payload;
+    use rustls::internal::msgs::message::{Message, PlainMessage};
+    use rustls::{ContentType, ProtocolVersion};
+
+    use crate::record::{self, Control};
+
+    let parses = |kind: u8, body: &[u8]| {
+        let plain = PlainMessage {
+            typ: ContentType::from(kind),
+            version: ProtocolVersion::TLSv1_3,
+            payload: Payload::new(body.to_vec()),
+        };
+        Message::try_from(plain).is_ok()
+    };
+    for client in [true, false] {
+        let mut control = Control::new(client, false);
+        let mut rest = data;
+        while let [a, b, tail @ ..] = rest {
+            let len = usize::from(u16::from_be_bytes([*a, *b])).min(tail.len());
+            let (inner, tail) = tail.split_at(len);
+            rest = tail;
+            let Ok((kind, at)) = record::inner_type(inner) else {
+                break;
+            };
+            let content = &inner[..at];
+            let whole = !control.mid_message();
+            let result = if kind == record::APPLICATION_DATA {
+                control.data(content.len())
+            } else {
+                control.record(kind, content).map(|_| ())
+            };
+            if result.is_err() {
+                break;
+            }
+            // One whole message in one record, accepted by us: rustls must parse it too.
+            if kind != record::APPLICATION_DATA && whole && !control.mid_message() {
+                let single = kind != record::HANDSHAKE
+                    || (content.len() >= 4
+                        && 4 + (usize::from(content[1]) << 16
+                            | usize::from(content[2]) << 8
+                            | usize::from(content[3]))
+                            == content.len());
+                // A client's tickets go to rustls' own parser (KernelConnection) at the stream.
+                let ticket = kind == record::HANDSHAKE && content.first() == Some(&4);
+                if single && !ticket && !control.peer_closed {
+                    assert!(
+                        parses(kind, content),
+                        "accepted a record rustls cannot parse: type {kind}, {content:?}"
+                    );
+                }
+            }
+            if control.peer_closed {
+                break;
+            }
+        }
+    }
+}

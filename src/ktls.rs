@@ -13,10 +13,13 @@
 //!
 //! After the kernel hand-off the kernel returns non-data records to us ([`record::Control`]):
 //! close_notify ends the stream cleanly, any other alert is an error, a server's tickets are
-//! parsed by rustls and dropped (we never resume), and a KeyUpdate is an error because no
-//! kernel we can test takes new keys. AES-GCM's key-usage limit is enforced here, since the
-//! kernel would silently exceed it. A protocol error of the peer's is answered with the alert
-//! RFC 8446 names, sent through the kernel.
+//! parsed by rustls and dropped (we never resume). TLS 1.3 KeyUpdates go both ways where the
+//! kernel takes new keys (Linux 6.14 and later, probed once per process): a peer's is
+//! followed with its next keys from rustls' `KernelConnection`, and we send our own when the
+//! peer asks or before AES-GCM's key-usage limit. Older kernels cannot: there a peer's
+//! KeyUpdate is a clear error and the sender stops before the limit (ChaCha20-Poly1305, which
+//! has none, is preferred). A protocol error of the peer's is answered with the alert RFC 8446
+//! names, sent through the kernel.
 
 use std::io;
 use std::os::fd::AsFd;
@@ -31,7 +34,8 @@ use tracing::debug;
 
 use crate::fastpath::{self, Cipher, Direction, TlsVersion};
 use crate::record::{
-    self, ALERT, APPLICATION_DATA, Control, Event, MAX_RECORD, Preface, UserStream,
+    self, ALERT, APPLICATION_DATA, Control, Event, HANDSHAKE, KEY_UPDATE, MAX_RECORD, Preface,
+    UserStream,
 };
 use crate::tls;
 use crate::unbuffered::{Keyring, RustlsStream, Side};
@@ -127,14 +131,21 @@ pub fn hand_off<S: Side>(conn: S, tcp: TcpStream) -> io::Result<Stream<S>> {
             ))
         })?;
     }
-    // One record is kept for our close_notify.
+    // One record is kept for our close_notify (or the KeyUpdate that renews the keys).
     let records_left = budget.map(|limit| limit.saturating_sub(*tx_seq).saturating_sub(1));
-    debug!(tx_seq, rx_seq, "handed the connection to kernel TLS");
+    let rekeys = version == TlsVersion::Tls13 && Cipher::of(tx).is_some_and(fastpath::ktls_rekeys);
+    debug!(
+        tx_seq,
+        rx_seq, rekeys, "handed the connection to kernel TLS"
+    );
     Ok(Stream::Kernel(Box::new(KernelStream {
         tcp,
         preface: Preface::default(),
         control: Control::new(S::CLIENT, false),
         keyring,
+        rekeys,
+        update_due: false,
+        limit: budget,
         records_left,
         scratch: Vec::new(),
         close_sent: false,
@@ -165,9 +176,15 @@ pub struct KernelStream {
     preface: Preface,
     /// Alerts and post-handshake messages (the peer's close_notify among them).
     control: Control,
-    /// rustls' hold on the connection: tickets parsed (and, for a kernel that can rekey,
-    /// the next keys).
+    /// rustls' hold on the connection: tickets parsed, and the next keys of either
+    /// direction for a kernel that takes them.
     keyring: Keyring,
+    /// This kernel takes new TLS 1.3 keys (Linux 6.14+), so KeyUpdates go both ways.
+    rekeys: bool,
+    /// The peer asked for our KeyUpdate: it goes out before our next record.
+    update_due: bool,
+    /// The suite's key-usage limit in records (`None`: none).
+    limit: Option<u64>,
     /// Records we may still send under the cipher's key-usage limit (`None`: no limit).
     records_left: Option<u64>,
     /// Room for a whole record when the caller's buffer is smaller.
@@ -188,6 +205,44 @@ impl KernelStream {
     /// the copy engine's, which knows both.
     pub fn has_preface(&self) -> bool {
         self.preface.pending() || self.control.peer_closed
+    }
+
+    /// Sends our KeyUpdate through the kernel and gives it our next keys, when the peer
+    /// asked for one or the key-usage limit is reached and this kernel can rekey; `Ready(Ok)`
+    /// at once otherwise. Runs before every send.
+    pub fn poll_rekey(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let at_limit = self.records_left == Some(0);
+        if !self.rekeys || !(self.update_due || at_limit) {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            ready!(self.tcp.poll_write_ready(cx))?;
+            let fd = self.tcp.as_fd();
+            match self.tcp.try_io(Interest::WRITABLE, || {
+                fastpath::ktls_send_record(fd, HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 0])
+            }) {
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(kernel_error(e))),
+            }
+        }
+        let keys = self.keyring.next_tx()?;
+        fastpath::ktls_set_keys(self.tcp.as_fd(), Direction::Tx, TlsVersion::Tls13, 0, &keys)
+            .map_err(|e| io::Error::other(format!("kernel TLS refused our next keys: {e}")))?;
+        self.records_left = self.limit.map(|l| l.saturating_sub(1));
+        debug!(
+            limit = at_limit,
+            requested = self.update_due,
+            "rekeyed (TLS 1.3 KeyUpdate sent through kernel TLS)"
+        );
+        self.update_due = false;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Counts `n` bytes of data received by splice (our record checks see no data record
+    /// then, only that some came: enough for the limits that count records between them).
+    pub fn received(&mut self, n: usize) {
+        let _ = self.control.data(n);
     }
 
     /// How many of `want` bytes may be sent now under the cipher's key-usage limit; an
@@ -256,9 +311,29 @@ impl KernelStream {
         record::tickets(&mut self.control, &mut self.keyring)?;
         match event {
             Event::None => Ok(()),
+            // The kernel holds back what follows until it has the peer's next keys.
+            Event::KeyUpdate { requested } if self.rekeys => {
+                let keys = self.keyring.next_rx()?;
+                fastpath::ktls_set_keys(
+                    self.tcp.as_fd(),
+                    Direction::Rx,
+                    TlsVersion::Tls13,
+                    0,
+                    &keys,
+                )
+                .map_err(|e| {
+                    io::Error::other(format!("kernel TLS refused the peer's next keys: {e}"))
+                })?;
+                self.update_due |= requested;
+                debug!(
+                    requested,
+                    "peer rekeyed (TLS 1.3 KeyUpdate followed through kernel TLS)"
+                );
+                Ok(())
+            }
             Event::KeyUpdate { .. } => Err(io::Error::other(
                 "the peer rekeyed (TLS 1.3 KeyUpdate) and this kernel's TLS layer cannot take \
-                 new keys; rerun with --no-ktls",
+                 new keys (Linux 6.14 and later can); rerun with --no-ktls",
             )),
         }
     }
@@ -376,6 +451,7 @@ impl AsyncWrite for KernelStream {
         if this.failed {
             return Poll::Ready(Err(io::Error::other("the connection has failed")));
         }
+        ready!(this.poll_rekey(cx))?;
         let buf = &buf[..this.send_allowance(buf.len())?];
         loop {
             ready!(this.tcp.poll_write_ready(cx))?;

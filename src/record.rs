@@ -46,7 +46,8 @@ const CHANGE_CIPHER_SPEC: u8 = 20;
 /// Handshake message types that may follow the handshake.
 const HELLO_REQUEST: u8 = 0;
 const NEW_SESSION_TICKET: u8 = 4;
-const KEY_UPDATE: u8 = 24;
+/// Handshake type of a KeyUpdate.
+pub const KEY_UPDATE: u8 = 24;
 /// Alert levels.
 const WARNING: u8 = 1;
 const FATAL: u8 = 2;
@@ -445,6 +446,28 @@ fn key_update_request(body: &[u8]) -> io::Result<bool> {
     }
 }
 
+/// A TLS 1.3 record's opened plaintext (content, type, zero padding; RFC 8446 5.4): its
+/// content type and the length of its content, or the violation it is.
+pub fn inner_type(opened: &[u8]) -> io::Result<(u8, usize)> {
+    if opened.len() > MAX_RECORD + 1 {
+        return Err(violation(
+            AlertDescription::RecordOverflow,
+            format!(
+                "a record of {} bytes of content, type and padding (at most 2^14+1)",
+                opened.len()
+            ),
+        ));
+    }
+    // The inner content type is the last non-zero byte; zeros after it are padding.
+    let Some(kind_at) = opened.iter().rposition(|&b| b != 0) else {
+        return Err(violation(
+            AlertDescription::UnexpectedMessage,
+            "a record with no content type (all padding)",
+        ));
+    };
+    Ok((opened[kind_at], kind_at))
+}
+
 /// Plaintext to deliver before anything the socket brings: what rustls decrypted before the
 /// hand-off (and, on the kernel path, the part of a record a small read could not take).
 #[derive(Default)]
@@ -590,23 +613,7 @@ impl UserStream {
             .open_in_place(self.rx.nonce(), aead::Aad::from(header), body)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, rustls::Error::DecryptError))?;
         self.rx.seq += 1;
-        if opened.len() > MAX_RECORD + 1 {
-            return Err(violation(
-                AlertDescription::RecordOverflow,
-                format!(
-                    "a record of {} bytes of content, type and padding (at most 2^14+1)",
-                    opened.len()
-                ),
-            ));
-        }
-        // The inner content type is the last non-zero byte; zeros after it are padding.
-        let Some(kind_at) = opened.iter().rposition(|&b| b != 0) else {
-            return Err(violation(
-                AlertDescription::UnexpectedMessage,
-                "a record with no content type (all padding)",
-            ));
-        };
-        let kind = opened[kind_at];
+        let (kind, kind_at) = inner_type(opened)?;
         self.start += HEADER + len;
         if kind == APPLICATION_DATA {
             self.control.data(kind_at)?;

@@ -167,16 +167,17 @@ pub(super) fn set_keys(
 
 /// Whether this kernel takes `cipher` for both directions, tried once per process on a
 /// throwaway loopback connection with dummy keys (this also loads tls.ko and the AEAD
-/// modules where module autoloading works). `Err` says why not.
-pub(super) fn probe(cipher: Cipher) -> Result<(), String> {
-    static PROBES: [OnceLock<Result<(), String>>; 3] =
+/// modules where module autoloading works). `Err` says why not; `Ok(true)` when it also takes
+/// new TLS 1.3 keys on a socket that has some (KeyUpdate, Linux 6.14 and later).
+pub(super) fn probe(cipher: Cipher) -> Result<bool, String> {
+    static PROBES: [OnceLock<Result<bool, String>>; 3] =
         [OnceLock::new(), OnceLock::new(), OnceLock::new()];
     PROBES[cipher as usize]
         .get_or_init(|| probe_now(cipher))
         .clone()
 }
 
-fn probe_now(cipher: Cipher) -> Result<(), String> {
+fn probe_now(cipher: Cipher) -> Result<bool, String> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")
         .map_err(|e| format!("no loopback socket to probe with: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -187,19 +188,24 @@ fn probe_now(cipher: Cipher) -> Result<(), String> {
     attach_ulp(tcp.as_fd()).map_err(|e| format!("TCP_ULP \"tls\": {e} (is tls.ko available?)"))?;
     let key_len = if cipher == Cipher::Aes128Gcm { 16 } else { 32 };
     let (key, nonce) = ([7u8; 32], [7u8; 12]);
-    for direction in [Direction::Tx, Direction::Rx] {
+    let set = |direction, key: &[u8]| {
         set_raw(
             tcp.as_fd(),
             direction,
             TlsVersion::Tls13,
             0,
             cipher,
-            &key[..key_len],
+            key,
             &nonce,
         )
-        .map_err(|e| format!("{direction:?} {cipher:?}: {e}"))?;
+    };
+    for direction in [Direction::Tx, Direction::Rx] {
+        set(direction, &key[..key_len]).map_err(|e| format!("{direction:?} {cipher:?}: {e}"))?;
     }
-    Ok(())
+    // A kernel without rekeying refuses keys on a socket that has them (EBUSY).
+    let other = [9u8; 32];
+    Ok(set(Direction::Tx, &other[..key_len]).is_ok()
+        && set(Direction::Rx, &other[..key_len]).is_ok())
 }
 
 /// Receives from a kTLS socket: plaintext of data records (possibly several), or one whole

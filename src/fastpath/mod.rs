@@ -106,7 +106,13 @@ pub enum TlsVersion {
 /// Whether the kernel takes `cipher` both ways; probed once per process per cipher on a
 /// throwaway loopback connection. `Err` gives the reason for a debug line.
 pub fn ktls_probe(cipher: Cipher) -> Result<(), String> {
-    imp::probe(cipher)
+    imp::probe(cipher).map(|_| ())
+}
+
+/// Whether the kernel also takes new TLS 1.3 keys for `cipher` on a socket that has keys
+/// (TLS 1.3 KeyUpdate; Linux 6.14 and later): from the same probe.
+pub fn ktls_rekeys(cipher: Cipher) -> bool {
+    imp::probe(cipher).unwrap_or(false)
 }
 
 /// Attaches the kernel's TLS layer to a connected socket (still plain TCP until keys are

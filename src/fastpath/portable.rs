@@ -12,7 +12,7 @@ fn unsupported() -> io::Error {
 }
 
 /// No kernel TLS outside Linux.
-pub(super) fn probe(_cipher: Cipher) -> Result<(), String> {
+pub(super) fn probe(_cipher: Cipher) -> Result<bool, String> {
     Err("kernel TLS needs Linux".into())
 }
 

@@ -241,6 +241,11 @@ impl SplicePump {
                 }
             }
             if self.queued > 0 {
+                if let Net::Kernel(k) = &mut net
+                    && let Err(e) = ready!(k.poll_rekey(cx))
+                {
+                    return Poll::Ready(Err(Fault::Write(e)));
+                }
                 let len = match &net {
                     Net::Kernel(k) => k.send_allowance(self.queued).map_err(Fault::Write),
                     Net::Plain(_) => Ok(self.queued),
@@ -305,6 +310,9 @@ impl SplicePump {
                         }
                     },
                     Poll::Ready(Ok(n)) => {
+                        if let Net::Kernel(k) = &mut net {
+                            k.received(n);
+                        }
                         self.queued = n;
                         *progress = true;
                     }

@@ -24,6 +24,18 @@ SRV_ECDSA="--cert $P/node2-cert.pem --key $P/node2-key.pem --ca $P/ca.pem"
 SRV_RSA="--cert $P/rsa-cert.pem --key $P/rsa-key.pem --ca $P/ca.pem"
 CLI="--cert $P/node1-cert.pem --key $P/node1-key.pem --ca $P/ca.pem"
 
+# Kernels from 6.14 take new TLS 1.3 keys on a socket that has keys (KeyUpdate): there the
+# key-usage limit and a peer's KeyUpdate are rekeys, not stops.
+kmaj=${KVER%%.*}
+krest=${KVER#*.}
+kmin=${krest%%.*}
+REKEY=0
+if [ "$kmaj" -gt 6 ] || { [ "$kmaj" -eq 6 ] && [ "$kmin" -ge 14 ]; }; then
+    REKEY=1
+fi
+SENT_UPDATE="rekeyed (TLS 1.3 KeyUpdate sent through kernel TLS)"
+FOLLOWED_UPDATE="peer rekeyed (TLS 1.3 KeyUpdate followed through kernel TLS)"
+
 head -c $((MB * 1048576)) /dev/urandom >$T/up
 head -c $((MB * 1048576 + 12345)) /dev/urandom >$T/down
 
@@ -402,13 +414,15 @@ else
     fail "listener for the alert test did not start"
 fi
 
-# key_limit files|pipe: AES-GCM's key-usage limit, lowered to 64 records. The kernel cannot
-# rekey, so the kTLS sender must stop with an error before the limit (and the receiver see a
-# truncation), on the copy engine (stdin a file) and on the splice engine (stdin a pipe).
+# key_limit files|pipe: AES-GCM's key-usage limit, lowered to 64 records, on the copy engine
+# (stdin a file) and on the splice engine (stdin a pipe), both ends on kernel TLS. A kernel
+# that cannot rekey: the sender must stop with an error before the limit (and the receiver
+# see a truncation). One that can: the sender sends KeyUpdates and gives the kernel its next
+# keys, the kTLS receiver follows each, and every byte arrives.
 key_limit() {
     engine=$1
     rm -f $T/s.* $T/c.*
-    sst-tunnel listen 127.0.0.1:0 --stdio $SRV_ECDSA </dev/null >$T/s.out 2>$T/s.log &
+    sst-tunnel --log-level debug listen 127.0.0.1:0 --stdio $SRV_ECDSA </dev/null >$T/s.out 2>$T/s.log &
     spid=$!
     if ! port=$(wait_listen $T/s.log $spid); then
         fail "listener for the key-limit test ($engine) did not start"
@@ -429,6 +443,18 @@ key_limit() {
     kill %1 2>/dev/null
     wait
     got=$(wc -c <$T/s.out)
+    if [ $REKEY = 1 ]; then
+        sent=$(grep -c "$SENT_UPDATE" $T/c.log)
+        followed=$(grep -c "$FOLLOWED_UPDATE" $T/s.log)
+        if [ $crc = 0 ] && [ $src = 0 ] && cmp -s $T/up $T/s.out && [ "$sent" -ge 1 ] &&
+            [ "$sent" = "$followed" ] && grep -q "$want" $T/c.log; then
+            pass "kTLS sender ($engine) rekeys at the lowered AES-GCM limit ($sent KeyUpdates, each followed by the kTLS receiver; $got bytes intact)"
+        else
+            fail "key-usage rekey ($engine): client exit $crc, server exit $src, $got bytes, $sent sent, $followed followed"
+            show $T/c.log $T/s.log
+        fi
+        return
+    fi
     if [ $crc = 6 ] && grep -q "key-usage limit is reached" $T/c.log && [ $src = 6 ] &&
         grep -q "$want" $T/c.log && [ "$got" -le $((64 * 16384)) ]; then
         pass "kTLS sender ($engine) stops at the lowered AES-GCM key-usage limit ($got bytes arrived)"
@@ -441,10 +467,11 @@ key_limit files
 key_limit pipe
 
 # A peer that rekeys: a buffered sst-tunnel sender with the lowered limit sends a TLS 1.3
-# KeyUpdate after 64 records. This kernel's TLS layer cannot take new keys, so the kTLS
-# receiver must stop with a clear error (exit 6) instead of failing to decrypt what follows.
+# KeyUpdate after 64 records. A kernel that cannot take new keys: the kTLS receiver must stop
+# with a clear error (exit 6) instead of failing to decrypt what follows. One that can: it
+# follows every KeyUpdate and the stream arrives whole.
 rm -f $T/s.* $T/c.*
-sst-tunnel listen 127.0.0.1:0 --stdio $SRV_ECDSA </dev/null >$T/s.out 2>$T/s.log &
+sst-tunnel --log-level debug listen 127.0.0.1:0 --stdio $SRV_ECDSA </dev/null >$T/s.out 2>$T/s.log &
 spid=$!
 if port=$(wait_listen $T/s.log $spid); then
     # shellcheck disable=SC2086
@@ -453,9 +480,17 @@ if port=$(wait_listen $T/s.log $spid); then
     crc=$?
     wait $spid
     src=$?
+    followed=$(grep -c "$FOLLOWED_UPDATE" $T/s.log)
+    if [ $REKEY = 1 ]; then
+        if [ $crc = 0 ] && [ $src = 0 ] && cmp -s $T/up $T/s.out && [ "$followed" -ge 1 ]; then
+            pass "kTLS receiver follows a buffered peer's KeyUpdates ($followed, data intact)"
+        else
+            fail "peer KeyUpdate (rekeying kernel): receiver exit $src, sender exit $crc, $followed followed"
+            show $T/s.log $T/c.log
+        fi
     # (The sender may already have finished: its bytes and close_notify were out and the
     # receiver's close_notify in before the receiver failed, so its exit status is a race.)
-    if [ $src = 6 ] && grep -q "the peer rekeyed (TLS 1.3 KeyUpdate).*rerun with --no-ktls" $T/s.log; then
+    elif [ $src = 6 ] && grep -q "the peer rekeyed (TLS 1.3 KeyUpdate).*rerun with --no-ktls" $T/s.log; then
         pass "kTLS receiver: a peer's KeyUpdate is a clear error (exit 6), sender exit $crc"
     else
         fail "peer KeyUpdate: receiver exit $src, sender exit $crc"
@@ -465,5 +500,68 @@ else
     fail "listener for the KeyUpdate test did not start"
 fi
 
+if [ $REKEY = 1 ]; then
+    # Both ends on kernel TLS with the lowered limit, data both ways at once: each side sends
+    # its KeyUpdates through the kernel and follows the other's.
+    export SST_TUNNEL_TEST_RECORD_LIMIT=64
+    pair "kTLS rekeying both ways at 64 records" ktls+splice ktls+splice TLS13_AES_128_GCM_SHA256 \
+        "$SRV_ECDSA --log-level debug" "$CLI --log-level debug --ciphers TLS13_AES_128_GCM_SHA256"
+    unset SST_TUNNEL_TEST_RECORD_LIMIT
+    for side in s c; do
+        sent=$(grep -c "$SENT_UPDATE" $T/$side.log)
+        followed=$(grep -c "$FOLLOWED_UPDATE" $T/$side.log)
+        if [ "$sent" -ge 1 ] && [ "$followed" -ge 1 ]; then
+            pass "kTLS rekeying both ways: $side end sent $sent KeyUpdates and followed $followed"
+        else
+            fail "kTLS rekeying both ways: $side end sent $sent, followed $followed"
+            show $T/$side.log
+        fi
+    done
+
+    # Stock OpenSSL peers follow our kernel's KeyUpdates: socat as the joiner, stunnel echoing.
+    socat -u OPENSSL-LISTEN:4446,reuseaddr,cert=$P/node2-cert.pem,key=$P/node2-key.pem,cafile=$P/ca.pem,verify=1 \
+        STDOUT >$T/s.out 2>$T/socat.log &
+    opid=$!
+    if wait_port 4446 $opid; then
+        # shellcheck disable=SC2086
+        SST_TUNNEL_TEST_RECORD_LIMIT=64 sst-tunnel --log-level debug connect 127.0.0.1:4446 $CLI \
+            --ciphers TLS13_AES_128_GCM_SHA256 <$T/up >/dev/null 2>$T/c.log
+        crc=$?
+        wait $opid
+        orc=$?
+        sent=$(grep -c "$SENT_UPDATE" $T/c.log)
+        if [ $crc = 0 ] && [ $orc = 0 ] && cmp -s $T/up $T/s.out && [ "$sent" -ge 1 ]; then
+            pass "socat follows a kTLS sender's KeyUpdates ($sent, data intact)"
+        else
+            fail "kTLS rekeying into socat: client exit $crc, socat exit $orc, $sent sent"
+            show $T/c.log $T/socat.log
+        fi
+    else
+        fail "socat did not listen (rekey test)"
+        kill $opid 2>/dev/null
+    fi
+    sed 's/^accept = 127.0.0.1:4444$/accept = 127.0.0.1:4447/' $T/stunnel.conf >$T/stunnel2.conf
+    stunnel $T/stunnel2.conf 2>$T/stunnel.log &
+    tpid=$!
+    if wait_port 4447 $tpid; then
+        # shellcheck disable=SC2086
+        SST_TUNNEL_TEST_RECORD_LIMIT=64 sst-tunnel --log-level debug connect 127.0.0.1:4447 $CLI \
+            --ciphers TLS13_AES_128_GCM_SHA256 <$T/up >$T/c.out 2>$T/c.log
+        crc=$?
+        sent=$(grep -c "$SENT_UPDATE" $T/c.log)
+        if [ $crc = 0 ] && cmp -s $T/up $T/c.out && [ "$sent" -ge 1 ]; then
+            pass "stunnel follows a kTLS client's KeyUpdates ($sent, echo intact)"
+        else
+            fail "kTLS rekeying into stunnel: exit $crc, $sent sent"
+            show $T/c.log $T/stunnel.log
+        fi
+    else
+        fail "stunnel did not listen (rekey test)"
+    fi
+    kill $tpid 2>/dev/null
+    wait $tpid 2>/dev/null
+fi
+
+echo "KTLSVM kernel rekeying: $([ $REKEY = 1 ] && echo yes || echo no)"
 echo "KTLSVM $failures failure(s)"
 [ $failures = 0 ]
