@@ -1,8 +1,10 @@
 //! Resource bounds of `listen --exec`, measured: resident memory per live connection with 64
 //! and 512 concurrent mid-stream TLS connections, descriptors before, during and after, and
 //! 10,000 sequential connections leaving no descriptor or child behind.
-//! The clients are in this process (tokio + rustls through sst-tunnel's own config builder),
-//! so only the listener is measured. Prints a table and writes `target/bench-resources.md`.
+//! The clients are in this process (sst-tunnel's own client sessions), so only the listener
+//! is measured. Prints a table and writes `target/bench-resources.md`.
+//! `SST_BENCH_BASELINE=/path/to/sst-tunnel` measures that build's listener instead (another
+//! commit's, for a comparison on the same machine).
 
 #[path = "../tests/common/mod.rs"]
 #[allow(missing_docs)]
@@ -64,7 +66,8 @@ fn main() {
         ]
         .map(String::from),
     );
-    let server = Proc::spawn(bin(), &args);
+    let listener = std::env::var("SST_BENCH_BASELINE").unwrap_or_else(|_| bin().to_string());
+    let server = Proc::spawn(&listener, &args);
     // The port line is at info level: ask ss instead of the log.
     let pid = server.pid();
     let port = loop {
