@@ -134,6 +134,12 @@ add_program "$bin" /usr/bin/sst-tunnel
 add_program "$(command -v stunnel)" /usr/bin/stunnel
 add_program "$(command -v socat)" /usr/bin/socat
 cp tests/ktls/guest.sh "$fs/test/guest.sh"
+# KTLS_VM_CONFORMANCE=PATH: the conformance suite's test binary (cargo test --no-run --test
+# conformance), run in the guest against the release binary on the kernel's record layer.
+if [ -n "${KTLS_VM_CONFORMANCE:-}" ]; then
+    add_program "$KTLS_VM_CONFORMANCE" /test/conformance
+    strip "$fs/test/conformance" 2>/dev/null || true
+fi
 
 # The PKI: the cluster CA with ECDSA node certificates (gen-certs), an RSA node certificate
 # from the same CA (for TLS 1.2 ECDHE-RSA), and a second CA's node for the alert test.

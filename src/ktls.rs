@@ -377,8 +377,34 @@ fn poll_recv(
         ready!(tcp.poll_read_ready(cx))?;
         match tcp.try_io(Interest::READABLE, || fastpath::ktls_recv(tcp.as_fd(), buf)) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            other => return Poll::Ready(other.map_err(kernel_error)),
+            other => return Poll::Ready(other.map_err(refused_record)),
         }
+    }
+}
+
+/// A receive the kernel failed, in TLS terms: besides [`kernel_error`]'s, a record longer than
+/// TLS allows (EMSGSIZE) and a record header it refused (EINVAL); the kernel aborts the socket
+/// on those and on EBADMSG, so the alert they earn cannot be sent after them. EKEYEXPIRED is
+/// the kernel waiting for keys we will not give.
+fn refused_record(e: io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(nix::libc::EMSGSIZE) => record::violation(
+            rustls::AlertDescription::RecordOverflow,
+            "a record longer than TLS allows (refused by kernel TLS)",
+        ),
+        Some(nix::libc::EINVAL) => record::violation(
+            rustls::AlertDescription::DecodeError,
+            "a record header kernel TLS refused (wrong version bytes)",
+        ),
+        // A kernel that rekeys holds back everything after a handshake record that starts a
+        // KeyUpdate; we only give it keys once the KeyUpdate is whole, so this is a KeyUpdate
+        // split across records, which rustls refuses too (the socket still sends: the alert
+        // goes out).
+        Some(nix::libc::EKEYEXPIRED) => record::violation(
+            rustls::AlertDescription::UnexpectedMessage,
+            "a KeyUpdate split across records",
+        ),
+        _ => kernel_error(e),
     }
 }
 

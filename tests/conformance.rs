@@ -25,6 +25,21 @@ struct Case {
     build: fn(&mut RawPeer) -> Vec<u8>,
     ours: A,
     rustls: R,
+    kernel: K,
+}
+
+/// What the kernel path (kTLS, Linux 6.14+ so that KeyUpdates are followed) answers with.
+#[derive(Debug, Clone, Copy)]
+enum K {
+    /// Our alert: the record reached our code (control records: alerts, handshake messages).
+    Ours,
+    /// The kernel refused the record itself and aborted the socket (EBADMSG, EMSGSIZE,
+    /// EINVAL): nothing more can be sent on it, so no alert follows. Still a failed transfer.
+    Aborted,
+    /// Known gap: splice(2) from a kTLS socket returns 0 for an empty data record, which
+    /// reads as the end of the stream, so the transfer fails as truncated (exit 6) without
+    /// an alert, even for one empty record (RFC 8446 allows them; no SST peer sends them).
+    EmptyIsEnd,
 }
 
 /// What rustls' own record layer (0.23) does with a case: where it differs from RFC 8446's
@@ -64,18 +79,21 @@ fn cases() -> Vec<Case> {
             build: |p| flip(p.seal(DATA, b"forged", 0), usize::MAX),
             ours: A::BadRecordMac,
             rustls: R::Alert(A::BadRecordMac),
+            kernel: K::Aborted,
         },
         Case {
             name: "a forged ciphertext byte",
             build: |p| flip(p.seal(DATA, b"forged", 0), 5),
             ours: A::BadRecordMac,
             rustls: R::Alert(A::BadRecordMac),
+            kernel: K::Aborted,
         },
         Case {
             name: "a forged header (the additional data)",
             build: |p| flip(p.seal(DATA, b"forged", 0), 2),
             ours: A::BadRecordMac,
             rustls: R::Accepts,
+            kernel: K::Aborted,
         },
         Case {
             name: "random bytes as a record",
@@ -86,12 +104,14 @@ fn cases() -> Vec<Case> {
             },
             ours: A::BadRecordMac,
             rustls: R::Alert(A::BadRecordMac),
+            kernel: K::Aborted,
         },
         Case {
             name: "a record too short for a tag",
             build: |_| vec![DATA, 3, 3, 0, 5, 1, 2, 3, 4, 5],
             ours: A::BadRecordMac,
             rustls: R::Alert(A::BadRecordMac),
+            kernel: K::Aborted,
         },
         Case {
             name: "ciphertext over 2^14+256",
@@ -104,24 +124,28 @@ fn cases() -> Vec<Case> {
             ours: A::RecordOverflow,
             // rustls reads records up to TLS 1.2's 2^14+2048 and fails them on the tag.
             rustls: R::Alert(A::BadRecordMac),
+            kernel: K::Aborted,
         },
         Case {
             name: "inner plaintext over 2^14+1 (content)",
             build: |p| p.seal(DATA, &[b'a'; 16385], 0),
             ours: A::RecordOverflow,
             rustls: R::Alert(A::RecordOverflow),
+            kernel: K::Aborted,
         },
         Case {
             name: "inner plaintext over 2^14+1 (padding)",
             build: |p| p.seal(DATA, &[b'a'; 16000], 385),
             ours: A::RecordOverflow,
             rustls: R::Alert(A::RecordOverflow),
+            kernel: K::Aborted,
         },
         Case {
             name: "no content type (all zeros)",
             build: |p| p.seal_inner(vec![0; 10]),
             ours: A::UnexpectedMessage,
             rustls: R::Silent,
+            kernel: K::Aborted,
         },
         Case {
             name: "data between handshake fragments",
@@ -132,6 +156,7 @@ fn cases() -> Vec<Case> {
             },
             ours: A::UnexpectedMessage,
             rustls: R::Silent,
+            kernel: K::Ours,
         },
         Case {
             name: "a client NewSessionTicket",
@@ -144,66 +169,77 @@ fn cases() -> Vec<Case> {
             },
             ours: A::UnexpectedMessage,
             rustls: R::Alert(A::UnexpectedMessage),
+            kernel: K::Ours,
         },
         Case {
             name: "a HelloRequest",
             build: |p| p.seal(HANDSHAKE, &[0, 0, 0, 0], 0),
             ours: A::UnexpectedMessage,
             rustls: R::Alert(A::UnexpectedMessage),
+            kernel: K::Ours,
         },
         Case {
             name: "an unknown handshake type",
             build: |p| p.seal(HANDSHAKE, &[99, 0, 0, 2, 1, 2], 0),
             ours: A::UnexpectedMessage,
             rustls: R::Alert(A::UnexpectedMessage),
+            kernel: K::Ours,
         },
         Case {
             name: "a KeyUpdate with an invalid value",
             build: |p| p.seal(HANDSHAKE, &[24, 0, 0, 1, 2], 0),
             ours: A::IllegalParameter,
             rustls: R::Alert(A::IllegalParameter),
+            kernel: K::Ours,
         },
         Case {
             name: "an empty KeyUpdate",
             build: |p| p.seal(HANDSHAKE, &[24, 0, 0, 0], 0),
             ours: A::DecodeError,
             rustls: R::Alert(A::DecodeError),
+            kernel: K::Ours,
         },
         Case {
             name: "an oversized KeyUpdate",
             build: |p| p.seal(HANDSHAKE, &[24, 0, 0, 2, 0, 0], 0),
             ours: A::DecodeError,
             rustls: R::Alert(A::DecodeError),
+            kernel: K::Ours,
         },
         Case {
             name: "two KeyUpdates in one record",
             build: |p| p.seal(HANDSHAKE, &[24, 0, 0, 1, 0, 24, 0, 0, 1, 0], 0),
             ours: A::UnexpectedMessage,
             rustls: R::Alert(A::UnexpectedMessage),
+            kernel: K::Ours,
         },
         Case {
             name: "33 KeyUpdates without data",
             build: |p| (0..33).flat_map(|_| p.key_update(false)).collect(),
             ours: A::UnexpectedMessage,
             rustls: R::Silent,
+            kernel: K::Ours,
         },
         Case {
             name: "33 empty records",
             build: |p| (0..33).flat_map(|_| p.seal(DATA, &[], 0)).collect(),
             ours: A::UnexpectedMessage,
             rustls: R::Silent,
+            kernel: K::EmptyIsEnd,
         },
         Case {
             name: "a ChangeCipherSpec after Finished",
             build: |_| vec![CCS, 3, 3, 0, 1, 1],
             ours: A::UnexpectedMessage,
             rustls: R::Alert(A::UnexpectedMessage),
+            kernel: K::Aborted,
         },
         Case {
             name: "a protected ChangeCipherSpec",
             build: |p| p.seal(CCS, &[1], 0),
             ours: A::UnexpectedMessage,
             rustls: R::Alert(A::UnexpectedMessage),
+            kernel: K::Ours,
         },
         Case {
             name: "a plaintext alert after the handshake",
@@ -211,32 +247,46 @@ fn cases() -> Vec<Case> {
             ours: A::UnexpectedMessage,
             // rustls tries to decrypt it.
             rustls: R::Alert(A::BadRecordMac),
+            kernel: K::Aborted,
         },
         Case {
             name: "an empty alert",
             build: |p| p.seal(ALERT, &[], 0),
             ours: A::DecodeError,
             rustls: R::Alert(A::DecodeError),
+            kernel: K::Ours,
         },
         Case {
             name: "an alert of unknown level",
             build: |p| p.seal(ALERT, &[3, 40], 0),
             ours: A::IllegalParameter,
             rustls: R::Alert(A::IllegalParameter),
+            kernel: K::Ours,
         },
         Case {
             name: "a warning alert TLS 1.3 does not have",
             build: |p| p.seal(ALERT, &[1, 40], 0),
             ours: A::DecodeError,
             rustls: R::Alert(A::DecodeError),
+            kernel: K::Ours,
         },
         Case {
             name: "an unknown content type",
             build: |p| p.seal(99, b"x", 0),
             ours: A::UnexpectedMessage,
             rustls: R::Alert(A::DecodeError),
+            kernel: K::Ours,
         },
     ]
+}
+
+/// `SST_TUNNEL_RECORDS` for an engine: the kernel path is the default engine with kTLS there.
+fn records(engine: &str) -> &str {
+    if engine == "kernel" {
+        "records"
+    } else {
+        engine
+    }
 }
 
 /// What a `listen --stdio` answers to `case` after a genuine handshake and record, on
@@ -247,7 +297,7 @@ fn against_listen(pki: &Pki, engine: &str, case: &Case) -> Answer {
     let mut server = Proc::spawn_with(
         std::process::Command::new(bin())
             .args(&args)
-            .env("SST_TUNNEL_RECORDS", engine),
+            .env("SST_TUNNEL_RECORDS", records(engine)),
     );
     let port = server.port();
     let held_open = server.stdin();
@@ -274,7 +324,7 @@ fn against_connect(pki: &Pki, engine: &str, case: &Case) -> Answer {
     let mut client = Proc::spawn_with(
         std::process::Command::new(bin())
             .args(client_args(pki, port, "client", &["--log-level", "debug"]))
-            .env("SST_TUNNEL_RECORDS", engine),
+            .env("SST_TUNNEL_RECORDS", records(engine)),
     );
     let held_open = client.stdin();
     let mut peer = RawPeer::server(&listener, pki);
@@ -291,13 +341,19 @@ fn against_connect(pki: &Pki, engine: &str, case: &Case) -> Answer {
 /// Runs every case through `run` on `engine` and checks alert, exit code and output; all
 /// failures are collected so one run shows every difference.
 fn check_all(engine: &str, skip: &[&str], run: fn(&Pki, &str, &Case) -> Answer) {
+    check(engine, |name| !skip.contains(&name), run);
+}
+
+/// Runs the cases `pick` selects (see [`check_all`]).
+fn check(engine: &str, pick: impl Fn(&str) -> bool, run: fn(&Pki, &str, &Case) -> Answer) {
     let pki = Pki::new();
     let mut wrong = Vec::new();
-    for case in cases().iter().filter(|c| !skip.contains(&c.name)) {
-        let want = match (engine, case.rustls) {
-            ("rustls", R::Accepts) => continue,
-            ("rustls", R::Alert(a)) => Some(a),
-            ("rustls", R::Silent) => None,
+    for case in cases().iter().filter(|c| pick(c.name)) {
+        let want = match (engine, case.rustls, case.kernel) {
+            ("rustls", R::Accepts, _) => continue,
+            ("rustls", R::Alert(a), _) => Some(a),
+            ("rustls", R::Silent, _) => None,
+            ("kernel", _, K::Aborted | K::EmptyIsEnd) => None,
             _ => Some(case.ours),
         };
         let (alert, out) = run(&pki, engine, case);
@@ -307,6 +363,12 @@ fn check_all(engine: &str, skip: &[&str], run: fn(&Pki, &str, &Case) -> Answer) 
                 case.name,
                 want.map(alert_of),
                 out.stderr
+            ));
+        }
+        if engine == "kernel" && !out.stderr.contains("handed the connection to kernel TLS") {
+            wrong.push(format!(
+                "{}: not on kernel TLS; stderr: {}",
+                case.name, out.stderr
             ));
         }
         if out.status.code() != Some(6) {
@@ -352,6 +414,68 @@ fn connect_on_rustls_records_refuses_them_too() {
     check_all("rustls", CLIENT_ONLY, against_connect);
 }
 
+/// The cases that take a different way through the kernel's record layer: each error the
+/// kernel itself detects (EBADMSG, EMSGSIZE, EINVAL, EKEYEXPIRED), the control records it
+/// hands us (tickets, KeyUpdates it pauses for, alerts, unknown types) and the splice path's
+/// empty records. The rest share these code paths; under the guest's emulated CPU every case
+/// costs seconds, so the guest runs these.
+const KERNEL_LISTEN: &[&str] = &[
+    "a forged tag",
+    "a forged header (the additional data)",
+    "ciphertext over 2^14+256",
+    "inner plaintext over 2^14+1 (padding)",
+    "no content type (all zeros)",
+    "data between handshake fragments",
+    "a client NewSessionTicket",
+    "a KeyUpdate with an invalid value",
+    "two KeyUpdates in one record",
+    "33 KeyUpdates without data",
+    "33 empty records",
+    "an empty alert",
+    "an alert of unknown level",
+    "an unknown content type",
+];
+const KERNEL_CONNECT: &[&str] = &[
+    "a forged tag",
+    "a HelloRequest",
+    "an oversized KeyUpdate",
+    "33 KeyUpdates without data",
+    "an empty alert",
+];
+
+/// The kernel's record layer (kTLS), run by the kTLS guest on a kernel that rekeys
+/// (`scripts/ktls-vm-test.sh` with Linux 6.17): where the kernel itself refuses a record it
+/// aborts the socket, and no alert can follow; every record that reaches our code gets its
+/// alert through the kernel.
+#[test]
+#[ignore = "needs kernel TLS with rekeying: run in the kTLS guest"]
+fn kernel_tls_listen_refuses_invalid_records() {
+    check(
+        "kernel",
+        |name| KERNEL_LISTEN.contains(&name),
+        against_listen,
+    );
+}
+
+#[test]
+#[ignore = "needs kernel TLS with rekeying: run in the kTLS guest"]
+fn kernel_tls_connect_refuses_invalid_records() {
+    check(
+        "kernel",
+        |name| KERNEL_CONNECT.contains(&name),
+        against_connect,
+    );
+}
+
+/// Every name in the kernel lists is a case (a renamed case would silently drop out).
+#[test]
+fn kernel_case_lists_name_real_cases() {
+    let all: Vec<&str> = cases().iter().map(|c| c.name).collect();
+    for name in KERNEL_LISTEN.iter().chain(KERNEL_CONNECT) {
+        assert!(all.contains(name), "no case named {name:?}");
+    }
+}
+
 #[test]
 fn connect_refuses_a_malformed_ticket() {
     let case = Case {
@@ -365,6 +489,7 @@ fn connect_refuses_a_malformed_ticket() {
         },
         ours: A::DecodeError,
         rustls: R::Alert(A::DecodeError),
+        kernel: K::Ours,
     };
     let pki = Pki::new();
     for engine in ["records", "rustls"] {

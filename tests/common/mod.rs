@@ -22,9 +22,13 @@ use rcgen::{
     RevokedCertParams, SerialNumber, date_time_ymd,
 };
 
-/// Path of the binary under test.
+/// Path of the binary under test: the one cargo built, or `SST_TUNNEL_BIN` (the kTLS guest
+/// runs the conformance suite against the release binary it carries).
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_sst-tunnel")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("SST_TUNNEL_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_sst-tunnel").into())
+    })
 }
 
 /// How long any single wait may take before the test fails (a bound, not a synchroniser).

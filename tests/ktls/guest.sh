@@ -562,6 +562,22 @@ if [ $REKEY = 1 ]; then
     wait $tpid 2>/dev/null
 fi
 
+# The conformance suite on the kernel's record layer (scripts/ktls-vm-test.sh puts the test
+# binary here when asked): invalid records after a real handshake, both ends.
+if [ $REKEY = 1 ] && [ -x /test/conformance ]; then
+    started=$(date +%s)
+    SST_TUNNEL_BIN=/usr/bin/sst-tunnel /test/conformance --ignored --test-threads=1 kernel_tls \
+        >$T/conformance.log 2>&1
+    rc=$?
+    took=$(($(date +%s) - started))
+    if [ $rc = 0 ] && grep -q "test result: ok. 2 passed" $T/conformance.log; then
+        pass "conformance suite on kernel TLS: listen and connect refuse the invalid records (${took}s)"
+    else
+        fail "conformance suite on kernel TLS (exit $rc)"
+        grep -v "^ *[0-9]*: \|^ *at " $T/conformance.log | tail -n 60 | sed 's/^/  conformance: /'
+    fi
+fi
+
 echo "KTLSVM kernel rekeying: $([ $REKEY = 1 ] && echo yes || echo no)"
 echo "KTLSVM $failures failure(s)"
 [ $failures = 0 ]
