@@ -245,6 +245,25 @@ impl KernelStream {
         let _ = self.control.data(n);
     }
 
+    /// A splice from the socket returned 0: the end of the stream, or an empty data record
+    /// the kernel passed through (RFC 8446 allows them)? A peek tells: 0 only at the end;
+    /// otherwise the empty record is counted like any other (rustls' bound on runs of them).
+    pub fn empty_or_end(&mut self) -> io::Result<bool> {
+        let room = record_room(&mut self.scratch);
+        let at_end = match fastpath::ktls_peek(self.tcp.as_fd(), room) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+            // A control record is next (the kernel will not splice it): not the end.
+            Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => false,
+            Err(e) => return Err(self.fail(refused_record(e))),
+        };
+        if !at_end && let Err(e) = self.control.data(0) {
+            return Err(self.fail(e));
+        }
+        Ok(at_end)
+    }
+
     /// How many of `want` bytes may be sent now under the cipher's key-usage limit; an
     /// error once it is reached.
     pub fn send_allowance(&self, want: usize) -> io::Result<usize> {
@@ -450,7 +469,11 @@ impl AsyncRead for KernelStream {
                 continue;
             }
             if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+                // The end of the stream, or an empty record the kernel passed through.
+                if this.empty_or_end()? {
+                    return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+                }
+                continue;
             }
             if let Err(e) = this.control.data(n) {
                 return Poll::Ready(Err(this.fail(e)));

@@ -1,10 +1,14 @@
-//! TCP plumbing: parsing HOST:PORT, dialling with a timeout, listening, and socket tuning.
+//! TCP plumbing: parsing HOST:PORT, dialling with a timeout, listening, socket tuning, and
+//! the queue of encoded TLS records on their way out of a user-space record layer.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use socket2::{Domain, SockRef, Socket, TcpKeepalive, Type};
+use tokio::io::AsyncWrite;
 use tokio::net::{TcpListener, TcpSocket, TcpStream, lookup_host};
 use tracing::debug;
 
@@ -275,5 +279,49 @@ mod tests {
         assert_eq!(parse_bind("[::1]:0").unwrap(), hp("::1", 0));
         assert_eq!(parse_bind("127.0.0.1:0").unwrap(), hp("127.0.0.1", 0));
         assert_eq!(parse_bind("[::1]:0").unwrap(), hp("::1", 0));
+    }
+}
+
+/// Encoded TLS records on their way to the socket: appended at the back, sent from the front
+/// (both user-space record layers, ours and rustls', keep one).
+#[derive(Default)]
+pub struct Outbox {
+    bytes: Vec<u8>,
+    sent: usize,
+}
+
+impl Outbox {
+    /// The queue, to append records to.
+    pub fn buf(&mut self) -> &mut Vec<u8> {
+        &mut self.bytes
+    }
+
+    /// Sends what is queued; `Ready(Ok)` once all of it is out.
+    pub fn poll_drain(
+        &mut self,
+        tcp: &mut TcpStream,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        while self.sent < self.bytes.len() {
+            let n = ready!(Pin::new(&mut *tcp).poll_write(cx, &self.bytes[self.sent..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.sent += n;
+        }
+        self.bytes.clear();
+        self.sent = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Sends what the socket takes now, without waiting: the last words of a connection that
+    /// failed (its fatal alert).
+    pub fn flush_now(&mut self, tcp: &TcpStream) {
+        while self.sent < self.bytes.len() {
+            match tcp.try_write(&self.bytes[self.sent..]) {
+                Ok(n) if n > 0 => self.sent += n,
+                _ => break,
+            }
+        }
     }
 }

@@ -33,6 +33,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tracing::debug;
 
+use crate::net::Outbox;
 use crate::unbuffered::Keyring;
 
 /// Content type of an alert record.
@@ -526,9 +527,8 @@ pub struct UserStream {
     keyring: Keyring,
     /// The peer asked for our KeyUpdate; it goes out before our next record.
     update_due: bool,
-    /// Sealed records not yet written, from `out_at`.
-    out: Vec<u8>,
-    out_at: usize,
+    /// Sealed records not yet written.
+    out: Outbox,
     close_sent: bool,
     /// A read failed (and any alert owed was sent): nothing more goes either way.
     failed: bool,
@@ -563,8 +563,7 @@ impl UserStream {
             keyring,
             update_due: false,
             // Grows to one write's records on first use: a receive-only end never needs it.
-            out: Vec::new(),
-            out_at: 0,
+            out: Outbox::default(),
             close_sent: false,
             failed: false,
         })
@@ -640,12 +639,7 @@ impl UserStream {
         {
             self.close_sent = true;
             if self.seal(ALERT, &[FATAL, u8::from(alert)]).is_ok() {
-                while self.out_at < self.out.len() {
-                    match self.tcp.try_write(&self.out[self.out_at..]) {
-                        Ok(n) if n > 0 => self.out_at += n,
-                        _ => break,
-                    }
-                }
+                self.out.flush_now(&self.tcp);
             }
             debug!(?alert, "sent a fatal alert");
         }
@@ -678,20 +672,21 @@ impl UserStream {
     fn seal(&mut self, kind: u8, data: &[u8]) -> io::Result<()> {
         let len = u16::try_from(data.len() + 1 + TAG).expect("one record");
         let header = [APPLICATION_DATA, 3, 3, (len >> 8) as u8, len as u8];
-        let at = self.out.len();
-        self.out.extend_from_slice(&header);
-        self.out.extend_from_slice(data);
-        self.out.push(kind);
+        let out = self.out.buf();
+        let at = out.len();
+        out.extend_from_slice(&header);
+        out.extend_from_slice(data);
+        out.push(kind);
         let tag = self
             .tx
             .key
             .seal_in_place_separate_tag(
                 self.tx.nonce(),
                 aead::Aad::from(header),
-                &mut self.out[at + HEADER..],
+                &mut out[at + HEADER..],
             )
             .map_err(|_| io::Error::other("sealing a TLS record failed"))?;
-        self.out.extend_from_slice(tag.as_ref());
+        out.extend_from_slice(tag.as_ref());
         self.tx.seq += 1;
         Ok(())
     }
@@ -711,16 +706,7 @@ impl UserStream {
 
     /// Writes sealed records out until none are left.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.out_at < self.out.len() {
-            let n = ready!(Pin::new(&mut self.tcp).poll_write(cx, &self.out[self.out_at..]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.out_at += n;
-        }
-        self.out.clear();
-        self.out_at = 0;
-        Poll::Ready(Ok(()))
+        self.out.poll_drain(&mut self.tcp, cx)
     }
 }
 

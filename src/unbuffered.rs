@@ -24,6 +24,8 @@ use rustls::{CommonState, ConnectionTrafficSecrets, ExtractedSecrets};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::net::Outbox;
+
 /// A TLS record header: type, version (2), length (2).
 const HEADER: usize = 5;
 /// The largest record body rustls reads (TLS 1.2's allowance for compression and padding).
@@ -247,9 +249,8 @@ pub struct RustlsStream<S> {
     /// Decrypted bytes not yet read: `plain[plain_at..]`.
     plain: Vec<u8>,
     plain_at: usize,
-    /// Encoded records not yet sent: `out[out_at..]`.
-    out: Vec<u8>,
-    out_at: usize,
+    /// Encoded records not yet sent.
+    out: Outbox,
     peer_closed: bool,
     close_queued: bool,
     /// A fatal error happened (its alert, if any, is queued): nothing more either way.
@@ -275,8 +276,7 @@ impl<S: Side> RustlsStream<S> {
             filled: 0,
             plain: Vec::new(),
             plain_at: 0,
-            out: Vec::new(),
-            out_at: 0,
+            out: Outbox::default(),
             peer_closed: false,
             close_queued: false,
             failed: false,
@@ -304,7 +304,9 @@ impl<S: Side> RustlsStream<S> {
                         self.plain.extend_from_slice(record.payload);
                     }
                 }
-                Ok(ConnectionState::EncodeTlsData(mut state)) => encode(&mut state, &mut self.out)?,
+                Ok(ConnectionState::EncodeTlsData(mut state)) => {
+                    encode(&mut state, self.out.buf())?;
+                }
                 Ok(ConnectionState::TransmitTlsData(state)) => state.done(),
                 Ok(ConnectionState::PeerClosed) => self.peer_closed = true,
                 Ok(ConnectionState::Closed) => {
@@ -313,30 +315,31 @@ impl<S: Side> RustlsStream<S> {
                 }
                 Ok(ConnectionState::WriteTraffic(mut traffic)) => {
                     step = Some(Step::Idle);
+                    let out = self.out.buf();
                     if close && !self.close_queued {
-                        let at = self.out.len();
-                        self.out.resize(at + 64, 0);
+                        let at = out.len();
+                        out.resize(at + 64, 0);
                         let n = traffic
-                            .queue_close_notify(&mut self.out[at..])
+                            .queue_close_notify(&mut out[at..])
                             .map_err(|e| io::Error::other(e.to_string()))?;
-                        self.out.truncate(at + n);
+                        out.truncate(at + n);
                         self.close_queued = true;
                     } else if let Some(data) = write {
                         let take = data.len().min(WRITE_CHUNK);
-                        let at = self.out.len();
+                        let at = out.len();
                         let mut room = take + take / 64 + 1024;
                         loop {
-                            self.out.resize(at + room, 0);
-                            match traffic.encrypt(&data[..take], &mut self.out[at..]) {
+                            out.resize(at + room, 0);
+                            match traffic.encrypt(&data[..take], &mut out[at..]) {
                                 Ok(n) => {
-                                    self.out.truncate(at + n);
+                                    out.truncate(at + n);
                                     break;
                                 }
                                 Err(EncryptError::InsufficientSize(InsufficientSizeError {
                                     required_size,
                                 })) => room = required_size,
                                 Err(e) => {
-                                    self.out.truncate(at);
+                                    out.truncate(at);
                                     return Err(io::Error::other(e.to_string()));
                                 }
                             }
@@ -354,7 +357,7 @@ impl<S: Side> RustlsStream<S> {
                     self.consume(discard);
                     self.failed = true;
                     let rest = &mut self.incoming[self.start..self.filled];
-                    return Err(queued_alert(&mut self.conn, rest, &mut self.out, e));
+                    return Err(queued_alert(&mut self.conn, rest, self.out.buf(), e));
                 }
             }
             self.consume(discard);
@@ -384,27 +387,13 @@ impl<S: Side> RustlsStream<S> {
 
     /// Sends what is encoded; `Ready(Ok)` once all of it is out.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.out_at < self.out.len() {
-            let n = ready!(Pin::new(&mut self.tcp).poll_write(cx, &self.out[self.out_at..]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.out_at += n;
-        }
-        self.out.clear();
-        self.out_at = 0;
-        Poll::Ready(Ok(()))
+        self.out.poll_drain(&mut self.tcp, cx)
     }
 
     /// A fatal error: its alert goes out without waiting (the connection is over).
     fn fail(&mut self, err: io::Error) -> io::Error {
         self.failed = true;
-        while self.out_at < self.out.len() {
-            match self.tcp.try_write(&self.out[self.out_at..]) {
-                Ok(n) if n > 0 => self.out_at += n,
-                _ => break,
-            }
-        }
+        self.out.flush_now(&self.tcp);
         err
     }
 }

@@ -148,6 +148,24 @@ fn all_pairs(hosts: &[Host], step: &str) {
     transfer_between(&pairs, step);
 }
 
+/// `sst-tunnel check` on a certificate, key and CA file.
+fn check_files(cert: &Path, key: &Path, ca: &Path) -> Outcome {
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    Proc::spawn(
+        bin(),
+        &strs(&[
+            "check",
+            "--cert",
+            &s(cert),
+            "--key",
+            &s(key),
+            "--ca",
+            &s(ca),
+        ]),
+    )
+    .finish()
+}
+
 fn stdout(out: &Outcome) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -320,19 +338,11 @@ fn a_ca_directory_is_never_half_replaced() {
     gen_certs(other.path(), &["--node", "node1"]).ok();
     // Two CAs made without a name still differ by name.
     let name = |dir: &Path| {
-        let out = Proc::spawn(
-            bin(),
-            &strs(&[
-                "check",
-                "--cert",
-                dir.join("node1-cert.pem").to_str().unwrap(),
-                "--key",
-                dir.join("node1-key.pem").to_str().unwrap(),
-                "--ca",
-                dir.join("ca.pem").to_str().unwrap(),
-            ]),
-        )
-        .finish();
+        let out = check_files(
+            &dir.join("node1-cert.pem"),
+            &dir.join("node1-key.pem"),
+            &dir.join("ca.pem"),
+        );
         let text = stdout(&out);
         let line = text
             .lines()
@@ -374,19 +384,11 @@ fn check_names_a_look_alike_ca_and_how_to_renew() {
     }
     let p = |dir: &Path, f: &str| dir.join(f).to_string_lossy().into_owned();
     // node1 from cluster A checked against cluster B's CA of the same name.
-    let out = Proc::spawn(
-        bin(),
-        &strs(&[
-            "check",
-            "--cert",
-            &p(a.path(), "node1-cert.pem"),
-            "--key",
-            &p(a.path(), "node1-key.pem"),
-            "--ca",
-            &p(b.path(), "ca.pem"),
-        ]),
-    )
-    .finish();
+    let out = check_files(
+        &a.path().join("node1-cert.pem"),
+        &a.path().join("node1-key.pem"),
+        &b.path().join("ca.pem"),
+    );
     assert_eq!(out.code(), 3);
     let text = stdout(&out);
     assert!(
@@ -443,19 +445,11 @@ fn check_names_a_look_alike_ca_and_how_to_renew() {
     // Near expiry: a warning with the date and the command that renews this very node.
     let c = tempfile::tempdir().unwrap();
     gen_certs(c.path(), &["--node", "node3=127.0.0.3", "--days", "10"]).ok();
-    let out = Proc::spawn(
-        bin(),
-        &strs(&[
-            "check",
-            "--cert",
-            &p(c.path(), "node3-cert.pem"),
-            "--key",
-            &p(c.path(), "node3-key.pem"),
-            "--ca",
-            &p(c.path(), "ca.pem"),
-        ]),
-    )
-    .finish();
+    let out = check_files(
+        &c.path().join("node3-cert.pem"),
+        &c.path().join("node3-key.pem"),
+        &c.path().join("ca.pem"),
+    );
     out.ok();
     let text = stdout(&out);
     let dir = fs::canonicalize(c.path()).unwrap();

@@ -211,15 +211,20 @@ fn probe_now(cipher: Cipher) -> Result<bool, String> {
 /// Receives from a kTLS socket: plaintext of data records (possibly several), or one whole
 /// control record; returns its content type and length. Never blocks (MSG_DONTWAIT).
 pub(super) fn recv_record(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(u8, usize)> {
+    recv_with(fd, buf, MsgFlags::MSG_DONTWAIT)
+}
+
+/// Looks at what a kTLS socket has next without taking it (MSG_PEEK): 0 bytes only at the
+/// end of the stream. Never blocks.
+pub(super) fn peek_record(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    recv_with(fd, buf, MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_PEEK).map(|(_, n)| n)
+}
+
+fn recv_with(fd: BorrowedFd<'_>, buf: &mut [u8], flags: MsgFlags) -> io::Result<(u8, usize)> {
     let mut space = nix::cmsg_space!(u8);
     let mut iov = [io::IoSliceMut::new(buf)];
-    let msg = socket::recvmsg::<()>(
-        fd.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_DONTWAIT,
-    )
-    .map_err(io::Error::from)?;
+    let msg = socket::recvmsg::<()>(fd.as_raw_fd(), &mut iov, Some(&mut space), flags)
+        .map_err(io::Error::from)?;
     let mut kind = 23; // application data when the kernel adds no type (it always does)
     for cmsg in msg.cmsgs().map_err(io::Error::from)? {
         if let ControlMessageOwned::TlsGetRecordType(t) = cmsg {

@@ -138,6 +138,11 @@ pub fn ktls_recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(u8, usize)> 
     imp::recv_record(fd, buf)
 }
 
+/// Non-blocking look at what a kTLS socket has next, without taking it: 0 only at the end.
+pub fn ktls_peek(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    imp::peek_record(fd, buf)
+}
+
 /// Non-blocking send of one record of the given content type through kTLS.
 pub fn ktls_send_record(fd: BorrowedFd<'_>, kind: u8, payload: &[u8]) -> io::Result<usize> {
     imp::send_record(fd, kind, payload)

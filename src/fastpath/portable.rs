@@ -34,6 +34,10 @@ pub(super) fn recv_record(_fd: BorrowedFd<'_>, _buf: &mut [u8]) -> io::Result<(u
     Err(unsupported())
 }
 
+pub(super) fn peek_record(_fd: BorrowedFd<'_>, _buf: &mut [u8]) -> io::Result<usize> {
+    Err(unsupported())
+}
+
 pub(super) fn send_record(_fd: BorrowedFd<'_>, _kind: u8, _payload: &[u8]) -> io::Result<usize> {
     Err(unsupported())
 }

@@ -301,13 +301,18 @@ impl SplicePump {
                     .ready()
                     .poll_op(cx, Interest::READABLE, |fd| fastpath::splice(fd, w, cap))
                 {
-                    Poll::Ready(Ok(0)) => match &net {
+                    Poll::Ready(Ok(0)) => match &mut net {
                         Net::Plain(_) => self.eof = true,
-                        Net::Kernel(_) => {
-                            return Poll::Ready(Err(Fault::Read(
-                                io::ErrorKind::UnexpectedEof.into(),
-                            )));
-                        }
+                        // An empty record splices as 0 too: only the end is a truncation.
+                        Net::Kernel(k) => match k.empty_or_end() {
+                            Ok(false) => continue,
+                            Ok(true) => {
+                                return Poll::Ready(Err(Fault::Read(
+                                    io::ErrorKind::UnexpectedEof.into(),
+                                )));
+                            }
+                            Err(e) => return Poll::Ready(Err(Fault::Read(e))),
+                        },
                     },
                     Poll::Ready(Ok(n)) => {
                         if let Net::Kernel(k) = &mut net {
