@@ -469,8 +469,8 @@ pub fn inner_type(opened: &[u8]) -> io::Result<(u8, usize)> {
     Ok((opened[kind_at], kind_at))
 }
 
-/// Plaintext to deliver before anything the socket brings: what rustls decrypted before the
-/// hand-off (and, on the kernel path, the part of a record a small read could not take).
+/// Plaintext to deliver before anything the socket brings: on the kernel path, the part of a
+/// record a small read could not take (the hand-off itself leaves nothing decrypted behind).
 #[derive(Default)]
 pub struct Preface {
     bytes: Vec<u8>,
@@ -478,11 +478,6 @@ pub struct Preface {
 }
 
 impl Preface {
-    /// Bytes to replay first.
-    pub fn new(bytes: Vec<u8>) -> Self {
-        Self { bytes, at: 0 }
-    }
-
     /// Whether some are still to be delivered.
     pub fn pending(&self) -> bool {
         self.at < self.bytes.len()

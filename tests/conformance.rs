@@ -299,16 +299,22 @@ fn records(engine: &str) -> &str {
     }
 }
 
-/// What a `listen --stdio` answers to `case` after a genuine handshake and record, on
-/// `engine`: the alert it sent, and how it ended.
-fn against_listen(pki: &Pki, engine: &str, case: &Case) -> Answer {
+/// `listen --stdio` as node2 on `engine`, logging at debug level (the cases wait for its
+/// "handshake complete" line).
+fn stdio_listener(pki: &Pki, engine: &str) -> Proc {
     let mut args = listen_args("127.0.0.1:0", &tls_args(pki, "server", &[]));
     args.extend(strs(&["--stdio", "--log-level", "debug"]));
-    let mut server = Proc::spawn_with(
+    Proc::spawn_with(
         std::process::Command::new(bin())
             .args(&args)
             .env("SST_TUNNEL_RECORDS", records(engine)),
-    );
+    )
+}
+
+/// What a `listen --stdio` answers to `case` after a genuine handshake and record, on
+/// `engine`: the alert it sent, and how it ended.
+fn against_listen(pki: &Pki, engine: &str, case: &Case) -> Answer {
+    let mut server = stdio_listener(pki, engine);
     let port = server.port();
     let held_open = server.stdin();
     let mut peer = RawPeer::client(port, pki);
@@ -527,13 +533,7 @@ fn kernel_tls_valid_record_shapes() {
 }
 
 fn valid_shapes(pki: &Pki, engine: &str, lengths: impl Iterator<Item = usize>) {
-    let mut args = listen_args("127.0.0.1:0", &tls_args(pki, "server", &[]));
-    args.extend(strs(&["--stdio", "--log-level", "debug"]));
-    let mut server = Proc::spawn_with(
-        std::process::Command::new(bin())
-            .args(&args)
-            .env("SST_TUNNEL_RECORDS", records(engine)),
-    );
+    let mut server = stdio_listener(pki, engine);
     let port = server.port();
     let mut input = server.stdin();
     let mut peer = RawPeer::client(port, pki);
