@@ -47,8 +47,6 @@ enum Tool {
     Stunnel,
     /// The mariabackup SST shape: the joiner's stdout is a pipe into mbstream.
     SstTunnelStdio,
-    /// The same with rustls' own record layer after the handshake, for comparison.
-    SstTunnelStdioRustls,
     SocatTls,
     SocatPlain,
     /// `SST_BENCH_BASELINE`'s build in the exec and pipe shapes.
@@ -62,7 +60,6 @@ impl Tool {
             Tool::SstTunnel => "exec: sst-tunnel (connect -> listen --exec)",
             Tool::Stunnel => "exec: stunnel (inetd client -> exec server)",
             Tool::SstTunnelStdio => "pipe: sst-tunnel (connect -> listen --stdio)",
-            Tool::SstTunnelStdioRustls => "pipe: sst-tunnel, rustls' record layer",
             Tool::SocatTls => "pipe: socat OPENSSL (8 KiB blocks)",
             Tool::SocatPlain => "pipe: socat TCP, no TLS",
             Tool::BaselineExec => "exec: baseline build (SST_BENCH_BASELINE)",
@@ -102,7 +99,6 @@ fn main() {
         Tool::SstTunnelStdio,
         Tool::SocatTls,
         Tool::SocatPlain,
-        Tool::SstTunnelStdioRustls,
     ];
     if std::env::var_os("SST_BENCH_BASELINE").is_some() {
         tools.extend([Tool::BaselineExec, Tool::BaselineStdio]);
@@ -219,26 +215,16 @@ fn run(pki: &Pki, tool: Tool, input: &std::path::Path, bytes: u64) -> Sample {
                 Sink::Exec,
             )
         }
-        Tool::SstTunnelStdio | Tool::SstTunnelStdioRustls | Tool::BaselineStdio => {
-            let records = if tool == Tool::SstTunnelStdioRustls {
-                "rustls"
-            } else {
-                "records"
-            };
+        Tool::SstTunnelStdio | Tool::BaselineStdio => {
             let mut args = strs(&["--log-level", "info", "listen", "127.0.0.1:0", "--stdio"]);
             args.extend(pki.args("server"));
-            let mut server = Proc::spawn_raw_stdout(
-                Command::new(tool.binary())
-                    .args(&args)
-                    .env("SST_TUNNEL_RECORDS", records),
-            );
+            let mut server = Proc::spawn_raw_stdout(Command::new(tool.binary()).args(&args));
             server.close_stdin();
             let port = server.port();
             let sink = pipe_sink(pki, &mut server);
             let mut cargs = vec!["connect".to_string(), format!("127.0.0.1:{port}")];
             cargs.extend(pki.args("client"));
-            let mut client = Command::new(tool.binary());
-            client.env("SST_TUNNEL_RECORDS", records);
+            let client = Command::new(tool.binary());
             (server, spawn_client(client, &cargs, input), sink)
         }
         Tool::Stunnel => {

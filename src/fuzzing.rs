@@ -66,17 +66,18 @@ pub fn pem(data: &[u8]) {
     }
 }
 
-/// The records after a TLS 1.3 handshake as our record layer sees them once opened: `data`
-/// is a sequence of inner plaintexts (a big-endian u16 length, then that many bytes of
-/// content, type and padding), run through the same checks, for a client and a server. Every
-/// message our layer accepts must parse in rustls too (never laxer than rustls): alerts of a
-/// known level, KeyUpdates, and whole handshake messages. A panic is a finding.
+/// The records after a TLS 1.3 handshake as the kernel hands them to us (type from the
+/// control message, content decrypted and unpadded): `data` is a sequence of records (a type
+/// byte, a big-endian u16 length, then that many bytes of content), run through the same
+/// checks, for a client and a server. Every message we accept must parse in rustls too
+/// (never laxer than rustls): alerts of a known level, KeyUpdates, and whole handshake
+/// messages. A panic is a finding.
 pub fn records(data: &[u8]) {
     use rustls::internal::msgs::base::Payload;
     use rustls::internal::msgs::message::{Message, PlainMessage};
     use rustls::{ContentType, ProtocolVersion};
 
-    use crate::record::{self, Control};
+    use crate::control::{self, Control};
 
     let parses = |kind: u8, body: &[u8]| {
         let plain = PlainMessage {
@@ -89,16 +90,15 @@ pub fn records(data: &[u8]) {
     for client in [true, false] {
         let mut control = Control::new(client, false);
         let mut rest = data;
-        while let [a, b, tail @ ..] = rest {
-            let len = usize::from(u16::from_be_bytes([*a, *b])).min(tail.len());
-            let (inner, tail) = tail.split_at(len);
+        while let [kind, a, b, tail @ ..] = rest {
+            let kind = *kind;
+            let len = usize::from(u16::from_be_bytes([*a, *b]))
+                .min(tail.len())
+                .min(control::MAX_RECORD);
+            let (content, tail) = tail.split_at(len);
             rest = tail;
-            let Ok((kind, at)) = record::inner_type(inner) else {
-                break;
-            };
-            let content = &inner[..at];
             let whole = !control.mid_message();
-            let result = if kind == record::APPLICATION_DATA {
+            let result = if kind == control::APPLICATION_DATA {
                 control.data(content.len())
             } else {
                 control.record(kind, content).map(|_| ())
@@ -107,15 +107,15 @@ pub fn records(data: &[u8]) {
                 break;
             }
             // One whole message in one record, accepted by us: rustls must parse it too.
-            if kind != record::APPLICATION_DATA && whole && !control.mid_message() {
-                let single = kind != record::HANDSHAKE
+            if kind != control::APPLICATION_DATA && whole && !control.mid_message() {
+                let single = kind != control::HANDSHAKE
                     || (content.len() >= 4
                         && 4 + (usize::from(content[1]) << 16
                             | usize::from(content[2]) << 8
                             | usize::from(content[3]))
                             == content.len());
                 // A client's tickets go to rustls' own parser (KernelConnection) at the stream.
-                let ticket = kind == record::HANDSHAKE && content.first() == Some(&4);
+                let ticket = kind == control::HANDSHAKE && content.first() == Some(&4);
                 if single && !ticket && !control.peer_closed {
                     assert!(
                         parses(kind, content),

@@ -1,17 +1,15 @@
 //! Kernel TLS, and the hand-off of a finished rustls handshake to whatever makes the records
-//! from then on: the kernel, our user-space TLS 1.3 record layer ([`crate::record`]), or
-//! rustls itself ([`RustlsStream`]).
+//! from then on: the kernel, or rustls itself ([`RustlsStream`]).
 //!
 //! rustls does the handshake (certificate checks stay in one place) through its unbuffered
 //! API, which leaves the socket exactly at the first record after it ([`unbuffered`]). Then,
 //! when the kernel takes the negotiated cipher, the traffic keys and record sequence numbers
-//! move into the socket and the kernel encrypts and decrypts; otherwise a TLS 1.3 connection
-//! moves to the user-space record layer with the same keys. Both get them, and every later
-//! generation, from rustls' supported export (`dangerous_into_kernel_connection`). What
-//! neither can take (TLS 1.2 where the kernel cannot, `SST_TUNNEL_RECORDS=rustls`) stays on
-//! rustls' records. `--no-ktls` / `SST_TUNNEL_KTLS=off` rule the kernel out.
+//! move into the socket and the kernel encrypts and decrypts; the keys, and every later
+//! generation, come from rustls' supported export (`dangerous_into_kernel_connection`).
+//! Everything else (no kTLS in the kernel, a cipher it lacks, `--no-ktls` /
+//! `SST_TUNNEL_KTLS=off`) stays on rustls' own records.
 //!
-//! After the kernel hand-off the kernel returns non-data records to us ([`record::Control`]):
+//! After the kernel hand-off the kernel returns non-data records to us ([`control::Control`]):
 //! close_notify ends the stream cleanly, any other alert is an error, a server's tickets are
 //! parsed by rustls and dropped (we never resume). TLS 1.3 KeyUpdates go both ways where the
 //! kernel takes new keys (Linux 6.14 and later, probed once per process): a peer's is
@@ -32,11 +30,11 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 use tracing::debug;
 
-use crate::fastpath::{self, Cipher, Direction, TlsVersion};
-use crate::record::{
-    self, ALERT, APPLICATION_DATA, Control, Event, HANDSHAKE, KEY_UPDATE, MAX_RECORD, Preface,
-    UserStream,
+use crate::control::{
+    self, ALERT, APPLICATION_DATA, Control, Event, HANDSHAKE, KEY_UPDATE, MAX_RECORD,
 };
+use crate::fastpath::{self, Cipher, Direction, TlsVersion};
+use crate::net::Preface;
 use crate::tls;
 use crate::unbuffered::{Keyring, RustlsStream, Side};
 
@@ -81,20 +79,17 @@ pub fn prefer_unlimited_cipher() -> bool {
     !disabled() && fastpath::ktls_probe(Cipher::Chacha20Poly1305).is_ok()
 }
 
-/// A connection after the handshake: records made by rustls, by our user-space record
-/// layer, or by the kernel.
+/// A connection after the handshake: records made by rustls or by the kernel.
 pub enum Stream<S> {
-    /// rustls' records (TLS 1.2, or `SST_TUNNEL_RECORDS=rustls`).
+    /// rustls' records.
     Rustls(Box<RustlsStream<S>>),
-    /// TLS 1.3 records sealed and opened in user space by [`record::UserStream`].
-    Records(Box<UserStream>),
     /// The kernel's TLS socket.
     Kernel(Box<KernelStream>),
 }
 
-/// Moves a finished handshake to the kernel when it can, else TLS 1.3 to the user-space
-/// record layer; otherwise the records stay rustls'. An error means the connection is
-/// unusable (the kernel refused keys after the point of no return).
+/// Moves a finished handshake to the kernel when it can; otherwise the records stay rustls'.
+/// An error means the connection is unusable (the kernel refused keys after the point of no
+/// return).
 pub fn hand_off<S: Side>(conn: S, tcp: TcpStream) -> io::Result<Stream<S>> {
     let common = conn.common();
     // wanted() is false (and logged once) where the kernel has no TLS or --no-ktls is set.
@@ -102,9 +97,7 @@ pub fn hand_off<S: Side>(conn: S, tcp: TcpStream) -> io::Result<Stream<S>> {
         && offload_check(&tcp, common)
             .inspect_err(|why| debug!("not offloading to kernel TLS: {why}"))
             .is_ok();
-    let suite = common.negotiated_cipher_suite().map(|s| s.suite());
-    let records = !kernel && record::enabled() && suite.is_some_and(record::carries);
-    if !kernel && !records {
+    if !kernel {
         return Ok(Stream::Rustls(Box::new(RustlsStream::new(conn, tcp))));
     }
     let budget = tls::confidentiality_limit(common);
@@ -118,12 +111,6 @@ pub fn hand_off<S: Side>(conn: S, tcp: TcpStream) -> io::Result<Stream<S>> {
         .map_err(|e| io::Error::other(format!("TLS record hand-off: {e}")))?;
     let (tx_seq, tx) = &secrets.tx;
     let (rx_seq, rx) = &secrets.rx;
-    if records {
-        let suite = suite.expect("checked above");
-        let stream = UserStream::new(tcp, suite, S::CLIENT, &secrets, keyring, budget)?;
-        debug!(tx_seq, rx_seq, "TLS records in user space from here on");
-        return Ok(Stream::Records(Box::new(stream)));
-    }
     for (direction, seq, keys) in [(Direction::Tx, *tx_seq, tx), (Direction::Rx, *rx_seq, rx)] {
         fastpath::ktls_set_keys(tcp.as_fd(), direction, version, seq, keys).map_err(|e| {
             io::Error::other(format!(
@@ -303,7 +290,7 @@ impl KernelStream {
                 let e = if n == 0 {
                     io::ErrorKind::UnexpectedEof.into()
                 } else if self.control.mid_message() {
-                    record::violation(
+                    control::violation(
                         rustls::AlertDescription::UnexpectedMessage,
                         "application data between the fragments of a handshake message",
                     )
@@ -327,7 +314,7 @@ impl KernelStream {
     /// is an error.
     fn control(&mut self, kind: u8, body: &[u8]) -> io::Result<()> {
         let event = self.control.record(kind, body)?;
-        record::tickets(&mut self.control, &mut self.keyring)?;
+        control::tickets(&mut self.control, &mut self.keyring)?;
         match event {
             Event::None => Ok(()),
             // The kernel holds back what follows until it has the peer's next keys.
@@ -361,7 +348,7 @@ impl KernelStream {
     /// could not authenticate among them), the alert RFC 8446 names goes out through the
     /// kernel, best effort and without waiting; nothing follows it, not even close_notify.
     fn fail(&mut self, err: io::Error) -> io::Error {
-        if let Some(alert) = record::alert_for(&err)
+        if let Some(alert) = control::alert_for(&err)
             && !self.close_sent
         {
             self.close_sent = true;
@@ -407,11 +394,11 @@ fn poll_recv(
 /// the kernel waiting for keys we will not give.
 fn refused_record(e: io::Error) -> io::Error {
     match e.raw_os_error() {
-        Some(nix::libc::EMSGSIZE) => record::violation(
+        Some(nix::libc::EMSGSIZE) => control::violation(
             rustls::AlertDescription::RecordOverflow,
             "a record longer than TLS allows (refused by kernel TLS)",
         ),
-        Some(nix::libc::EINVAL) => record::violation(
+        Some(nix::libc::EINVAL) => control::violation(
             rustls::AlertDescription::DecodeError,
             "a record header kernel TLS refused (wrong version bytes)",
         ),
@@ -419,7 +406,7 @@ fn refused_record(e: io::Error) -> io::Error {
         // KeyUpdate; we only give it keys once the KeyUpdate is whole, so this is a KeyUpdate
         // split across records, which rustls refuses too (the socket still sends: the alert
         // goes out).
-        Some(nix::libc::EKEYEXPIRED) => record::violation(
+        Some(nix::libc::EKEYEXPIRED) => control::violation(
             rustls::AlertDescription::UnexpectedMessage,
             "a KeyUpdate split across records",
         ),
@@ -546,7 +533,6 @@ impl<S: Side> AsyncRead for Stream<S> {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Rustls(s) => Pin::new(&mut **s).poll_read(cx, buf),
-            Self::Records(r) => Pin::new(&mut **r).poll_read(cx, buf),
             Self::Kernel(k) => Pin::new(&mut **k).poll_read(cx, buf),
         }
     }
@@ -560,7 +546,6 @@ impl<S: Side> AsyncWrite for Stream<S> {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Self::Rustls(s) => Pin::new(&mut **s).poll_write(cx, buf),
-            Self::Records(r) => Pin::new(&mut **r).poll_write(cx, buf),
             Self::Kernel(k) => Pin::new(&mut **k).poll_write(cx, buf),
         }
     }
@@ -568,7 +553,6 @@ impl<S: Side> AsyncWrite for Stream<S> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Rustls(s) => Pin::new(&mut **s).poll_flush(cx),
-            Self::Records(r) => Pin::new(&mut **r).poll_flush(cx),
             Self::Kernel(k) => Pin::new(&mut **k).poll_flush(cx),
         }
     }
@@ -576,7 +560,6 @@ impl<S: Side> AsyncWrite for Stream<S> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Rustls(s) => Pin::new(&mut **s).poll_shutdown(cx),
-            Self::Records(r) => Pin::new(&mut **r).poll_shutdown(cx),
             Self::Kernel(k) => Pin::new(&mut **k).poll_shutdown(cx),
         }
     }

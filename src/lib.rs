@@ -15,9 +15,10 @@
 //! - [`tls`]: flags -> rustls configs; certificate loading, verification policies, names.
 //! - [`session`]: one connection around the relay: handshake deadline, summary, error wording.
 //! - [`unbuffered`]: rustls' unbuffered API on tokio: every handshake, and rustls' records
-//!   where it keeps them (TLS 1.2 without kernel TLS).
-//! - [`ktls`] / [`record`]: where a finished handshake's records are made: the kernel (kTLS),
-//!   or our user-space TLS 1.3 record layer, keyed through rustls' `KernelConnection`.
+//!   wherever the kernel does not take them.
+//! - [`ktls`] / [`control`]: the hand-off of a finished handshake to kernel TLS, keyed through
+//!   rustls' `KernelConnection`, and the control records (alerts, KeyUpdates, tickets) the
+//!   kernel hands back.
 //! - [`relay`]: moves bytes both ways with half-close and an idle timeout (the copy seam).
 //! - [`fastpath`]: the platform seam: copy-path choice and fd tuning; Linux and portable twins.
 //! - [`mycnf`]: MariaDB option files (`--defaults-file`), read as the SST scripts read them.
@@ -32,6 +33,7 @@
 pub mod app;
 pub mod cli;
 pub mod client;
+pub mod control;
 pub mod doctor;
 pub mod error;
 pub mod exec;
@@ -47,7 +49,6 @@ pub mod logging;
 pub mod mycnf;
 pub mod net;
 pub mod pki;
-pub mod record;
 pub mod relay;
 pub mod selftest;
 pub mod server;

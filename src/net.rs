@@ -1,5 +1,6 @@
-//! TCP plumbing: parsing HOST:PORT, dialling with a timeout, listening, socket tuning, and
-//! the queue of encoded TLS records on their way out of a user-space record layer.
+//! TCP plumbing: parsing HOST:PORT, dialling with a timeout, listening, socket tuning; the
+//! queue of encoded TLS records on their way out of rustls' record layer, and the decrypted
+//! bytes a short read could not take.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -8,7 +9,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use socket2::{Domain, SockRef, Socket, TcpKeepalive, Type};
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, lookup_host};
 use tracing::debug;
 
@@ -282,18 +283,40 @@ mod tests {
     }
 }
 
-/// Encoded TLS records on their way to the socket: appended at the back, sent from the front
-/// (both user-space record layers, ours and rustls', keep one).
+/// Encoded TLS records on their way to the socket: appended at the back, sent from the front.
+/// The buffer stays allocated and initialised at its high-water mark, so appending a 256 KiB
+/// write does not zero 256 KiB first.
 #[derive(Default)]
 pub struct Outbox {
+    /// Initialised bytes; `bytes[sent..end]` is queued.
     bytes: Vec<u8>,
+    end: usize,
     sent: usize,
 }
 
 impl Outbox {
-    /// The queue, to append records to.
-    pub fn buf(&mut self) -> &mut Vec<u8> {
-        &mut self.bytes
+    /// `n` bytes of room after what is queued, to encode into; [`Outbox::commit`] queues them.
+    pub fn spare(&mut self, n: usize) -> &mut [u8] {
+        if self.bytes.len() < self.end + n {
+            self.bytes.resize(self.end + n, 0);
+        }
+        &mut self.bytes[self.end..self.end + n]
+    }
+
+    /// Queues the first `n` bytes of the last [`Outbox::spare`].
+    pub fn commit(&mut self, n: usize) {
+        self.end += n;
+    }
+
+    /// What is queued and not yet sent.
+    pub fn queued(&self) -> &[u8] {
+        &self.bytes[self.sent..self.end]
+    }
+
+    /// Forgets what is queued (it was sent some other way).
+    pub fn clear(&mut self) {
+        self.end = 0;
+        self.sent = 0;
     }
 
     /// Sends what is queued; `Ready(Ok)` once all of it is out.
@@ -302,26 +325,61 @@ impl Outbox {
         tcp: &mut TcpStream,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
-        while self.sent < self.bytes.len() {
-            let n = ready!(Pin::new(&mut *tcp).poll_write(cx, &self.bytes[self.sent..]))?;
+        while self.sent < self.end {
+            let n = ready!(Pin::new(&mut *tcp).poll_write(cx, &self.bytes[self.sent..self.end]))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             self.sent += n;
         }
-        self.bytes.clear();
-        self.sent = 0;
+        self.clear();
         Poll::Ready(Ok(()))
     }
 
     /// Sends what the socket takes now, without waiting: the last words of a connection that
     /// failed (its fatal alert).
     pub fn flush_now(&mut self, tcp: &TcpStream) {
-        while self.sent < self.bytes.len() {
-            match tcp.try_write(&self.bytes[self.sent..]) {
+        while self.sent < self.end {
+            match tcp.try_write(&self.bytes[self.sent..self.end]) {
                 Ok(n) if n > 0 => self.sent += n,
                 _ => break,
             }
         }
+    }
+}
+
+/// Decrypted bytes to deliver before anything the socket brings: the part of a record a
+/// short read could not take (the hand-off itself leaves nothing decrypted behind).
+#[derive(Default)]
+pub struct Preface {
+    bytes: Vec<u8>,
+    at: usize,
+}
+
+impl Preface {
+    /// Whether some are still to be delivered.
+    pub fn pending(&self) -> bool {
+        self.at < self.bytes.len()
+    }
+
+    /// Queues more after what is pending.
+    pub fn push(&mut self, more: &[u8]) {
+        self.bytes.extend_from_slice(more);
+    }
+
+    /// Moves what fits into `out`; `false` when nothing was pending.
+    pub fn deliver(&mut self, out: &mut ReadBuf<'_>) -> bool {
+        if !self.pending() {
+            return false;
+        }
+        let n = (self.bytes.len() - self.at).min(out.remaining());
+        out.put_slice(&self.bytes[self.at..self.at + n]);
+        self.at += n;
+        if !self.pending() {
+            // Keeps the allocation: a stream spills a record's tail here often.
+            self.bytes.clear();
+            self.at = 0;
+        }
+        true
     }
 }

@@ -73,7 +73,7 @@ pub type ServerStream = ktls::Stream<UnbufferedServerConnection>;
 pub type ClientStream = ktls::Stream<UnbufferedClientConnection>;
 
 /// Server side of a connection: socket tuning, then the handshake and the hand-off to the
-/// kernel or the user-space record layer, all under `limit`.
+/// kernel or to rustls' records, all under `limit`.
 pub async fn accept(
     config: &Arc<ServerConfig>,
     tcp: TcpStream,
@@ -109,7 +109,7 @@ async fn establish<S: Side>(
     let mut info = TlsInfo::of(conn.common());
     let stream = ktls::hand_off(conn, tcp).map_err(|e| tls::classify(&e, Error::Handshake))?;
     if !matches!(stream, ktls::Stream::Rustls(_)) {
-        // The kernel stream enforces the key-usage limit itself; the record layer rekeys.
+        // The kernel stream enforces the key-usage limit itself.
         info.record_budget = None;
     }
     Ok((stream, info))

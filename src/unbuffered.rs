@@ -1,7 +1,7 @@
-//! rustls' unbuffered API driven on tokio: every handshake, and rustls' record layer where
-//! it keeps the records after one (TLS 1.2 without kernel TLS; `SST_TUNNEL_RECORDS=rustls`).
+//! rustls' unbuffered API driven on tokio: every handshake, and rustls' record layer wherever
+//! the kernel does not take the records after one.
 //!
-//! Why not tokio-rustls: the hand-off to the kernel or to our record layer must start on a
+//! Why not tokio-rustls: the hand-off to the kernel must start on a
 //! record boundary with nothing of the peer's already consumed. Here the handshake reads the
 //! socket one whole record at a time and hands rustls exactly that, so when rustls says the
 //! handshake is done, every later byte is still in the socket; nothing relies on the internals
@@ -24,7 +24,7 @@ use rustls::{CommonState, ConnectionTrafficSecrets, ExtractedSecrets};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::net::Outbox;
+use crate::net::{Outbox, Preface};
 
 /// A TLS record header: type, version (2), length (2).
 const HEADER: usize = 5;
@@ -134,24 +134,19 @@ fn tls_error(e: rustls::Error) -> io::Error {
 /// Encodes one handshake or alert record rustls has ready onto `out`.
 fn encode<D>(
     state: &mut rustls::unbuffered::EncodeTlsData<'_, D>,
-    out: &mut Vec<u8>,
+    out: &mut Outbox,
 ) -> io::Result<()> {
-    let at = out.len();
     let mut room = 4096;
     loop {
-        out.resize(at + room, 0);
-        match state.encode(&mut out[at..]) {
+        match state.encode(out.spare(room)) {
             Ok(n) => {
-                out.truncate(at + n);
+                out.commit(n);
                 return Ok(());
             }
             Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size })) => {
                 room = required_size;
             }
-            Err(e) => {
-                out.truncate(at);
-                return Err(io::Error::other(e.to_string()));
-            }
+            Err(e) => return Err(io::Error::other(e.to_string())),
         }
     }
 }
@@ -162,7 +157,7 @@ fn encode<D>(
 fn queued_alert<S: Side>(
     conn: &mut S,
     incoming: &mut [u8],
-    out: &mut Vec<u8>,
+    out: &mut Outbox,
     err: rustls::Error,
 ) -> io::Error {
     // One call only: it hands out what rustls queued (the alert) before it would look at
@@ -192,7 +187,7 @@ async fn read_record(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {
 /// whole record at a time, so it is left exactly at the first record after the handshake.
 pub async fn handshake<S: Side>(conn: &mut S, tcp: &mut TcpStream) -> io::Result<()> {
     let mut incoming = Vec::new();
-    let mut outgoing = Vec::new();
+    let mut outgoing = Outbox::default();
     loop {
         let UnbufferedStatus { discard, state } = conn.process(&mut incoming);
         let mut need_more = false;
@@ -200,7 +195,7 @@ pub async fn handshake<S: Side>(conn: &mut S, tcp: &mut TcpStream) -> io::Result
         match state {
             Ok(ConnectionState::EncodeTlsData(mut state)) => encode(&mut state, &mut outgoing)?,
             Ok(ConnectionState::TransmitTlsData(state)) => {
-                tcp.write_all(&outgoing).await?;
+                tcp.write_all(outgoing.queued()).await?;
                 outgoing.clear();
                 state.done();
             }
@@ -220,7 +215,7 @@ pub async fn handshake<S: Side>(conn: &mut S, tcp: &mut TcpStream) -> io::Result
             Err(e) => {
                 incoming.drain(..discard);
                 let err = queued_alert(conn, &mut incoming, &mut outgoing, e);
-                let _ = tcp.write_all(&outgoing).await;
+                let _ = tcp.write_all(outgoing.queued()).await;
                 return Err(err);
             }
         }
@@ -246,9 +241,8 @@ pub struct RustlsStream<S> {
     incoming: Box<[u8]>,
     start: usize,
     filled: usize,
-    /// Decrypted bytes not yet read: `plain[plain_at..]`.
-    plain: Vec<u8>,
-    plain_at: usize,
+    /// The tail of a decrypted record the caller's buffer could not take.
+    plain: Preface,
     /// Encoded records not yet sent.
     out: Outbox,
     peer_closed: bool,
@@ -274,8 +268,7 @@ impl<S: Side> RustlsStream<S> {
             incoming: vec![0; RECEIVE_BUFFER + HEADER + MAX_BODY].into_boxed_slice(),
             start: 0,
             filled: 0,
-            plain: Vec::new(),
-            plain_at: 0,
+            plain: Preface::default(),
             out: Outbox::default(),
             peer_closed: false,
             close_queued: false,
@@ -288,10 +281,17 @@ impl<S: Side> RustlsStream<S> {
         self.conn.common()
     }
 
-    /// Lets rustls process what was received: plaintext goes to `plain`, records rustls
-    /// wants sent (KeyUpdate answers, alerts) to `out`. With `write`, once rustls may send,
-    /// encrypts a chunk of it (or, with an empty `write` and `close`, our close_notify).
-    fn drive(&mut self, write: Option<&[u8]>, close: bool) -> io::Result<Step> {
+    /// Lets rustls process what was received: plaintext goes straight into `read` (what does
+    /// not fit waits in `plain`, and processing stops there: the rest stays ciphertext until
+    /// the next read), records rustls wants sent (KeyUpdate answers, alerts) to `out`. With
+    /// `write`, once rustls may send, encrypts a chunk of it (or, with `close`, our
+    /// close_notify).
+    fn drive(
+        &mut self,
+        mut read: Option<&mut ReadBuf<'_>>,
+        write: Option<&[u8]>,
+        close: bool,
+    ) -> io::Result<Step> {
         loop {
             let UnbufferedStatus { discard, state } = self
                 .conn
@@ -300,12 +300,28 @@ impl<S: Side> RustlsStream<S> {
             match state {
                 Ok(ConnectionState::ReadTraffic(mut traffic)) => {
                     while let Some(record) = traffic.next_record() {
-                        let record = record.map_err(tls_error)?;
-                        self.plain.extend_from_slice(record.payload);
+                        let payload = record.map_err(tls_error)?.payload;
+                        let took = match read.as_deref_mut() {
+                            Some(out) => {
+                                let n = payload.len().min(out.remaining());
+                                out.put_slice(&payload[..n]);
+                                n
+                            }
+                            None => 0,
+                        };
+                        self.plain.push(&payload[took..]);
+                    }
+                    // A read stops once its buffer is full; a write goes on to encrypt (the
+                    // plaintext waits in `plain` for the next read).
+                    if read
+                        .as_ref()
+                        .is_some_and(|r| r.remaining() == 0 || self.plain.pending())
+                    {
+                        step = Some(Step::Idle);
                     }
                 }
                 Ok(ConnectionState::EncodeTlsData(mut state)) => {
-                    encode(&mut state, self.out.buf())?;
+                    encode(&mut state, &mut self.out)?;
                 }
                 Ok(ConnectionState::TransmitTlsData(state)) => state.done(),
                 Ok(ConnectionState::PeerClosed) => self.peer_closed = true,
@@ -315,33 +331,26 @@ impl<S: Side> RustlsStream<S> {
                 }
                 Ok(ConnectionState::WriteTraffic(mut traffic)) => {
                     step = Some(Step::Idle);
-                    let out = self.out.buf();
+                    let out = &mut self.out;
                     if close && !self.close_queued {
-                        let at = out.len();
-                        out.resize(at + 64, 0);
                         let n = traffic
-                            .queue_close_notify(&mut out[at..])
+                            .queue_close_notify(out.spare(64))
                             .map_err(|e| io::Error::other(e.to_string()))?;
-                        out.truncate(at + n);
+                        out.commit(n);
                         self.close_queued = true;
                     } else if let Some(data) = write {
                         let take = data.len().min(WRITE_CHUNK);
-                        let at = out.len();
                         let mut room = take + take / 64 + 1024;
                         loop {
-                            out.resize(at + room, 0);
-                            match traffic.encrypt(&data[..take], &mut out[at..]) {
+                            match traffic.encrypt(&data[..take], out.spare(room)) {
                                 Ok(n) => {
-                                    out.truncate(at + n);
+                                    out.commit(n);
                                     break;
                                 }
                                 Err(EncryptError::InsufficientSize(InsufficientSizeError {
                                     required_size,
                                 })) => room = required_size,
-                                Err(e) => {
-                                    out.truncate(at);
-                                    return Err(io::Error::other(e.to_string()));
-                                }
+                                Err(e) => return Err(io::Error::other(e.to_string())),
                             }
                         }
                         step = Some(Step::Wrote(take));
@@ -357,7 +366,7 @@ impl<S: Side> RustlsStream<S> {
                     self.consume(discard);
                     self.failed = true;
                     let rest = &mut self.incoming[self.start..self.filled];
-                    return Err(queued_alert(&mut self.conn, rest, self.out.buf(), e));
+                    return Err(queued_alert(&mut self.conn, rest, &mut self.out, e));
                 }
             }
             self.consume(discard);
@@ -406,14 +415,7 @@ impl<S: Side> AsyncRead for RustlsStream<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
-            if this.plain_at < this.plain.len() {
-                let n = (this.plain.len() - this.plain_at).min(buf.remaining());
-                buf.put_slice(&this.plain[this.plain_at..this.plain_at + n]);
-                this.plain_at += n;
-                if this.plain_at == this.plain.len() {
-                    this.plain.clear();
-                    this.plain_at = 0;
-                }
+            if this.plain.deliver(buf) {
                 return Poll::Ready(Ok(()));
             }
             if this.peer_closed || buf.remaining() == 0 {
@@ -422,15 +424,16 @@ impl<S: Side> AsyncRead for RustlsStream<S> {
             if this.failed {
                 return Poll::Ready(Err(io::Error::other("the connection has failed")));
             }
-            if let Err(e) = this.drive(None, false) {
+            let before = buf.filled().len();
+            if let Err(e) = this.drive(Some(buf), None, false) {
                 return Poll::Ready(Err(this.fail(e)));
             }
             // KeyUpdate answers go out as soon as the socket takes them.
             if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
                 return Poll::Ready(Err(e));
             }
-            if this.plain_at < this.plain.len() || this.peer_closed {
-                continue;
+            if buf.filled().len() > before || this.peer_closed {
+                return Poll::Ready(Ok(()));
             }
             this.make_room();
             let mut room = ReadBuf::new(&mut this.incoming[this.filled..]);
@@ -455,7 +458,7 @@ impl<S: Side> AsyncWrite for RustlsStream<S> {
             return Poll::Ready(Err(io::Error::other("the connection has failed")));
         }
         ready!(this.poll_drain(cx))?;
-        match this.drive(Some(buf), false) {
+        match this.drive(None, Some(buf), false) {
             Ok(Step::Wrote(n)) => {
                 if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
                     return Poll::Ready(Err(e));
@@ -478,7 +481,7 @@ impl<S: Side> AsyncWrite for RustlsStream<S> {
         let this = self.get_mut();
         if !this.failed && !this.close_queued {
             ready!(this.poll_drain(cx))?;
-            if let Err(e) = this.drive(None, true) {
+            if let Err(e) = this.drive(None, None, true) {
                 return Poll::Ready(Err(this.fail(e)));
             }
         }

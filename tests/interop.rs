@@ -128,8 +128,8 @@ fn stock_client_with_the_wrong_ca_is_refused() {
 #[test]
 fn openssl_peer_asks_for_a_key_update_and_gets_one() {
     // OpenSSL's s_client sends a KeyUpdate with update_requested on its "K" command: the
-    // user-space record layer must follow the new keys and answer with its own KeyUpdate
-    // before its next record, which OpenSSL must then decrypt.
+    // tunnel must follow the new keys and answer with its own KeyUpdate before its next
+    // record, which OpenSSL must then decrypt (s_client -msg shows the KeyUpdate arrive).
     let openssl = require("openssl");
     let pki = Pki::new();
     let mut args = strs(&["--log-level", "debug"]);
@@ -142,6 +142,7 @@ fn openssl_peer_asks_for_a_key_update_and_gets_one() {
     let mut peer = std::process::Command::new(&openssl)
         .args(strs(&[
             "s_client",
+            "-msg",
             "-connect",
             &format!("127.0.0.1:{port}"),
         ]))
@@ -168,18 +169,27 @@ fn openssl_peer_asks_for_a_key_update_and_gets_one() {
     peer_in.write_all(b"before\n").unwrap();
     assert_eq!(read_line(&mut server_out), "before\n");
     peer_in.write_all(b"K\n").unwrap();
-    server.wait_line("peer rekeyed (TLS 1.3 KeyUpdate) requested=true");
+    // -msg shows the KeyUpdate go out.
+    loop {
+        let line = read_line(&mut peer_out);
+        assert!(!line.is_empty(), "s_client ended before its KeyUpdate");
+        if line.starts_with(">>>") && line.contains("KeyUpdate") {
+            break;
+        }
+    }
     peer_in.write_all(b"after\n").unwrap();
     assert_eq!(read_line(&mut server_out), "after\n");
     server_in.write_all(b"answer\n").unwrap();
-    server.wait_line("rekeyed (TLS 1.3 KeyUpdate sent)");
+    let mut key_update = false;
     loop {
         let line = read_line(&mut peer_out);
         assert!(!line.is_empty(), "s_client ended before our answer arrived");
+        key_update |= line.starts_with("<<<") && line.contains("KeyUpdate");
         if line == "answer\n" {
             break;
         }
     }
+    assert!(key_update, "no KeyUpdate from the tunnel before its answer");
     drop(peer_in);
     drop(server_in);
     let status = peer.wait().unwrap();

@@ -157,7 +157,7 @@ impl<S> Spliceable for ktls::Stream<S> {
     fn splice_net(&mut self) -> Option<Net<'_>> {
         match self {
             Self::Kernel(k) => Some(Net::Kernel(k)),
-            Self::Rustls(_) | Self::Records(_) => None,
+            Self::Rustls(_) => None,
         }
     }
 }
