@@ -3,7 +3,7 @@
 #
 #   packaging/build.sh [--no-build]
 #
-# Builds the release binary (unless --no-build), generates the man pages and completions from
+# Builds the release binary (unless --no-build; under CARGO_TARGET_DIR when set), generates the man pages and completions from
 # the clap definitions (`sst-tunnel generate`), stages every file of files.list under
 # target/package/root, and packs that tree with dpkg-deb and rpmbuild:
 #   target/package/sst-tunnel_VERSION_ARCH.deb
@@ -15,7 +15,10 @@ repo=$(pwd)
 
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
 [ "${1:-}" = --no-build ] || cargo build --release --locked
-bin=$repo/target/release/sst-tunnel
+# cargo builds under CARGO_TARGET_DIR when it is set (relative to the repository).
+target_dir=${CARGO_TARGET_DIR:-target}
+case $target_dir in /*) ;; *) target_dir=$repo/$target_dir ;; esac
+bin=$target_dir/release/sst-tunnel
 out=$repo/target/package
 gen=$out/gen
 root=$out/root

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian/Ubuntu machine: installs what the tests use
 # (stunnel4, socat, rsync, and MariaDB Galera for the real-SST test, from the distribution),
-# then runs cargo fmt/clippy checks and every test, fuzzes each parser for 20 s, builds the
+# then runs cargo fmt/clippy/machete checks and every test, fuzzes each parser for 15 s, builds the
 # .deb and .rpm and installs, uses and removes the .deb, and finally runs the kernel-TLS
 # tests in QEMU guests (qemu-system-x86, busybox-static, Debian's 6.1 and 6.17 kernel packages). Needs root: apt-get, dpkg, and
 # the Galera test runs mysqld as the mysql user. Skips the install when the tools are there.
@@ -36,9 +36,12 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+# No dependency that nothing uses.
+command -v cargo-machete >/dev/null || cargo install cargo-machete --locked --quiet
+cargo machete
 cargo test --locked
 # Every parser of outside input under libFuzzer for a fixed time each (cargo-fuzz).
-scripts/fuzz.sh 20
+scripts/fuzz.sh 15
 # The packages: build the .deb and .rpm, install the .deb, use it, remove it.
 packaging/build.sh
 packaging/test-install.sh

@@ -1,7 +1,6 @@
 //! One TLS connection's life around the relay: handshake with a deadline, what was negotiated,
 //! the summary line, and turning failures into one-line errors.
 
-use std::fmt::Write as _;
 use std::future::Future;
 use std::io;
 use std::io::Write as _;
@@ -13,6 +12,7 @@ use rustls::client::UnbufferedClientConnection;
 use rustls::pki_types::ServerName;
 use rustls::server::UnbufferedServerConnection;
 use rustls::{ClientConfig, CommonState, ProtocolVersion, ServerConfig};
+use serde::Serialize;
 use tokio::net::TcpStream;
 use tracing::{info, warn};
 
@@ -255,7 +255,32 @@ impl Reporting {
     }
 }
 
-/// One JSON object (one line) describing a connection.
+/// The `--stats-json` record of one connection: one JSON object per line. The schema is
+/// this struct (README, *CLI reference*): fields are only ever added.
+#[derive(Debug, Serialize)]
+struct Stats<'a> {
+    /// `ok`, or `error` (then `error` says why).
+    result: &'static str,
+    /// The peer's address.
+    peer: &'a str,
+    sent_bytes: u64,
+    received_bytes: u64,
+    /// Wall time of the transfer, microsecond resolution.
+    seconds: f64,
+    tls_version: &'a str,
+    /// IANA name of the negotiated suite.
+    cipher_suite: &'a str,
+    /// `ktls+splice`, `ktls` or `buffered`.
+    copy_path: String,
+    /// The peer certificate's subject DN, when it sent one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer_subject: Option<&'a str>,
+    /// Why the transfer failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+/// Writes one connection's [`Stats`] line (appended for `listen --exec`).
 fn write_stats(
     path: &Path,
     append: bool,
@@ -264,66 +289,25 @@ fn write_stats(
     t: &Transfer,
     error: Option<&str>,
 ) -> io::Result<()> {
-    let secs = t.elapsed.as_secs_f64();
-    let mut line = String::from("{");
-    let _ = write!(
-        line,
-        "\"result\":{},\"peer\":{},\"sent_bytes\":{},\"received_bytes\":{},\"seconds\":{secs:.6},\
-         \"tls_version\":{},\"cipher_suite\":{},\"copy_path\":{}",
-        json(if error.is_some() { "error" } else { "ok" }),
-        json(peer),
-        t.sent,
-        t.received,
-        json(&info.version),
-        json(&info.suite),
-        json(&t.path.to_string()),
-    );
-    if let Some(subject) = &info.peer_subject {
-        let _ = write!(line, ",\"peer_subject\":{}", json(subject));
-    }
-    if let Some(error) = error {
-        let _ = write!(line, ",\"error\":{}", json(error));
-    }
-    line.push_str("}\n");
+    let stats = Stats {
+        result: if error.is_some() { "error" } else { "ok" },
+        peer,
+        sent_bytes: t.sent,
+        received_bytes: t.received,
+        seconds: (t.elapsed.as_secs_f64() * 1e6).round() / 1e6,
+        tls_version: &info.version,
+        cipher_suite: &info.suite,
+        copy_path: t.path.to_string(),
+        peer_subject: info.peer_subject.as_deref(),
+        error,
+    };
+    let mut line = serde_json::to_vec(&stats)?;
+    line.push(b'\n');
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .write(true)
         .append(append)
         .truncate(!append)
         .open(path)?;
-    file.write_all(line.as_bytes())
-}
-
-/// A JSON string literal.
-fn json(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_strings_are_escaped() {
-        assert_eq!(
-            json("CN=a \"b\"\\c\n\u{1}"),
-            "\"CN=a \\\"b\\\"\\\\c\\n\\u0001\""
-        );
-    }
+    file.write_all(&line)
 }

@@ -305,6 +305,18 @@ fn stats_json_records_success_and_failure() {
     assert!(s.contains("\"tls_version\":\"TLSv1.3\""), "{s}");
     assert!(s.contains("\"peer_subject\":\"CN=node1\""), "{s}");
     assert!(s.ends_with("}\n") && s.lines().count() == 1, "{s}");
+    let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+    assert!(v["seconds"].as_f64().is_some_and(|t| t > 0.0), "{s}");
+    assert!(
+        v["cipher_suite"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("TLS13_")),
+        "{s}"
+    );
+    assert!(
+        v["copy_path"].is_string() && v.get("error").is_none(),
+        "{s}"
+    );
     let c = fs::read_to_string(&client_stats).unwrap();
     assert!(
         c.contains("\"sent_bytes\":3145728,\"received_bytes\":0,"),
@@ -324,7 +336,13 @@ fn stats_json_records_success_and_failure() {
     server.finish().fails(6, "(stream truncated)");
     let s = fs::read_to_string(&server_stats).unwrap();
     assert!(s.starts_with("{\"result\":\"error\""), "{s}");
-    assert!(s.contains("(stream truncated)"), "{s}");
+    let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("(stream truncated)")),
+        "{s}"
+    );
 }
 
 /// A node's option file as a DBA writes it: server TLS in [mariadb], SST files in [sst].
