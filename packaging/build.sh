@@ -3,27 +3,45 @@
 #
 #   packaging/build.sh [--no-build]
 #
-# Builds the release binary (unless --no-build; under CARGO_TARGET_DIR when set), generates the man pages and completions from
-# the clap definitions (`sst-tunnel generate`), stages every file of files.list under
-# target/package/root, and packs that tree with dpkg-deb and rpmbuild:
+# Builds the packaged binary (unless --no-build): a release build linked against glibc 2.28
+# with cargo-zigbuild (zig from PyPI's ziglang), so one binary runs on every distribution
+# with glibc 2.28 or later (RHEL/Rocky/Alma 8, Debian 10, Ubuntu 20.04 and newer). It lands
+# under CARGO_TARGET_DIR (default target/) in TRIPLE/release/. Then it generates the man pages
+# and completions from the clap definitions (`sst-tunnel generate`), stages every file of
+# files.list under target/package/root, and packs that tree with dpkg-deb and rpmbuild:
 #   target/package/sst-tunnel_VERSION_ARCH.deb
 #   target/package/sst-tunnel-VERSION-1.ARCH.rpm
-# Needs dpkg-dev (dpkg-shlibdeps) and rpm (rpmbuild).
+# Needs dpkg-dev (dpkg-shlibdeps) and rpm (rpmbuild); installs ziglang (pip) and
+# cargo-zigbuild (cargo) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
-[ "${1:-}" = --no-build ] || cargo build --release --locked
+# The oldest glibc the binary may need: its symbols are bound to this version's.
+glibc=2.28
+triple=$(uname -m)-unknown-linux-gnu
+if [ "${1:-}" != --no-build ]; then
+    python3 -c 'import ziglang' 2>/dev/null || command -v zig >/dev/null ||
+        python3 -m pip install --quiet --root-user-action=ignore ziglang
+    command -v cargo-zigbuild >/dev/null || cargo install cargo-zigbuild --locked --quiet
+    cargo zigbuild --release --locked --target "$triple.$glibc"
+fi
 # cargo builds under CARGO_TARGET_DIR when it is set (relative to the repository).
 target_dir=${CARGO_TARGET_DIR:-target}
 case $target_dir in /*) ;; *) target_dir=$repo/$target_dir ;; esac
-bin=$target_dir/release/sst-tunnel
+bin=$target_dir/$triple/release/sst-tunnel
+[ -x "$bin" ] || { echo "packaging/build.sh: no binary at $bin (build it, or drop --no-build)" >&2; exit 1; }
+# A symbol bound to a newer glibc would make the package refuse to run where it installs.
+newest=$(objdump -T "$bin" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -Vu | tail -n1)
+[ "$(printf '%s\n%s\n' "$newest" "$glibc" | sort -V | tail -n1)" = "$glibc" ] ||
+    { echo "packaging/build.sh: $bin needs GLIBC_$newest, above $glibc" >&2; exit 1; }
 out=$repo/target/package
 gen=$out/gen
 root=$out/root
 rm -rf "$out"
 mkdir -p "$gen/man" "$gen/completions" "$root"
+cp "$bin" "$gen/sst-tunnel"
 
 "$bin" generate man "$gen/man"
 cp packaging/sst-tunnel-switch.8 "$gen/man/"
@@ -68,7 +86,11 @@ mkdir -p "$deb/DEBIAN"
 shlibs=$(mktemp -d)
 mkdir "$shlibs/debian"
 printf 'Source: sst-tunnel\n\nPackage: sst-tunnel\nArchitecture: any\n' >"$shlibs/debian/control"
-depends=$(cd "$shlibs" && dpkg-shlibdeps -O "$bin" 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
+# dpkg-shlibdeps reads the build machine's symbols files, which can ask for more than the
+# binary's symbol versions do (bookworm's says 2.34 for any use of sysconf, for constants
+# 2.34 added): libc6's minimum is the newest glibc version the binary's symbols name.
+depends=$(cd "$shlibs" && dpkg-shlibdeps -O "$bin" 2>/dev/null | sed -n 's/^shlibs:Depends=//p' |
+    sed "s/libc6 (>= [0-9.]*)/libc6 (>= $newest)/")
 rm -rf "$shlibs"
 cat >"$deb/DEBIAN/control" <<EOF
 Package: sst-tunnel

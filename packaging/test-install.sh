@@ -2,7 +2,8 @@
 # packaging/test-install.sh: install the .deb built by packaging/build.sh, use it from the
 # installed paths (version, selftest, a drop-in socat transfer, the stunnel name, the switch),
 # remove it, and check that the system's stunnel and socat still work; then check the .rpm's
-# metadata and file list against packaging/files.list, and lintian the .deb. Needs root.
+# metadata and file list against packaging/files.list, that neither package nor the binary
+# needs a glibc above 2.28, and lintian the .deb. Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/package
@@ -22,9 +23,21 @@ rpm -qip "$rpm" | grep -q '^License *: Apache-2.0$' || fail "rpm license"
 expected=$( (grep -v -e '^#' -e '^$' packaging/files.list | awk '{ print $1 }'; echo /usr/lib/sst-tunnel; echo /usr/lib/sst-tunnel/bin) | sort)
 [ "$(rpm -qlp "$rpm" | sort)" = "$expected" ] || fail "rpm file list differs from files.list: $(diff <(rpm -qlp "$rpm" | sort) <(echo "$expected"))"
 
+step "one binary for glibc 2.28 and later"
+newest() { grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -Vu | tail -n1; }
+at_most_228() { [ "$(printf '%s\n2.28\n' "$1" | sort -V | tail -n1)" = 2.28 ]; }
+need=$(rpm -qpR "$rpm" | newest)
+at_most_228 "$need" || fail "the rpm requires GLIBC_$need"
+libc=$(dpkg-deb -f "$deb" Depends | sed -n 's/.*libc6 (>= \([0-9.]*\)).*/\1/p')
+[ -n "$libc" ] || fail "the deb does not depend on libc6 (>= VERSION)"
+at_most_228 "$libc" || fail "the deb depends on libc6 >= $libc"
+step "rpm needs GLIBC_$need at most, deb libc6 >= $libc"
+
 step "install $deb"
 dpkg -i "$deb" >/dev/null
 /usr/bin/sst-tunnel --version | grep -q '^sst-tunnel ' || fail "--version"
+need=$(objdump -T /usr/bin/sst-tunnel | newest)
+at_most_228 "$need" || fail "/usr/bin/sst-tunnel needs GLIBC_$need"
 /usr/bin/sst-tunnel selftest --size 64MiB 2>&1 | grep -q 'selftest OK' || fail "selftest"
 [ -f /usr/share/man/man1/sst-tunnel.1.gz ] && [ -f /usr/share/bash-completion/completions/sst-tunnel ] ||
     fail "man page or completions missing"

@@ -42,16 +42,18 @@ cargo machete
 cargo test --locked
 # Every parser of outside input under libFuzzer for a fixed time each (cargo-fuzz).
 scripts/fuzz.sh 15
-# The packages: build the .deb and .rpm, install the .deb, use it, remove it.
+# The packages: build the glibc 2.28 binary, the .deb and .rpm; install the .deb, use it,
+# remove it. The kTLS guests below then run that same packaged binary.
 packaging/build.sh
 packaging/test-install.sh
+packaged=target/package/root/usr/bin/sst-tunnel
 # The kernel-TLS fast path, in QEMU guests whose kernels have tls.ko (this one has none):
 # Debian 12's 6.1 (no kernel rekeying: the tested fallbacks), then trixie-backports' 6.17
 # (TLS 1.3 KeyUpdate both ways through the kernel), fetched through a private apt list.
 # The 6.17 guest also runs the conformance suite on the kernel's record layer.
-scripts/ktls-vm-test.sh target/release/sst-tunnel
+scripts/ktls-vm-test.sh "$packaged"
 conformance=$(cargo test --locked --no-run --test conformance --message-format=json 2>/dev/null |
     sed -n 's/.*"executable":"\([^"]*conformance-[^"]*\)".*/\1/p' | tail -n 1)
 [ -x "$conformance" ] || { echo "test.sh: no conformance test binary" >&2; exit 1; }
 KTLS_VM_SUITE=trixie-backports KTLS_VM_KERNEL_PKG=linux-image-6.17.13+deb13-amd64 \
-    KTLS_VM_CONFORMANCE=$conformance scripts/ktls-vm-test.sh target/release/sst-tunnel
+    KTLS_VM_CONFORMANCE=$conformance scripts/ktls-vm-test.sh "$packaged"
