@@ -2,7 +2,8 @@
 # The whole test suite on a fresh Debian/Ubuntu machine: installs what the tests use
 # (stunnel4, socat, rsync, and MariaDB Galera for the real-SST test, from the distribution),
 # then runs cargo fmt/clippy/machete checks and every test, fuzzes each parser for 15 s, builds the
-# .deb and .rpm and installs, uses and removes the .deb, and finally runs the kernel-TLS
+# .deb and .rpm and installs, uses and removes the .deb (here and in Debian 11 and 13
+# chroots), and finally runs the kernel-TLS
 # tests in QEMU guests (qemu-system-x86, busybox-static, Debian's 6.1 and 6.17 kernel packages). Needs root: apt-get, dpkg, and
 # the Galera test runs mysqld as the mysql user. Skips the install when the tools are there.
 set -euo pipefail
@@ -12,7 +13,7 @@ need=()
 for tool in stunnel:stunnel4 socat:socat rsync:rsync diff:diffutils ss:iproute2 openssl:openssl \
     mariadbd:mariadb-server mariadb-backup:mariadb-backup tcpdump:tcpdump pgrep:procps \
     dpkg-shlibdeps:dpkg-dev rpmbuild:rpm lintian:lintian \
-    qemu-system-x86_64:qemu-system-x86 cpio:cpio depmod:kmod; do
+    qemu-system-x86_64:qemu-system-x86 cpio:cpio depmod:kmod debootstrap:debootstrap; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
 done
 [ -e /usr/lib/galera/libgalera_smm.so ] || need+=(galera-4)
@@ -46,6 +47,9 @@ scripts/fuzz.sh 15
 # remove it. The kTLS guests below then run that same packaged binary.
 packaging/build.sh
 packaging/test-install.sh
+# The same .deb in Debian 11 and 13 userlands (debootstrap chroots with their own stunnel
+# and socat).
+packaging/test-chroots.sh bullseye trixie
 packaged=target/package/root/usr/bin/sst-tunnel
 # The kernel-TLS fast path, in QEMU guests whose kernels have tls.ko (this one has none):
 # Debian 12's 6.1 (no kernel rekeying: the tested fallbacks), then trixie-backports' 6.17
