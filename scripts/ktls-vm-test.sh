@@ -132,6 +132,12 @@ add_program() {
 }
 add_program "$bin" /usr/bin/sst-tunnel
 add_program "$(command -v stunnel)" /usr/bin/stunnel
+# glibc loads libgcc_s when a thread exits (stunnel's), which ldd cannot list; the packaged
+# sst-tunnel no longer links it, so it is copied on its own.
+gcc_s=$(ldconfig -p | awk '$1 == "libgcc_s.so.1" && /x86-64/ {print $NF; exit}')
+[ -n "$gcc_s" ] || die "libgcc_s.so.1 not found (stunnel needs it in the guest)"
+mkdir -p "$fs$(dirname "$gcc_s")"
+cp -L "$gcc_s" "$fs$gcc_s"
 add_program "$(command -v socat)" /usr/bin/socat
 cp tests/ktls/guest.sh "$fs/test/guest.sh"
 # KTLS_VM_CONFORMANCE=PATH: the conformance suite's test binary (cargo test --no-run --test

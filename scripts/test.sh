@@ -35,29 +35,39 @@ if ((${#need[@]})); then
     [ "$added_policy" = no ] || $sudo rm -f "$policy"
 fi
 
+# Each phase says when it starts (seconds into the run): where the time goes, for the budget.
+phase() { echo "test.sh: ${SECONDS}s: $*"; }
+phase "fmt, clippy, machete"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 # No dependency that nothing uses.
 command -v cargo-machete >/dev/null || cargo install cargo-machete --locked --quiet
 cargo machete
+phase "cargo test"
 cargo test --locked
 # Every parser of outside input under libFuzzer for a fixed time each (cargo-fuzz).
+phase "fuzzing"
 scripts/fuzz.sh 15
 # The packages: build the glibc 2.28 binary, the .deb and .rpm; install the .deb, use it,
 # remove it. The kTLS guests below then run that same packaged binary.
+phase "packages"
 packaging/build.sh
 packaging/test-install.sh
 # The same .deb in Debian 11 and 13 userlands (debootstrap chroots with their own stunnel
 # and socat).
+phase "Debian 11 and 13 chroots"
 packaging/test-chroots.sh bullseye trixie
 packaged=target/package/root/usr/bin/sst-tunnel
 # The kernel-TLS fast path, in QEMU guests whose kernels have tls.ko (this one has none):
 # Debian 12's 6.1 (no kernel rekeying: the tested fallbacks), then trixie-backports' 6.17
 # (TLS 1.3 KeyUpdate both ways through the kernel), fetched through a private apt list.
 # The 6.17 guest also runs the conformance suite on the kernel's record layer.
+phase "kTLS guest, Linux 6.1"
 scripts/ktls-vm-test.sh "$packaged"
+phase "kTLS guest, Linux 6.17"
 conformance=$(cargo test --locked --no-run --test conformance --message-format=json 2>/dev/null |
     sed -n 's/.*"executable":"\([^"]*conformance-[^"]*\)".*/\1/p' | tail -n 1)
 [ -x "$conformance" ] || { echo "test.sh: no conformance test binary" >&2; exit 1; }
 KTLS_VM_SUITE=trixie-backports KTLS_VM_KERNEL_PKG=linux-image-6.17.13+deb13-amd64 \
     KTLS_VM_CONFORMANCE=$conformance scripts/ktls-vm-test.sh "$packaged"
+phase "done"
