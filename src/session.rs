@@ -311,3 +311,30 @@ fn write_stats(
         .open(path)?;
     file.write_all(&line)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_strings_are_escaped() {
+        let stats = Stats {
+            result: "error",
+            peer: "127.0.0.1:4444",
+            sent_bytes: 1,
+            received_bytes: 2,
+            seconds: 0.5,
+            tls_version: "TLSv1.3",
+            cipher_suite: "TLS13_AES_256_GCM_SHA384",
+            copy_path: "buffered".into(),
+            peer_subject: Some("CN=a \"b\"\\c\n\u{1}"),
+            error: None,
+        };
+        let line = serde_json::to_string(&stats).unwrap();
+        assert!(
+            line.contains(r#""peer_subject":"CN=a \"b\"\\c\n\u0001""#),
+            "{line}"
+        );
+        assert!(!line.contains("\"error\":"), "{line}");
+    }
+}
