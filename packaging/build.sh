@@ -18,14 +18,14 @@ cd "$(dirname "$0")/.."
 repo=$(pwd)
 
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
-# The oldest glibc the binary may need: its symbols are bound to this version's.
-glibc=2.28
+# The oldest glibc the binary may need ($GLIBC): its symbols are bound to this version's.
+. packaging/glibc.sh
 triple=$(uname -m)-unknown-linux-gnu
 if [ "${1:-}" != --no-build ]; then
     python3 -c 'import ziglang' 2>/dev/null || command -v zig >/dev/null ||
         python3 -m pip install --quiet --root-user-action=ignore ziglang
     command -v cargo-zigbuild >/dev/null || cargo install cargo-zigbuild --locked --quiet
-    cargo zigbuild --release --locked --target "$triple.$glibc"
+    cargo zigbuild --release --locked --target "$triple.$GLIBC"
 fi
 # cargo builds under CARGO_TARGET_DIR when it is set (relative to the repository).
 target_dir=${CARGO_TARGET_DIR:-target}
@@ -33,9 +33,9 @@ case $target_dir in /*) ;; *) target_dir=$repo/$target_dir ;; esac
 bin=$target_dir/$triple/release/sst-tunnel
 [ -x "$bin" ] || { echo "packaging/build.sh: no binary at $bin (build it, or drop --no-build)" >&2; exit 1; }
 # A symbol bound to a newer glibc would make the package refuse to run where it installs.
-newest=$(objdump -T "$bin" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -Vu | tail -n1)
-[ "$(printf '%s\n%s\n' "$newest" "$glibc" | sort -V | tail -n1)" = "$glibc" ] ||
-    { echo "packaging/build.sh: $bin needs GLIBC_$newest, above $glibc" >&2; exit 1; }
+newest=$(objdump -T "$bin" | glibc_newest)
+glibc_within "$newest" ||
+    { echo "packaging/build.sh: $bin needs GLIBC_$newest, above $GLIBC" >&2; exit 1; }
 out=$repo/target/package
 gen=$out/gen
 root=$out/root

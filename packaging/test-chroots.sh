@@ -16,11 +16,8 @@ command -v debootstrap >/dev/null || {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
 }
-# The archive the system's apt uses (deb822 or one-line sources).
-uri=$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\/debian\)\/\{0,1\}$/\1/p' \
-    /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n 1)
-[ -n "$uri" ] || uri=$(awk '$1 == "deb" && $2 ~ /\/debian\/?$/ {print $2; exit}' \
-    /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null)
+. scripts/debian-archive.sh
+uri=$(debian_archive)
 [ -n "$uri" ] || { echo "test-chroots.sh: no Debian archive in the system's apt sources" >&2; exit 1; }
 for suite in "${suites[@]}"; do
     dir=target/chroots/$suite

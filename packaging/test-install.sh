@@ -34,8 +34,7 @@ cleanup() {
 }
 trap cleanup EXIT
 [ -z "$root" ] || mount -t proc proc "$root/proc"
-newest() { grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -Vu | tail -n1; }
-at_most_228() { [ "$(printf '%s\n2.28\n' "$1" | sort -V | tail -n1)" = 2.28 ]; }
+. packaging/glibc.sh
 
 if [ -z "$root" ]; then
     step "lintian $deb"
@@ -47,12 +46,12 @@ if [ -z "$root" ]; then
     expected=$( (grep -v -e '^#' -e '^$' packaging/files.list | awk '{ print $1 }'; echo /usr/lib/sst-tunnel; echo /usr/lib/sst-tunnel/bin) | sort)
     [ "$(rpm -qlp "$rpm" | sort)" = "$expected" ] || fail "rpm file list differs from files.list: $(diff <(rpm -qlp "$rpm" | sort) <(echo "$expected"))"
 
-    step "one binary for glibc 2.28 and later"
-    need=$(rpm -qpR "$rpm" | newest)
-    at_most_228 "$need" || fail "the rpm requires GLIBC_$need"
+    step "one binary for glibc $GLIBC and later"
+    need=$(rpm -qpR "$rpm" | glibc_newest)
+    glibc_within "$need" || fail "the rpm requires GLIBC_$need"
     libc=$(dpkg-deb -f "$deb" Depends | sed -n 's/.*libc6 (>= \([0-9.]*\)).*/\1/p')
     [ -n "$libc" ] || fail "the deb does not depend on libc6 (>= VERSION)"
-    at_most_228 "$libc" || fail "the deb depends on libc6 >= $libc"
+    glibc_within "$libc" || fail "the deb depends on libc6 >= $libc"
     step "rpm needs GLIBC_$need at most, deb libc6 >= $libc"
 fi
 
@@ -60,8 +59,8 @@ step "install $deb"
 cp "$deb" "$T/sst-tunnel.deb"
 run dpkg -i "$TT/sst-tunnel.deb" >/dev/null
 run /usr/bin/sst-tunnel --version | grep -q '^sst-tunnel ' || fail "--version"
-need=$(objdump -T "$root/usr/bin/sst-tunnel" | newest)
-at_most_228 "$need" || fail "/usr/bin/sst-tunnel needs GLIBC_$need"
+need=$(objdump -T "$root/usr/bin/sst-tunnel" | glibc_newest)
+glibc_within "$need" || fail "/usr/bin/sst-tunnel needs GLIBC_$need"
 run /usr/bin/sst-tunnel selftest --size 64MiB 2>&1 | grep -q 'selftest OK' || fail "selftest"
 [ -f "$root/usr/share/man/man1/sst-tunnel.1.gz" ] &&
     [ -f "$root/usr/share/bash-completion/completions/sst-tunnel" ] ||

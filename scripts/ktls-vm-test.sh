@@ -27,6 +27,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+. scripts/debian-archive.sh
 
 say() { echo "ktls-vm: $*" >&2; }
 die() { say "$*"; exit 2; }
@@ -55,11 +56,8 @@ apt_opts=(-o APT::Sandbox::User=root)
 if [ -n "${KTLS_VM_SUITE:-}" ]; then
     priv=$cache/apt-$KTLS_VM_SUITE
     mkdir -p "$priv/lists/partial" "$priv/cache/archives/partial"
-    # The same archive the system uses (deb822 or one-line sources), another suite.
-    uri=$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\/debian\)\/\{0,1\}$/\1/p' \
-        /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n 1)
-    [ -n "$uri" ] || uri=$(awk '$1 == "deb" && $2 ~ /\/debian\/?$/ {print $2; exit}' \
-        /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null)
+    # The same archive the system uses, another suite.
+    uri=$(debian_archive)
     [ -n "$uri" ] || die "no Debian archive in the system's apt sources to take $KTLS_VM_SUITE from"
     printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s %s main\n' \
         "$uri" "$KTLS_VM_SUITE" >"$priv/sources.list"
