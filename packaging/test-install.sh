@@ -13,8 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/package
-deb=$(ls "$out"/sst-tunnel_*.deb)
-rpm=$(ls "$out"/sst-tunnel-*.rpm)
+deb=$(ls "$out"/sst-tunnel_*_"$(dpkg --print-architecture)".deb)
+rpm=$(ls "$out"/sst-tunnel-*."$(uname -m)".rpm)
 root=""
 if [ "${1:-}" = --root ]; then
     root=$(realpath "$2")
@@ -22,6 +22,15 @@ fi
 where=${root:-this machine}
 fail() { echo "packaging/test-install.sh ($where): FAIL: $*" >&2; exit 1; }
 step() { echo "packaging/test-install.sh ($where): $*"; }
+# expect DESCRIPTION PATTERN COMMAND...: COMMAND succeeds and its output (stdout and stderr)
+# has a line matching PATTERN. The output is read whole first: `COMMAND | grep -q` under
+# pipefail fails at random when grep exits at its match while COMMAND still writes (SIGPIPE).
+expect() {
+    local what=$1 pattern=$2 output
+    shift 2
+    output=$("$@" 2>&1) || fail "$what: exit $?: $output"
+    grep -q -e "$pattern" <<<"$output" || fail "$what: no line matching '$pattern' in: $output"
+}
 # Runs a command in the userland under test. Paths the installed tools see are $TT; this
 # script reaches the same files at $T (the chroot shares this machine's loopback).
 run() { if [ -n "$root" ]; then chroot "$root" "$@"; else "$@"; fi; }
@@ -41,9 +50,10 @@ if [ -z "$root" ]; then
     lintian --fail-on error,warning "$deb" || fail "lintian"
 
     step "rpm metadata and file list"
-    rpm -qip "$rpm" | grep -q '^Name *: sst-tunnel$' || fail "rpm name"
-    rpm -qip "$rpm" | grep -q '^License *: Apache-2.0$' || fail "rpm license"
-    expected=$( (grep -v -e '^#' -e '^$' packaging/files.list | awk '{ print $1 }'; echo /usr/lib/sst-tunnel; echo /usr/lib/sst-tunnel/bin) | sort)
+    expect "rpm name" '^Name *: sst-tunnel$' rpm -qip "$rpm"
+    expect "rpm license" '^License *: Apache-2.0$' rpm -qip "$rpm"
+    expected=$( (grep -v -e '^#' -e '^$' packaging/files.list | awk '{ print $1 }'
+        printf '%s\n' /usr/lib/sst-tunnel /usr/lib/sst-tunnel/bin /usr/share/doc/sst-tunnel) | sort)
     [ "$(rpm -qlp "$rpm" | sort)" = "$expected" ] || fail "rpm file list differs from files.list: $(diff <(rpm -qlp "$rpm" | sort) <(echo "$expected"))"
 
     step "one binary for glibc $GLIBC and later"
@@ -53,22 +63,39 @@ if [ -z "$root" ]; then
     [ -n "$libc" ] || fail "the deb does not depend on libc6 (>= VERSION)"
     glibc_within "$libc" || fail "the deb depends on libc6 >= $libc"
     step "rpm needs GLIBC_$need at most, deb libc6 >= $libc"
+
+    # rpm's own database in a scratch root: install, query, verify, erase. --nodeps: nothing
+    # in that root provides glibc (what the package requires is checked above instead).
+    step "rpm install, verify and erase in a scratch root"
+    rroot=$T/rpmroot
+    mkdir -p "$rroot"
+    rpm --root "$rroot" --initdb
+    rpm --root "$rroot" -i --nodeps "$rpm" || fail "rpm -i"
+    expect "rpm -q" '^sst-tunnel-' rpm --root "$rroot" -q sst-tunnel
+    rpm --root "$rroot" -V --nodeps sst-tunnel || fail "rpm -V: the installed files differ from the package"
+    [ -x "$rroot/usr/bin/sst-tunnel" ] || fail "rpm: no /usr/bin/sst-tunnel"
+    expect "the rpm's binary" '^sst-tunnel ' "$rroot/usr/bin/sst-tunnel" --version
+    [ "$(readlink -f "$rroot/usr/lib/sst-tunnel/bin/socat")" = "$(readlink -f "$rroot/usr/bin/sst-tunnel")" ] ||
+        fail "rpm: the socat link does not point at the binary"
+    rpm --root "$rroot" -e --nodeps sst-tunnel || fail "rpm -e"
+    left=$(cd "$rroot" && find usr -mindepth 1 2>/dev/null | grep sst-tunnel || true)
+    [ -z "$left" ] || fail "rpm -e left: $left"
 fi
 
 step "install $deb"
 cp "$deb" "$T/sst-tunnel.deb"
 run dpkg -i "$TT/sst-tunnel.deb" >/dev/null
-run /usr/bin/sst-tunnel --version | grep -q '^sst-tunnel ' || fail "--version"
-need=$(objdump -T "$root/usr/bin/sst-tunnel" | glibc_newest)
+expect "--version" '^sst-tunnel ' run /usr/bin/sst-tunnel --version
+need=$(readelf -V "$root/usr/bin/sst-tunnel" | glibc_newest)
 glibc_within "$need" || fail "/usr/bin/sst-tunnel needs GLIBC_$need"
-run /usr/bin/sst-tunnel selftest --size 64MiB 2>&1 | grep -q 'selftest OK' || fail "selftest"
+expect "selftest" 'selftest OK' run /usr/bin/sst-tunnel selftest --size 64MiB
 [ -f "$root/usr/share/man/man1/sst-tunnel.1.gz" ] &&
     [ -f "$root/usr/share/bash-completion/completions/sst-tunnel" ] ||
     fail "man page or completions missing"
 grep -qx tls "$root/usr/lib/modules-load.d/sst-tunnel.conf" || fail "modules-load.d"
-run /usr/lib/sst-tunnel/bin/stunnel -version 2>&1 | grep -q '^stunnel 5.68 compatible: sst-tunnel' || fail "stunnel name"
-run /usr/lib/sst-tunnel/bin/socat -V | grep -q 'WITH_OPENSSL 1' || fail "socat name"
-run /usr/sbin/sst-tunnel-switch status --root "$TT/root" | grep -q ': off' || fail "switch status"
+expect "stunnel name" '^stunnel 5.68 compatible: sst-tunnel' run /usr/lib/sst-tunnel/bin/stunnel -version
+expect "socat name" 'WITH_OPENSSL 1' run /usr/lib/sst-tunnel/bin/socat -V
+expect "switch status" ': off$' run /usr/sbin/sst-tunnel-switch status --root "$TT/root"
 
 step "a mariabackup-style transfer through the installed socat drop-in"
 run /usr/bin/sst-tunnel gen-certs --out "$TT/ssl" --node node1=127.0.0.1 --node node2=127.0.0.1 >/dev/null
@@ -87,6 +114,6 @@ cmp -s "$T/in" "$T/out" || fail "bytes differ"
 step "remove"
 run dpkg -r sst-tunnel >/dev/null
 [ ! -e "$root/usr/bin/sst-tunnel" ] && [ ! -e "$root/usr/lib/sst-tunnel" ] || fail "files left after removal"
-run stunnel4 -version 2>&1 | grep -q '^stunnel 5' || fail "the system's stunnel no longer works"
-run socat -V | grep -q '^socat by Gerhard Rieger' || fail "the system's socat no longer works"
+expect "the system's stunnel after removal" '^stunnel 5' run stunnel4 -version
+expect "the system's socat after removal" '^socat by Gerhard Rieger' run socat -V
 step "OK"

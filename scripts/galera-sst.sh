@@ -344,8 +344,12 @@ run_case() { # METHOD:MODE
             done
             [ ! -e "$T/node2/data/stunnel.pid" ] || fail "$1: stunnel.pid left behind"
             # The donor saw the failure through its tunnel, and says why in one line.
-            local why
-            why=$(tail -n +"$log1_from" "$T/node1/error.log" | grep -m1 -E '^(sst-tunnel|.*socat|.*stunnel).*(error|E )' || true)
+            # A transfer that broke says so ("transfer failed"); the rsync SST opens several
+            # connections, so a tunnel killed between two of them leaves a refused connect.
+            local why errors
+            errors=$(tail -n +"$log1_from" "$T/node1/error.log" | grep -E '^(sst-tunnel|.*socat|.*stunnel).*(error|E )' || true)
+            why=$(grep -m1 'transfer failed' <<<"$errors" || true)
+            [ -n "$why" ] || why=$(head -n1 <<<"$errors")
             [ -n "$why" ] || fail "$1: no tunnel error line in the donor's error log"
             if [ "$mode" = WRONG_CA ] && [[ $why != *"certificate verification failed"* ]]; then
                 fail "$1: expected a certificate error from the donor's tunnel, got: $why"

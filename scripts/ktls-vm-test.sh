@@ -51,19 +51,11 @@ busybox=/bin/busybox
 
 # --- the guest kernel: Debian's package, unpacked once into the cache ----------------------
 cache=${KTLS_VM_CACHE:-$root/target/ktls-vm}
-# (-o APT::Sandbox::User=root: downloads and lists go into our cache, which _apt cannot write)
 apt_opts=(-o APT::Sandbox::User=root)
 if [ -n "${KTLS_VM_SUITE:-}" ]; then
-    priv=$cache/apt-$KTLS_VM_SUITE
-    mkdir -p "$priv/lists/partial" "$priv/cache/archives/partial"
     # The same archive the system uses, another suite.
-    uri=$(debian_archive)
-    [ -n "$uri" ] || die "no Debian archive in the system's apt sources to take $KTLS_VM_SUITE from"
-    printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s %s main\n' \
-        "$uri" "$KTLS_VM_SUITE" >"$priv/sources.list"
-    apt_opts+=(-o Dir::Etc::sourcelist="$priv/sources.list" -o Dir::Etc::sourceparts=-
-        -o Dir::State::Lists="$priv/lists" -o Dir::Cache="$priv/cache")
-    apt-get "${apt_opts[@]}" update -qq || die "apt-get update for $KTLS_VM_SUITE failed"
+    private_apt "$cache/apt-$KTLS_VM_SUITE" "$KTLS_VM_SUITE" || die "no apt for $KTLS_VM_SUITE"
+    apt_opts=("${private_apt_opts[@]}")
 fi
 kernel_pkg() {
     apt-cache "${apt_opts[@]}" depends linux-image-amd64 2>/dev/null |

@@ -2,8 +2,9 @@
 # The whole test suite on a fresh Debian/Ubuntu machine: installs what the tests use
 # (stunnel4, socat, rsync, and MariaDB Galera for the real-SST test, from the distribution),
 # then runs cargo fmt/clippy/machete checks and every test, fuzzes each parser for 15 s, builds the
-# .deb and .rpm and installs, uses and removes the .deb (here and in Debian 11 and 13
-# chroots), and finally runs the kernel-TLS
+# .deb and .rpm and installs, uses and removes them (here and in Debian 11 and 13 chroots,
+# with MariaDB 11.8's SSTs in Debian 13's), builds the arm64 packages and runs them under
+# qemu-user, and finally runs the kernel-TLS
 # tests in QEMU guests (qemu-system-x86, busybox-static, Debian's 6.1 and 6.17 kernel packages). Needs root: apt-get, dpkg, and
 # the Galera test runs mysqld as the mysql user. Skips the install when the tools are there.
 set -euo pipefail
@@ -12,7 +13,7 @@ cd "$(dirname "$0")/.."
 need=()
 for tool in stunnel:stunnel4 socat:socat rsync:rsync diff:diffutils ss:iproute2 openssl:openssl \
     mariadbd:mariadb-server mariadb-backup:mariadb-backup tcpdump:tcpdump pgrep:procps \
-    dpkg-shlibdeps:dpkg-dev rpmbuild:rpm lintian:lintian \
+    readelf:binutils rpmbuild:rpm qemu-aarch64-static:qemu-user-static lintian:lintian \
     qemu-system-x86_64:qemu-system-x86 cpio:cpio depmod:kmod debootstrap:debootstrap; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
 done
@@ -41,7 +42,7 @@ phase "fmt, clippy, machete"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 # No dependency that nothing uses.
-command -v cargo-machete >/dev/null || cargo install cargo-machete --locked --quiet
+command -v cargo-machete >/dev/null || cargo install cargo-machete --locked --quiet --debug
 cargo machete
 phase "cargo test"
 cargo test --locked
@@ -49,15 +50,28 @@ cargo test --locked
 phase "fuzzing"
 scripts/fuzz.sh 15
 # The packages: build the glibc 2.28 binary, the .deb and .rpm; install the .deb, use it,
-# remove it. The kTLS guests below then run that same packaged binary.
+# remove it; the .rpm into a scratch rpm root. The kTLS guests below then run that same
+# packaged binary. Beside the release build, the Debian chroots and the arm64 builder (a sid
+# chroot) are made in the background: they mostly wait on downloads.
 phase "packages"
+mkdir -p target/chroots
+packaging/test-chroots.sh --make-only bullseye trixie >target/chroots/make.log 2>&1 &
+making_chroots=$!
+packaging/build.sh --arch arm64 --prepare >target/chroots/prepare-arm64.log 2>&1 &
+preparing_arm64=$!
 packaging/build.sh
 packaging/test-install.sh
 # The same .deb in Debian 11 and 13 userlands (debootstrap chroots with their own stunnel
-# and socat).
-phase "Debian 11 and 13 chroots"
+# and socat); in Debian 13's, MariaDB 11.8's stock scripts run an rsync and a mariabackup SST.
+phase "Debian 11 and 13 chroots, MariaDB 11.8"
+wait "$making_chroots" || { cat target/chroots/make.log >&2; exit 1; }
 packaging/test-chroots.sh bullseye trixie
-packaged=target/package/root/usr/bin/sst-tunnel
+# arm64: built in the sid chroot, run under qemu-user against the x86_64 binary.
+phase "arm64"
+wait "$preparing_arm64" || { cat target/chroots/prepare-arm64.log >&2; exit 1; }
+packaging/build.sh --arch arm64
+packaging/test-qemu.sh
+packaged=target/package/amd64/root/usr/bin/sst-tunnel
 # The kernel-TLS fast path, in QEMU guests whose kernels have tls.ko (this one has none):
 # Debian 12's 6.1 (no kernel rekeying: the tested fallbacks), then trixie-backports' 6.17
 # (TLS 1.3 KeyUpdate both ways through the kernel), fetched through a private apt list.
