@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Pki, Proc, bin, listen_args};
-use sst_tunnel::cli::TlsArgs;
+use sst_tunnel::settings::TlsSettings;
 use sst_tunnel::tls::{self, Policy, Prepared};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Barrier;
@@ -82,15 +82,17 @@ fn main() {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let mut tls = TlsArgs::empty();
-    tls.cert = Some(pki.path("client-cert.pem"));
-    tls.key = Some(pki.path("client-key.pem"));
-    tls.ca = Some(pki.path("ca.pem"));
+    let tls = TlsSettings {
+        cert: Some(pki.path("client-cert.pem")),
+        key: Some(pki.path("client-key.pem")),
+        ca: Some(pki.path("ca.pem")),
+        ..TlsSettings::default()
+    };
     let prepared = Prepared::with_policy(&tls, Some(Policy::chain())).unwrap();
     let (config, name) = tls::client_config(&tls, prepared, "localhost", None, false).unwrap();
     // The clients are sst-tunnel's own client sessions, in process.
     let connect = |name, tcp| {
-        sst_tunnel::session::connect(Arc::clone(&config), name, tcp, Duration::from_secs(60))
+        sst_tunnel::ends::session::connect(Arc::clone(&config), name, tcp, Duration::from_secs(60))
     };
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -114,7 +116,7 @@ fn main() {
                     .await
                     .unwrap();
                 let (mut stream, _) =
-                    sst_tunnel::session::connect(config, name, tcp, Duration::from_secs(60))
+                    sst_tunnel::ends::session::connect(config, name, tcp, Duration::from_secs(60))
                         .await
                         .unwrap();
                 let data = vec![(i % 251) as u8; ECHO];

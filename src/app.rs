@@ -1,6 +1,7 @@
-//! Runs a parsed command: picks the runtime flavour, dispatches, turns SIGTERM/SIGINT into
-//! [`Error::Signal`] so the exit status says a signal ended the run, and prints the one-line
-//! error. The stunnel and socat front-ends reuse [`execute`] and [`exit_status`].
+//! Runs what a command line asks for: the native command line ([`main`]) or what a
+//! front-end read from its own ([`run_frontend`]). Picks the runtime flavour, turns
+//! SIGTERM/SIGINT into [`Error::Signal`] so the exit status says a signal ended the run, and
+//! prints the one-line error.
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -8,20 +9,23 @@ use std::process::ExitCode;
 use tokio::runtime::{Builder, Runtime};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
+use clap::CommandFactory;
+
 use crate::cli::{Cli, Command};
+use crate::ends::{client, server};
 use crate::error::{Error, Result};
-use crate::{
-    client, doctor, fastpath, frontend, gencerts, generate, ktls, logging, selftest, server,
-};
+use crate::frontend::{self, Launch, Start};
+use crate::tools::{doctor, gencerts, generate, selftest};
+use crate::{fastpath, logging};
 
 /// The native command line, start to exit status.
 pub fn main(cli: Cli) -> ExitCode {
     if cli.no_ktls {
-        ktls::disable();
+        fastpath::disable_ktls();
     }
     match cli.command {
-        Command::Stunnel(pass) => return frontend::stunnel::main(pass.args),
-        Command::Socat(pass) => return frontend::socat::main(pass.args),
+        Command::Stunnel(pass) => return run_frontend(frontend::stunnel::launch(pass.args)),
+        Command::Socat(pass) => return run_frontend(frontend::socat::launch(pass.args)),
         Command::GenCerts(args) => {
             return exit_status("sst-tunnel", gencerts::run(args), Error::exit_code);
         }
@@ -29,7 +33,8 @@ pub fn main(cli: Cli) -> ExitCode {
             return exit_status("sst-tunnel", doctor::run(args), Error::exit_code);
         }
         Command::Generate(args) => {
-            return exit_status("sst-tunnel", generate::run(args), Error::exit_code);
+            let result = generate::run(args, Cli::command());
+            return exit_status("sst-tunnel", result, Error::exit_code);
         }
         _ => {}
     }
@@ -43,8 +48,21 @@ pub fn main(cli: Cli) -> ExitCode {
     exit_status("sst-tunnel", result, Error::exit_code)
 }
 
+/// Runs what a front-end read from its command line, to its exit status.
+pub fn run_frontend(launch: Launch) -> ExitCode {
+    let result = match launch.start {
+        Ok(Start::Answered) => Ok(()),
+        Ok(Start::Run(tunnel)) => {
+            logging::init(Some(tunnel.log_level));
+            (tunnel.settle)(execute(tunnel.multi, tunnel.work))
+        }
+        Err(e) => Err(e),
+    };
+    exit_status(launch.label, result, launch.exit_code)
+}
+
 /// Prints a failure as one line on stderr and turns the outcome into an exit status.
-pub fn exit_status(label: &str, result: Result<()>, code: impl Fn(&Error) -> u8) -> ExitCode {
+fn exit_status(label: &str, result: Result<()>, code: impl Fn(&Error) -> u8) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -56,7 +74,7 @@ pub fn exit_status(label: &str, result: Result<()>, code: impl Fn(&Error) -> u8)
 
 /// Runs `work` to completion or until a terminating signal, on a multi-threaded runtime when
 /// `multi` (many connections) and on the calling thread otherwise (one stream is faster so).
-pub fn execute(multi: bool, work: impl Future<Output = Result<()>>) -> Result<()> {
+fn execute(multi: bool, work: impl Future<Output = Result<()>>) -> Result<()> {
     fastpath::tune_allocator();
     let runtime = runtime(multi)?;
     let result = runtime.block_on(async {
@@ -75,8 +93,8 @@ pub fn execute(multi: bool, work: impl Future<Output = Result<()>>) -> Result<()
 
 async fn dispatch(command: Command) -> Result<()> {
     match command {
-        Command::Connect(args) => client::run(args).await,
-        Command::Listen(args) => server::run(args).await,
+        Command::Connect(args) => client::run(args.into()).await,
+        Command::Listen(args) => server::run(args.into()).await,
         Command::Selftest(args) => selftest::run(args).await,
         Command::Stunnel(_)
         | Command::Socat(_)

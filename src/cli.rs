@@ -1,14 +1,24 @@
-//! Command-line syntax (clap derive): what the user typed, parsed into types, with no I/O.
+//! Command-line syntax (clap derive): what the user typed, parsed into types, with no I/O,
+//! and turned into the plain settings ([`crate::settings`]) the rest of the program takes.
 //!
 //! Files named here are opened later, by [`crate::tls`]; this module only checks that values
-//! have the right shape so every mistake is reported against the flag that carried it.
+//! have the right shape so every mistake is reported against the flag that carried it. The
+//! settings' enums get their flag names and help here (`ValueEnum`), so settings know
+//! nothing of clap. The tools declare their own arguments (`crate::tools`).
 
 use std::ffi::OsString;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::settings::{
+    ConnectSettings, ListenSettings, Role, Serve, StreamSettings, TlsSettings, TlsVersion,
+    VerifyMode,
+};
+use crate::tools::selftest::SelftestArgs;
+use crate::tools::{doctor::CheckArgs, gencerts::GenCertsArgs, generate::GenerateArgs};
 
 /// Which command line this process was given.
 #[derive(Debug)]
@@ -156,180 +166,6 @@ pub struct ListenArgs {
     pub stream: StreamArgs,
 }
 
-/// `sst-tunnel generate`.
-#[derive(Debug, Args)]
-pub struct GenerateArgs {
-    /// What to write.
-    #[arg(value_enum)]
-    pub what: GenerateWhat,
-    /// Directory to write into.
-    pub out: PathBuf,
-}
-
-/// Generated packaging assets.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum GenerateWhat {
-    /// Man pages (sst-tunnel.1 and one per sub-command).
-    Man,
-    /// bash, zsh and fish completions.
-    Completions,
-}
-
-/// `sst-tunnel check`.
-#[derive(Debug, Args)]
-pub struct CheckArgs {
-    /// The node's certificate chain (PEM); may also hold the key.
-    #[arg(long, value_name = "FILE", required_unless_present = "defaults_file")]
-    pub cert: Option<PathBuf>,
-
-    /// The node's private key (PEM); read from --cert when omitted.
-    #[arg(long, value_name = "FILE")]
-    pub key: Option<PathBuf>,
-
-    /// Trusted CAs: a PEM bundle or a directory.
-    #[arg(
-        long,
-        value_name = "FILE|DIR",
-        required_unless_present = "defaults_file"
-    )]
-    pub ca: Option<PathBuf>,
-
-    /// Take the files from a MariaDB option file, as the SST scripts do.
-    #[arg(long, value_name = "FILE")]
-    pub defaults_file: Option<PathBuf>,
-
-    /// Also read the option groups with this suffix.
-    #[arg(long, value_name = "SUFFIX", requires = "defaults_file")]
-    pub defaults_group_suffix: Option<String>,
-
-    /// Whose ssl-server-*/ssl-client-* overrides apply.
-    #[arg(long, value_enum, default_value = "joiner")]
-    pub role: Role,
-
-    /// CRLs to check the chain against.
-    #[arg(long, value_name = "FILE|DIR")]
-    pub crl: Option<PathBuf>,
-
-    /// A name or IP the certificate must cover (repeatable): the node's own names.
-    #[arg(long = "peer-name", value_name = "NAME")]
-    pub peer_names: Vec<String>,
-
-    /// Warn when the certificate expires within this many days.
-    #[arg(long, value_name = "DAYS", default_value_t = 30)]
-    pub warn_days: u32,
-}
-
-/// `sst-tunnel gen-certs`.
-///
-/// The directory is the cluster's CA directory: `ca.pem` (what every node trusts),
-/// `ca-key.pem` (the key that signs, kept off the nodes) and per node `NAME-cert.pem`,
-/// `NAME-key.pem`, `NAME-sst.cnf`. A CA already there is reused, never replaced.
-#[derive(Debug, Args)]
-#[command(
-    after_help = "Lifecycle: first setup and adding a node are the same command (the CA \
-in --out is reused); --renew re-issues named nodes; --rotate-ca start|finish brackets a CA \
-rotation in three steps (see README, Certificate lifecycle)."
-)]
-pub struct GenCertsArgs {
-    /// The cluster's CA directory (created when missing).
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
-
-    /// A node: NAME[=IP,IP...]; NAME becomes the CN and a DNS SAN, the IPs IP SANs (repeatable).
-    #[arg(long = "node", value_name = "NAME[=IP,...]", required_unless_present = "rotate_ca", value_parser = parse_node)]
-    pub nodes: Vec<Node>,
-
-    /// Node certificate lifetime in days (never past the CA's own end).
-    #[arg(long, value_name = "DAYS", default_value_t = 825, value_parser = clap::value_parser!(u32).range(1..))]
-    pub days: u32,
-
-    /// Lifetime in days of a CA made now.
-    #[arg(long, value_name = "DAYS", default_value_t = 3650, value_parser = clap::value_parser!(u32).range(1..))]
-    pub ca_days: u32,
-
-    /// The cluster's name, part of a new CA's name ("NAME SST CA <id>") so clusters' CAs
-    /// can be told apart.
-    #[arg(long, value_name = "NAME", conflicts_with = "ca_name")]
-    pub cluster: Option<String>,
-
-    /// A new CA's whole common name (default: "<cluster or Galera> SST CA <random id>").
-    #[arg(long, value_name = "NAME")]
-    pub ca_name: Option<String>,
-
-    /// Issue the named nodes new certificates and keys from the CA in DIR, replacing
-    /// their files there (renewal; the CA is kept).
-    #[arg(long, visible_alias = "force")]
-    pub renew: bool,
-
-    /// CA rotation without an outage: `start` adds a new CA beside the old one (ca.pem
-    /// becomes the bundle of both; new certificates come from the new CA); `finish` drops
-    /// the old CA once every node holds a certificate from the new one.
-    #[arg(long, value_enum, value_name = "STEP", conflicts_with = "nodes")]
-    pub rotate_ca: Option<RotateStep>,
-}
-
-/// The two commands that bracket a CA rotation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RotateStep {
-    /// Make the new CA and the transition bundle.
-    Start,
-    /// Drop the old CA from the bundle.
-    Finish,
-}
-
-/// One `--node NAME[=IP,...]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Node {
-    /// Host name: CN and DNS SAN, and the file name stem.
-    pub name: String,
-    /// IP SANs.
-    pub ips: Vec<IpAddr>,
-}
-
-/// Parses `NAME[=IP,IP...]`.
-pub fn parse_node(text: &str) -> std::result::Result<Node, String> {
-    let (name, ips) = match text.split_once('=') {
-        Some((name, ips)) => (name, Some(ips)),
-        None => (text, None),
-    };
-    let valid = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-        && !name.starts_with(['-', '.']);
-    if !valid {
-        return Err(format!(
-            "'{name}': a node name is a host name (letters, digits, '-' and '.')"
-        ));
-    }
-    let ips = match ips {
-        None => Vec::new(),
-        Some(list) => list
-            .split(',')
-            .map(|ip| {
-                ip.trim()
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .parse::<IpAddr>()
-                    .map_err(|_| format!("'{ip}' is not an IP address (NAME=IP,IP...)"))
-            })
-            .collect::<std::result::Result<_, _>>()?,
-    };
-    Ok(Node {
-        name: name.to_string(),
-        ips,
-    })
-}
-
-/// `sst-tunnel selftest`.
-#[derive(Debug, Args)]
-pub struct SelftestArgs {
-    /// Bytes to push through, e.g. 1GiB, 64MiB, 1000000.
-    #[arg(long, value_name = "BYTES", default_value = "1GiB", value_parser = parse_size)]
-    pub size: u64,
-}
-
 /// TLS options shared by `connect` and `listen`.
 #[derive(Debug, Args, Clone)]
 pub struct TlsArgs {
@@ -387,36 +223,6 @@ pub struct TlsArgs {
     pub role: Option<Role>,
 }
 
-/// An SST role, for the option file's role-specific settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Role {
-    /// The node sending the snapshot (TLS client).
-    Donor,
-    /// The node receiving it (TLS server).
-    Joiner,
-}
-
-impl TlsArgs {
-    /// No TLS flags at all: what the front-ends start from before filling in their own.
-    pub fn empty() -> Self {
-        Self {
-            cert: None,
-            key: None,
-            ca: None,
-            crl: None,
-            verify: None,
-            peer_names: Vec::new(),
-            tls_min: TlsVersion::Tls12,
-            tls_max: TlsVersion::Tls13,
-            ciphers: None,
-            handshake_timeout: Duration::from_secs(30),
-            defaults_file: None,
-            defaults_group_suffix: None,
-            role: None,
-        }
-    }
-}
-
 /// Options for the data phase.
 #[derive(Debug, Args, Clone)]
 pub struct StreamArgs {
@@ -433,39 +239,113 @@ pub struct StreamArgs {
     pub stats_json: Option<PathBuf>,
 }
 
-impl StreamArgs {
-    /// The reporting these flags ask for; `append` for a listener of many connections.
-    pub fn reporting(&self, append: bool) -> crate::session::Reporting {
-        crate::session::Reporting {
-            progress: (!self.progress.is_zero()).then_some(self.progress),
-            stats: self.stats_json.clone(),
-            append,
+impl From<TlsArgs> for TlsSettings {
+    fn from(a: TlsArgs) -> Self {
+        Self {
+            cert: a.cert,
+            key: a.key,
+            ca: a.ca,
+            crl: a.crl,
+            verify: a.verify,
+            peer_names: a.peer_names,
+            tls_min: a.tls_min,
+            tls_max: a.tls_max,
+            ciphers: a.ciphers,
+            handshake_timeout: a.handshake_timeout,
+            defaults_file: a.defaults_file,
+            defaults_group_suffix: a.defaults_group_suffix,
+            role: a.role,
         }
     }
 }
 
-/// Peer verification policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum VerifyMode {
-    /// Accept any peer certificate (encryption without authentication).
-    None,
-    /// The peer's chain must lead to --ca (and pass --crl).
-    Chain,
-    /// chain, and the peer's name must match --peer-name (client default: the dialled HOST).
-    Identity,
-    /// The peer's own certificate must be in --ca (stunnel's verifyPeer).
-    Pin,
+impl From<StreamArgs> for StreamSettings {
+    fn from(a: StreamArgs) -> Self {
+        Self {
+            idle_timeout: a.idle_timeout,
+            progress: a.progress,
+            stats_json: a.stats_json,
+        }
+    }
 }
 
-/// A TLS protocol version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
-pub enum TlsVersion {
-    /// TLS 1.2.
-    #[value(name = "1.2")]
-    Tls12,
-    /// TLS 1.3.
-    #[value(name = "1.3")]
-    Tls13,
+impl From<ConnectArgs> for ConnectSettings {
+    fn from(a: ConnectArgs) -> Self {
+        Self {
+            target: a.target,
+            connect_timeout: a.connect_timeout,
+            sni: a.sni,
+            no_sni: a.no_sni,
+            // Words after `--` mean a remote shell (rsync's --rsh): end with the peer.
+            end_with_peer: !a.rsh_args.is_empty(),
+            tls: a.tls.into(),
+            stream: a.stream.into(),
+        }
+    }
+}
+
+impl From<ListenArgs> for ListenSettings {
+    fn from(a: ListenArgs) -> Self {
+        Self {
+            bind: a.bind,
+            serve: match a.exec {
+                Some(argv) => Serve::Exec(argv),
+                None => Serve::Stdio,
+            },
+            max_connections: a.max_connections,
+            tls: a.tls.into(),
+            stream: a.stream.into(),
+        }
+    }
+}
+
+// The settings' enums as flag values: names and help as `--help` and the man pages show them.
+impl ValueEnum for Role {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Self::Donor, Self::Joiner]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            Self::Donor => {
+                PossibleValue::new("donor").help("The node sending the snapshot (TLS client)")
+            }
+            Self::Joiner => PossibleValue::new("joiner").help("The node receiving it (TLS server)"),
+        })
+    }
+}
+
+impl ValueEnum for VerifyMode {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Self::None, Self::Chain, Self::Identity, Self::Pin]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            Self::None => PossibleValue::new("none")
+                .help("Accept any peer certificate (encryption without authentication)"),
+            Self::Chain => PossibleValue::new("chain")
+                .help("The peer's chain must lead to --ca (and pass --crl)"),
+            Self::Identity => PossibleValue::new("identity").help(
+                "chain, and the peer's name must match --peer-name (client default: the dialled HOST)",
+            ),
+            Self::Pin => PossibleValue::new("pin")
+                .help("The peer's own certificate must be in --ca (stunnel's verifyPeer)"),
+        })
+    }
+}
+
+impl ValueEnum for TlsVersion {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Self::Tls12, Self::Tls13]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            Self::Tls12 => PossibleValue::new("1.2").help("TLS 1.2"),
+            Self::Tls13 => PossibleValue::new("1.3").help("TLS 1.3"),
+        })
+    }
 }
 
 /// Parses `30s`, `500ms`, `5m`, `1h` or a bare number of seconds.
@@ -492,56 +372,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("'{text}': {e}"))
 }
 
-/// Parses a byte count: `1000`, `64KiB`, `64MiB`, `1GiB`, `1G`, `500MB`.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size (try 64MiB or 1GiB)"))?;
-    let scale: u64 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        _ => {
-            return Err(format!(
-                "'{text}': unknown unit '{unit}' (use KiB, MiB or GiB)"
-            ));
-        }
-    };
-    value
-        .checked_mul(scale)
-        .ok_or_else(|| format!("'{text}' is too large"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn node_syntax() {
-        assert_eq!(
-            parse_node("node1=10.0.0.1,[fd00::1]").unwrap(),
-            Node {
-                name: "node1".into(),
-                ips: vec!["10.0.0.1".parse().unwrap(), "fd00::1".parse().unwrap()],
-            }
-        );
-        assert_eq!(
-            parse_node("db-2.example").unwrap().ips,
-            Vec::<IpAddr>::new()
-        );
-        assert!(parse_node("=1.2.3.4").is_err());
-        assert!(parse_node("node 1").is_err());
-        assert!(parse_node("node1=10.0.0.300").is_err());
-    }
 
     #[test]
     fn durations() {
@@ -551,15 +384,5 @@ mod tests {
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
         assert!(parse_duration("3 days").is_err());
         assert!(parse_duration("-1s").is_err());
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
-        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
-        assert_eq!(parse_size("12"), Ok(12));
-        assert_eq!(parse_size("2MB"), Ok(2_000_000));
-        assert!(parse_size("1TiB").is_err());
-        assert!(parse_size("99999999999G").is_err());
     }
 }

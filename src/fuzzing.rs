@@ -5,8 +5,9 @@
 use std::ffi::OsString;
 use std::path::Path;
 
-use crate::cli::{Role, TlsArgs};
-use crate::{frontend, mycnf, tls};
+use crate::settings::mycnf;
+use crate::settings::{Role, TlsSettings};
+use crate::{frontend, tls};
 
 /// A stunnel configuration file, parsed and translated (certificate paths in it are read).
 pub fn stunnel_conf(data: &[u8]) {
@@ -38,7 +39,7 @@ pub fn my_cnf(data: &[u8]) {
     for role in [Role::Donor, Role::Joiner] {
         for suffix in [None, Some(".2")] {
             let tls = mycnf::SstTls::resolve(&files, role, suffix);
-            let _ = tls.fill(&mut TlsArgs::empty(), path);
+            let _ = tls.fill(&mut TlsSettings::default(), path);
         }
     }
 }
@@ -77,7 +78,7 @@ pub fn records(data: &[u8]) {
     use rustls::internal::msgs::message::{Message, PlainMessage};
     use rustls::{ContentType, ProtocolVersion};
 
-    use crate::control::{self, Control};
+    use crate::handoff::control::{self, Control};
 
     let parses = |kind: u8, body: &[u8]| {
         let plain = PlainMessage {

@@ -5,54 +5,41 @@
 //! for the joiner. It fails closed: peers are verified by default, a stream that ends without
 //! close_notify is an error, and nothing ever falls back to cleartext.
 //!
-//! # Layout
-//! - [`cli`]: the command-line syntax (clap), no I/O.
-//! - [`app`]: picks the runtime, dispatches the command, turns signals into errors.
-//! - [`client`] / [`server`] / [`selftest`]: the three commands; client and server take plans
-//!   that the native CLI and the front-ends build alike.
-//! - [`frontend`]: the stunnel and socat drop-ins (config files and command lines of the stock
-//!   SST scripts), and delegation to the real tools for anything else.
-//! - [`tls`]: flags -> rustls configs; certificate loading, verification policies, names.
-//! - [`session`]: one connection around the relay: handshake deadline, summary, error wording.
-//! - [`unbuffered`]: rustls' unbuffered API on tokio: every handshake, and rustls' records
-//!   wherever the kernel does not take them.
-//! - [`ktls`] / [`control`]: the hand-off of a finished handshake to kernel TLS, keyed through
-//!   rustls' `KernelConnection`, and the control records (alerts, KeyUpdates, tickets) the
-//!   kernel hands back.
-//! - [`relay`]: moves bytes both ways with half-close and an idle timeout (the copy seam).
-//! - [`fastpath`]: the platform seam: copy-path choice and fd tuning; Linux and portable twins.
-//! - [`mycnf`]: MariaDB option files (`--defaults-file`), read as the SST scripts read them.
-//! - [`stdio`], [`exec`], [`net`]: the plaintext ends and TCP plumbing.
-//! - [`files`]: reading operator-named files (regular files only, bounded).
+//! # Layout, top down
+//! Each part uses only the parts below it (`tests/architecture.rs` checks this).
+//! - The face: [`cli`] (the command-line syntax, clap, no I/O), [`app`] (runs what a command
+//!   line or a front-end asks for: the runtime, signals, the one-line error and exit
+//!   status), [`logging`]; `main.rs` only wires them.
 //! - `fuzzing`: the parsers' entry points for the fuzz targets under `tests/fuzz`.
-//! - [`pki`]: throwaway in-memory CA for `selftest`; [`gencerts`]: a real cluster CA on disk;
-//!   [`doctor`]: `check`, the pre-flight report on a node's certificate files;
-//!   [`generate`]: man pages and completions for the packages.
+//! - [`frontend`]: the stunnel and socat drop-ins (config files and command lines of the stock
+//!   SST scripts), read into a [`frontend::Launch`] that the face runs; delegation to the
+//!   real tools for anything else.
+//! - [`tools`]: `selftest`, `gen-certs`, `check`, `generate`, each with its own arguments.
+//! - [`ends`]: `connect` and `listen` (plans the native CLI and the front-ends build alike),
+//!   one connection's session, and the plaintext sides (stdio, a program per connection).
+//! - [`relay`]: moves bytes both ways with half-close and an idle timeout (the copy seam).
+//! - [`handoff`]: every handshake through rustls' unbuffered API, then the records to rustls
+//!   or, keyed through rustls' `KernelConnection`, to kernel TLS, and the control records the
+//!   kernel hands back.
+//! - [`tls`]: settings -> rustls configs; certificate loading, verification policies, names.
+//! - [`settings`]: plain settings types (no clap), MariaDB option files, bounded file reads.
+//! - [`fastpath`]: the platform seam: copy-path choice, kTLS and splice, fd tuning; Linux and
+//!   portable twins; the only `unsafe`.
+//! - [`net`]: addresses, dialling, listening, retries.
 //! - [`error`]: the error type and the exit codes.
 
 pub mod app;
 pub mod cli;
-pub mod client;
-pub mod control;
-pub mod doctor;
+pub mod ends;
 pub mod error;
-pub mod exec;
 pub mod fastpath;
-pub mod files;
 pub mod frontend;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod gencerts;
-pub mod generate;
-pub mod ktls;
+pub mod handoff;
 pub mod logging;
-pub mod mycnf;
 pub mod net;
-pub mod pki;
 pub mod relay;
-pub mod selftest;
-pub mod server;
-pub mod session;
-pub mod stdio;
+pub mod settings;
 pub mod tls;
-pub mod unbuffered;
+pub mod tools;

@@ -9,7 +9,7 @@ use sst_tunnel::{app, frontend};
 fn main() -> ExitCode {
     match Invocation::from_env() {
         Invocation::Native(cli) => app::main(*cli),
-        Invocation::Stunnel(args) => frontend::stunnel::main(args),
-        Invocation::Socat(args) => frontend::socat::main(args),
+        Invocation::Stunnel(args) => app::run_frontend(frontend::stunnel::launch(args)),
+        Invocation::Socat(args) => app::run_frontend(frontend::socat::launch(args)),
     }
 }

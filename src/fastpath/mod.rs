@@ -9,6 +9,7 @@
 use std::fmt;
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustls::ConnectionTrafficSecrets;
 
@@ -101,6 +102,28 @@ pub enum TlsVersion {
     Tls12,
     /// TLS 1.3 (inner content types, padding).
     Tls13,
+}
+
+/// Set by `--no-ktls` or `SST_TUNNEL_KTLS=off`: every connection stays buffered.
+static KTLS_DISABLED: AtomicBool = AtomicBool::new(false);
+
+/// Turns the kernel path off for this process (`--no-ktls`).
+pub fn disable_ktls() {
+    KTLS_DISABLED.store(true, Ordering::Relaxed);
+}
+
+/// Whether kernel TLS is off for this process (`--no-ktls`, `SST_TUNNEL_KTLS=off`).
+pub fn ktls_disabled() -> bool {
+    KTLS_DISABLED.load(Ordering::Relaxed)
+        || std::env::var("SST_TUNNEL_KTLS").is_ok_and(|v| v == "off" || v == "0")
+}
+
+/// Whether to put ChaCha20-Poly1305 first (unless the cipher list says otherwise): it is the
+/// suite the kernel can carry without a key-usage limit. AES-GCM must stop after 2^24.5
+/// records (about 256 GiB) per key, and a kernel that cannot rekey (all before 6.14) would
+/// then have to end the SST; a whole-cluster SST can be larger than that.
+pub fn prefer_unlimited_cipher() -> bool {
+    !ktls_disabled() && ktls_probe(Cipher::Chacha20Poly1305).is_ok()
 }
 
 /// Whether the kernel takes `cipher` both ways; probed once per process per cipher on a

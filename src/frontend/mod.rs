@@ -1,5 +1,6 @@
 //! Drop-in front-ends: the stunnel config files and socat command lines that the stock SST
-//! scripts produce, translated into the same client/server plans the native CLI uses.
+//! scripts produce, translated into the same client/server plans the native CLI uses. A
+//! front-end reads its command line into a [`Launch`]; the face runs it.
 //!
 //! Each front-end implements the subset the Galera SST scripts use (see the README) with the
 //! original tool's semantics. Anything outside that subset is not guessed at: the real tool
@@ -10,10 +11,50 @@ pub mod socat;
 pub mod stunnel;
 
 use std::ffi::OsString;
+use std::future::Future;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
+use std::pin::Pin;
 
-use crate::error::Error;
+use crate::error::{Error, Result};
+
+/// What a front-end's command line asks for, for the face to run.
+pub struct Launch {
+    /// Names the tool in the one-line error: `sst-tunnel (stunnel)`.
+    pub label: &'static str,
+    /// The exit status of a failure, by the original tool's conventions.
+    pub exit_code: fn(&Error) -> u8,
+    /// What to run, or why there is nothing to run.
+    pub start: Result<Start>,
+}
+
+/// A command line that reads correctly.
+pub enum Start {
+    /// Already answered (`-version`, `-V`): exit 0.
+    Answered,
+    /// A tunnel to run.
+    Run(Tunnel),
+}
+
+/// A tunnel to run, with how its outcome is reported.
+pub struct Tunnel {
+    /// The tool's log level (from its verbosity settings).
+    pub log_level: &'static str,
+    /// Many connections at once (a daemon): a multi-threaded runtime.
+    pub multi: bool,
+    /// The run itself.
+    pub work: Pin<Box<dyn Future<Output = Result<()>>>>,
+    /// Turns the run's outcome into what is reported (a stunnel daemon stopped by the SST
+    /// script's SIGTERM has succeeded, as stock stunnel's does).
+    pub settle: fn(Result<()>) -> Result<()>,
+}
+
+impl Tunnel {
+    /// The outcome as it is.
+    pub fn as_is(result: Result<()>) -> Result<()> {
+        result
+    }
+}
 
 /// A part of the input outside what a front-end implements.
 #[derive(Debug)]
@@ -55,7 +96,7 @@ pub fn real_tool(tool: &str) -> Option<PathBuf> {
             let Ok(real) = candidate.canonicalize() else {
                 continue;
             };
-            if Some(&real) != me.as_ref() && crate::exec::is_executable(&real) {
+            if Some(&real) != me.as_ref() && crate::ends::exec::is_executable(&real) {
                 return Some(candidate);
             }
         }

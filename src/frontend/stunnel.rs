@@ -13,20 +13,20 @@ use std::ffi::OsString;
 use std::fs;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::{Unsupported, delegate};
-use crate::cli::{TlsArgs, TlsVersion};
+use super::{Launch, Start, Tunnel, Unsupported, delegate};
+use crate::ends::exec::Program;
+use crate::ends::stdio::Direction;
+use crate::ends::{client, server};
 use crate::error::{Error, Result};
-use crate::exec::Program;
-use crate::files;
+use crate::fastpath;
 use crate::net::HostPort;
-use crate::stdio::Direction;
+use crate::settings::files;
+use crate::settings::{TlsSettings, TlsVersion};
 use crate::tls::{self, NameRule, Policy, Prepared};
-use crate::{app, client, fastpath, logging, server};
 
 /// stunnel's default `TIMEOUTconnect`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,36 +37,49 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The stunnel version we answer `-version` with: what the SST scripts compare against.
 const STUNNEL_COMPAT_VERSION: &str = "5.68";
 
-/// Runs the stunnel command line `args` (argv without argv[0]) to an exit status.
-pub fn main(args: Vec<OsString>) -> ExitCode {
+/// Reads the stunnel command line `args` (argv without argv[0]) into what to run.
+pub fn launch(args: Vec<OsString>) -> Launch {
     // The joiner script looks for a listener owned by a process named stunnel*.
     fastpath::set_process_name("stunnel");
-    let service = match prepare(&args) {
+    let start = match prepare(&args) {
         Ok(Action::Version) => {
             eprintln!(
                 "stunnel {STUNNEL_COMPAT_VERSION} compatible: sst-tunnel {} (Galera SST subset)",
                 env!("CARGO_PKG_VERSION")
             );
-            return ExitCode::SUCCESS;
+            Ok(Start::Answered)
         }
         Ok(Action::Delegate(unsupported)) => Err(delegate("stunnel", &args, &unsupported)),
-        Ok(Action::Run(service)) => Ok(service),
+        Ok(Action::Run(service)) => {
+            let daemon = matches!(service.role, Role::Daemon { .. });
+            Ok(Start::Run(Tunnel {
+                log_level: service.log_level,
+                multi: daemon,
+                work: Box::pin(run(service)),
+                settle: if daemon {
+                    stopped_daemon
+                } else {
+                    Tunnel::as_is
+                },
+            }))
+        }
         Err(e) => Err(e),
     };
-    let service = match service {
-        Ok(service) => service,
-        Err(e) => return app::exit_status("sst-tunnel (stunnel)", Err(e), Error::exit_code),
-    };
-    logging::init(Some(service.log_level));
-    let daemon = matches!(service.role, Role::Daemon { .. });
-    let result = app::execute(daemon, run(service));
+    Launch {
+        label: "sst-tunnel (stunnel)",
+        exit_code: Error::exit_code,
+        start,
+    }
+}
+
+/// A daemon is stopped with SIGTERM by the SST script; stock stunnel exits 0 then.
+fn stopped_daemon(result: Result<()>) -> Result<()> {
     match result {
-        // A daemon is stopped with SIGTERM by the SST script; stock stunnel exits 0 then.
-        Err(Error::Signal(signo)) if daemon => {
+        Err(Error::Signal(signo)) => {
             info!("signal {signo}: stopped");
-            ExitCode::SUCCESS
+            Ok(())
         }
-        other => app::exit_status("sst-tunnel (stunnel)", other, Error::exit_code),
+        other => other,
     }
 }
 
@@ -321,7 +334,7 @@ impl Conf {
                 config,
                 handshake: HANDSHAKE_TIMEOUT,
                 idle: Some(self.seconds(d.timeout_idle.as_ref(), IDLE_TIMEOUT)?),
-                report: crate::session::Reporting::front_end(),
+                report: crate::settings::Reporting::front_end(),
                 mode: server::Mode::Exec {
                     program: Program {
                         path: exec.value.clone(),
@@ -386,7 +399,7 @@ impl Conf {
                 end_with_peer: true,
                 retries: 0,
                 retry_interval: Duration::ZERO,
-                report: crate::session::Reporting::front_end(),
+                report: crate::settings::Reporting::front_end(),
             }),
             log_level,
         }))
@@ -479,7 +492,7 @@ impl Conf {
         }
     }
 
-    fn tls_args(&self, d: &Directives) -> Result<TlsArgs> {
+    fn tls_args(&self, d: &Directives) -> Result<TlsSettings> {
         let ca = match (&d.ca_file, &d.ca_path) {
             (Some(file), Some(_)) => {
                 return Err(self.error(file, "give CAfile or CApath, not both"));
@@ -507,7 +520,7 @@ impl Conf {
         if let Some(line) = &d.version_max {
             tls_max = self.version(line, true)?;
         }
-        Ok(TlsArgs {
+        Ok(TlsSettings {
             defaults_file: None,
             defaults_group_suffix: None,
             role: None,

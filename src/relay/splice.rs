@@ -19,7 +19,7 @@ use tokio::net::{TcpStream, UnixStream};
 
 use super::buffered::Fault;
 use crate::fastpath;
-use crate::ktls::{self, KernelStream};
+use crate::handoff::ktls::{self, KernelStream};
 
 /// An fd the reactor watches, in whichever wrapper owns it.
 #[derive(Clone, Copy)]

@@ -24,8 +24,8 @@ use rustls::{
 };
 use tracing::warn;
 
-use crate::cli::{TlsArgs, TlsVersion, VerifyMode};
 use crate::error::{Error, Result};
+use crate::settings::{TlsSettings, TlsVersion, VerifyMode};
 use names::CertNames;
 use pem::CaCert;
 use verify::{PeerRole, PeerVerifier};
@@ -48,14 +48,14 @@ impl Prepared {
     /// Checks the flag combination (fail-closed rules first), then reads every named file.
     ///
     /// `dialled` is the client's HOST (the default `--peer-name`); a listener passes `None`.
-    pub fn load(args: &TlsArgs, dialled: Option<&str>) -> Result<Self> {
+    pub fn load(args: &TlsSettings, dialled: Option<&str>) -> Result<Self> {
         Self::with_policy(args, policy(args, dialled)?)
     }
 
     /// Reads every named file for an already decided policy (the stunnel and socat front-ends
     /// decide theirs from their own option syntax; `args.verify` and `args.peer_names` are
     /// then ignored). `None` accepts any peer, and a server then asks for no certificate.
-    pub fn with_policy(args: &TlsArgs, policy: Option<Policy>) -> Result<Self> {
+    pub fn with_policy(args: &TlsSettings, policy: Option<Policy>) -> Result<Self> {
         versions(args)?;
         if policy.as_ref().is_some_and(|p| p.chain || p.pin) && args.ca.is_none() {
             return Err(Error::Usage(
@@ -95,7 +95,7 @@ impl Prepared {
 ///
 /// `host` is the HOST part of the target: the default SNI when it is a DNS name.
 pub fn client_config(
-    args: &TlsArgs,
+    args: &TlsSettings,
     mut prepared: Prepared,
     host: &str,
     sni: Option<&str>,
@@ -134,7 +134,7 @@ pub fn client_config(
 }
 
 /// Builds the server config for `listen`.
-pub fn server_config(args: &TlsArgs, mut prepared: Prepared) -> Result<Arc<ServerConfig>> {
+pub fn server_config(args: &TlsSettings, mut prepared: Prepared) -> Result<Arc<ServerConfig>> {
     let provider = Arc::new(provider(args)?);
     let (chain, key) = prepared.identity.take().ok_or_else(|| {
         Error::Usage(
@@ -157,7 +157,8 @@ pub fn server_config(args: &TlsArgs, mut prepared: Prepared) -> Result<Arc<Serve
         .with_single_cert(chain, key)
         .map_err(|e| Error::Usage(format!("--cert: cannot use as server certificate: {e}")))?;
     // Our preference (ChaCha20 first where the kernel carries it) decides, not the client's.
-    config.ignore_client_order = args.ciphers.is_none() && crate::ktls::prefer_unlimited_cipher();
+    config.ignore_client_order =
+        args.ciphers.is_none() && crate::fastpath::prefer_unlimited_cipher();
     // No session resumption between separate processes, so tickets would be dead weight.
     config.send_tls13_tickets = 0;
     config.enable_secret_extraction = true;
@@ -310,10 +311,10 @@ fn with_test_record_limit(suites: Vec<SupportedCipherSuite>) -> Vec<SupportedCip
 }
 
 /// The crypto provider restricted to `--ciphers`.
-fn provider(args: &TlsArgs) -> Result<CryptoProvider> {
+fn provider(args: &TlsSettings) -> Result<CryptoProvider> {
     let mut provider = aws_lc_rs::default_provider();
     provider.cipher_suites = with_test_record_limit(provider.cipher_suites);
-    if args.ciphers.is_none() && crate::ktls::prefer_unlimited_cipher() {
+    if args.ciphers.is_none() && crate::fastpath::prefer_unlimited_cipher() {
         // Stable: each version keeps its own order otherwise.
         provider.cipher_suites.sort_by_key(|s| {
             crate::fastpath::Cipher::of_suite(s.suite())
@@ -440,7 +441,7 @@ pub fn default_suite_names(tls13: bool) -> Vec<String> {
 }
 
 /// The protocol versions between `--tls-min` and `--tls-max`.
-fn versions(args: &TlsArgs) -> Result<Vec<&'static SupportedProtocolVersion>> {
+fn versions(args: &TlsSettings) -> Result<Vec<&'static SupportedProtocolVersion>> {
     if args.tls_min > args.tls_max {
         return Err(Error::Usage("--tls-min is above --tls-max".into()));
     }
@@ -457,7 +458,7 @@ fn versions(args: &TlsArgs) -> Result<Vec<&'static SupportedProtocolVersion>> {
 /// Applies the fail-closed defaults; `None` means "accept any peer" (explicit --verify none).
 ///
 /// `dialled` is the client's HOST (the default identity); a server has none.
-fn policy(args: &TlsArgs, dialled: Option<&str>) -> Result<Option<Policy>> {
+fn policy(args: &TlsSettings, dialled: Option<&str>) -> Result<Option<Policy>> {
     let mode = match (args.verify, &args.ca) {
         (Some(mode), _) => mode,
         (None, Some(_)) => VerifyMode::Chain,
@@ -510,7 +511,10 @@ fn mode_name(mode: VerifyMode) -> &'static str {
 
 /// Verifies our own chain (`--cert`) against `--ca` (and `--crl`) as a peer would, for both
 /// uses a node's certificate has in SST (server as joiner, client as donor); for `check`.
-pub fn verify_own_chain(args: &TlsArgs, chain: &[CertificateDer<'static>]) -> Result<(), String> {
+pub fn verify_own_chain(
+    args: &TlsSettings,
+    chain: &[CertificateDer<'static>],
+) -> Result<(), String> {
     let (leaf, intermediates) = chain.split_first().ok_or("the certificate file is empty")?;
     let provider = provider(args).map_err(|e| e.to_string())?;
     for role in [PeerRole::Server, PeerRole::Client] {

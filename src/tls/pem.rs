@@ -13,7 +13,7 @@ use rustls::pki_types::{
 };
 
 use crate::error::{Error, Result};
-use crate::files;
+use crate::settings::files;
 
 /// One PEM file split into the kinds of object we use.
 #[derive(Default)]

@@ -10,19 +10,19 @@ pub mod address;
 use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::{Unsupported, delegate};
-use crate::cli::{TlsArgs, TlsVersion};
+use super::{Launch, Start, Tunnel, Unsupported, delegate};
+use crate::ends::stdio::{Direction, LocalEnds};
+use crate::ends::{client, server};
 use crate::error::{Error, Result};
+use crate::fastpath;
 use crate::net::{self, HostPort};
 use crate::relay;
-use crate::stdio::{Direction, LocalEnds};
+use crate::settings::{TlsSettings, TlsVersion};
 use crate::tls::{self, NameRule, Policy, Prepared};
-use crate::{app, client, fastpath, logging, server};
 use address::Address;
 
 /// The socat version the scripts must read from `-V` (they pick their command line by it).
@@ -34,29 +34,37 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// socat's default `interval=` between retries.
 const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Runs the socat command line `args` (argv without argv[0]) to an exit status.
-pub fn main(args: Vec<OsString>) -> ExitCode {
+/// Reads the socat command line `args` (argv without argv[0]) into what to run.
+pub fn launch(args: Vec<OsString>) -> Launch {
     // The joiner script looks for a listener owned by a process named socat*.
     fastpath::set_process_name("socat");
-    let job = match prepare(&args) {
+    let start = match prepare(&args) {
         Ok(Action::Version) => {
             print!("{}", version_text());
-            return ExitCode::SUCCESS;
+            Ok(Start::Answered)
         }
         Ok(Action::Delegate(unsupported)) => Err(delegate("socat", &args, &unsupported)),
-        Ok(Action::Run(job)) => Ok(job),
+        Ok(Action::Run(job)) => Ok(Start::Run(Tunnel {
+            log_level: job.log_level,
+            multi: false,
+            work: Box::pin(run(job)),
+            settle: Tunnel::as_is,
+        })),
         Err(e) => Err(e),
     };
-    let job = match job {
-        Ok(job) => job,
-        Err(e) => return app::exit_status("sst-tunnel (socat)", Err(e), |_| 1),
-    };
-    logging::init(Some(job.log_level));
-    let result = app::execute(false, run(job));
-    app::exit_status("sst-tunnel (socat)", result, |e| match e {
+    Launch {
+        label: "sst-tunnel (socat)",
+        exit_code,
+        start,
+    }
+}
+
+/// socat exits 1 on any error; a signal that ended the run keeps its own status.
+fn exit_code(e: &Error) -> u8 {
+    match e {
         Error::Signal(_) => e.exit_code(),
         _ => 1,
-    })
+    }
 }
 
 /// `socat -V`: the scripts take the first dotted number and look for `WITH_OPENSSL 1`.
@@ -460,7 +468,7 @@ fn parse_source(text: &str) -> Option<SocketAddr> {
 }
 
 /// The TLS options shared by both roles.
-fn tls_args(o: &Options) -> Result<TlsArgs> {
+fn tls_args(o: &Options) -> Result<TlsSettings> {
     let ca = match (&o.cafile, &o.capath) {
         (Some(_), Some(_)) => {
             return Err(Error::Usage("give cafile= or capath=, not both".into()));
@@ -470,7 +478,7 @@ fn tls_args(o: &Options) -> Result<TlsArgs> {
     };
     let ciphers = tls::openssl_cipher_lists(o.cipher.as_deref(), None)
         .map_err(|why| Error::Usage(format!("cipher=: {why}")))?;
-    Ok(TlsArgs {
+    Ok(TlsSettings {
         defaults_file: None,
         defaults_group_suffix: None,
         role: None,
@@ -490,7 +498,7 @@ fn tls_args(o: &Options) -> Result<TlsArgs> {
 /// socat's verification: `verify=1` (the default) checks the chain (and makes a listener
 /// require a client certificate); `commonname=X` adds a name check under socat's rule, empty
 /// means none; a connecting address without `commonname` checks the host it dials.
-fn policy(o: &Options, args: &TlsArgs, dialled: Option<&str>) -> Result<Option<Policy>> {
+fn policy(o: &Options, args: &TlsSettings, dialled: Option<&str>) -> Result<Option<Policy>> {
     if !o.verify.unwrap_or(true) {
         if args.ca.is_some() {
             warn!("verify=0: cafile/capath loaded but the peer is not authenticated");
@@ -531,7 +539,7 @@ fn server_plan(o: &Options, direction: Direction, idle: Option<Duration>) -> Res
         config: tls::server_config(&args, prepared)?,
         handshake: HANDSHAKE_TIMEOUT,
         idle,
-        report: crate::session::Reporting::front_end(),
+        report: crate::settings::Reporting::front_end(),
         mode: server::Mode::Stdio {
             direction,
             retries: o.retries,
@@ -568,7 +576,7 @@ fn client_plan(
         end_with_peer: false,
         retries: o.retries,
         retry_interval: interval,
-        report: crate::session::Reporting::front_end(),
+        report: crate::settings::Reporting::front_end(),
     })
 }
 
@@ -625,12 +633,12 @@ async fn plain_relay(mut tcp: tokio::net::TcpStream, peer: &str, stream: Stream)
         relay::Options {
             idle: stream.idle,
             end_with_peer: local.end_with_peer,
-            progress: crate::session::Reporting::front_end().progress_for(peer),
+            progress: crate::settings::Reporting::front_end().progress_for(peer),
             record_budget: None,
         },
     )
     .await
-    .map_err(crate::session::relay_error)?;
+    .map_err(crate::ends::session::relay_error)?;
     info!(
         "closed {peer}: sent {} bytes, received {} bytes, plaintext TCP",
         transfer.sent, transfer.received

@@ -10,13 +10,12 @@ use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tracing::debug;
 
-use crate::cli::{ConnectArgs, Role};
+use crate::ends::session::{self, ClientStream, TlsInfo};
+use crate::ends::stdio::{Direction, LocalEnds};
 use crate::error::Result;
-use crate::mycnf;
 use crate::net::{self, HostPort};
 use crate::relay;
-use crate::session::{self, ClientStream, Reporting, TlsInfo};
-use crate::stdio::{Direction, LocalEnds};
+use crate::settings::{ConnectSettings, Reporting, Role, mycnf};
 use crate::tls::{self, Prepared};
 
 /// Everything a client run needs, decided before the first packet.
@@ -49,7 +48,7 @@ pub struct Plan {
 }
 
 /// `sst-tunnel connect`.
-pub async fn run(mut args: ConnectArgs) -> Result<()> {
+pub async fn run(mut args: ConnectSettings) -> Result<()> {
     mycnf::apply(&mut args.tls, Role::Donor)?;
     let target = net::parse_host_port(&args.target, "HOST:PORT")?;
     let prepared = Prepared::load(&args.tls, Some(&target.host))?;
@@ -67,9 +66,9 @@ pub async fn run(mut args: ConnectArgs) -> Result<()> {
         name,
         connect_timeout: args.connect_timeout,
         handshake_timeout: args.tls.handshake_timeout,
-        idle: (!args.stream.idle_timeout.is_zero()).then_some(args.stream.idle_timeout),
+        idle: args.stream.idle(),
         direction: Direction::Both,
-        end_with_peer: !args.rsh_args.is_empty(),
+        end_with_peer: args.end_with_peer,
         retries: 0,
         retry_interval: Duration::ZERO,
         report: args.stream.reporting(false),

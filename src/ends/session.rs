@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::io;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,11 +17,12 @@ use tokio::net::TcpStream;
 use tracing::{info, warn};
 
 use crate::error::Error;
-use crate::ktls;
+use crate::handoff::ktls;
+use crate::handoff::unbuffered::Side;
 use crate::net;
 use crate::relay::{self, RelayError, Transfer};
+use crate::settings::Reporting;
 use crate::tls::{self, names::CertNames};
-use crate::unbuffered::Side;
 
 /// What the handshake settled.
 #[derive(Debug, Clone, Default)]
@@ -105,7 +106,11 @@ async fn establish<S: Side>(
     mut tcp: TcpStream,
     limit: Duration,
 ) -> Result<(ktls::Stream<S>, TlsInfo), Error> {
-    handshake(limit, crate::unbuffered::handshake(&mut conn, &mut tcp)).await?;
+    handshake(
+        limit,
+        crate::handoff::unbuffered::handshake(&mut conn, &mut tcp),
+    )
+    .await?;
     let mut info = TlsInfo::of(conn.common());
     let stream = ktls::hand_off(conn, tcp).map_err(|e| tls::classify(&e, Error::Handshake))?;
     if !matches!(stream, ktls::Stream::Rustls(_)) {
@@ -170,27 +175,8 @@ pub fn relay_error(err: RelayError) -> Error {
     }
 }
 
-/// What a finished or running connection reports besides its summary line.
-#[derive(Debug, Clone, Default)]
-pub struct Reporting {
-    /// Interval of the `progress` lines; `None` for none.
-    pub progress: Option<Duration>,
-    /// Where to write the final summary as JSON.
-    pub stats: Option<PathBuf>,
-    /// Append one JSON line per connection instead of replacing the file (`listen --exec`).
-    pub append: bool,
-}
-
+// How a connection reports (the settings) is carried out here, where the connection is.
 impl Reporting {
-    /// What the stunnel and socat front-ends report: progress every 30 s (shown when their
-    /// log level includes info), no stats file.
-    pub fn front_end() -> Self {
-        Self {
-            progress: Some(Duration::from_secs(30)),
-            ..Self::default()
-        }
-    }
-
     /// The relay options of one TLS connection: `idle`, remote-shell semantics, this
     /// reporting's progress hook, and the TLS 1.2 record budget the handshake settled.
     pub fn relay_options(

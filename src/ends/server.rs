@@ -14,14 +14,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
-use crate::cli::{ListenArgs, Role};
+use crate::ends::exec::{self, PeerEnv, Program};
+use crate::ends::session;
+use crate::ends::stdio::{Direction, LocalEnds};
 use crate::error::{Error, Result};
-use crate::exec::{self, PeerEnv, Program};
-use crate::mycnf;
 use crate::net::{self, HostPort};
 use crate::relay;
-use crate::session::{self, Reporting};
-use crate::stdio::{Direction, LocalEnds};
+use crate::settings::{ListenSettings, Reporting, Role, Serve, mycnf};
 use crate::tls::{self, Prepared};
 
 /// Pause after a failed accept (EMFILE and friends) so the loop does not spin.
@@ -61,17 +60,17 @@ pub enum Mode {
 }
 
 /// `sst-tunnel listen`: checks everything, opens the socket, serves.
-pub async fn run(mut args: ListenArgs) -> Result<()> {
+pub async fn run(mut args: ListenSettings) -> Result<()> {
     mycnf::apply(&mut args.tls, Role::Joiner)?;
     let bind = net::parse_bind(&args.bind)?;
     let prepared = Prepared::load(&args.tls, None)?;
     let config = tls::server_config(&args.tls, prepared)?;
-    let mode = match args.exec {
-        Some(argv) => Mode::Exec {
+    let mode = match args.serve {
+        Serve::Exec(argv) => Mode::Exec {
             program: Program::from_argv(argv)?,
             max_connections: args.max_connections,
         },
-        None => Mode::Stdio {
+        Serve::Stdio => Mode::Stdio {
             direction: Direction::Both,
             retries: 0,
         },
@@ -79,7 +78,7 @@ pub async fn run(mut args: ListenArgs) -> Result<()> {
     let plan = Plan {
         config,
         handshake: args.tls.handshake_timeout,
-        idle: (!args.stream.idle_timeout.is_zero()).then_some(args.stream.idle_timeout),
+        idle: args.stream.idle(),
         report: args.stream.reporting(matches!(mode, Mode::Exec { .. })),
         mode,
     };

@@ -7,13 +7,58 @@
 
 use std::fmt;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::cli::{CheckArgs, TlsArgs};
 use crate::error::{Error, Result};
-use crate::gencerts;
-use crate::mycnf;
+use crate::settings::mycnf;
+use crate::settings::{Role, TlsSettings};
 use crate::tls::{self, names::CertNames};
+use crate::tools::gencerts;
+use clap::Args;
+
+/// `sst-tunnel check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The node's certificate chain (PEM); may also hold the key.
+    #[arg(long, value_name = "FILE", required_unless_present = "defaults_file")]
+    pub cert: Option<PathBuf>,
+
+    /// The node's private key (PEM); read from --cert when omitted.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+
+    /// Trusted CAs: a PEM bundle or a directory.
+    #[arg(
+        long,
+        value_name = "FILE|DIR",
+        required_unless_present = "defaults_file"
+    )]
+    pub ca: Option<PathBuf>,
+
+    /// Take the files from a MariaDB option file, as the SST scripts do.
+    #[arg(long, value_name = "FILE")]
+    pub defaults_file: Option<PathBuf>,
+
+    /// Also read the option groups with this suffix.
+    #[arg(long, value_name = "SUFFIX", requires = "defaults_file")]
+    pub defaults_group_suffix: Option<String>,
+
+    /// Whose ssl-server-*/ssl-client-* overrides apply.
+    #[arg(long, value_enum, default_value = "joiner")]
+    pub role: Role,
+
+    /// CRLs to check the chain against.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub crl: Option<PathBuf>,
+
+    /// A name or IP the certificate must cover (repeatable): the node's own names.
+    #[arg(long = "peer-name", value_name = "NAME")]
+    pub peer_names: Vec<String>,
+
+    /// Warn when the certificate expires within this many days.
+    #[arg(long, value_name = "DAYS", default_value_t = 30)]
+    pub warn_days: u32,
+}
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,14 +99,16 @@ impl Report {
 /// Runs every check and prints the report; fails (exit 3) when any check is an error.
 pub fn run(args: CheckArgs) -> Result<()> {
     let mut report = Report::default();
-    let mut tls_args = TlsArgs::empty();
-    tls_args.cert = args.cert.clone();
-    tls_args.key = args.key.clone();
-    tls_args.ca = args.ca.clone();
-    tls_args.crl = args.crl.clone();
-    tls_args.defaults_file = args.defaults_file.clone();
-    tls_args.defaults_group_suffix = args.defaults_group_suffix.clone();
-    tls_args.role = Some(args.role);
+    let mut tls_args = TlsSettings {
+        cert: args.cert.clone(),
+        key: args.key.clone(),
+        ca: args.ca.clone(),
+        crl: args.crl.clone(),
+        defaults_file: args.defaults_file.clone(),
+        defaults_group_suffix: args.defaults_group_suffix.clone(),
+        role: Some(args.role),
+        ..TlsSettings::default()
+    };
     mycnf::apply(&mut tls_args, args.role)?;
     let (Some(cert), Some(ca)) = (tls_args.cert.clone(), tls_args.ca.clone()) else {
         return Err(Error::Usage(
@@ -76,8 +123,8 @@ pub fn run(args: CheckArgs) -> Result<()> {
                 "{}: {} uses cert {}, key {}, CA {}",
                 file.display(),
                 match args.role {
-                    crate::cli::Role::Donor => "the donor",
-                    crate::cli::Role::Joiner => "the joiner",
+                    Role::Donor => "the donor",
+                    Role::Joiner => "the joiner",
                 },
                 cert.display(),
                 tls_args.key.as_deref().unwrap_or(&cert).display(),

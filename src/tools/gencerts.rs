@@ -27,9 +27,113 @@ use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::{FromDer, X509Certificate};
 use zeroize::Zeroizing;
 
-use crate::cli::{GenCertsArgs, Node, RotateStep};
 use crate::error::{Error, Result};
 use crate::tls::{names::CertNames, pem};
+use clap::{Args, ValueEnum};
+use std::net::IpAddr;
+
+/// `sst-tunnel gen-certs`.
+///
+/// The directory is the cluster's CA directory: `ca.pem` (what every node trusts),
+/// `ca-key.pem` (the key that signs, kept off the nodes) and per node `NAME-cert.pem`,
+/// `NAME-key.pem`, `NAME-sst.cnf`. A CA already there is reused, never replaced.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Lifecycle: first setup and adding a node are the same command (the CA \
+in --out is reused); --renew re-issues named nodes; --rotate-ca start|finish brackets a CA \
+rotation in three steps (see README, Certificate lifecycle)."
+)]
+pub struct GenCertsArgs {
+    /// The cluster's CA directory (created when missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// A node: NAME[=IP,IP...]; NAME becomes the CN and a DNS SAN, the IPs IP SANs (repeatable).
+    #[arg(long = "node", value_name = "NAME[=IP,...]", required_unless_present = "rotate_ca", value_parser = parse_node)]
+    pub nodes: Vec<Node>,
+
+    /// Node certificate lifetime in days (never past the CA's own end).
+    #[arg(long, value_name = "DAYS", default_value_t = 825, value_parser = clap::value_parser!(u32).range(1..))]
+    pub days: u32,
+
+    /// Lifetime in days of a CA made now.
+    #[arg(long, value_name = "DAYS", default_value_t = 3650, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ca_days: u32,
+
+    /// The cluster's name, part of a new CA's name ("NAME SST CA <id>") so clusters' CAs
+    /// can be told apart.
+    #[arg(long, value_name = "NAME", conflicts_with = "ca_name")]
+    pub cluster: Option<String>,
+
+    /// A new CA's whole common name (default: "<cluster or Galera> SST CA <random id>").
+    #[arg(long, value_name = "NAME")]
+    pub ca_name: Option<String>,
+
+    /// Issue the named nodes new certificates and keys from the CA in DIR, replacing
+    /// their files there (renewal; the CA is kept).
+    #[arg(long, visible_alias = "force")]
+    pub renew: bool,
+
+    /// CA rotation without an outage: `start` adds a new CA beside the old one (ca.pem
+    /// becomes the bundle of both; new certificates come from the new CA); `finish` drops
+    /// the old CA once every node holds a certificate from the new one.
+    #[arg(long, value_enum, value_name = "STEP", conflicts_with = "nodes")]
+    pub rotate_ca: Option<RotateStep>,
+}
+
+/// The two commands that bracket a CA rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RotateStep {
+    /// Make the new CA and the transition bundle.
+    Start,
+    /// Drop the old CA from the bundle.
+    Finish,
+}
+
+/// One `--node NAME[=IP,...]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// Host name: CN and DNS SAN, and the file name stem.
+    pub name: String,
+    /// IP SANs.
+    pub ips: Vec<IpAddr>,
+}
+
+/// Parses `NAME[=IP,IP...]`.
+pub fn parse_node(text: &str) -> std::result::Result<Node, String> {
+    let (name, ips) = match text.split_once('=') {
+        Some((name, ips)) => (name, Some(ips)),
+        None => (text, None),
+    };
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        && !name.starts_with(['-', '.']);
+    if !valid {
+        return Err(format!(
+            "'{name}': a node name is a host name (letters, digits, '-' and '.')"
+        ));
+    }
+    let ips = match ips {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(|ip| {
+                ip.trim()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<IpAddr>()
+                    .map_err(|_| format!("'{ip}' is not an IP address (NAME=IP,IP...)"))
+            })
+            .collect::<std::result::Result<_, _>>()?,
+    };
+    Ok(Node {
+        name: name.to_string(),
+        ips,
+    })
+}
 
 /// File names inside the CA directory.
 const CA_FILE: &str = "ca.pem";
@@ -143,9 +247,9 @@ impl CaDir {
             return Err(Error::file(&ca_path, "no PEM CERTIFICATE block found"));
         }
         let key_text = Zeroizing::new(
-            String::from_utf8(crate::files::read_bytes(
+            String::from_utf8(crate::settings::files::read_bytes(
                 &key_path,
-                crate::files::PEM_LIMIT,
+                crate::settings::files::PEM_LIMIT,
             )?)
             .map_err(|_| Error::file(&key_path, "not a PEM private key"))?,
         );
@@ -526,4 +630,27 @@ fn write(path: &Path, data: &[u8], mode: u32) -> Result<()> {
 
 fn rcgen_error(e: rcgen::Error) -> Error {
     Error::Internal(format!("generating certificates: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_syntax() {
+        assert_eq!(
+            parse_node("node1=10.0.0.1,[fd00::1]").unwrap(),
+            Node {
+                name: "node1".into(),
+                ips: vec!["10.0.0.1".parse().unwrap(), "fd00::1".parse().unwrap()],
+            }
+        );
+        assert_eq!(
+            parse_node("db-2.example").unwrap().ips,
+            Vec::<IpAddr>::new()
+        );
+        assert!(parse_node("=1.2.3.4").is_err());
+        assert!(parse_node("node 1").is_err());
+        assert!(parse_node("node1=10.0.0.300").is_err());
+    }
 }

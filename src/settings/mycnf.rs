@@ -12,9 +12,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::cli::{Role, TlsArgs, VerifyMode};
 use crate::error::{Error, Result};
-use crate::files;
+use crate::settings::files;
+use crate::settings::{Role, TlsSettings, VerifyMode};
 
 /// The server's option groups (`my_print_defaults --mysqld` on MariaDB 10.11).
 const SERVER_GROUPS: [&str; 8] = [
@@ -281,7 +281,7 @@ impl SstTls {
     }
 
     /// Fills what the command line left out; flags always win.
-    pub fn fill(self, args: &mut TlsArgs, path: &Path) -> Result<()> {
+    pub fn fill(self, args: &mut TlsSettings, path: &Path) -> Result<()> {
         if args.cert.is_none() {
             args.cert = self.cert;
         }
@@ -319,7 +319,7 @@ impl SstTls {
 }
 
 /// Applies `--defaults-file` (when given) to the TLS flags for `role`.
-pub fn apply(args: &mut TlsArgs, role: Role) -> Result<()> {
+pub fn apply(args: &mut TlsSettings, role: Role) -> Result<()> {
     let Some(path) = args.defaults_file.clone() else {
         return Ok(());
     };

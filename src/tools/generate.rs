@@ -3,23 +3,42 @@
 //! ship them.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use clap::CommandFactory;
+use clap::{Args, ValueEnum};
 use clap_complete::Shell;
 
-use crate::cli::{Cli, GenerateArgs, GenerateWhat};
 use crate::error::{Error, Result};
 
-/// Writes what was asked for into `args.out`.
-pub fn run(args: GenerateArgs) -> Result<()> {
+/// `sst-tunnel generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// What to write.
+    #[arg(value_enum)]
+    pub what: GenerateWhat,
+    /// Directory to write into.
+    pub out: PathBuf,
+}
+
+/// Generated packaging assets.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GenerateWhat {
+    /// Man pages (sst-tunnel.1 and one per sub-command).
+    Man,
+    /// bash, zsh and fish completions.
+    Completions,
+}
+
+/// Writes what was asked for into `args.out`, from `cli`: the whole command line's
+/// definition, handed down by the face (so this tool needs nothing of it but clap's type).
+pub fn run(args: GenerateArgs, cli: clap::Command) -> Result<()> {
     let out = &args.out;
     fs::create_dir_all(out).map_err(|e| Error::file_io(out, &e))?;
     match args.what {
-        GenerateWhat::Man => man(out),
+        GenerateWhat::Man => man(out, cli),
         GenerateWhat::Completions => {
             for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
-                let mut command = Cli::command();
+                let mut command = cli.clone();
                 clap_complete::generate_to(shell, &mut command, "sst-tunnel", out)
                     .map_err(|e| Error::file_io(out, &e))?;
             }
@@ -29,8 +48,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
 }
 
 /// sst-tunnel.1, plus one page per sub-command (sst-tunnel-connect.1, ...).
-fn man(out: &Path) -> Result<()> {
-    let command = Cli::command();
+fn man(out: &Path, command: clap::Command) -> Result<()> {
     let mut pages = vec![command.clone()];
     pages.extend(
         command

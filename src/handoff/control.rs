@@ -14,7 +14,7 @@ use std::io;
 use rustls::AlertDescription;
 use tracing::debug;
 
-use crate::unbuffered::Keyring;
+use crate::handoff::unbuffered::Keyring;
 
 /// Content type of an alert record.
 pub const ALERT: u8 = 21;

@@ -2,7 +2,7 @@
 //! from then on: the kernel, or rustls itself ([`RustlsStream`]).
 //!
 //! rustls does the handshake (certificate checks stay in one place) through its unbuffered
-//! API, which leaves the socket exactly at the first record after it ([`unbuffered`]). Then,
+//! API, which leaves the socket exactly at the first record after it ([`super::unbuffered`]). Then,
 //! when the kernel takes the negotiated cipher, the traffic keys and record sequence numbers
 //! move into the socket and the kernel encrypts and decrypts; the keys, and every later
 //! generation, come from rustls' supported export (`dangerous_into_kernel_connection`).
@@ -30,26 +30,18 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 use tracing::debug;
 
-use crate::control::{
+use crate::fastpath::{self, Cipher, Direction, TlsVersion};
+use crate::handoff::control::{
     self, ALERT, APPLICATION_DATA, Control, Event, HANDSHAKE, KEY_UPDATE, MAX_RECORD,
 };
-use crate::fastpath::{self, Cipher, Direction, TlsVersion};
+use crate::handoff::unbuffered::{Keyring, RustlsStream, Side};
 use crate::net::Preface;
 use crate::tls;
-use crate::unbuffered::{Keyring, RustlsStream, Side};
-
-/// Set by `--no-ktls` or `SST_TUNNEL_KTLS=off`: every connection stays buffered.
-static DISABLED: AtomicBool = AtomicBool::new(false);
-
-/// Turns the kernel path off for this process (`--no-ktls`).
-pub fn disable() {
-    DISABLED.store(true, Ordering::Relaxed);
-}
 
 /// Whether a hand-off may be attempted at all; decides how the handshake reads the socket
 /// (record-exact when it may). Probes the kernel once per process.
 pub fn wanted() -> bool {
-    if disabled() {
+    if fastpath::ktls_disabled() {
         return false;
     }
     match fastpath::ktls_probe(Cipher::Aes128Gcm)
@@ -64,19 +56,6 @@ pub fn wanted() -> bool {
             false
         }
     }
-}
-
-fn disabled() -> bool {
-    DISABLED.load(Ordering::Relaxed)
-        || std::env::var("SST_TUNNEL_KTLS").is_ok_and(|v| v == "off" || v == "0")
-}
-
-/// Whether to put ChaCha20-Poly1305 first (unless `--ciphers` says otherwise): it is the
-/// suite the kernel can carry without a key-usage limit. AES-GCM must stop after 2^24.5
-/// records (about 256 GiB) per key, and a kernel that cannot rekey (all before 6.14) would
-/// then have to end the SST; a whole-cluster SST can be larger than that.
-pub fn prefer_unlimited_cipher() -> bool {
-    !disabled() && fastpath::ktls_probe(Cipher::Chacha20Poly1305).is_ok()
 }
 
 /// A connection after the handshake: records made by rustls or by the kernel.
