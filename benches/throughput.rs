@@ -52,6 +52,8 @@ enum Tool {
     /// `SST_BENCH_BASELINE`'s build in the exec and pipe shapes.
     BaselineExec,
     BaselineStdio,
+    /// The pipe shape striped over this many TLS connections (`--streams N` at both ends).
+    Striped(u32),
 }
 
 impl Tool {
@@ -64,6 +66,9 @@ impl Tool {
             Tool::SocatPlain => "pipe: socat TCP, no TLS",
             Tool::BaselineExec => "exec: baseline build (SST_BENCH_BASELINE)",
             Tool::BaselineStdio => "pipe: baseline build (SST_BENCH_BASELINE)",
+            Tool::Striped(2) => "pipe: sst-tunnel striped, --streams 2",
+            Tool::Striped(4) => "pipe: sst-tunnel striped, --streams 4",
+            Tool::Striped(_) => "pipe: sst-tunnel striped, --streams 8",
         }
     }
 
@@ -103,6 +108,9 @@ fn main() {
     if std::env::var_os("SST_BENCH_BASELINE").is_some() {
         tools.extend([Tool::BaselineExec, Tool::BaselineStdio]);
     }
+    // One stream over several connections, beside the single-stream pipe row: on two cores
+    // this shows what it costs; with cores to spare, what it gains.
+    tools.extend([Tool::Striped(2), Tool::Striped(4), Tool::Striped(8)]);
     let mut results: Vec<Vec<Sample>> = vec![Vec::new(); tools.len()];
     let mut small: Vec<Sample> = Vec::new();
     // Interleaved rounds, so drift in machine load hits every tool alike.
@@ -215,15 +223,25 @@ fn run(pki: &Pki, tool: Tool, input: &std::path::Path, bytes: u64) -> Sample {
                 Sink::Exec,
             )
         }
-        Tool::SstTunnelStdio | Tool::BaselineStdio => {
+        Tool::SstTunnelStdio | Tool::BaselineStdio | Tool::Striped(_) => {
+            let streams = match tool {
+                Tool::Striped(n) => n.to_string(),
+                _ => "1".to_string(),
+            };
             let mut args = strs(&["--log-level", "info", "listen", "127.0.0.1:0", "--stdio"]);
             args.extend(pki.args("server"));
+            if streams != "1" {
+                args.extend(strs(&["--streams", &streams]));
+            }
             let mut server = Proc::spawn_raw_stdout(Command::new(tool.binary()).args(&args));
             server.close_stdin();
             let port = server.port();
             let sink = pipe_sink(pki, &mut server);
             let mut cargs = vec!["connect".to_string(), format!("127.0.0.1:{port}")];
             cargs.extend(pki.args("client"));
+            if streams != "1" {
+                cargs.extend(strs(&["--streams", &streams]));
+            }
             let client = Command::new(tool.binary());
             (server, spawn_client(client, &cargs, input), sink)
         }

@@ -100,7 +100,14 @@ expect "switch status" ': off$' run /usr/sbin/sst-tunnel-switch status --root "$
 step "a mariabackup-style transfer through the installed socat drop-in"
 run /usr/bin/sst-tunnel gen-certs --out "$TT/ssl" --node node1=127.0.0.1 --node node2=127.0.0.1 >/dev/null
 head -c $((16 << 20)) /dev/urandom >"$T/in"
-port=$(( 30000 + RANDOM % 20000 ))
+# A port outside the kernel's ephemeral range (32768-60999 by default), so no socket
+# something else binds to port 0 can hold it, and not listened on right now.
+port=
+for _ in $(seq 1 100); do
+    candidate=$(( 20000 + RANDOM % 10000 ))
+    ss -Hltn "( sport = :$candidate )" | grep . >/dev/null || { port=$candidate; break; }
+done
+[ -n "$port" ] || fail "no free port between 20000 and 29999"
 tls() { echo "cert=$TT/ssl/$1-cert.pem,key=$TT/ssl/$1-key.pem,cafile=$TT/ssl/ca.pem,commonname="; }
 run /usr/lib/sst-tunnel/bin/socat -u "openssl-listen:$port,reuseaddr,$(tls node2)" stdio >"$T/out" &
 joiner=$!

@@ -6,7 +6,8 @@
 #                         CASE [CASE...]
 #
 # CASE is METHOD:MODE, e.g. rsync:VERIFY_CA, rsync:REQUIRED, rsync:VERIFY_IDENTITY,
-# rsync:CAPATH, rsync:IPV6, mariabackup:encrypt=4, mariabackup:encrypt=3,
+# rsync:CAPATH, rsync:IPV6, mariabackup:encrypt=4, mariabackup:STRIPED (encrypt=4 with
+# SST_TUNNEL_STREAMS=4 at both ends: one stream over 4 connections), mariabackup:encrypt=3,
 # mariabackup:encrypt=2, mariabackup:VERIFY_IDENTITY, mariabackup:CAPATH, and the failure
 # drills rsync:KILL_TUNNEL, rsync:WRONG_CA, mariabackup:WRONG_CA.
 #
@@ -194,7 +195,7 @@ tca=$ca"
             "$T/ssl/$node-key.pem" "$T/ssl/$node-cert.pem" "$T/ssl/leaves.pem" ;;
         rsync:CAPATH) printf 'tkey=%s\ntcert=%s\ntca=%s/\n' \
             "$T/ssl/$node-key.pem" "$T/ssl/$node-cert.pem" "$T/ssl/capath" ;;
-        mariabackup:encrypt=4 | mariabackup:WRONG_CA) printf '%s\nencrypt=4\n' "$files" ;;
+        mariabackup:encrypt=4 | mariabackup:WRONG_CA | mariabackup:STRIPED) printf '%s\nencrypt=4\n' "$files" ;;
         mariabackup:encrypt=3) printf '%s\nencrypt=3\n' "$files" ;;
         mariabackup:encrypt=2) printf 'tcert=%s\ntca=%s\nencrypt=2\n' "$T/ssl/$node-combined.pem" "$ca" ;;
         mariabackup:VERIFY_IDENTITY) printf '%s\nencrypt=4\nssl-mode=VERIFY_IDENTITY\n' "$files" ;;
@@ -217,7 +218,7 @@ start_node() { # NODE [ARGS]
     : >"$T/$node/error.log"
     chown mysql:mysql "$T/$node/error.log"
     env -i PATH="$mysqld_path" HOME=/tmp LANG=C.UTF-8 RUST_LOG="${RUST_LOG:-info}" \
-        mariadbd --defaults-file="$T/$node/my.cnf" "$@" &
+        SST_TUNNEL_STREAMS="$node_streams" mariadbd --defaults-file="$T/$node/my.cnf" "$@" &
     node_pid=$!
     pids+=("$node_pid")
 }
@@ -251,6 +252,10 @@ at "node1: mariadb-install-db"
 timeout 300 mariadb-install-db --defaults-file="$T/node1/my.cnf" --user=mysql --auth-root-authentication-method=socket >"$T/node1/install.log" 2>&1 ||
     { cat "$T/node1/install.log" >&2; fail "mariadb-install-db"; }
 at "node1: bootstrapping the cluster"
+# The donor offers to stripe mariabackup streams over 4 connections; each joiner says
+# whether it takes them (only mariabackup:STRIPED does, so the other cases stay one stream on
+# any machine).
+node_streams=4
 start_node node1 --wsrep-new-cluster
 node1_pid=$node_pid
 wait_synced node1 "$node1_pid" 120 || fail "node1 did not start"
@@ -295,6 +300,8 @@ run_case() { # METHOD:MODE
     grep -q listening "$T/tcpdump.log" || fail "$1: tcpdump did not start: $(cat "$T/tcpdump.log")"
     local log1_from started=$EPOCHREALTIME
     log1_from=$(( $(wc -l <"$T/node1/error.log") + 1 ))
+    node_streams=1
+    [ "$mode" = STRIPED ] && node_streams=4
     start_node node2
     local node2_pid=$node_pid
     case $mode in
@@ -390,6 +397,13 @@ run_case() { # METHOD:MODE
         # sst-tunnel, not stunnel or socat, carried it: its summary lines in the error logs.
         grep -q "path buffered" "$T/node2/error.log" ||
             fail "$1: no sst-tunnel summary line in node2's error log"
+        # Striped where asked (both ends sst-tunnel), one stream everywhere else.
+        if [ "$mode" = STRIPED ]; then
+            grep -q "path buffered, 4 streams" "$T/node2/error.log" ||
+                fail "$1: the mariabackup stream was not striped over 4 connections"
+        elif grep -q " streams$" "$T/node2/error.log"; then
+            fail "$1: striped although the joiner did not ask for it"
+        fi
     fi
     local moved
     moved=$(du -sb --exclude=galera.cache "$T/node2/data" | cut -f1)

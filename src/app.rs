@@ -40,7 +40,9 @@ pub fn main(cli: Cli) -> ExitCode {
     }
     logging::init(cli.log_level.as_deref());
     let multi = match &cli.command {
-        Command::Listen(args) => args.exec.is_some(),
+        // Many connections, or one stream's stripes on as many cores.
+        Command::Listen(args) => args.exec.is_some() || args.streams > 1,
+        Command::Connect(args) => args.streams > 1,
         Command::Selftest(_) => true,
         _ => false,
     };

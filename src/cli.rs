@@ -13,6 +13,7 @@ use std::time::Duration;
 use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::ends::stripes;
 use crate::settings::{
     ConnectSettings, ListenSettings, Role, Serve, StreamSettings, TlsSettings, TlsVersion,
     VerifyMode,
@@ -128,6 +129,12 @@ pub struct ConnectArgs {
     #[arg(last = true, value_name = "RSH-ARGS")]
     pub rsh_args: Vec<String>,
 
+    /// Stripe the stream over up to N TLS connections when the listener is sst-tunnel with
+    /// --streams too ("auto": one per two cores, at most 8); the stream is then one-way,
+    /// stdin to the listener. 1 (the default) never stripes.
+    #[arg(long, value_name = "N|auto", default_value = "1", value_parser = parse_streams)]
+    pub streams: u32,
+
     /// TLS options.
     #[command(flatten)]
     pub tls: TlsArgs,
@@ -156,6 +163,12 @@ pub struct ListenArgs {
     /// Most connections served at once with --exec; further ones wait in the kernel backlog.
     #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+
+    /// With --stdio: let a donor stripe its stream over up to N TLS connections ("auto": one
+    /// per two cores, at most 8); a striped stream is one-way, to stdout. 1 (the default)
+    /// never stripes.
+    #[arg(long, value_name = "N|auto", default_value = "1", value_parser = parse_streams, conflicts_with = "exec")]
+    pub streams: u32,
 
     /// TLS options.
     #[command(flatten)]
@@ -278,6 +291,7 @@ impl From<ConnectArgs> for ConnectSettings {
             no_sni: a.no_sni,
             // Words after `--` mean a remote shell (rsync's --rsh): end with the peer.
             end_with_peer: !a.rsh_args.is_empty(),
+            streams: a.streams,
             tls: a.tls.into(),
             stream: a.stream.into(),
         }
@@ -293,6 +307,7 @@ impl From<ListenArgs> for ListenSettings {
                 None => Serve::Stdio,
             },
             max_connections: a.max_connections,
+            streams: a.streams,
             tls: a.tls.into(),
             stream: a.stream.into(),
         }
@@ -346,6 +361,11 @@ impl ValueEnum for TlsVersion {
             Self::Tls13 => PossibleValue::new("1.3").help("TLS 1.3"),
         })
     }
+}
+
+/// Parses a number of streams: `auto` or 1 to the most either end agrees to.
+pub fn parse_streams(text: &str) -> Result<u32, String> {
+    stripes::parse(text)
 }
 
 /// Parses `30s`, `500ms`, `5m`, `1h` or a bare number of seconds.

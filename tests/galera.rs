@@ -23,9 +23,10 @@ use nix::unistd::Pid;
 use common::*;
 
 /// Every case of the matrix; CI runs them all (about three minutes on two cores).
-const CASES: [&str; 13] = [
+const CASES: [&str; 14] = [
     "rsync:VERIFY_CA",
     "mariabackup:encrypt=4",
+    "mariabackup:STRIPED",
     "rsync:REQUIRED",
     "rsync:VERIFY_IDENTITY",
     "rsync:CAPATH",

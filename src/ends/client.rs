@@ -12,7 +12,10 @@ use tracing::debug;
 
 use crate::ends::session::{self, ClientStream, TlsInfo};
 use crate::ends::stdio::{Direction, LocalEnds};
-use crate::error::Result;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::ends::stripes;
+use crate::error::{Error, Result};
 use crate::net::{self, HostPort};
 use crate::relay;
 use crate::settings::{ConnectSettings, Reporting, Role, mycnf};
@@ -45,6 +48,9 @@ pub struct Plan {
     pub retry_interval: Duration,
     /// Progress lines and the stats file.
     pub report: Reporting,
+    /// The most connections to stripe a one-way stream over (offered in the handshake; 1:
+    /// never). `config` must offer them ([`stripes::offer`]).
+    pub stripes: u32,
 }
 
 /// `sst-tunnel connect`.
@@ -59,6 +65,7 @@ pub async fn run(mut args: ConnectSettings) -> Result<()> {
         args.sni.as_deref(),
         args.no_sni,
     )?;
+    let config = stripes::offer(config, args.streams);
     dial(Plan {
         target,
         source: None,
@@ -72,6 +79,7 @@ pub async fn run(mut args: ConnectSettings) -> Result<()> {
         retries: 0,
         retry_interval: Duration::ZERO,
         report: args.stream.reporting(false),
+        stripes: args.streams,
     })
     .await
 }
@@ -81,12 +89,58 @@ pub async fn dial(plan: Plan) -> Result<()> {
     let label = net::display(&plan.target);
     let (mut stream, info) = establish(&plan, &label).await?;
     debug!(version = %info.version, suite = %info.suite, peer = ?info.peer_subject, "handshake complete");
+    if info.stripes > 1 {
+        return striped(&plan, stream, info, &label).await;
+    }
     let local = LocalEnds::open(plan.direction, plan.end_with_peer);
     let options = plan
         .report
         .relay_options(&label, &info, plan.idle, local.end_with_peer);
     let result = relay::relay(&mut stream, local.input, local.output, options).await;
     plan.report.finish(&label, &info, result)
+}
+
+/// A stream striped over `info.stripes` connections: the listener's binding token from the
+/// first, the others opened and bound to it, then stdin over all of them (one-way).
+async fn striped(plan: &Plan, mut first: ClientStream, info: TlsInfo, label: &str) -> Result<()> {
+    let count = info.stripes;
+    let mut token = [0; stripes::TOKEN_LEN];
+    tokio::time::timeout(plan.handshake_timeout, first.read_exact(&mut token))
+        .await
+        .map_err(|_| {
+            Error::Transfer(format!(
+                "{label} agreed to {count} streams but sent no binding within {:?}",
+                plan.handshake_timeout
+            ))
+        })?
+        .map_err(|e| tls::classify(&e, Error::Transfer))?;
+    let mut all = vec![first];
+    for index in 1..count {
+        let (mut stream, extra) = establish(plan, label).await?;
+        // The same peer, the same agreement, or no stripe.
+        if extra.peer_cert != info.peer_cert {
+            return Err(Error::Cert(format!(
+                "{label}: stream {index} of {count} presented another certificate than the first"
+            )));
+        }
+        if extra.stripes != count {
+            return Err(Error::Handshake(format!(
+                "{label}: stream {index} agreed to {} streams, the first to {count}",
+                extra.stripes
+            )));
+        }
+        stream
+            .write_all(&stripes::binding(&token, index))
+            .await
+            .map_err(|e| tls::classify(&e, Error::Transfer))?;
+        all.push(stream);
+    }
+    debug!("{label}: striped over {count} connections");
+    let local = LocalEnds::open(Direction::SendOnly, false);
+    let progress = plan.report.progress_for(label);
+    let path = session::copy_path(&all[0]);
+    let result = stripes::send(all, local.input, plan.idle, progress.as_ref(), path).await;
+    plan.report.finish(label, &info, result)
 }
 
 /// Connect and handshake, retried as the plan allows.

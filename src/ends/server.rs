@@ -12,11 +12,15 @@ use std::time::Duration;
 use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::ends::exec::{self, PeerEnv, Program};
 use crate::ends::session;
 use crate::ends::stdio::{Direction, LocalEnds};
+use crate::ends::stripes;
 use crate::error::{Error, Result};
 use crate::net::{self, HostPort};
 use crate::relay;
@@ -26,7 +30,8 @@ use crate::tls::{self, Prepared};
 /// Pause after a failed accept (EMFILE and friends) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// What a listener serves, and how.
+/// What a listener serves, and how. A stdio listener whose config accepts stripes
+/// ([`stripes::accept_up_to`]) takes a donor's striped stream.
 pub struct Plan {
     /// The TLS server configuration.
     pub config: Arc<ServerConfig>,
@@ -64,7 +69,10 @@ pub async fn run(mut args: ListenSettings) -> Result<()> {
     mycnf::apply(&mut args.tls, Role::Joiner)?;
     let bind = net::parse_bind(&args.bind)?;
     let prepared = Prepared::load(&args.tls, None)?;
-    let config = tls::server_config(&args.tls, prepared)?;
+    let mut config = tls::server_config(&args.tls, prepared)?;
+    if matches!(args.serve, Serve::Stdio) {
+        config = stripes::accept_up_to(config, args.streams);
+    }
     let mode = match args.serve {
         Serve::Exec(argv) => Mode::Exec {
             program: Program::from_argv(argv)?,
@@ -164,9 +172,12 @@ async fn serve_stdio(
             Err(e) => return Err(e),
         }
     };
+    debug!(%peer, version = %info.version, suite = %info.suite, client = ?info.peer_subject, "handshake complete");
+    if info.stripes > 1 {
+        return striped(listener, &acceptor, limits, stream, info, peer).await;
+    }
     // One connection only: later dialers get "connection refused", not a silent queue.
     drop(listener);
-    debug!(%peer, version = %info.version, suite = %info.suite, client = ?info.peer_subject, "handshake complete");
     let local = LocalEnds::open(direction, false);
     let label = peer.to_string();
     let options = limits
@@ -174,6 +185,117 @@ async fn serve_stdio(
         .relay_options(&label, &info, limits.idle, local.end_with_peer);
     let result = relay::relay(&mut stream, local.input, local.output, options).await;
     limits.report.finish(&label, &info, result)
+}
+
+/// A stream striped over `info.stripes` connections: the binding token on the first, the
+/// donor's other connections accepted and bound to it within the handshake timeout, then
+/// the stream to stdout (one-way). A connection that is not one of them is refused and does
+/// not count.
+async fn striped(
+    listener: TcpListener,
+    acceptor: &Arc<ServerConfig>,
+    limits: &Limits,
+    mut first: session::ServerStream,
+    info: session::TlsInfo,
+    peer: SocketAddr,
+) -> Result<()> {
+    let count = info.stripes;
+    let token = stripes::token().map_err(|e| Error::Internal(e.to_string()))?;
+    first
+        .write_all(&token)
+        .await
+        .map_err(|e| tls::classify(&e, Error::Transfer))?;
+    first
+        .flush()
+        .await
+        .map_err(|e| tls::classify(&e, Error::Transfer))?;
+    let mut slots: Vec<Option<session::ServerStream>> = (0..count).map(|_| None).collect();
+    slots[0] = Some(first);
+    let wait = limits.handshake;
+    let deadline = tokio::time::Instant::now() + wait;
+    // Each newcomer is handshaken and checked by itself, so a slow or hostile one cannot
+    // hold up the donor's.
+    let mut pending = JoinSet::new();
+    while slots.iter().any(Option::is_none) {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, from) =
+                    accepted.map_err(|e| Error::Connect(format!("accept failed: {e}")))?;
+                let (acceptor, cert) = (acceptor.clone(), info.peer_cert.clone());
+                pending.spawn(async move {
+                    let bound = tokio::time::timeout(
+                        wait,
+                        bind_stripe(&acceptor, tcp, wait, &token, cert, count),
+                    )
+                    .await
+                    .unwrap_or_else(|_| Err(Error::Handshake(format!("nothing bound within {wait:?}"))));
+                    (from, bound)
+                });
+            }
+            Some(done) = pending.join_next() => match done {
+                Ok((from, Ok((index, stream)))) if slots[index as usize].is_none() => {
+                    debug!(%from, "stream {index} of {count} bound");
+                    slots[index as usize] = Some(stream);
+                }
+                Ok((from, Ok((index, _)))) => {
+                    warn!("refused a connection from {from}: stream {index} is already bound");
+                }
+                Ok((from, Err(e))) => {
+                    warn!("refused a connection from {from}: not a stream of this transfer: {e}");
+                }
+                Err(e) => warn!("a connection's check failed: {e}"),
+            },
+            () = tokio::time::sleep_until(deadline) => {
+                let arrived = slots.iter().filter(|s| s.is_some()).count();
+                return Err(Error::Transfer(format!(
+                    "{peer} agreed to {count} streams but only {arrived} arrived within {wait:?} \
+                     (--handshake-timeout)"
+                )));
+            }
+        }
+    }
+    pending.abort_all();
+    // Every stripe is here: later dialers get "connection refused".
+    drop(listener);
+    let all: Vec<session::ServerStream> = slots.into_iter().flatten().collect();
+    let local = LocalEnds::open(Direction::ReceiveOnly, false);
+    let label = peer.to_string();
+    let progress = limits.report.progress_for(&label);
+    let path = session::copy_path(&all[0]);
+    let result = stripes::receive(all, local.output, limits.idle, progress.as_ref(), path).await;
+    limits.report.finish(&label, &info, result)
+}
+
+/// One newcomer while a striped stream's connections arrive: verified like the first (and
+/// with the first's client certificate), the same agreement, and the binding secret with
+/// the stripe's index as its first bytes.
+async fn bind_stripe(
+    acceptor: &Arc<ServerConfig>,
+    tcp: TcpStream,
+    wait: Duration,
+    token: &[u8; stripes::TOKEN_LEN],
+    cert: Option<Vec<u8>>,
+    count: u32,
+) -> Result<(u32, session::ServerStream)> {
+    let (mut stream, extra) = session::accept(acceptor, tcp, wait).await?;
+    if extra.peer_cert != cert {
+        return Err(Error::Cert(
+            "another client certificate than the first stream's".into(),
+        ));
+    }
+    if extra.stripes != count {
+        return Err(Error::Handshake(format!(
+            "it agreed to {} streams, the first to {count}",
+            extra.stripes
+        )));
+    }
+    let mut presented = [0; stripes::TOKEN_LEN + 1];
+    stream
+        .read_exact(&mut presented)
+        .await
+        .map_err(|e| tls::classify(&e, Error::Transfer))?;
+    let index = stripes::check_binding(token, &presented, count).map_err(Error::Transfer)?;
+    Ok((index, stream))
 }
 
 /// Accepts connections until a signal ends the process, running `program` for each.

@@ -16,7 +16,9 @@ use serde::Serialize;
 use tokio::net::TcpStream;
 use tracing::{info, warn};
 
+use crate::ends::stripes;
 use crate::error::Error;
+use crate::fastpath::CopyPath;
 use crate::handoff::ktls;
 use crate::handoff::unbuffered::Side;
 use crate::net;
@@ -38,6 +40,10 @@ pub struct TlsInfo {
     /// Records this connection may still send (TLS 1.2 key usage limit), see
     /// [`tls::record_budget`]; the kernel path enforces its own.
     pub record_budget: Option<u64>,
+    /// How many connections carry the stream: the stripes both ends agreed on (1: one).
+    pub stripes: u32,
+    /// The peer's own certificate (DER), which every stripe's peer must present too.
+    pub peer_cert: Option<Vec<u8>>,
 }
 
 impl TlsInfo {
@@ -64,6 +70,11 @@ impl TlsInfo {
             peer_subject: peer.as_ref().map(|p| p.subject.clone()),
             peer_issuer: peer.map(|p| p.issuer),
             record_budget: tls::record_budget(conn),
+            stripes: stripes::negotiated(conn.alpn_protocol()),
+            peer_cert: conn
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|cert| cert.to_vec()),
         }
     }
 }
@@ -72,6 +83,15 @@ impl TlsInfo {
 pub type ServerStream = ktls::Stream<UnbufferedServerConnection>;
 /// The TLS stream a client relays over.
 pub type ClientStream = ktls::Stream<UnbufferedClientConnection>;
+
+/// How a stream's records are made when its bytes are copied (striped streams are never
+/// spliced): by the kernel or by rustls.
+pub fn copy_path<S>(stream: &ktls::Stream<S>) -> CopyPath {
+    match stream {
+        ktls::Stream::Kernel(_) => CopyPath::Kernel,
+        ktls::Stream::Rustls(_) => CopyPath::Buffered,
+    }
+}
 
 /// Server side of a connection: socket tuning, then the handshake and the hand-off to the
 /// kernel or to rustls' records, all under `limit`.
@@ -142,8 +162,12 @@ pub fn log_summary(peer: &str, info: &TlsInfo, transfer: &Transfer) {
     } else {
         0.0
     };
+    let streams = match info.stripes {
+        1 => String::new(),
+        n => format!(", {n} streams"),
+    };
     info!(
-        "closed {peer}: sent {} bytes, received {} bytes in {secs:.3}s ({rate:.1} MB/s), {} {}, path {}",
+        "closed {peer}: sent {} bytes, received {} bytes in {secs:.3}s ({rate:.1} MB/s), {} {}, path {}{streams}",
         transfer.sent, transfer.received, info.version, info.suite, transfer.path
     );
 }
@@ -258,6 +282,8 @@ struct Stats<'a> {
     cipher_suite: &'a str,
     /// `ktls+splice`, `ktls` or `buffered`.
     copy_path: String,
+    /// TLS connections that carried the stream (more than 1 when striped).
+    streams: u32,
     /// The peer certificate's subject DN, when it sent one.
     #[serde(skip_serializing_if = "Option::is_none")]
     peer_subject: Option<&'a str>,
@@ -284,6 +310,7 @@ fn write_stats(
         tls_version: &info.version,
         cipher_suite: &info.suite,
         copy_path: t.path.to_string(),
+        streams: info.stripes,
         peer_subject: info.peer_subject.as_deref(),
         error,
     };
@@ -313,6 +340,7 @@ mod tests {
             tls_version: "TLSv1.3",
             cipher_suite: "TLS13_AES_256_GCM_SHA384",
             copy_path: "buffered".into(),
+            streams: 1,
             peer_subject: Some("CN=a \"b\"\\c\n\u{1}"),
             error: None,
         };

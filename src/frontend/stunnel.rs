@@ -386,6 +386,8 @@ impl Conf {
             tls::client_config(&tls, prepared, &target.host, sni.as_deref(), no_sni)?;
         Ok(Translated::Service(Service {
             role: Role::Inetd(client::Plan {
+                // rsync's protocol is interactive: one connection, both ways.
+                stripes: 1,
                 target,
                 source: None,
                 config,

@@ -157,6 +157,9 @@ pub struct ConnectSettings {
     pub no_sni: bool,
     /// Remote-shell semantics: end once the peer has finished (rsync's `--rsh`).
     pub end_with_peer: bool,
+    /// The most TLS connections to stripe a one-way stream over when the listener is
+    /// sst-tunnel too; 1: never (one connection, both ways).
+    pub streams: u32,
     /// TLS.
     pub tls: TlsSettings,
     /// The data phase.
@@ -181,6 +184,9 @@ pub struct ListenSettings {
     pub serve: Serve,
     /// Most connections served at once with exec.
     pub max_connections: u32,
+    /// With stdio: the most TLS connections a donor may stripe one stream over (received
+    /// one way, to stdout); 1: never (one connection, both ways).
+    pub streams: u32,
     /// TLS.
     pub tls: TlsSettings,
     /// The data phase.

@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use super::{Launch, Start, Tunnel, Unsupported, delegate};
 use crate::ends::stdio::{Direction, LocalEnds};
-use crate::ends::{client, server};
+use crate::ends::{client, server, stripes};
 use crate::error::{Error, Result};
 use crate::fastpath;
 use crate::net::{self, HostPort};
@@ -46,7 +46,7 @@ pub fn launch(args: Vec<OsString>) -> Launch {
         Ok(Action::Delegate(unsupported)) => Err(delegate("socat", &args, &unsupported)),
         Ok(Action::Run(job)) => Ok(Start::Run(Tunnel {
             log_level: job.log_level,
-            multi: false,
+            multi: job.may_stripe(),
             work: Box::pin(run(job)),
             settle: Tunnel::as_is,
         })),
@@ -110,6 +110,20 @@ enum Work {
         interval: Duration,
         stream: Stream,
     },
+}
+
+impl Job {
+    /// Whether the stream may be striped (then on as many cores): a donor that offers
+    /// stripes, or a joiner whose config lists them (ALPN is set for nothing else).
+    fn may_stripe(&self) -> bool {
+        match &self.work {
+            Work::Connect(plan) => plan.stripes > 1,
+            Work::Listen {
+                tls: Some(plan), ..
+            } => !plan.config.alpn_protocols.is_empty(),
+            _ => false,
+        }
+    }
 }
 
 /// Data-phase settings of a plaintext stream.
@@ -535,8 +549,14 @@ fn server_plan(o: &Options, direction: Direction, idle: Option<Duration>) -> Res
     }
     let args = tls_args(o)?;
     let prepared = Prepared::with_policy(&args, policy(o, &args, None)?)?;
+    let mut config = tls::server_config(&args, prepared)?;
+    // The mariabackup joiner (`-u openssl-listen: stdio`) takes a striped stream from a
+    // donor that is sst-tunnel too; a stock donor offers nothing and gets one connection.
+    if direction == Direction::ReceiveOnly {
+        config = stripes::accept_up_to(config, streams()?);
+    }
     Ok(server::Plan {
-        config: tls::server_config(&args, prepared)?,
+        config,
         handshake: HANDSHAKE_TIMEOUT,
         idle,
         report: crate::settings::Reporting::front_end(),
@@ -564,10 +584,17 @@ fn client_plan(
         o.sni_host.as_deref(),
         o.no_sni,
     )?;
+    // The mariabackup donor (`-u stdio openssl-connect:`) offers to stripe; a stock
+    // listener ignores the offer and gets one connection.
+    let most = if direction == Direction::SendOnly {
+        streams()?
+    } else {
+        1
+    };
     Ok(client::Plan {
+        config: stripes::offer(config, most),
         target,
         source: None,
-        config,
         name,
         connect_timeout,
         handshake_timeout: HANDSHAKE_TIMEOUT,
@@ -577,7 +604,19 @@ fn client_plan(
         retries: o.retries,
         retry_interval: interval,
         report: crate::settings::Reporting::front_end(),
+        stripes: most,
     })
+}
+
+/// How many connections a one-way stream may be striped over: `SST_TUNNEL_STREAMS` (the
+/// scripts' command lines are fixed), by default one per two cores, at most 8; 1 never.
+fn streams() -> Result<u32> {
+    match std::env::var("SST_TUNNEL_STREAMS") {
+        Err(_) => Ok(stripes::auto()),
+        Ok(text) => {
+            stripes::parse(&text).map_err(|why| Error::Usage(format!("SST_TUNNEL_STREAMS: {why}")))
+        }
+    }
 }
 
 async fn run(job: Job) -> Result<()> {

@@ -1,0 +1,535 @@
+//! Striping: one one-way stream (donor -> joiner, the mariabackup shape) over several TLS
+//! connections when both ends are sst-tunnel, so more than one core encrypts and decrypts.
+//!
+//! Negotiation is in the first handshake, by ALPN: a client that may stripe offers
+//! `sst-tunnel/stripes/N` for N from its maximum down to 2; a listener that may stripe lists
+//! its own cap downwards and rustls picks the first of the listener's that the client
+//! offered, so both agree on the smaller maximum. A stock stunnel or socat sets no ALPN: as a
+//! listener it ignores the offer, as a client it offers nothing, and the stream is exactly
+//! today's single one.
+//!
+//! Binding: the listener sends a random 32-byte token as its first bytes on the first
+//! connection (inside TLS: only the two verified ends see it). The donor opens the other
+//! N-1 connections to the same address; each is verified exactly like the first, its peer
+//! certificate must be the first one's, and its first bytes must be the token and the
+//! stripe's index, compared in constant time. Anything else is refused and does not count.
+//!
+//! Framing: the payload goes out in chunks, round robin: chunk `k` on stripe `k mod N`, each
+//! with a 12-byte header (sequence number, length). After the last chunk every stripe gets an
+//! end frame naming the total, then close_notify. The joiner reads every stripe in its own
+//! task into a bounded queue and writes the chunks out in sequence, so at most
+//! `N x (QUEUE + 1) x CHUNK` bytes are held however the stripes are paced. Only when all of
+//! it is written out does it send its own close_notify on every stripe, which is what the
+//! donor waits for: any stripe truncated, reset, out of order or missing fails both ends.
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::{ClientConfig, ServerConfig};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::fastpath::CopyPath;
+use crate::relay::{Progress, RelayError, Transfer};
+
+/// The ALPN protocol name's prefix; the number of stripes follows in decimal.
+const ALPN_PREFIX: &str = "sst-tunnel/stripes/";
+/// The most stripes either end agrees to.
+pub const MAX_STRIPES: u32 = 8;
+/// The binding secret's length.
+pub const TOKEN_LEN: usize = 32;
+/// Payload bytes per chunk at most.
+const CHUNK: usize = 128 * 1024;
+/// Frame header: sequence number (u64) and payload length (u32), big-endian.
+const HEADER: usize = 12;
+/// Chunks queued per stripe between the stdin reader and a stripe's writer, or between a
+/// stripe's reader and the stdout writer.
+const QUEUE: usize = 4;
+
+/// The number of stripes `auto` means on this machine: one per two cores (each stripe
+/// keeps one core busy at each end), at least 1 (no striping), at most [`MAX_STRIPES`].
+pub fn auto() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    u32::try_from(cores / 2)
+        .unwrap_or(MAX_STRIPES)
+        .clamp(1, MAX_STRIPES)
+}
+
+/// Reads a number of streams as `--streams` and `SST_TUNNEL_STREAMS` take it: `auto` or
+/// 1 to [`MAX_STRIPES`].
+pub fn parse(text: &str) -> Result<u32, String> {
+    if text.trim() == "auto" {
+        return Ok(auto());
+    }
+    match text.trim().parse::<u32>() {
+        Ok(n) if (1..=MAX_STRIPES).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "'{text}' is not a number of streams (auto, or 1 to {MAX_STRIPES})"
+        )),
+    }
+}
+
+/// The ALPN list for up to `max` stripes, largest first; empty when `max` is below 2.
+fn protocols(max: u32) -> Vec<Vec<u8>> {
+    (2..=max.min(MAX_STRIPES))
+        .rev()
+        .map(|n| format!("{ALPN_PREFIX}{n}").into_bytes())
+        .collect()
+}
+
+/// The number of stripes a negotiated ALPN protocol names: 1 for none or another protocol.
+pub fn negotiated(alpn: Option<&[u8]>) -> u32 {
+    alpn.and_then(|p| p.strip_prefix(ALPN_PREFIX.as_bytes()))
+        .and_then(|n| std::str::from_utf8(n).ok())
+        .and_then(|n| n.parse::<u32>().ok())
+        .filter(|n| (2..=MAX_STRIPES).contains(n))
+        .unwrap_or(1)
+}
+
+/// A client configuration that offers up to `max` stripes (unchanged below 2).
+pub fn offer(config: Arc<ClientConfig>, max: u32) -> Arc<ClientConfig> {
+    if max < 2 {
+        return config;
+    }
+    let mut config = (*config).clone();
+    config.alpn_protocols = protocols(max);
+    Arc::new(config)
+}
+
+/// A server configuration that accepts up to `cap` stripes (unchanged below 2).
+pub fn accept_up_to(config: Arc<ServerConfig>, cap: u32) -> Arc<ServerConfig> {
+    if cap < 2 {
+        return config;
+    }
+    let mut config = (*config).clone();
+    config.alpn_protocols = protocols(cap);
+    Arc::new(config)
+}
+
+/// A new binding secret.
+pub fn token() -> io::Result<[u8; TOKEN_LEN]> {
+    let mut token = [0; TOKEN_LEN];
+    aws_lc_rs::rand::fill(&mut token)
+        .map_err(|_| io::Error::other("no random bytes for the stream binding"))?;
+    Ok(token)
+}
+
+/// What a donor's extra connection presents first: the token and its stripe index.
+pub fn binding(token: &[u8; TOKEN_LEN], index: u32) -> Vec<u8> {
+    let mut bytes = token.to_vec();
+    bytes.push(u8::try_from(index).unwrap_or(u8::MAX));
+    bytes
+}
+
+/// Checks what an extra connection presented against the token: the stripe index it binds,
+/// or why it is refused. Constant time in the token's bytes.
+pub fn check_binding(
+    token: &[u8; TOKEN_LEN],
+    presented: &[u8],
+    stripes: u32,
+) -> Result<u32, String> {
+    let (secret, index) = presented.split_at(TOKEN_LEN.min(presented.len()));
+    if aws_lc_rs::constant_time::verify_slices_are_equal(secret, token).is_err() {
+        return Err("it does not carry this transfer's binding secret".into());
+    }
+    match index {
+        [i] if (1..stripes).contains(&u32::from(*i)) => Ok(u32::from(*i)),
+        _ => Err(format!("it names no stripe between 1 and {}", stripes - 1)),
+    }
+}
+
+/// Awaits `fut` within `idle` (never times out when `None`).
+async fn within<T>(
+    idle: Option<Duration>,
+    fut: impl Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    match idle {
+        None => fut.await,
+        Some(limit) => tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no progress for {limit:?} (--idle-timeout)"),
+            ))
+        }),
+    }
+}
+
+/// Reports progress every interval from the loop that moves the bytes.
+struct Ticker<'a> {
+    progress: Option<&'a Progress>,
+    last: Instant,
+}
+
+impl Ticker<'_> {
+    fn tick(&mut self, transfer: impl FnOnce() -> Transfer) {
+        if let Some(p) = self.progress
+            && self.last.elapsed() >= p.every
+        {
+            self.last = Instant::now();
+            (p.report)(&transfer());
+        }
+    }
+}
+
+/// The donor: reads `input` to its end and sends it over `stripes` (bound, in index order),
+/// then waits for the joiner's close_notify on every stripe.
+pub async fn send<S, R>(
+    stripes: Vec<S>,
+    mut input: R,
+    idle: Option<Duration>,
+    progress: Option<&Progress>,
+    path: CopyPath,
+) -> Result<Transfer, RelayError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    R: AsyncRead + Unpin,
+{
+    let started = Instant::now();
+    let count = stripes.len();
+    let mut queues = Vec::with_capacity(count);
+    let mut writers: Vec<JoinHandle<io::Result<()>>> = Vec::with_capacity(count);
+    for stripe in stripes {
+        let (tx, rx) = mpsc::channel::<Vec<u8>>(QUEUE);
+        queues.push(tx);
+        writers.push(tokio::spawn(write_stripe(stripe, rx, idle)));
+    }
+    let mut sent = 0u64;
+    let mut seq = 0u64;
+    let snapshot = |sent| Transfer {
+        sent,
+        received: 0,
+        elapsed: started.elapsed(),
+        path,
+    };
+    let mut ticker = Ticker {
+        progress,
+        last: Instant::now(),
+    };
+    loop {
+        let mut frame = vec![0; HEADER + CHUNK];
+        let len = match fill(&mut input, &mut frame[HEADER..]).await {
+            Ok(len) => len,
+            Err(source) => {
+                return Err(RelayError::LocalRead {
+                    source,
+                    partial: snapshot(sent),
+                });
+            }
+        };
+        if len == 0 {
+            break;
+        }
+        frame.truncate(HEADER + len);
+        header(&mut frame, seq, len);
+        let stripe = usize::try_from(seq % count as u64).unwrap_or(0);
+        if queues[stripe].send(frame).await.is_err() {
+            // That stripe's writer has stopped: its error is the cause.
+            let source = failure(writers.swap_remove(stripe)).await;
+            return Err(RelayError::PeerWrite {
+                source,
+                partial: snapshot(sent),
+            });
+        }
+        seq += 1;
+        sent += len as u64;
+        ticker.tick(|| snapshot(sent));
+    }
+    // The end: every stripe learns the total, then closes.
+    for queue in &queues {
+        let mut end = vec![0; HEADER];
+        header(&mut end, seq, 0);
+        // A writer that has stopped is reported below.
+        let _ = queue.send(end).await;
+    }
+    drop(queues);
+    for writer in writers {
+        if let Err(source) = joined(writer).await {
+            return Err(RelayError::PeerWrite {
+                source,
+                partial: snapshot(sent),
+            });
+        }
+    }
+    Ok(snapshot(sent))
+}
+
+/// Reads until `buf` is full or the input ends; stops early once a read would wait while
+/// something is already there (so a slow producer's bytes do not sit in a half-full chunk).
+async fn fill<R: AsyncRead + Unpin>(input: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut len = 0;
+    while len < buf.len() {
+        let read = if len == 0 {
+            input.read(&mut buf[len..]).await?
+        } else {
+            match tokio::time::timeout(Duration::from_millis(20), input.read(&mut buf[len..])).await
+            {
+                Ok(read) => read?,
+                Err(_) => break,
+            }
+        };
+        if read == 0 {
+            break;
+        }
+        len += read;
+    }
+    Ok(len)
+}
+
+fn header(frame: &mut [u8], seq: u64, len: usize) {
+    frame[..8].copy_from_slice(&seq.to_be_bytes());
+    frame[8..HEADER].copy_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+}
+
+/// One stripe of the donor: its frames, then close_notify, then the joiner's close_notify
+/// (which the joiner sends only once everything is written out).
+async fn write_stripe<S>(
+    mut stripe: S,
+    mut frames: mpsc::Receiver<Vec<u8>>,
+    idle: Option<Duration>,
+) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    while let Some(frame) = frames.recv().await {
+        within(idle, stripe.write_all(&frame)).await?;
+    }
+    within(idle, stripe.shutdown()).await?;
+    let mut byte = [0; 1];
+    match within(idle, stripe.read(&mut byte)).await? {
+        0 => Ok(()),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the listener sent data on a striped stream",
+        )),
+    }
+}
+
+/// The error a stopped task ended with.
+async fn failure(task: JoinHandle<io::Result<()>>) -> io::Error {
+    match joined(task).await {
+        Err(e) => e,
+        Ok(()) => io::Error::other("a stripe ended early"),
+    }
+}
+
+async fn joined(task: JoinHandle<io::Result<()>>) -> io::Result<()> {
+    task.await
+        .unwrap_or_else(|e| Err(io::Error::other(format!("a stripe's task failed: {e}"))))
+}
+
+/// What a stripe's reader hands the joiner's writer.
+enum Piece {
+    /// The next chunk of this stripe.
+    Data(Vec<u8>),
+    /// The stripe ended cleanly after the end frame, which named this total.
+    End(u64),
+}
+
+/// The joiner: reads every stripe (bound, in index order) and writes the stream to `output`
+/// in sequence; closes every stripe only once it is all written.
+pub async fn receive<S, W>(
+    stripes: Vec<S>,
+    mut output: W,
+    idle: Option<Duration>,
+    progress: Option<&Progress>,
+    path: CopyPath,
+) -> Result<Transfer, RelayError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin,
+{
+    let started = Instant::now();
+    let count = stripes.len();
+    let mut pieces = Vec::with_capacity(count);
+    let mut closers = Vec::with_capacity(count);
+    let mut readers: Vec<JoinHandle<io::Result<()>>> = Vec::with_capacity(count);
+    for (index, stripe) in stripes.into_iter().enumerate() {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let (close, closed) = oneshot::channel();
+        pieces.push(rx);
+        closers.push(close);
+        readers.push(tokio::spawn(read_stripe(
+            stripe,
+            index as u64,
+            count as u64,
+            tx,
+            closed,
+            idle,
+        )));
+    }
+    let mut received = 0u64;
+    let snapshot = |received| Transfer {
+        sent: 0,
+        received,
+        elapsed: started.elapsed(),
+        path,
+    };
+    let mut ticker = Ticker {
+        progress,
+        last: Instant::now(),
+    };
+    let mut seq = 0u64;
+    let total = loop {
+        let stripe = usize::try_from(seq % count as u64).unwrap_or(0);
+        match pieces[stripe].recv().await {
+            Some(Piece::Data(chunk)) => {
+                if let Err(source) = output.write_all(&chunk).await {
+                    return Err(RelayError::LocalWrite {
+                        source,
+                        partial: snapshot(received),
+                    });
+                }
+                seq += 1;
+                received += chunk.len() as u64;
+                ticker.tick(|| snapshot(received));
+            }
+            Some(Piece::End(total)) => break total,
+            None => {
+                let source = failure(readers.swap_remove(stripe)).await;
+                return Err(RelayError::PeerRead {
+                    source,
+                    partial: snapshot(received),
+                });
+            }
+        }
+    };
+    let broken = |what: String| RelayError::PeerRead {
+        source: io::Error::new(io::ErrorKind::InvalidData, what),
+        partial: snapshot(received),
+    };
+    if total != seq {
+        return Err(broken(format!(
+            "the end frame says {total} chunks, {seq} arrived"
+        )));
+    }
+    // Every other stripe must have ended the same way.
+    let ended = usize::try_from(seq % count as u64).unwrap_or(0);
+    for index in (0..count).filter(|i| *i != ended) {
+        match pieces[index].recv().await {
+            Some(Piece::End(t)) if t == total => {}
+            Some(_) => {
+                return Err(broken(format!(
+                    "stripe {index} does not end where the stream does"
+                )));
+            }
+            None => {
+                let source = failure(readers.swap_remove(index)).await;
+                return Err(RelayError::PeerRead {
+                    source,
+                    partial: snapshot(received),
+                });
+            }
+        }
+    }
+    if let Err(source) = output.shutdown().await {
+        return Err(RelayError::LocalWrite {
+            source,
+            partial: snapshot(received),
+        });
+    }
+    drop(output);
+    // All written out: now the donor may hear that it arrived.
+    for close in closers {
+        let _ = close.send(());
+    }
+    for reader in readers {
+        if let Err(source) = joined(reader).await {
+            return Err(RelayError::PeerWrite {
+                source,
+                partial: snapshot(received),
+            });
+        }
+    }
+    Ok(snapshot(received))
+}
+
+/// One stripe of the joiner: frames `index`, `index + count`, ... in order, then the end
+/// frame and the donor's close_notify; after the writer says so, our close_notify.
+async fn read_stripe<S>(
+    mut stripe: S,
+    index: u64,
+    count: u64,
+    pieces: mpsc::Sender<Piece>,
+    closed: oneshot::Receiver<()>,
+    idle: Option<Duration>,
+) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut expected = index;
+    let total = loop {
+        let mut head = [0; HEADER];
+        within(idle, stripe.read_exact(&mut head)).await?;
+        let seq = u64::from_be_bytes(head[..8].try_into().unwrap_or_default());
+        let len = u32::from_be_bytes(head[8..].try_into().unwrap_or_default()) as usize;
+        if len == 0 {
+            break seq;
+        }
+        if seq != expected || len > CHUNK {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "stripe {index}: chunk {seq} of {len} bytes where chunk {expected} of at most {CHUNK} was due"
+                ),
+            ));
+        }
+        let mut chunk = vec![0; len];
+        within(idle, stripe.read_exact(&mut chunk)).await?;
+        if pieces.send(Piece::Data(chunk)).await.is_err() {
+            // The writer has stopped; its own error is the one reported.
+            return Ok(());
+        }
+        expected += count;
+    };
+    // Nothing may follow the end frame but the donor's close_notify.
+    let mut byte = [0; 1];
+    if within(idle, stripe.read(&mut byte)).await? != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("stripe {index}: data after the end frame"),
+        ));
+    }
+    if pieces.send(Piece::End(total)).await.is_err() {
+        return Ok(());
+    }
+    if closed.await.is_ok() {
+        within(idle, stripe.shutdown()).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_ends_agree_on_the_smaller_maximum() {
+        assert!(protocols(1).is_empty());
+        assert_eq!(
+            protocols(3),
+            [
+                b"sst-tunnel/stripes/3".to_vec(),
+                b"sst-tunnel/stripes/2".to_vec()
+            ]
+        );
+        assert_eq!(protocols(99).len(), 7);
+        assert_eq!(negotiated(Some(b"sst-tunnel/stripes/4")), 4);
+        assert_eq!(negotiated(Some(b"sst-tunnel/stripes/9")), 1);
+        assert_eq!(negotiated(Some(b"h2")), 1);
+        assert_eq!(negotiated(None), 1);
+        assert!((1..=MAX_STRIPES).contains(&auto()));
+    }
+
+    #[test]
+    fn bindings_name_a_stripe_and_carry_the_token() {
+        let token = [7; TOKEN_LEN];
+        assert_eq!(check_binding(&token, &binding(&token, 3), 4), Ok(3));
+        assert!(check_binding(&token, &binding(&token, 0), 4).is_err());
+        assert!(check_binding(&token, &binding(&token, 4), 4).is_err());
+        assert!(check_binding(&[8; TOKEN_LEN], &binding(&token, 1), 4).is_err());
+        assert!(check_binding(&token, &token[..10], 4).is_err());
+    }
+}

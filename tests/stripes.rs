@@ -1,0 +1,515 @@
+//! Striping: one one-way stream over several TLS connections when both ends are sst-tunnel.
+//! Byte-exact at 1, 2, 4 and 8 streams and odd sizes; the listener's cap; stock socat and
+//! stunnel on either end get one stream; a stripe killed mid-stream fails both ends; a
+//! connection with a valid certificate but no binding secret is refused while the transfer
+//! completes; a stalled stripe keeps the joiner's memory bounded. Faults are made by a TCP
+//! proxy in this process between the two ends.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// One transfer of `data` from `connect --streams C` to `listen --stdio --streams L`;
+/// returns both outcomes, the listener's stdout checked against `data`.
+fn transfer(pki: &Pki, listen: &str, connect: &str, data: &[u8]) -> (Outcome, Outcome) {
+    let mut server = stdio_server(pki, &["--streams", listen]);
+    server.close_stdin();
+    let port = server.port();
+    let mut cl = client(pki, port, "client", &["--streams", connect]);
+    let mut input = cl.stdin();
+    let copy = data.to_vec();
+    let writer = thread::spawn(move || input.write_all(&copy).unwrap());
+    let c = cl.finish();
+    writer.join().unwrap();
+    let s = server.finish();
+    (c, s)
+}
+
+/// The summary line's stream count: `, N streams` when striped, nothing for one.
+fn streams_in(log: &str) -> u32 {
+    let line = log
+        .lines()
+        .find(|l| l.contains("closed "))
+        .unwrap_or_else(|| panic!("no summary line: {log}"));
+    line.split(", ")
+        .find_map(|part| part.strip_suffix(" streams"))
+        .map_or(1, |n| n.trim().parse().unwrap())
+}
+
+#[test]
+fn byte_exact_at_1_2_4_and_8_streams_with_odd_sizes() {
+    let pki = Pki::new();
+    // Empty, one byte, one more than a chunk, and several chunks plus a tail.
+    let sizes = [0, 1, (128 << 10) + 1, (3 << 20) + 7];
+    for n in [1, 2, 4, 8] {
+        for (i, size) in sizes.iter().enumerate() {
+            let data = bytes(*size, 100 + i as u64);
+            let arg = n.to_string();
+            let (c, s) = transfer(&pki, &arg, &arg, &data);
+            c.ok();
+            s.ok();
+            assert_eq!(s.stdout.len(), data.len(), "{n} streams, {size} bytes");
+            assert_eq!(
+                sha256(&s.stdout),
+                sha256(&data),
+                "{n} streams, {size} bytes"
+            );
+            assert_eq!(streams_in(&s.stderr), n, "{}", s.stderr);
+            assert_eq!(streams_in(&c.stderr), n, "{}", c.stderr);
+        }
+    }
+}
+
+#[test]
+fn the_listener_caps_the_streams_and_stats_report_them() {
+    let pki = Pki::new();
+    let data = bytes(1 << 20, 7);
+    let (c, s) = transfer(&pki, "2", "8", &data);
+    c.ok();
+    s.ok();
+    assert_eq!(streams_in(&s.stderr), 2);
+    assert_eq!(sha256(&s.stdout), sha256(&data));
+    let (c, s) = transfer(&pki, "8", "3", &data);
+    c.ok();
+    s.ok();
+    assert_eq!(streams_in(&c.stderr), 3);
+    // Either end at 1 is one connection, both ways as always.
+    let (c, s) = transfer(&pki, "1", "8", &data);
+    c.ok();
+    s.ok();
+    assert_eq!(streams_in(&s.stderr), 1);
+    assert_eq!(sha256(&s.stdout), sha256(&data));
+
+    let stats = pki.path("stats.json");
+    let mut server = stdio_server(
+        &pki,
+        &["--streams", "4", "--stats-json", &pki.s("stats.json")],
+    );
+    server.close_stdin();
+    let port = server.port();
+    let mut cl = client(&pki, port, "client", &["--streams", "4"]);
+    let sent = feed(cl.stdin(), 5 << 20, 8);
+    cl.finish().ok();
+    let s = server.finish();
+    s.ok();
+    assert_eq!(sha256(&s.stdout), sent.join().unwrap());
+    let json = std::fs::read_to_string(stats).unwrap();
+    assert!(json.contains("\"streams\":4"), "{json}");
+    assert!(json.contains("\"received_bytes\":5242880"), "{json}");
+}
+
+#[test]
+fn stock_socat_on_either_end_gets_one_stream() {
+    let socat = require("socat");
+    let pki = Pki::new();
+    let data = bytes((2 << 20) + 3, 9);
+
+    // Our donor offers stripes; stock socat ignores the offer.
+    let port = free_port();
+    let joiner = Proc::spawn(
+        &socat,
+        &strs(&[
+            "-d",
+            "-d",
+            "-u",
+            &socat_listen(&pki, port, "server"),
+            "stdio",
+        ]),
+    );
+    // (Not wait_port: socat -u takes exactly one connection.)
+    joiner.wait_line("listening on");
+    let mut cl = client(&pki, port, "client", &["--streams", "4"]);
+    let mut input = cl.stdin();
+    let copy = data.clone();
+    let writer = thread::spawn(move || input.write_all(&copy).unwrap());
+    let c = cl.finish();
+    writer.join().unwrap();
+    c.ok();
+    assert_eq!(streams_in(&c.stderr), 1);
+    let j = joiner.finish();
+    j.ok();
+    assert_eq!(sha256(&j.stdout), sha256(&data));
+
+    // Our joiner accepts stripes; stock socat offers none.
+    let mut server = stdio_server(&pki, &["--streams", "4"]);
+    server.close_stdin();
+    let port = server.port();
+    let mut donor = Proc::spawn(
+        &socat,
+        &strs(&["-u", "stdio", &socat_connect(&pki, port, "client")]),
+    );
+    let mut input = donor.stdin();
+    let copy = data.clone();
+    let writer = thread::spawn(move || input.write_all(&copy).unwrap());
+    let d = donor.finish();
+    writer.join().unwrap();
+    d.ok();
+    let s = server.finish();
+    s.ok();
+    assert_eq!(streams_in(&s.stderr), 1);
+    assert_eq!(sha256(&s.stdout), sha256(&data));
+}
+
+/// The socat front-end as the mariabackup scripts run it, with `SST_TUNNEL_STREAMS`.
+fn front_end(args: &[String], streams: &str) -> Proc {
+    Proc::spawn_with(
+        Command::new(bin())
+            .arg("socat")
+            .args(args)
+            .env("SST_TUNNEL_STREAMS", streams)
+            .env("RUST_LOG", "info"),
+    )
+}
+
+#[test]
+fn the_socat_front_ends_stripe_under_the_scripts_command_lines() {
+    let socat = require("socat");
+    let pki = Pki::new();
+    let data = bytes((4 << 20) + 11, 10);
+
+    let port = free_port();
+    let joiner = front_end(
+        &strs(&["-u", &socat_listen(&pki, port, "server"), "stdio"]),
+        "4",
+    );
+    joiner.wait_line("listening on");
+    let mut donor = front_end(
+        &strs(&["-u", "stdio", &socat_connect(&pki, port, "client")]),
+        "4",
+    );
+    let mut input = donor.stdin();
+    let copy = data.clone();
+    let writer = thread::spawn(move || input.write_all(&copy).unwrap());
+    let d = donor.finish();
+    writer.join().unwrap();
+    d.ok();
+    let j = joiner.finish();
+    j.ok();
+    assert_eq!(sha256(&j.stdout), sha256(&data));
+    assert_eq!(streams_in(&j.stderr), 4, "{}", j.stderr);
+
+    // Against stock socat the same donor command line is one stream.
+    let port = free_port();
+    let joiner = Proc::spawn(
+        &socat,
+        &strs(&[
+            "-d",
+            "-d",
+            "-u",
+            &socat_listen(&pki, port, "server"),
+            "stdio",
+        ]),
+    );
+    joiner.wait_line("listening on");
+    let mut donor = front_end(
+        &strs(&["-u", "stdio", &socat_connect(&pki, port, "client")]),
+        "4",
+    );
+    let mut input = donor.stdin();
+    let copy = data.clone();
+    let writer = thread::spawn(move || input.write_all(&copy).unwrap());
+    let d = donor.finish();
+    writer.join().unwrap();
+    d.ok();
+    assert_eq!(streams_in(&d.stderr), 1, "{}", d.stderr);
+    assert_eq!(sha256(&joiner.finish().stdout), sha256(&data));
+
+    // A malformed setting is named.
+    let out = front_end(
+        &strs(&["-u", "stdio", &socat_connect(&pki, port, "client")]),
+        "many",
+    )
+    .finish();
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("SST_TUNNEL_STREAMS: 'many'"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn stock_stunnel_on_either_end_gets_one_stream() {
+    let stunnel = require("stunnel");
+    let pki = Pki::new();
+    let data = bytes((1 << 20) + 5, 11);
+
+    // Our striping donor against a stock stunnel server whose exec writes a file (stunnel
+    // splits execargs at spaces, so the redirection lives in a script).
+    let port = free_port();
+    pki.write("sink.sh", &format!("cat > {}\n", pki.s("received")));
+    pki.write(
+        "server.conf",
+        &format!(
+            "cert = {}\nkey = {}\nCAfile = {}\nforeground = yes\npid =\ndebug = warning\nverifyChain = yes\n\n[sink]\naccept = 127.0.0.1:{port}\nexec = /bin/sh\nexecargs = sh {}\n",
+            pki.s("server-cert.pem"),
+            pki.s("server-key.pem"),
+            pki.s("ca.pem"),
+            pki.s("sink.sh"),
+        ),
+    );
+    let _server = Proc::spawn(&stunnel, &[pki.s("server.conf")]);
+    wait_port(port);
+    let mut cl = client(&pki, port, "client", &["--streams", "4"]);
+    let mut input = cl.stdin();
+    let copy = data.clone();
+    let writer = thread::spawn(move || input.write_all(&copy).unwrap());
+    let c = cl.finish();
+    writer.join().unwrap();
+    c.ok();
+    assert_eq!(streams_in(&c.stderr), 1);
+    // stunnel's child has the whole stream once our client has its close.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read(pki.path("received")).map_or(0, |b| b.len()) < data.len() {
+        assert!(
+            Instant::now() < deadline,
+            "stunnel's child did not get every byte"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        sha256(&std::fs::read(pki.path("received")).unwrap()),
+        sha256(&data)
+    );
+
+    // A stock stunnel donor (the rsync SST's inetd client) against our striping joiner.
+    let mut server = stdio_server(&pki, &["--streams", "4"]);
+    let server_input = server.stdin();
+    let port = server.port();
+    let conf = stunnel_donor_conf(&pki, port);
+    let mut cl = Proc::spawn(&stunnel, &[conf, "127.0.0.1".into()]);
+    let sent = feed(cl.stdin(), 2 << 20, 12);
+    assert_eq!(cl.finish().code(), 0);
+    drop(server_input);
+    let s = server.finish();
+    s.ok();
+    assert_eq!(streams_in(&s.stderr), 1);
+    assert_eq!(sha256(&s.stdout), sent.join().unwrap());
+}
+
+/// What the proxy does to its `conn`-th connection (counting from 0) once `after` bytes of
+/// it went from the donor to the joiner.
+enum Fault {
+    /// Shuts both sockets down: the donor and the joiner both see that stripe end.
+    Kill,
+    /// Forwards nothing more until the gate opens.
+    Stall(Receiver<()>),
+}
+
+/// A TCP proxy on 127.0.0.1 to `upstream` that applies `fault` to one connection and counts
+/// what each connection forwarded towards the joiner.
+struct Proxy {
+    port: u16,
+    forwarded: Arc<Mutex<Vec<u64>>>,
+}
+
+impl Proxy {
+    fn start(upstream: u16, conn: usize, after: u64, fault: Fault) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let forwarded = Arc::new(Mutex::new(Vec::new()));
+        let counts = forwarded.clone();
+        let mut fault = Some(fault);
+        thread::spawn(move || {
+            for (index, down) in listener.incoming().enumerate() {
+                let Ok(down) = down else { return };
+                let up = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+                counts.lock().unwrap().push(0);
+                let this = if index == conn { fault.take() } else { None };
+                let (d2, u2) = (down.try_clone().unwrap(), up.try_clone().unwrap());
+                // Joiner -> donor: as is.
+                thread::spawn(move || pump(u2, d2, |_| {}));
+                let counts = counts.clone();
+                thread::spawn(move || {
+                    let (watch_down, watch_up) =
+                        (down.try_clone().unwrap(), up.try_clone().unwrap());
+                    let mut this = this;
+                    pump(down, up, |total| {
+                        counts.lock().unwrap()[index] = total;
+                        if total < after {
+                            return;
+                        }
+                        match this.take() {
+                            Some(Fault::Kill) => {
+                                let _ = watch_down.shutdown(Shutdown::Both);
+                                let _ = watch_up.shutdown(Shutdown::Both);
+                            }
+                            Some(Fault::Stall(gate)) => {
+                                let _ = gate.recv();
+                            }
+                            None => {}
+                        }
+                    });
+                });
+            }
+        });
+        Self { port, forwarded }
+    }
+
+    /// Bytes each connection has forwarded towards the joiner so far.
+    fn forwarded(&self) -> Vec<u64> {
+        self.forwarded.lock().unwrap().clone()
+    }
+}
+
+/// Copies `from` to `to`, telling `seen` the running total before each read (0 first, so a
+/// fault at 0 bytes holds the connection before anything passes).
+fn pump(mut from: TcpStream, mut to: TcpStream, mut seen: impl FnMut(u64)) {
+    let mut buf = vec![0; 16 << 10];
+    let mut total = 0;
+    loop {
+        seen(total);
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+                total += n as u64;
+            }
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+}
+
+#[test]
+fn killing_one_stripe_mid_stream_fails_both_ends() {
+    let pki = Pki::new();
+    let mut server = stdio_server(&pki, &["--streams", "4"]);
+    server.close_stdin();
+    let proxy = Proxy::start(server.port(), 2, 1 << 20, Fault::Kill);
+    let mut cl = client(&pki, proxy.port, "client", &["--streams", "4"]);
+    let _sent = feed(cl.stdin(), 256 << 20, 13);
+    let c = cl.finish();
+    let s = server.finish();
+    assert_eq!(c.code(), 6, "{}", c.stderr);
+    assert_eq!(s.code(), 6, "{}", s.stderr);
+    assert!(c.stderr.contains("transfer failed"), "{}", c.stderr);
+    assert!(s.stderr.contains("transfer failed"), "{}", s.stderr);
+    assert!(
+        (s.stdout.len() as u64) < 256 << 20,
+        "a joiner that failed must not have the whole stream"
+    );
+}
+
+#[test]
+fn a_connection_without_the_binding_secret_is_refused_and_the_transfer_completes() {
+    let openssl = require("openssl");
+    let pki = Pki::new();
+    let mut server = stdio_server(&pki, &["--streams", "4"]);
+    server.close_stdin();
+    let port = server.port();
+    // The donor's second connection waits at the proxy until the intruder has been refused.
+    let (open, gate) = mpsc::channel();
+    let proxy = Proxy::start(port, 1, 0, Fault::Stall(gate));
+    let mut cl = client(&pki, proxy.port, "client", &["--streams", "4"]);
+    let sent = feed(cl.stdin(), 8 << 20, 14);
+    // The donor's second connection reaches the proxy once the first is bound: the
+    // listener is now waiting for the rest.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proxy.forwarded().len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the donor opened no second connection"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    // A valid client certificate, the same ALPN offer, but 33 bytes that are not the token.
+    let mut intruder = Command::new(openssl)
+        .args([
+            "s_client",
+            "-quiet",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args([
+            "-cert",
+            &pki.s("client-cert.pem"),
+            "-key",
+            &pki.s("client-key.pem"),
+        ])
+        .args(["-CAfile", &pki.s("ca.pem"), "-alpn", "sst-tunnel/stripes/4"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    intruder
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&[0x55; 33])
+        .unwrap();
+    let refused = server.wait_line("refused a connection from");
+    assert!(refused.contains("binding secret"), "{refused}");
+    let _ = intruder.wait();
+    open.send(()).unwrap();
+    let c = cl.finish();
+    c.ok();
+    let s = server.finish();
+    s.ok();
+    assert_eq!(sha256(&s.stdout), sent.join().unwrap());
+    assert_eq!(streams_in(&s.stderr), 4);
+}
+
+/// Resident memory of a process we started, in KiB.
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_stalled_stripe_keeps_the_joiner_bounded() {
+    let pki = Pki::new();
+    let mut server = stdio_server(&pki, &["--streams", "4"]);
+    server.close_stdin();
+    let (open, gate) = mpsc::channel();
+    // Stripe 1 stops after its first few chunks; the donor has 256 MiB to send.
+    let proxy = Proxy::start(server.port(), 1, 512 << 10, Fault::Stall(gate));
+    let mut cl = client(&pki, proxy.port, "client", &["--streams", "4"]);
+    let sent = feed(cl.stdin(), 256 << 20, 15);
+    // Wait until the stall holds: the other stripes have moved what the bounded queues let
+    // through, and then nothing more moves.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = (0, Instant::now());
+    loop {
+        let moved: u64 = proxy.forwarded().iter().sum();
+        if moved != last.0 {
+            last = (moved, Instant::now());
+        } else if moved > 2 << 20 && last.1.elapsed() > Duration::from_millis(500) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the transfer neither moved nor stalled: {moved}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let moved: u64 = proxy.forwarded().iter().sum();
+    let rss = rss_kib(server.pid());
+    assert!(moved < 64 << 20, "{moved} bytes went past a stalled stripe");
+    assert!(
+        rss < 64 << 10,
+        "the joiner holds {rss} KiB while a stripe is stalled"
+    );
+    open.send(()).unwrap();
+    let c = cl.finish();
+    c.ok();
+    let s = server.finish();
+    s.ok();
+    assert_eq!(sha256(&s.stdout), sent.join().unwrap());
+}
