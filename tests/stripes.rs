@@ -17,6 +17,15 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// The tests here run one at a time: stock socat and stunnel cannot report their port, so
+/// they get one from `free_port()` and bind it a moment later, and a listener of a test
+/// running beside them could be handed that same port meanwhile.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// One transfer of `data` from `connect --streams C` to `listen --stdio --streams L`;
 /// returns both outcomes, the listener's stdout checked against `data`.
 fn transfer(pki: &Pki, listen: &str, connect: &str, data: &[u8]) -> (Outcome, Outcome) {
@@ -46,6 +55,7 @@ fn streams_in(log: &str) -> u32 {
 
 #[test]
 fn byte_exact_at_1_2_4_and_8_streams_with_odd_sizes() {
+    let _serial = serial();
     let pki = Pki::new();
     // Empty, one byte, one more than a chunk, and several chunks plus a tail.
     let sizes = [0, 1, (128 << 10) + 1, (3 << 20) + 7];
@@ -70,6 +80,7 @@ fn byte_exact_at_1_2_4_and_8_streams_with_odd_sizes() {
 
 #[test]
 fn the_listener_caps_the_streams_and_stats_report_them() {
+    let _serial = serial();
     let pki = Pki::new();
     let data = bytes(1 << 20, 7);
     let (c, s) = transfer(&pki, "2", "8", &data);
@@ -108,6 +119,7 @@ fn the_listener_caps_the_streams_and_stats_report_them() {
 
 #[test]
 fn stock_socat_on_either_end_gets_one_stream() {
+    let _serial = serial();
     let socat = require("socat");
     let pki = Pki::new();
     let data = bytes((2 << 20) + 3, 9);
@@ -171,6 +183,7 @@ fn front_end(args: &[String], streams: &str) -> Proc {
 
 #[test]
 fn the_socat_front_ends_stripe_under_the_scripts_command_lines() {
+    let _serial = serial();
     let socat = require("socat");
     let pki = Pki::new();
     let data = bytes((4 << 20) + 11, 10);
@@ -238,6 +251,7 @@ fn the_socat_front_ends_stripe_under_the_scripts_command_lines() {
 
 #[test]
 fn stock_stunnel_on_either_end_gets_one_stream() {
+    let _serial = serial();
     let stunnel = require("stunnel");
     let pki = Pki::new();
     let data = bytes((1 << 20) + 5, 11);
@@ -382,6 +396,7 @@ fn pump(mut from: TcpStream, mut to: TcpStream, mut seen: impl FnMut(u64)) {
 
 #[test]
 fn killing_one_stripe_mid_stream_fails_both_ends() {
+    let _serial = serial();
     let pki = Pki::new();
     let mut server = stdio_server(&pki, &["--streams", "4"]);
     server.close_stdin();
@@ -402,6 +417,7 @@ fn killing_one_stripe_mid_stream_fails_both_ends() {
 
 #[test]
 fn a_connection_without_the_binding_secret_is_refused_and_the_transfer_completes() {
+    let _serial = serial();
     let openssl = require("openssl");
     let pki = Pki::new();
     let mut server = stdio_server(&pki, &["--streams", "4"]);
@@ -474,6 +490,7 @@ fn rss_kib(pid: i32) -> u64 {
 
 #[test]
 fn a_stalled_stripe_keeps_the_joiner_bounded() {
+    let _serial = serial();
     let pki = Pki::new();
     let mut server = stdio_server(&pki, &["--streams", "4"]);
     server.close_stdin();
