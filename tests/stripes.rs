@@ -32,14 +32,21 @@ fn transfer(pki: &Pki, listen: &str, connect: &str, data: &[u8]) -> (Outcome, Ou
     let mut server = stdio_server(pki, &["--streams", listen]);
     server.close_stdin();
     let port = server.port();
-    let mut cl = client(pki, port, "client", &["--streams", connect]);
-    let mut input = cl.stdin();
-    let copy = data.to_vec();
-    let writer = thread::spawn(move || input.write_all(&copy).unwrap());
-    let c = cl.finish();
-    writer.join().unwrap();
+    let cl = client(pki, port, "client", &["--streams", connect]);
+    let c = send_all(cl, data);
     let s = server.finish();
     (c, s)
+}
+
+/// Writes `data` to the process's stdin (from a thread, as it may block until the process
+/// reads), closes it, and waits for the process to end.
+fn send_all(mut process: Proc, data: &[u8]) -> Outcome {
+    let mut input = process.stdin();
+    let copy = data.to_vec();
+    let writer = thread::spawn(move || input.write_all(&copy).unwrap());
+    let outcome = process.finish();
+    writer.join().unwrap();
+    outcome
 }
 
 /// The summary line's stream count: `, N streams` when striped, nothing for one.
@@ -138,12 +145,8 @@ fn stock_socat_on_either_end_gets_one_stream() {
     );
     // (Not wait_port: socat -u takes exactly one connection.)
     joiner.wait_line("listening on");
-    let mut cl = client(&pki, port, "client", &["--streams", "4"]);
-    let mut input = cl.stdin();
-    let copy = data.clone();
-    let writer = thread::spawn(move || input.write_all(&copy).unwrap());
-    let c = cl.finish();
-    writer.join().unwrap();
+    let cl = client(&pki, port, "client", &["--streams", "4"]);
+    let c = send_all(cl, &data);
     c.ok();
     assert_eq!(streams_in(&c.stderr), 1);
     let j = joiner.finish();
@@ -154,15 +157,11 @@ fn stock_socat_on_either_end_gets_one_stream() {
     let mut server = stdio_server(&pki, &["--streams", "4"]);
     server.close_stdin();
     let port = server.port();
-    let mut donor = Proc::spawn(
+    let donor = Proc::spawn(
         &socat,
         &strs(&["-u", "stdio", &socat_connect(&pki, port, "client")]),
     );
-    let mut input = donor.stdin();
-    let copy = data.clone();
-    let writer = thread::spawn(move || input.write_all(&copy).unwrap());
-    let d = donor.finish();
-    writer.join().unwrap();
+    let d = send_all(donor, &data);
     d.ok();
     let s = server.finish();
     s.ok();
@@ -194,15 +193,11 @@ fn the_socat_front_ends_stripe_under_the_scripts_command_lines() {
         "4",
     );
     joiner.wait_line("listening on");
-    let mut donor = front_end(
+    let donor = front_end(
         &strs(&["-u", "stdio", &socat_connect(&pki, port, "client")]),
         "4",
     );
-    let mut input = donor.stdin();
-    let copy = data.clone();
-    let writer = thread::spawn(move || input.write_all(&copy).unwrap());
-    let d = donor.finish();
-    writer.join().unwrap();
+    let d = send_all(donor, &data);
     d.ok();
     let j = joiner.finish();
     j.ok();
@@ -222,15 +217,11 @@ fn the_socat_front_ends_stripe_under_the_scripts_command_lines() {
         ]),
     );
     joiner.wait_line("listening on");
-    let mut donor = front_end(
+    let donor = front_end(
         &strs(&["-u", "stdio", &socat_connect(&pki, port, "client")]),
         "4",
     );
-    let mut input = donor.stdin();
-    let copy = data.clone();
-    let writer = thread::spawn(move || input.write_all(&copy).unwrap());
-    let d = donor.finish();
-    writer.join().unwrap();
+    let d = send_all(donor, &data);
     d.ok();
     assert_eq!(streams_in(&d.stderr), 1, "{}", d.stderr);
     assert_eq!(sha256(&joiner.finish().stdout), sha256(&data));
@@ -272,12 +263,8 @@ fn stock_stunnel_on_either_end_gets_one_stream() {
     );
     let _server = Proc::spawn(&stunnel, &[pki.s("server.conf")]);
     wait_port(port);
-    let mut cl = client(&pki, port, "client", &["--streams", "4"]);
-    let mut input = cl.stdin();
-    let copy = data.clone();
-    let writer = thread::spawn(move || input.write_all(&copy).unwrap());
-    let c = cl.finish();
-    writer.join().unwrap();
+    let cl = client(&pki, port, "client", &["--streams", "4"]);
+    let c = send_all(cl, &data);
     c.ok();
     assert_eq!(streams_in(&c.stderr), 1);
     // stunnel's child has the whole stream once our client has its close.
