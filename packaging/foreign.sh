@@ -25,17 +25,16 @@ arch_names() {
     rpmarch=$machine
 }
 
-# The zig and cargo-zigbuild the builds use, from PyPI, installed when missing; zig's folder
-# and cargo-zigbuild's directory are put on PATH.
+# The zig and cargo-zigbuild the builds use, from PyPI, installed when missing. Sets zig_dir
+# (zig's folder) and zig_scripts (where pip put cargo-zigbuild) and puts both on PATH.
 zig_tools() {
-    local scripts zigdir
-    scripts=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+    zig_scripts=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
     python3 -c 'import ziglang' 2>/dev/null ||
         python3 -m pip install --quiet --root-user-action=ignore ziglang
-    [ -x "$scripts/cargo-zigbuild" ] || command -v cargo-zigbuild >/dev/null ||
+    [ -x "$zig_scripts/cargo-zigbuild" ] || command -v cargo-zigbuild >/dev/null ||
         python3 -m pip install --quiet --root-user-action=ignore cargo-zigbuild
-    zigdir=$(python3 -c 'import ziglang, os; print(os.path.dirname(ziglang.__file__))')
-    export PATH=$scripts:$zigdir:$PATH
+    zig_dir=$(python3 -c 'import ziglang, os; print(os.path.dirname(ziglang.__file__))')
+    export PATH=$zig_scripts:$zig_dir:$PATH
 }
 
 # The sid chroot with rustc, cargo and the target's std rlibs at rustc's version.
@@ -73,16 +72,14 @@ foreign_builder() {
 # foreign_build: the release binary for $triple against glibc $GLIBC, in the sid chroot;
 # it lands in target/foreign/$triple/release/sst-tunnel.
 foreign_build() {
-    local zigdir scripts mounts=() m status=0
+    local mounts=() m status=0
     zig_tools
     foreign_builder
     cargo fetch --locked --quiet
-    zigdir=$(python3 -c 'import ziglang, os; print(os.path.dirname(ziglang.__file__))')
-    scripts=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
     mkdir -p "$builder/src" "$builder/opt/zig" "$builder/root/.cargo/registry" "$builder/proc"
-    cp "$scripts/cargo-zigbuild" "$builder/usr/local/bin/"
+    cp "$(command -v cargo-zigbuild)" "$builder/usr/local/bin/"
     mount --bind "$PWD" "$builder/src" && mounts+=("$builder/src")
-    mount --bind "$zigdir" "$builder/opt/zig" && mounts+=("$builder/opt/zig")
+    mount --bind "$zig_dir" "$builder/opt/zig" && mounts+=("$builder/opt/zig")
     mount --bind "${CARGO_HOME:-$HOME/.cargo}/registry" "$builder/root/.cargo/registry" &&
         mounts+=("$builder/root/.cargo/registry")
     mount -t proc proc "$builder/proc" && mounts+=("$builder/proc")

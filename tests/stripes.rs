@@ -132,19 +132,7 @@ fn stock_socat_on_either_end_gets_one_stream() {
     let data = bytes((2 << 20) + 3, 9);
 
     // Our donor offers stripes; stock socat ignores the offer.
-    let port = free_port();
-    let joiner = Proc::spawn(
-        &socat,
-        &strs(&[
-            "-d",
-            "-d",
-            "-u",
-            &socat_listen(&pki, port, "server"),
-            "stdio",
-        ]),
-    );
-    // (Not wait_port: socat -u takes exactly one connection.)
-    joiner.wait_line("listening on");
+    let (joiner, port) = stock_socat_joiner(&socat, &pki);
     let cl = client(&pki, port, "client", &["--streams", "4"]);
     let c = send_all(cl, &data);
     c.ok();
@@ -167,6 +155,24 @@ fn stock_socat_on_either_end_gets_one_stream() {
     s.ok();
     assert_eq!(streams_in(&s.stderr), 1);
     assert_eq!(sha256(&s.stdout), sha256(&data));
+}
+
+/// Stock socat as the mariabackup joiner (encrypt=4), listening; and its port.
+fn stock_socat_joiner(socat: &str, pki: &Pki) -> (Proc, u16) {
+    let port = free_port();
+    let joiner = Proc::spawn(
+        socat,
+        &strs(&[
+            "-d",
+            "-d",
+            "-u",
+            &socat_listen(pki, port, "server"),
+            "stdio",
+        ]),
+    );
+    // (Not wait_port: socat -u takes exactly one connection.)
+    joiner.wait_line("listening on");
+    (joiner, port)
 }
 
 /// The socat front-end as the mariabackup scripts run it, with `SST_TUNNEL_STREAMS`.
@@ -205,18 +211,7 @@ fn the_socat_front_ends_stripe_under_the_scripts_command_lines() {
     assert_eq!(streams_in(&j.stderr), 4, "{}", j.stderr);
 
     // Against stock socat the same donor command line is one stream.
-    let port = free_port();
-    let joiner = Proc::spawn(
-        &socat,
-        &strs(&[
-            "-d",
-            "-d",
-            "-u",
-            &socat_listen(&pki, port, "server"),
-            "stdio",
-        ]),
-    );
-    joiner.wait_line("listening on");
+    let (joiner, port) = stock_socat_joiner(&socat, &pki);
     let donor = front_end(
         &strs(&["-u", "stdio", &socat_connect(&pki, port, "client")]),
         "4",

@@ -10,10 +10,10 @@ use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tracing::debug;
 
-use crate::ends::session::{self, ClientStream, TlsInfo};
-use crate::ends::stdio::{Direction, LocalEnds};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::ends::session::{self, ClientStream, TlsInfo};
+use crate::ends::stdio::{Direction, LocalEnds};
 use crate::ends::stripes;
 use crate::error::{Error, Result};
 use crate::net::{self, HostPort};
@@ -117,18 +117,7 @@ async fn striped(plan: &Plan, mut first: ClientStream, info: TlsInfo, label: &st
     let mut all = vec![first];
     for index in 1..count {
         let (mut stream, extra) = establish(plan, label).await?;
-        // The same peer, the same agreement, or no stripe.
-        if extra.peer_cert != info.peer_cert {
-            return Err(Error::Cert(format!(
-                "{label}: stream {index} of {count} presented another certificate than the first"
-            )));
-        }
-        if extra.stripes != count {
-            return Err(Error::Handshake(format!(
-                "{label}: stream {index} agreed to {} streams, the first to {count}",
-                extra.stripes
-            )));
-        }
+        extra.joins(&info)?;
         stream
             .write_all(&stripes::binding(&token, index))
             .await

@@ -10,12 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::ServerConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::ends::exec::{self, PeerEnv, Program};
 use crate::ends::session;
@@ -221,11 +220,11 @@ async fn striped(
             accepted = listener.accept() => {
                 let (tcp, from) =
                     accepted.map_err(|e| Error::Connect(format!("accept failed: {e}")))?;
-                let (acceptor, cert) = (acceptor.clone(), info.peer_cert.clone());
+                let (acceptor, first) = (acceptor.clone(), info.clone());
                 pending.spawn(async move {
                     let bound = tokio::time::timeout(
                         wait,
-                        bind_stripe(&acceptor, tcp, wait, &token, cert, count),
+                        bind_stripe(&acceptor, tcp, wait, &token, &first),
                     )
                     .await
                     .unwrap_or_else(|_| Err(Error::Handshake(format!("nothing bound within {wait:?}"))));
@@ -274,27 +273,17 @@ async fn bind_stripe(
     tcp: TcpStream,
     wait: Duration,
     token: &[u8; stripes::TOKEN_LEN],
-    cert: Option<Vec<u8>>,
-    count: u32,
+    first: &session::TlsInfo,
 ) -> Result<(u32, session::ServerStream)> {
     let (mut stream, extra) = session::accept(acceptor, tcp, wait).await?;
-    if extra.peer_cert != cert {
-        return Err(Error::Cert(
-            "another client certificate than the first stream's".into(),
-        ));
-    }
-    if extra.stripes != count {
-        return Err(Error::Handshake(format!(
-            "it agreed to {} streams, the first to {count}",
-            extra.stripes
-        )));
-    }
+    extra.joins(first)?;
     let mut presented = [0; stripes::TOKEN_LEN + 1];
     stream
         .read_exact(&mut presented)
         .await
         .map_err(|e| tls::classify(&e, Error::Transfer))?;
-    let index = stripes::check_binding(token, &presented, count).map_err(Error::Transfer)?;
+    let index =
+        stripes::check_binding(token, &presented, first.stripes).map_err(Error::Transfer)?;
     Ok((index, stream))
 }
 

@@ -60,10 +60,8 @@ impl TlsInfo {
             .and_then(|s| s.suite().as_str())
             .unwrap_or("?")
             .to_string();
-        let peer = conn
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .and_then(|der| CertNames::parse(der));
+        let leaf = conn.peer_certificates().and_then(|chain| chain.first());
+        let peer = leaf.and_then(|der| CertNames::parse(der));
         Self {
             version,
             suite,
@@ -71,11 +69,25 @@ impl TlsInfo {
             peer_issuer: peer.map(|p| p.issuer),
             record_budget: tls::record_budget(conn),
             stripes: stripes::negotiated(conn.alpn_protocol()),
-            peer_cert: conn
-                .peer_certificates()
-                .and_then(|chain| chain.first())
-                .map(|cert| cert.to_vec()),
+            peer_cert: leaf.map(|cert| cert.to_vec()),
         }
+    }
+
+    /// Whether this connection may carry a stripe of the stream `first` began: the same peer
+    /// certificate and the same agreement, checked alike by the donor and the joiner.
+    pub fn joins(&self, first: &TlsInfo) -> Result<(), Error> {
+        if self.peer_cert != first.peer_cert {
+            return Err(Error::Cert(
+                "another peer certificate than the first connection's".into(),
+            ));
+        }
+        if self.stripes != first.stripes {
+            return Err(Error::Handshake(format!(
+                "it agreed to {} streams, the first connection to {}",
+                self.stripes, first.stripes
+            )));
+        }
+        Ok(())
     }
 }
 

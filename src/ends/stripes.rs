@@ -141,6 +141,11 @@ pub fn check_binding(
     }
 }
 
+/// The idle timeout fired in a stripe's task (carried inside an `io::Error` out of it).
+#[derive(Debug, thiserror::Error)]
+#[error("no progress for {0:?} (--idle-timeout)")]
+struct IdleElapsed(Duration);
+
 /// Awaits `fut` within `idle` (never times out when `None`).
 async fn within<T>(
     idle: Option<Duration>,
@@ -148,12 +153,25 @@ async fn within<T>(
 ) -> io::Result<T> {
     match idle {
         None => fut.await,
-        Some(limit) => tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| {
-            Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("no progress for {limit:?} (--idle-timeout)"),
-            ))
-        }),
+        Some(limit) => tokio::time::timeout(limit, fut)
+            .await
+            .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, IdleElapsed(limit)))),
+    }
+}
+
+/// A stripe's failure as the relay words it: an idle timeout is the relay's own
+/// [`RelayError::Idle`], anything else a failed send (the donor) or receive (the joiner).
+fn peer_error(source: io::Error, partial: Transfer, sending: bool) -> RelayError {
+    match source
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<IdleElapsed>())
+    {
+        Some(IdleElapsed(idle)) => RelayError::Idle {
+            idle: *idle,
+            partial,
+        },
+        None if sending => RelayError::PeerWrite { source, partial },
+        None => RelayError::PeerRead { source, partial },
     }
 }
 
@@ -228,10 +246,7 @@ where
         if queues[stripe].send(frame).await.is_err() {
             // That stripe's writer has stopped: its error is the cause.
             let source = failure(writers.swap_remove(stripe)).await;
-            return Err(RelayError::PeerWrite {
-                source,
-                partial: snapshot(sent),
-            });
+            return Err(peer_error(source, snapshot(sent), true));
         }
         seq += 1;
         sent += len as u64;
@@ -247,10 +262,7 @@ where
     drop(queues);
     for writer in writers {
         if let Err(source) = joined(writer).await {
-            return Err(RelayError::PeerWrite {
-                source,
-                partial: snapshot(sent),
-            });
+            return Err(peer_error(source, snapshot(sent), true));
         }
     }
     Ok(snapshot(sent))
@@ -389,10 +401,7 @@ where
             Some(Piece::End(total)) => break total,
             None => {
                 let source = failure(readers.swap_remove(stripe)).await;
-                return Err(RelayError::PeerRead {
-                    source,
-                    partial: snapshot(received),
-                });
+                return Err(peer_error(source, snapshot(received), false));
             }
         }
     };
@@ -417,10 +426,7 @@ where
             }
             None => {
                 let source = failure(readers.swap_remove(index)).await;
-                return Err(RelayError::PeerRead {
-                    source,
-                    partial: snapshot(received),
-                });
+                return Err(peer_error(source, snapshot(received), false));
             }
         }
     }
@@ -436,11 +442,9 @@ where
         let _ = close.send(());
     }
     for reader in readers {
+        // Our close_notify on each stripe: a send.
         if let Err(source) = joined(reader).await {
-            return Err(RelayError::PeerWrite {
-                source,
-                partial: snapshot(received),
-            });
+            return Err(peer_error(source, snapshot(received), true));
         }
     }
     Ok(snapshot(received))
@@ -521,6 +525,32 @@ mod tests {
         assert_eq!(negotiated(Some(b"h2")), 1);
         assert_eq!(negotiated(None), 1);
         assert!((1..=MAX_STRIPES).contains(&auto()));
+    }
+
+    #[test]
+    fn an_idle_stripe_is_the_relays_idle_error() {
+        let partial = Transfer {
+            sent: 1,
+            received: 0,
+            elapsed: Duration::ZERO,
+            path: CopyPath::Buffered,
+        };
+        let idle = io::Error::new(io::ErrorKind::TimedOut, IdleElapsed(Duration::from_secs(7)));
+        assert!(matches!(
+            peer_error(idle, partial, true),
+            RelayError::Idle { idle, .. } if idle == Duration::from_secs(7)
+        ));
+        // A socket's own timeout is not the idle timeout.
+        let socket = io::Error::from(io::ErrorKind::TimedOut);
+        assert!(matches!(
+            peer_error(socket, partial, false),
+            RelayError::PeerRead { .. }
+        ));
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        assert!(matches!(
+            peer_error(reset, partial, true),
+            RelayError::PeerWrite { .. }
+        ));
     }
 
     #[test]
