@@ -463,3 +463,183 @@ fn check_names_a_look_alike_ca_and_how_to_renew() {
         "{text}"
     );
 }
+
+/// `openssl verify` of a node certificate against a CA bundle, as every OpenSSL peer (stunnel,
+/// socat) decides it.
+fn openssl_verify(ca: &Path, cert: &Path) -> Result<(), String> {
+    let out = std::process::Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(ca)
+        .arg(cert)
+        .output()
+        .expect("openssl (the test command installs it)");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+fn all_verify(admin: &Path, nodes: &[&str], step: &str) {
+    for node in nodes {
+        let cert = admin.join(format!("{node}-cert.pem"));
+        if let Err(why) = openssl_verify(&admin.join("ca.pem"), &cert) {
+            panic!("{step}: openssl verify {node}: {why}");
+        }
+    }
+}
+
+/// Review finding: with a fixed --ca-name, `--rotate-ca start` made a new CA of the old one's
+/// name and `finish` (no node renewed) dropped the old CA, since "issued by" went by name; every
+/// node's certificate then failed `openssl verify`. Now a same-named new CA is refused, "issued
+/// by" is decided by key (certificates carry authorityKeyIdentifier), `finish` refuses while a
+/// node still needs the old CA or a certificate file cannot be read, and every node verifies
+/// at every step of a correct rotation.
+#[test]
+fn a_rotation_never_drops_a_ca_a_node_still_needs() {
+    let admin_dir = tempfile::tempdir().unwrap();
+    let admin = admin_dir.path();
+    let name = "Prod SST CA";
+    gen_certs(
+        admin,
+        &["--ca-name", name, "--node", "n1=127.0.0.1", "--node", "n2"],
+    )
+    .ok();
+    let nodes = ["n1", "n2"];
+    all_verify(admin, &nodes, "first setup");
+    let n1_before = fs::read(admin.join("n1-cert.pem")).unwrap();
+    let aki = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "authorityKeyIdentifier", "-in"])
+        .arg(admin.join("n1-cert.pem"))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&aki.stdout).contains("Authority Key Identifier"),
+        "no authorityKeyIdentifier: {}",
+        String::from_utf8_lossy(&aki.stdout)
+    );
+
+    // The reported reproduction: the same name again is refused, and nothing is written.
+    gen_certs(admin, &["--rotate-ca", "start", "--ca-name", name]).fails(
+        2,
+        "the new CA would have the old CA's name 'CN=Prod SST CA'",
+    );
+    assert_eq!(cert_count(admin.join("ca.pem")), 1);
+    assert!(!admin.join("ca-old-key.pem").exists());
+
+    // A correct rotation, with a fixed new name.
+    gen_certs(
+        admin,
+        &["--rotate-ca", "start", "--ca-name", "Prod SST CA 2027"],
+    )
+    .ok();
+    all_verify(admin, &nodes, "after start");
+    // No node renewed: finish refuses, names both, and leaves the bundle whole.
+    gen_certs(admin, &["--rotate-ca", "finish"])
+        .fails(2, "still issued by the old CA 'CN=Prod SST CA'")
+        .fails(2, "n1-cert.pem")
+        .fails(2, "n2-cert.pem");
+    assert_eq!(cert_count(admin.join("ca.pem")), 2);
+    all_verify(admin, &nodes, "after a refused finish");
+
+    gen_certs(admin, &["--renew", "--node", "n1=127.0.0.1"]).ok();
+    assert_ne!(fs::read(admin.join("n1-cert.pem")).unwrap(), n1_before);
+    all_verify(admin, &nodes, "after renewing n1");
+    // check tells a renewed node (new CA) from one still on the old CA, by key.
+    let ca = admin.join("ca.pem");
+    let n1 = check_files(&admin.join("n1-cert.pem"), &admin.join("n1-key.pem"), &ca);
+    n1.ok();
+    assert!(stdout(&n1).contains("step 2 of 3"), "{}", stdout(&n1));
+    let n2 = check_files(&admin.join("n2-cert.pem"), &admin.join("n2-key.pem"), &ca);
+    n2.ok();
+    assert!(stdout(&n2).contains("step 1 of 3"), "{}", stdout(&n2));
+    gen_certs(admin, &["--rotate-ca", "finish"])
+        .fails(2, "n2-cert.pem")
+        .fails(2, "--node n2");
+
+    // An unreadable certificate file stops finish: it could be a node on the old CA.
+    gen_certs(admin, &["--renew", "--node", "n2"]).ok();
+    fs::write(admin.join("n3-cert.pem"), "not a certificate\n").unwrap();
+    gen_certs(admin, &["--rotate-ca", "finish"]).fails(2, "n3-cert.pem");
+    fs::remove_file(admin.join("n3-cert.pem")).unwrap();
+
+    gen_certs(admin, &["--rotate-ca", "finish"]).ok();
+    assert_eq!(cert_count(admin.join("ca.pem")), 1);
+    all_verify(admin, &nodes, "after finish");
+}
+
+/// Review finding: gen-certs issued from whatever CA sat in --out, so whoever could write
+/// that directory (or the key) could plant a CA the cluster then trusts. A directory or CA
+/// files that are not ours alone are refused with the reason and the fix; nothing is issued.
+#[test]
+fn gen_certs_refuses_a_ca_directory_others_could_have_planted() {
+    use std::os::unix::fs::PermissionsExt;
+    let admin_dir = tempfile::tempdir().unwrap();
+    let admin = admin_dir.path().join("ca");
+    gen_certs(&admin, &["--node", "n1"]).ok();
+    let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&admin), 0o700, "a new CA directory is ours alone");
+    assert_eq!(mode(&admin.join("ca-key.pem")), 0o600);
+    let set = |path: &Path, m: u32| {
+        fs::set_permissions(path, fs::Permissions::from_mode(m)).unwrap();
+    };
+    let refused = |needle: &str| {
+        gen_certs(&admin, &["--node", "n2"])
+            .fails(2, needle)
+            .fails(2, "another user could have put their own CA here");
+        assert!(
+            !admin.join("n2-cert.pem").exists(),
+            "issued from a suspect CA"
+        );
+    };
+    set(&admin, 0o777);
+    refused("has mode 777");
+    set(&admin, 0o700);
+    set(&admin.join("ca-key.pem"), 0o666);
+    refused("chmod 600");
+    set(&admin.join("ca-key.pem"), 0o640);
+    refused("has mode 640");
+    set(&admin.join("ca-key.pem"), 0o600);
+    set(&admin.join("ca.pem"), 0o646);
+    refused("chmod go-w");
+    set(&admin.join("ca.pem"), 0o644);
+    // Owned by someone else (root can chown; the test runs as root in CI).
+    if nix_uid() == 0 {
+        std::os::unix::fs::chown(admin.join("ca-key.pem"), Some(65534), None).unwrap();
+        refused("belongs to uid 65534");
+        std::os::unix::fs::chown(admin.join("ca-key.pem"), Some(0), None).unwrap();
+    }
+    gen_certs(&admin, &["--node", "n2"]).ok();
+}
+
+fn nix_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    let probe = tempfile::tempfile().unwrap();
+    probe.metadata().unwrap().uid()
+}
+
+/// Review finding: `--days 4294967295` panicked (exit 101) after the CA was written. Every
+/// lifetime is range-checked before anything is written.
+#[test]
+fn gen_certs_lifetimes_are_range_checked_before_writing() {
+    let admin_dir = tempfile::tempdir().unwrap();
+    let admin = admin_dir.path().join("ca");
+    for flag in ["--days", "--ca-days"] {
+        for value in ["4294967295", "36501", "0", "-1", "1e9"] {
+            let out = gen_certs(&admin, &[&format!("{flag}={value}"), "--node", "n1"]);
+            out.fails(2, flag);
+            assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+            assert!(!admin.join("ca.pem").exists(), "{flag} {value}: wrote a CA");
+        }
+    }
+    gen_certs(
+        &admin,
+        &["--days", "36500", "--ca-days", "36500", "--node", "n1"],
+    )
+    .ok();
+}

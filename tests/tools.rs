@@ -232,20 +232,11 @@ fn check_passes_a_good_node_and_names_each_problem() {
 #[test]
 fn check_warns_about_readable_keys_and_missing_sans() {
     let pki = Pki::new();
-    fs::set_permissions(
-        pki.path("cnonly-key.pem"),
-        fs::Permissions::from_mode(0o644),
-    )
-    .unwrap();
     let out = check(&pki, "cnonly", &[]);
     out.ok();
     let text = stdout(&out);
-    assert!(
-        text.contains("private key is readable by every user (mode 644)"),
-        "{text}"
-    );
     assert!(text.contains("warning: no subjectAltName"), "{text}");
-    assert!(text.ends_with("summary: 0 errors, 2 warnings\n"), "{text}");
+    assert!(text.ends_with("summary: 0 errors, 1 warning\n"), "{text}");
     // Near expiry.
     let out = check(&pki, "node2", &["--warn-days", "1000000"]);
     out.ok();
@@ -254,6 +245,68 @@ fn check_warns_about_readable_keys_and_missing_sans() {
         "{}",
         stdout(&out)
     );
+}
+
+/// A key every user can read, and a CA, certificate or directory another user can write, are
+/// errors for `check` (they hand the SST to whoever is on the host) and warnings for the
+/// tunnel itself, which still runs.
+#[test]
+fn check_refuses_files_others_can_read_or_replace() {
+    let pki = Pki::new();
+    let mode = |file: &str, mode: u32| {
+        fs::set_permissions(pki.path(file), fs::Permissions::from_mode(mode)).unwrap()
+    };
+    mode("cnonly-key.pem", 0o644);
+    let out = check(&pki, "cnonly", &[]);
+    out.fails(3, "1 problem found");
+    let text = stdout(&out);
+    assert!(
+        text.contains("error: ")
+            && text.contains("cnonly-key.pem: private key readable by every user (mode 644)"),
+        "{text}"
+    );
+    mode("cnonly-key.pem", 0o600);
+    mode("ca.pem", 0o666);
+    mode("cnonly-cert.pem", 0o664);
+    let out = check(&pki, "cnonly", &[]);
+    out.fails(3, "2 problems found");
+    let text = stdout(&out);
+    assert!(
+        text.contains("ca.pem: writable by group and others (mode 666)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cnonly-cert.pem: writable by its group (mode 664)"),
+        "{text}"
+    );
+    mode("ca.pem", 0o644);
+    mode("cnonly-cert.pem", 0o644);
+    fs::set_permissions(pki.dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let out = check(&pki, "cnonly", &[]);
+    out.fails(3, "1 problem found");
+    let text = stdout(&out);
+    assert!(
+        text.contains("directory writable by group and others (mode 777)"),
+        "{text}"
+    );
+    // The tunnel warns and runs.
+    let mut server = stdio_server(&pki, &[]);
+    server.close_stdin();
+    let port = server.port();
+    let mut cl = client(&pki, port, "client", &[]);
+    drop(cl.stdin());
+    cl.finish().ok();
+    let out = server.finish();
+    out.ok();
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.contains("writable by group and others (mode 777)")
+                && l.contains("sst-tunnel check reports this as an error")),
+        "{}",
+        out.stderr
+    );
+    fs::set_permissions(pki.dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
 }
 
 #[test]

@@ -46,6 +46,79 @@ pub fn read_bytes(path: &Path, limit: u64) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// What a trust file holds, for [`exposure`]: a key must also be kept from other users' eyes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holds {
+    /// A certificate or CA bundle: only who may *change* it matters.
+    Public,
+    /// A private key: who may read it matters too.
+    Secret,
+}
+
+/// Why other users could plant or read what this file holds: a file or its directory that
+/// group or others may write (they could swap in their own CA, certificate or key), or a key
+/// every user may read. One line per problem, each naming the path and the fix; empty when
+/// the file is kept as it should be (or cannot be looked at: loading it reports that).
+pub fn exposure(path: &Path, holds: Holds) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut problems = Vec::new();
+    let Ok(meta) = fs::metadata(path) else {
+        return problems;
+    };
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        problems.push(format!(
+            "{}: writable by {} (mode {:03o}): another user could replace it with their own; \
+             chmod go-w {}",
+            path.display(),
+            who_writes(mode),
+            mode & 0o777,
+            path.display()
+        ));
+    }
+    if holds == Holds::Secret && mode & 0o004 != 0 {
+        problems.push(format!(
+            "{}: private key readable by every user (mode {:03o}); chmod 600 (or 640 with \
+             group mysql) {}",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        ));
+    }
+    let dir = match path.parent() {
+        Some(d) if d.as_os_str().is_empty() => Path::new("."),
+        Some(d) => d,
+        None => return problems,
+    };
+    if let Ok(meta) = fs::metadata(dir) {
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            problems.push(format!(
+                "{}: directory writable by {} (mode {:03o}): another user could put their own \
+                 files in place of the ones it holds; chmod go-w {} (or keep the files elsewhere)",
+                dir.display(),
+                who_writes(mode),
+                mode & 0o777,
+                dir.display()
+            ));
+        }
+    }
+    problems
+}
+
+/// The effective user id: whose files a CA directory must be.
+pub fn effective_uid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
+fn who_writes(mode: u32) -> &'static str {
+    match (mode & 0o020 != 0, mode & 0o002 != 0) {
+        (true, true) => "group and others",
+        (true, false) => "its group",
+        _ => "every user",
+    }
+}
+
 /// `limit` for a message: MiB when whole, else bytes.
 fn size(limit: u64) -> String {
     if limit >= 1 << 20 && limit.is_multiple_of(1 << 20) {

@@ -66,6 +66,7 @@ impl Prepared {
             Some(cert) => Some(identity(cert, args.key.as_deref())?),
             None => None,
         };
+        warn_exposure(args);
         let mut prepared = Self {
             policy,
             identity,
@@ -88,6 +89,34 @@ impl Prepared {
             warn!("--verify none: --ca is loaded but not used; the peer is not authenticated");
         }
         Ok(prepared)
+    }
+}
+
+/// Warns (once per problem) about trust files another user could replace or read: the tunnel
+/// still runs, since refusing would break an SST in progress, but `sst-tunnel check` makes
+/// each of these an error.
+fn warn_exposure(args: &TlsSettings) {
+    use crate::settings::files::{Holds, exposure};
+    let mut problems = Vec::new();
+    if let Some(cert) = &args.cert {
+        let holds = if args.key.is_none() {
+            Holds::Secret
+        } else {
+            Holds::Public
+        };
+        problems.extend(exposure(cert, holds));
+    }
+    if let Some(key) = &args.key {
+        problems.extend(exposure(key, Holds::Secret));
+    }
+    if let Some(ca) = &args.ca {
+        problems.extend(exposure(ca, Holds::Public));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for problem in problems {
+        if seen.insert(problem.clone()) {
+            warn!("{problem} (sst-tunnel check reports this as an error)");
+        }
     }
 }
 

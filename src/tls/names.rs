@@ -37,6 +37,8 @@ pub struct CertNames {
     pub not_before: i64,
     /// notAfter, seconds since the epoch.
     pub not_after: i64,
+    /// The certificate itself (DER), so "issued by" can be decided by the signature.
+    pub der: Vec<u8>,
 }
 
 impl CertNames {
@@ -50,6 +52,7 @@ impl CertNames {
             is_ca: cert.is_ca(),
             not_before: cert.validity().not_before.timestamp(),
             not_after: cert.validity().not_after.timestamp(),
+            der: der.to_vec(),
             ..Self::default()
         };
         names.organizations = cert
@@ -128,13 +131,17 @@ impl CertNames {
             .any(|pattern| wildcard_matches(pattern, wanted, false))
     }
 
-    /// True when `ca` is this certificate's issuer by key: the authorityKeyIdentifier names
-    /// the CA's subjectKeyIdentifier, or, without key identifiers, the names agree. This is a
-    /// label for messages and bookkeeping; signatures are webpki's to check.
+    /// True when `ca`'s key signed this certificate: decided by the signature when both
+    /// certificates are at hand, else by the authorityKeyIdentifier naming the CA's
+    /// subjectKeyIdentifier; never by name, since two CAs can share one (a CA made again, or a
+    /// rotation that kept the name) and only the key says which of them issued it.
     pub fn issued_by(&self, ca: &CertNames) -> bool {
+        if !self.der.is_empty() && !ca.der.is_empty() {
+            return signed_by(&self.der, &ca.der);
+        }
         match (&self.authority_key_id, &ca.subject_key_id) {
             (Some(aki), Some(ski)) => aki == ski,
-            _ => self.issuer == ca.subject,
+            _ => false,
         }
     }
 
@@ -175,6 +182,18 @@ impl CertNames {
             parts.join(", ")
         }
     }
+}
+
+/// True when the key of the certificate `ca` made the signature on `cert` (both DER). A label
+/// for bookkeeping and messages; whether a chain is acceptable is webpki's to decide.
+pub fn signed_by(cert: &[u8], ca: &[u8]) -> bool {
+    let (Ok((_, cert)), Ok((_, ca))) = (
+        X509Certificate::from_der(cert),
+        X509Certificate::from_der(ca),
+    ) else {
+        return false;
+    };
+    cert.verify_signature(Some(ca.public_key())).is_ok()
 }
 
 /// Case-insensitive DNS name comparison with one leftmost-label wildcard (`*.example.com`).

@@ -6,7 +6,6 @@
 //! with the fix, then a summary. Errors make the exit status non-zero.
 
 use std::fmt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -134,7 +133,7 @@ pub fn run(args: CheckArgs) -> Result<()> {
     }
     let key_path = tls_args.key.clone().unwrap_or_else(|| cert.clone());
     let key_path = key_path.as_path();
-    check_key_mode(&mut report, key_path);
+    check_exposure(&mut report, &cert, key_path, &ca);
     let chain = match tls::identity(&cert, tls_args.key.as_deref()) {
         Ok((chain, _key)) => {
             report.say(
@@ -262,21 +261,29 @@ fn finish(report: Report) -> Result<()> {
     }
 }
 
-/// A private key others can read is a leaked key on a shared host.
-fn check_key_mode(report: &mut Report, key: &Path) {
-    let Ok(meta) = std::fs::metadata(key) else {
-        return; // Loading reports the missing file.
-    };
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o007 != 0 {
+/// Files another user could replace (a CA, certificate or key they could swap for their own)
+/// or read (a key) are errors: on a shared host either hands that user the SST.
+fn check_exposure(report: &mut Report, cert: &Path, key: &Path, ca: &Path) {
+    use crate::settings::files::{Holds, exposure};
+    let mut problems = exposure(cert, Holds::Public);
+    if key != cert {
+        problems.extend(exposure(key, Holds::Secret));
+    } else {
+        problems = exposure(cert, Holds::Secret);
+    }
+    problems.extend(exposure(ca, Holds::Public));
+    // Files in one directory share its problem: name it once.
+    let mut seen = std::collections::HashSet::new();
+    problems.retain(|p| seen.insert(p.clone()));
+    if problems.is_empty() {
         report.say(
-            Level::Warning,
-            format!(
-                "{}: private key is readable by every user (mode {mode:03o}); chmod 600 (or 640 \
-                 with group mysql)",
-                key.display()
-            ),
+            Level::Ok,
+            "certificate, key and CA files are writable only by their owner, the key readable \
+             by no other user",
         );
+    }
+    for problem in problems {
+        report.say(Level::Error, problem);
     }
 }
 

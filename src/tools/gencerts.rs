@@ -15,7 +15,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -52,12 +52,12 @@ pub struct GenCertsArgs {
     #[arg(long = "node", value_name = "NAME[=IP,...]", required_unless_present = "rotate_ca", value_parser = parse_node)]
     pub nodes: Vec<Node>,
 
-    /// Node certificate lifetime in days (never past the CA's own end).
-    #[arg(long, value_name = "DAYS", default_value_t = 825, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Node certificate lifetime in days, 1 to 36500 (never past the CA's own end).
+    #[arg(long, value_name = "DAYS", default_value_t = 825, value_parser = clap::value_parser!(u32).range(1..=MAX_DAYS))]
     pub days: u32,
 
-    /// Lifetime in days of a CA made now.
-    #[arg(long, value_name = "DAYS", default_value_t = 3650, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Lifetime in days of a CA made now, 1 to 36500.
+    #[arg(long, value_name = "DAYS", default_value_t = 3650, value_parser = clap::value_parser!(u32).range(1..=MAX_DAYS))]
     pub ca_days: u32,
 
     /// The cluster's name, part of a new CA's name ("NAME SST CA <id>") so clusters' CAs
@@ -135,6 +135,10 @@ pub fn parse_node(text: &str) -> std::result::Result<Node, String> {
     })
 }
 
+/// The longest lifetime gen-certs issues: a hundred years, far inside X.509's year 9999, so
+/// no date arithmetic can overflow, whatever a command line asks.
+const MAX_DAYS: i64 = 36_500;
+
 /// File names inside the CA directory.
 const CA_FILE: &str = "ca.pem";
 const CA_KEY_FILE: &str = "ca-key.pem";
@@ -143,8 +147,16 @@ const OLD_KEY_FILE: &str = "ca-old-key.pem";
 
 /// Runs the step the flags ask for.
 pub fn run(args: GenCertsArgs) -> Result<()> {
-    fs::create_dir_all(&args.out).map_err(|e| Error::file_io(&args.out, &e))?;
+    if !args.out.exists() {
+        // Ours from the start: nobody else may add or swap files in the CA directory.
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&args.out)
+            .map_err(|e| Error::file_io(&args.out, &e))?;
+    }
     let dir = fs::canonicalize(&args.out).map_err(|e| Error::file_io(&args.out, &e))?;
+    kept_by_us(&dir)?;
     let existing = CaDir::read(&dir)?;
     match (args.rotate_ca, existing) {
         (None, None) => {
@@ -182,6 +194,55 @@ pub fn run(args: GenCertsArgs) -> Result<()> {
         (Some(RotateStep::Start), Some(ca_dir)) => rotate_start(&args, &dir, ca_dir),
         (Some(RotateStep::Finish), Some(ca_dir)) => rotate_finish(&dir, ca_dir),
     }
+}
+
+/// Refuses a CA directory that another user could have planted a CA in, or could change: the
+/// directory, `ca.pem` and `ca-key.pem` must belong to us and be writable by nobody else, and
+/// the key readable by nobody else. A CA someone else put in place would let them mint
+/// certificates the whole cluster accepts, and receive its snapshots.
+fn kept_by_us(dir: &Path) -> Result<()> {
+    let me = crate::settings::files::effective_uid();
+    let check = |path: &Path, forbidden: u32, must: &str| -> Result<()> {
+        let meta = match fs::metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::file_io(path, &e)),
+        };
+        let mode = meta.mode() & 0o777;
+        let why = if meta.uid() != me {
+            format!("belongs to uid {}, not to us (uid {me})", meta.uid())
+        } else if mode & forbidden != 0 {
+            format!("has mode {mode:03o}")
+        } else {
+            return Ok(());
+        };
+        Err(Error::file(
+            path,
+            format!(
+                "{why}: refusing to use this CA directory, since another user could have put \
+                 their own CA here and would then mint certificates the cluster trusts; if \
+                 the files are yours, {must}, or use a new --out"
+            ),
+        ))
+    };
+    check(
+        dir,
+        0o022,
+        &format!("chown $(id -u) {0} and chmod go-w {0}", dir.display()),
+    )?;
+    for (name, forbidden, fix) in [
+        (CA_KEY_FILE, 0o077, "chmod 600"),
+        (CA_FILE, 0o022, "chmod go-w"),
+        (OLD_KEY_FILE, 0o077, "chmod 600"),
+    ] {
+        let path = dir.join(name);
+        check(
+            &path,
+            forbidden,
+            &format!("chown $(id -u) {0} and {fix} {0}", path.display()),
+        )?;
+    }
+    Ok(())
 }
 
 /// A CA that can sign: its certificate, parsed names, and key.
@@ -335,7 +396,7 @@ fn new_ca(args: &GenCertsArgs, previous: Option<&CertNames>) -> Result<SigningCa
         .push(DnType::CommonName, name.as_str());
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     params.not_before = now - Duration::hours(1);
-    params.not_after = now + Duration::days(i64::from(args.ca_days));
+    params.not_after = now + Duration::days(i64::from(args.ca_days).min(MAX_DAYS));
     let cert = params.self_signed(&key).map_err(rcgen_error)?;
     let der = cert.der().clone();
     let names =
@@ -383,7 +444,7 @@ fn issue(args: &GenCertsArgs, dir: &Path, ca: &SigningCa) -> Result<()> {
     // A node certificate that outlives its CA would only fail later with a CA error.
     let ca_end = OffsetDateTime::from_unix_timestamp(ca.names.not_after)
         .map_err(|e| Error::Internal(format!("CA end date: {e}")))?;
-    let mut not_after = now + Duration::days(i64::from(args.days));
+    let mut not_after = now + Duration::days(i64::from(args.days).min(MAX_DAYS));
     if not_after > ca_end {
         not_after = ca_end;
         println!(
@@ -410,6 +471,9 @@ fn issue(args: &GenCertsArgs, dir: &Path, ca: &SigningCa) -> Result<()> {
         ];
         params.not_before = now - Duration::hours(1);
         params.not_after = not_after;
+        // Names the CA's key: "issued by" is then a matter of keys, not of names (a CA made
+        // again, or one that kept its name through a rotation, has the same name).
+        params.use_authority_key_identifier_extension = true;
         let cert = params.signed_by(&key, &issuer).map_err(rcgen_error)?;
         let stem = |suffix: &str| dir.join(format!("{}{suffix}", node.name));
         let key_pem = Zeroizing::new(key.serialize_pem());
@@ -456,6 +520,15 @@ fn rotate_start(args: &GenCertsArgs, dir: &Path, ca_dir: CaDir) -> Result<()> {
     }
     let old = ca_dir.signing;
     let new = new_ca(args, Some(&old.names))?;
+    if new.names.subject == old.names.subject {
+        // Nodes, OpenSSL and logs tell CAs apart by name first; two CAs of one name in one
+        // bundle would make every certificate's issuer ambiguous until the rotation ends.
+        return Err(Error::Usage(format!(
+            "--rotate-ca start: the new CA would have the old CA's name '{}'; give it another \
+             (--ca-name \"...\"), or leave --ca-name out for a unique one",
+            old.names.subject
+        )));
+    }
     let old_key = Zeroizing::new(old.key.serialize_pem());
     write(&dir.join(OLD_KEY_FILE), old_key.as_bytes(), 0o600)?;
     new.write(dir, std::slice::from_ref(&old.pem))?;
@@ -489,13 +562,26 @@ fn rotate_finish(dir: &Path, ca_dir: CaDir) -> Result<()> {
             "holds one CA: no rotation is under way (start one with --rotate-ca start)",
         ));
     }
+    // Every node certificate here must be signed by the new CA's key before the old CA can
+    // go; one that cannot be read or parsed could be a node still on the old CA, so it stops
+    // the step too.
     let mut stale = Vec::new();
     for path in node_certs(dir)? {
-        let Ok(parsed) = pem::read_pem(&path) else {
-            continue;
-        };
+        let parsed = pem::read_pem(&path).map_err(|e| {
+            Error::file(
+                &path,
+                format!(
+                    "cannot be read ({e}), so it is unknown whether that node still needs the \
+                     old CA; fix or remove the file, then finish the rotation"
+                ),
+            )
+        })?;
         let Some(names) = parsed.certs.first().and_then(|d| CertNames::parse(d)) else {
-            continue;
+            return Err(Error::file(
+                &path,
+                "holds no parsable certificate, so it is unknown whether that node still needs \
+                 the old CA; fix or remove the file, then finish the rotation",
+            ));
         };
         if !names.issued_by(&ca_dir.signing.names) {
             stale.push((path, names));
