@@ -26,7 +26,7 @@ fn pair(
     let _ = cl.stdin().write_all(b"secret payload");
     cl.close_stdin();
     let c = cl.finish();
-    let s = server.finish();
+    let s = server.refusal_or_exit();
     (c, s)
 }
 
@@ -47,10 +47,7 @@ fn wrong_ca() {
 fn client_signed_by_another_ca() {
     let pki = Pki::new();
     let (c, s) = pair(&pki, "server", &[], pki.args("rogue"));
-    s.fails(
-        3,
-        "client certificate 'CN=node1' (issuer 'CN=Other CA') is not signed by a CA in",
-    );
+    s.refused("client certificate 'CN=node1' (issuer 'CN=Other CA') is not signed by a CA in");
     assert!(
         s.stdout.is_empty(),
         "no byte may be delivered from an unverified client"
@@ -119,7 +116,7 @@ fn missing_client_certificate() {
     // With data to send, the client learns of the rejection from the alert or, when its write
     // hits the closed socket first, as a failed transfer: never as success.
     let (c, s) = pair(&pki, "server", &[], strs(&["--ca", &pki.s("ca.pem")]));
-    s.fails(3, "the peer presented no certificate");
+    s.refused("the peer presented no certificate");
     assert!([3, 6].contains(&c.code()), "{}", c.stderr);
     assert!(s.stdout.is_empty());
     // A client that only reads gets the alert itself.
@@ -141,8 +138,8 @@ fn missing_client_certificate() {
         "the peer rejected our certificate (alert CertificateRequired)",
     );
     server
-        .finish()
-        .fails(3, "the peer presented no certificate");
+        .refusal_or_exit()
+        .refused("the peer presented no certificate");
 }
 
 #[test]
@@ -455,7 +452,7 @@ fn ca_certificate_used_as_node_certificate() {
         3,
         "is a CA certificate (basicConstraints CA:TRUE) used as a node certificate (found in",
     );
-    let s = server.finish();
+    let s = server.refusal_or_exit();
     assert!(
         s.stderr
             .contains("a CA certificate (CA:TRUE) used as a node certificate"),
@@ -481,7 +478,7 @@ fn listener_identity_checks_client_names() {
         &["--verify", "identity", "--peer-name", "node7"],
         pki.args("client"),
     );
-    s.fails(3, "client certificate 'CN=node1' (DNS:localhost, IP:127.0.0.1, IP:::1) matches none of the expected names: node7");
+    s.refused("client certificate 'CN=node1' (DNS:localhost, IP:127.0.0.1, IP:::1) matches none of the expected names: node7");
     assert!(s.stdout.is_empty());
     assert_ne!(c.code(), 0);
     let out = Proc::spawn(

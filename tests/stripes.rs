@@ -512,3 +512,53 @@ fn a_stalled_stripe_keeps_the_joiner_bounded() {
     s.ok();
     assert_eq!(sha256(&s.stdout), sent.join().unwrap());
 }
+
+/// Raises this process's descriptor limit to `want` (or its hard limit), so the test can hold
+/// its side of many connections.
+fn raise_nofile(want: u64) -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    let soft = want.min(hard);
+    setrlimit(Resource::RLIMIT_NOFILE, soft, hard).unwrap();
+    soft
+}
+
+/// Review finding: during the striping window (and the wait for the first connection) an
+/// accept() error such as EMFILE ended the whole transfer, and handshakes of newcomers were
+/// unbounded. Now a listener limited to 48 descriptors (`ulimit -n 48`, as reported) takes a
+/// 4-stream transfer byte-exact while 1000 connections that never speak are opened against
+/// it, half before the donor starts and half during its striping window.
+#[test]
+fn a_thousand_idle_connections_neither_exhaust_descriptors_nor_end_the_transfer() {
+    let _serial = serial();
+    let limit = raise_nofile(4096);
+    assert!(
+        limit >= 1100,
+        "the test needs 1100 descriptors, the hard limit is {limit}"
+    );
+    let pki = Pki::new();
+    let mut args = strs(&["-c", "ulimit -n 48 && exec \"$0\" \"$@\"", bin()]);
+    args.extend(listen_args("127.0.0.1:0", &tls_args(&pki, "server", &[])));
+    args.extend(strs(&["--stdio", "--streams", "4"]));
+    let mut server = Proc::spawn("bash", &args);
+    server.close_stdin();
+    let port = server.port();
+    let open_idle = move |count: usize| {
+        (0..count)
+            .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let before = open_idle(500);
+    let mut cl = client(&pki, port, "client", &["--streams", "4"]);
+    let sent = feed(cl.stdin(), 32 << 20, 21);
+    // The rest arrive while the donor's stripes do.
+    let during = thread::spawn(move || open_idle(500));
+    let c = cl.finish();
+    c.ok();
+    let s = server.finish();
+    let during = during.join().unwrap();
+    s.ok();
+    assert_eq!(sha256(&s.stdout), sent.join().unwrap());
+    assert_eq!(streams_in(&s.stderr), 4, "{}", s.stderr);
+    assert_eq!(before.len() + during.len(), 1000);
+}

@@ -12,6 +12,8 @@ use tracing::debug;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use zeroize::Zeroizing;
+
 use crate::ends::session::{self, ClientStream, TlsInfo};
 use crate::ends::stdio::{Direction, LocalEnds};
 use crate::ends::stripes;
@@ -104,8 +106,8 @@ pub async fn dial(plan: Plan) -> Result<()> {
 /// first, the others opened and bound to it, then stdin over all of them (one-way).
 async fn striped(plan: &Plan, mut first: ClientStream, info: TlsInfo, label: &str) -> Result<()> {
     let count = info.stripes;
-    let mut token = [0; stripes::TOKEN_LEN];
-    tokio::time::timeout(plan.handshake_timeout, first.read_exact(&mut token))
+    let mut token: stripes::Token = Zeroizing::new([0; stripes::TOKEN_LEN]);
+    tokio::time::timeout(plan.handshake_timeout, first.read_exact(&mut token[..]))
         .await
         .map_err(|_| {
             Error::Transfer(format!(

@@ -13,18 +13,20 @@ use rustls::ServerConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::ends::exec::{self, PeerEnv, Program};
+use crate::ends::gate::{Gate, Pending};
 use crate::ends::session;
 use crate::ends::stdio::{Direction, LocalEnds};
 use crate::ends::stripes;
 use crate::error::{Error, Result};
+use crate::logging::escape;
 use crate::net::{self, HostPort};
 use crate::relay;
 use crate::settings::{ListenSettings, Reporting, Role, Serve, mycnf};
 use crate::tls::{self, Prepared};
+use zeroize::Zeroizing;
 
 /// Pause after a failed accept (EMFILE and friends) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -46,13 +48,11 @@ pub struct Plan {
 
 /// The two kinds of listener.
 pub enum Mode {
-    /// Relay exactly one connection to stdin/stdout.
+    /// Relay exactly one verified connection to stdin/stdout; connections that fail their
+    /// handshake or verification before it are refused and the wait goes on ([`gate`]).
     Stdio {
         /// Which ways bytes flow.
         direction: Direction,
-        /// Connections whose handshake fails before one succeeds (socat `retry=N`); zero
-        /// means the first failure ends the run.
-        retries: u32,
     },
     /// Run `program` for every connection.
     Exec {
@@ -79,7 +79,6 @@ pub async fn run(mut args: ListenSettings) -> Result<()> {
         },
         Serve::Stdio => Mode::Stdio {
             direction: Direction::Both,
-            retries: 0,
         },
     };
     let plan = Plan {
@@ -134,9 +133,7 @@ pub async fn serve(listener: TcpListener, plan: Plan) -> Result<()> {
             )
             .await
         }
-        Mode::Stdio { direction, retries } => {
-            serve_stdio(listener, acceptor, &limits, direction, retries).await
-        }
+        Mode::Stdio { direction } => serve_stdio(listener, acceptor, &limits, direction).await,
     }
 }
 
@@ -147,36 +144,34 @@ struct Limits {
     report: Reporting,
 }
 
-/// Accepts one connection (after up to `retries` failed handshakes) and relays it to stdio.
+/// Waits for one verified connection and relays it to stdio. Whatever fails before it (a
+/// scanner, a probe, a wrong certificate) is refused and logged, and the wait goes on: the
+/// SST script's own timeout bounds the whole wait, as it does for stock socat.
 async fn serve_stdio(
     listener: TcpListener,
     acceptor: Arc<ServerConfig>,
     limits: &Limits,
     direction: Direction,
-    retries: u32,
 ) -> Result<()> {
-    let mut failures = 0;
-    let (mut stream, info, peer) = loop {
-        let (tcp, peer) = listener
-            .accept()
-            .await
-            .map_err(|e| Error::Connect(format!("accept failed: {e}")))?;
-        debug!(%peer, "accepted");
-        match session::accept(&acceptor, tcp, limits.handshake).await {
-            Ok((stream, info)) => break (stream, info, peer),
-            Err(e) if failures < retries => {
-                failures += 1;
-                warn!("connection from {peer} failed ({failures} of {retries} retries): {e}");
-            }
-            Err(e) => return Err(e),
-        }
-    };
+    let mut gate = Gate::new(listener, limits.handshake);
+    let mut pending = Pending::default();
+    let handshake = limits.handshake;
+    let config = acceptor.clone();
+    let (peer, (mut stream, info)) = gate
+        .next(&mut pending, move |tcp| {
+            let config = config.clone();
+            async move { session::accept(&config, tcp, handshake).await }
+        })
+        .await;
+    // The other handshakes in flight are not the donor's (it opens its other stripes only
+    // once it has the binding token).
+    drop(pending);
     debug!(%peer, version = %info.version, suite = %info.suite, client = ?info.peer_subject, "handshake complete");
     if info.stripes > 1 {
-        return striped(listener, &acceptor, limits, stream, info, peer).await;
+        return striped(gate, &acceptor, limits, stream, info, peer).await;
     }
     // One connection only: later dialers get "connection refused", not a silent queue.
-    drop(listener);
+    drop(gate);
     let local = LocalEnds::open(direction, false);
     let label = peer.to_string();
     let options = limits
@@ -189,9 +184,9 @@ async fn serve_stdio(
 /// A stream striped over `info.stripes` connections: the binding token on the first, the
 /// donor's other connections accepted and bound to it within the handshake timeout, then
 /// the stream to stdout (one-way). A connection that is not one of them is refused and does
-/// not count.
+/// not count, however many there are ([`gate`]).
 async fn striped(
-    listener: TcpListener,
+    mut gate: Gate,
     acceptor: &Arc<ServerConfig>,
     limits: &Limits,
     mut first: session::ServerStream,
@@ -201,7 +196,7 @@ async fn striped(
     let count = info.stripes;
     let token = stripes::token().map_err(|e| Error::Internal(e.to_string()))?;
     first
-        .write_all(&token)
+        .write_all(&token[..])
         .await
         .map_err(|e| tls::classify(&e, Error::Transfer))?;
     first
@@ -214,37 +209,33 @@ async fn striped(
     let deadline = tokio::time::Instant::now() + wait;
     // Each newcomer is handshaken and checked by itself, so a slow or hostile one cannot
     // hold up the donor's.
-    let mut pending = JoinSet::new();
-    while slots.iter().any(Option::is_none) {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (tcp, from) =
-                    accepted.map_err(|e| Error::Connect(format!("accept failed: {e}")))?;
-                let (acceptor, first) = (acceptor.clone(), info.clone());
-                pending.spawn(async move {
-                    let bound = tokio::time::timeout(
-                        wait,
-                        bind_stripe(&acceptor, tcp, wait, &token, &first),
-                    )
+    let mut pending = Pending::default();
+    let first_info = Arc::new(info.clone());
+    let token = Arc::new(token);
+    let check = {
+        let acceptor = acceptor.clone();
+        move |tcp| {
+            let (acceptor, first, token) = (acceptor.clone(), first_info.clone(), token.clone());
+            async move {
+                tokio::time::timeout(wait, bind_stripe(&acceptor, tcp, wait, &token, &first))
                     .await
-                    .unwrap_or_else(|_| Err(Error::Handshake(format!("nothing bound within {wait:?}"))));
-                    (from, bound)
-                });
+                    .unwrap_or_else(|_| {
+                        Err(Error::Handshake(format!("nothing bound within {wait:?}")))
+                    })
             }
-            Some(done) = pending.join_next() => match done {
-                Ok((from, Ok((index, stream)))) if slots[index as usize].is_none() => {
-                    debug!(%from, "stream {index} of {count} bound");
-                    slots[index as usize] = Some(stream);
-                }
-                Ok((from, Ok((index, _)))) => {
-                    warn!("refused a connection from {from}: stream {index} is already bound");
-                }
-                Ok((from, Err(e))) => {
-                    warn!("refused a connection from {from}: not a stream of this transfer: {e}");
-                }
-                Err(e) => warn!("a connection's check failed: {e}"),
-            },
-            () = tokio::time::sleep_until(deadline) => {
+        }
+    };
+    while slots.iter().any(Option::is_none) {
+        let next = gate.next(&mut pending, check.clone());
+        match tokio::time::timeout_at(deadline, next).await {
+            Ok((from, (index, stream))) if slots[index as usize].is_none() => {
+                debug!(%from, "stream {index} of {count} bound");
+                slots[index as usize] = Some(stream);
+            }
+            Ok((from, (index, _))) => {
+                gate.refuse(from, &format!("stream {index} is already bound"));
+            }
+            Err(_) => {
                 let arrived = slots.iter().filter(|s| s.is_some()).count();
                 return Err(Error::Transfer(format!(
                     "{peer} agreed to {count} streams but only {arrived} arrived within {wait:?} \
@@ -253,9 +244,9 @@ async fn striped(
             }
         }
     }
-    pending.abort_all();
+    drop(pending);
     // Every stripe is here: later dialers get "connection refused".
-    drop(listener);
+    drop(gate);
     let all: Vec<session::ServerStream> = slots.into_iter().flatten().collect();
     let local = LocalEnds::open(Direction::ReceiveOnly, false);
     let label = peer.to_string();
@@ -277,13 +268,13 @@ async fn bind_stripe(
 ) -> Result<(u32, session::ServerStream)> {
     let (mut stream, extra) = session::accept(acceptor, tcp, wait).await?;
     extra.joins(first)?;
-    let mut presented = [0; stripes::TOKEN_LEN + 1];
+    let mut presented = Zeroizing::new([0; stripes::TOKEN_LEN + 1]);
     stream
-        .read_exact(&mut presented)
+        .read_exact(&mut presented[..])
         .await
         .map_err(|e| tls::classify(&e, Error::Transfer))?;
     let index =
-        stripes::check_binding(token, &presented, first.stripes).map_err(Error::Transfer)?;
+        stripes::check_binding(token, &presented[..], first.stripes).map_err(Error::Transfer)?;
     Ok((index, stream))
 }
 
@@ -316,7 +307,8 @@ async fn serve_exec(
         let limits = limits.clone();
         tokio::spawn(async move {
             if let Err(e) = serve_one_exec(tcp, peer, acceptor, &program, &limits).await {
-                warn!("connection from {peer} failed: {e}");
+                // The error may quote the peer (its certificate's names): one escaped line.
+                warn!("connection from {peer} failed: {}", escape(&e.to_string()));
             }
             drop(permit);
         });

@@ -32,6 +32,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use zeroize::Zeroizing;
+
 use crate::fastpath::CopyPath;
 use crate::relay::{Progress, RelayError, Transfer};
 
@@ -109,17 +111,22 @@ pub fn accept_up_to(config: Arc<ServerConfig>, cap: u32) -> Arc<ServerConfig> {
     Arc::new(config)
 }
 
+/// The binding secret, wiped from memory when its last holder drops it.
+pub type Token = Zeroizing<[u8; TOKEN_LEN]>;
+
 /// A new binding secret.
-pub fn token() -> io::Result<[u8; TOKEN_LEN]> {
-    let mut token = [0; TOKEN_LEN];
-    aws_lc_rs::rand::fill(&mut token)
+pub fn token() -> io::Result<Token> {
+    let mut token = Zeroizing::new([0; TOKEN_LEN]);
+    aws_lc_rs::rand::fill(&mut token[..])
         .map_err(|_| io::Error::other("no random bytes for the stream binding"))?;
     Ok(token)
 }
 
-/// What a donor's extra connection presents first: the token and its stripe index.
-pub fn binding(token: &[u8; TOKEN_LEN], index: u32) -> Vec<u8> {
-    let mut bytes = token.to_vec();
+/// What a donor's extra connection presents first: the token and its stripe index (a copy
+/// of the secret, so wiped on drop too).
+pub fn binding(token: &[u8; TOKEN_LEN], index: u32) -> Zeroizing<Vec<u8>> {
+    let mut bytes = Zeroizing::new(Vec::with_capacity(TOKEN_LEN + 1));
+    bytes.extend_from_slice(token);
     bytes.push(u8::try_from(index).unwrap_or(u8::MAX));
     bytes
 }

@@ -9,6 +9,8 @@ use std::net::IpAddr;
 
 use x509_parser::prelude::{FromDer, GeneralName, ParsedExtension, X509Certificate};
 
+use crate::logging::escape;
+
 /// The parts of a certificate that name checks and logs use.
 #[derive(Debug, Clone, Default)]
 pub struct CertNames {
@@ -46,8 +48,10 @@ impl CertNames {
     pub fn parse(der: &[u8]) -> Option<Self> {
         let (_, cert) = X509Certificate::from_der(der).ok()?;
         let mut names = Self {
-            subject: cert.subject().to_string(),
-            issuer: cert.issuer().to_string(),
+            // Display strings, and peer-supplied: escaped once here, so no log or error line
+            // that names a certificate can be forged by it.
+            subject: escape(&cert.subject().to_string()),
+            issuer: escape(&cert.issuer().to_string()),
             is_v1: cert.version().0 == 0,
             is_ca: cert.is_ca(),
             not_before: cert.validity().not_before.timestamp(),
@@ -158,9 +162,9 @@ impl CertNames {
         let mut parts: Vec<String> = self
             .common_names
             .iter()
-            .map(|cn| format!("CN={cn}"))
+            .map(|cn| format!("CN={}", escape(cn)))
             .collect();
-        parts.extend(self.dns.iter().map(|d| format!("DNS:{d}")));
+        parts.extend(self.dns.iter().map(|d| format!("DNS:{}", escape(d))));
         parts.extend(self.ips.iter().map(|ip| format!("IP:{ip}")));
         if parts.is_empty() {
             "no names".to_string()
@@ -171,10 +175,18 @@ impl CertNames {
 
     /// The names a user could pass to `--peer-name`, for error messages.
     pub fn describe(&self) -> String {
-        let mut parts: Vec<String> = self.dns.iter().map(|d| format!("DNS:{d}")).collect();
+        let mut parts: Vec<String> = self
+            .dns
+            .iter()
+            .map(|d| format!("DNS:{}", escape(d)))
+            .collect();
         parts.extend(self.ips.iter().map(|ip| format!("IP:{ip}")));
         if parts.is_empty() {
-            parts.extend(self.common_names.iter().map(|cn| format!("CN={cn}")));
+            parts.extend(
+                self.common_names
+                    .iter()
+                    .map(|cn| format!("CN={}", escape(cn))),
+            );
         }
         if parts.is_empty() {
             "no names".to_string()

@@ -185,6 +185,9 @@ fn ca(cn: &str) -> (CertificateParams, KeyPair) {
     (params, key)
 }
 
+/// What a listener logs for a connection it refuses while waiting for its verified peer.
+pub const REFUSED: &str = "refused a connection from";
+
 /// A spawned process whose stderr is collected line by line.
 pub struct Proc {
     child: Option<Child>,
@@ -322,6 +325,29 @@ impl Proc {
         }
     }
 
+    /// For a listener waiting for its verified peer: waits until it either exits or logs
+    /// that it refused a connection, which it survives; it is then ended with SIGTERM (as the
+    /// SST script's own timeout would end it). Returns how it ended; see [`Outcome::refused`].
+    pub fn refusal_or_exit(self) -> Outcome {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(REFUSED) => {
+                    self.signal(nix::sys::signal::Signal::SIGTERM);
+                    return self.finish();
+                }
+                Ok(_) => {}
+                // stderr closed: the process is exiting by itself.
+                Err(mpsc::RecvTimeoutError::Disconnected) => return self.finish(),
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
+                    "neither an exit nor a refused connection; stderr: {:#?}",
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
     /// stderr lines so far.
     pub fn stderr(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
@@ -363,6 +389,30 @@ impl Outcome {
     /// Asserts success.
     pub fn ok(&self) -> &Self {
         assert_eq!(self.code(), 0, "stderr: {}", self.stderr);
+        self
+    }
+
+    /// Asserts that a listener refused a connection with `needle` in the reason, delivered
+    /// nothing, and went on waiting until it was ended (SIGTERM, exit 143): see
+    /// [`Proc::refusal_or_exit`].
+    pub fn refused(&self, needle: &str) -> &Self {
+        assert_eq!(
+            self.code(),
+            143,
+            "still waiting, then SIGTERM; stderr: {}",
+            self.stderr
+        );
+        assert!(
+            self.stderr
+                .lines()
+                .any(|l| l.contains(REFUSED) && l.contains(needle)),
+            "expected a refusal with {needle:?} in stderr: {}",
+            self.stderr
+        );
+        assert!(
+            self.stdout.is_empty(),
+            "a refused connection delivered bytes"
+        );
         self
     }
 
@@ -531,7 +581,8 @@ pub fn handshake_only(
     let port = server.port();
     let mut cl = client(pki, port, "client", client_extra);
     cl.close_stdin();
-    (cl.finish(), server.finish())
+    // A failed handshake leaves the listener waiting for its verified peer.
+    (cl.finish(), server.refusal_or_exit())
 }
 
 /// The joiner address wsrep_sst_mariabackup gives socat for encrypt=4 (contract 3.3), as `who`.

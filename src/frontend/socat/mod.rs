@@ -560,10 +560,7 @@ fn server_plan(o: &Options, direction: Direction, idle: Option<Duration>) -> Res
         handshake: HANDSHAKE_TIMEOUT,
         idle,
         report: crate::settings::Reporting::front_end(),
-        mode: server::Mode::Stdio {
-            direction,
-            retries: o.retries,
-        },
+        mode: server::Mode::Stdio { direction },
     })
 }
 
