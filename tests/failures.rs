@@ -613,3 +613,44 @@ fn malformed_records_after_the_handshake_are_refused() {
     inject_after_handshake(&[23, 3, 3, 0xff, 0xff, 0]).fails(6, "MessageTooLarge");
     inject_after_handshake(&[21, 3, 3, 0, 2, 2, 40]).fails(6, "cannot decrypt peer's message");
 }
+
+/// Review finding: certificate subjects were logged raw, so a certificate whose CN holds a
+/// newline wrote a forged line into the SST log. Peer text is escaped onto one line, on the
+/// listener (refusing the client) and on the client (refusing the server).
+#[test]
+fn a_certificate_cannot_forge_a_log_line() {
+    let pki = Pki::new();
+    let forged_line = FORGED_CN.split('\n').nth(1).unwrap();
+    let (c, s) = pair(&pki, "server", &[], pki.args("forged"));
+    assert_ne!(c.code(), 0);
+    // The whole subject stays on the refusal's line.
+    s.refused("INFO closed 127.0.0.1:1: sent 0 bytes' (issuer 'CN=Other CA')");
+    for out in [&c, &s] {
+        assert!(
+            !out.stderr.lines().any(|l| l.starts_with(forged_line)),
+            "a forged line: {}",
+            out.stderr
+        );
+    }
+    // A valid certificate whose CN (no SAN) is quoted as its name.
+    let (_, s) = pair(
+        &pki,
+        "server",
+        &["--verify", "identity", "--peer-name", "node7"],
+        pki.args("forgedcn"),
+    );
+    s.refused("INFO closed 127.0.0.1:1: sent 0 bytes) matches none of the expected names: node7");
+    assert!(
+        !s.stderr.lines().any(|l| l.starts_with(forged_line)),
+        "a forged line: {}",
+        s.stderr
+    );
+    // The client refusing a server with that certificate: one line, escaped.
+    let (c, _) = pair(&pki, "forged", &["--verify", "none"], pki.args("client"));
+    c.fails(
+        3,
+        "INFO closed 127.0.0.1:1: sent 0 bytes' (issuer 'CN=Other CA')",
+    );
+    assert_eq!(c.stderr.lines().count(), 1, "{}", c.stderr);
+    assert!(c.stderr.starts_with("sst-tunnel: error: "), "{}", c.stderr);
+}

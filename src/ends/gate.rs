@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::error::Error;
-use crate::logging::escape;
+use crate::error::escape;
 
 /// Handshakes running at once while waiting; a newcomer beyond this evicts the oldest.
 pub const PENDING: usize = 64;

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use x509_parser::prelude::{FromDer, GeneralName, ParsedExtension, X509Certificate};
 
-use crate::logging::escape;
+use crate::error::escape;
 
 /// The parts of a certificate that name checks and logs use.
 #[derive(Debug, Clone, Default)]

@@ -44,7 +44,8 @@ impl Pki {
     /// Generates: `ca.pem`, `other-ca.pem`, node certificates `server`, `client` (both with
     /// SANs localhost/127.0.0.1/::1), `expired`, `future`, `revoked` (in `crl.pem`),
     /// `wrongname` (SAN other.example only), `cnonly` (CN=node9, no SAN), `rogue` (signed by the
-    /// other CA), `combined.pem` (server cert + key), `leaves.pem` (CA + server + client),
+    /// other CA), `forged` (signed by the other CA, a newline in its CN), `forgedcn` (that CN,
+    /// no SAN, from the good CA), `combined.pem` (server cert + key), `leaves.pem` (CA + server + client),
     /// `node2` (CN node2, SANs node2/127.0.0.1/::1) and `nodes.pem` (CA + node2 + client).
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -76,6 +77,9 @@ impl Pki {
         pki.leaf(&issuer, "wrongname", "node2", &["other.example"], |_| {});
         pki.leaf(&issuer, "cnonly", "node9", &[], |_| {});
         pki.leaf(&other, "rogue", "node1", std_names, |_| {});
+        // A subject that would forge a log line if printed raw.
+        pki.leaf(&other, "forged", FORGED_CN, std_names, |_| {});
+        pki.leaf(&issuer, "forgedcn", FORGED_CN, &[], |_| {});
         // As the SST scripts' VERIFY_IDENTITY expects: the CN is also a DNS SAN.
         let node2 = pki.leaf(
             &issuer,
@@ -184,6 +188,10 @@ fn ca(cn: &str) -> (CertificateParams, KeyPair) {
     ];
     (params, key)
 }
+
+/// The CN of the `forged` certificate: a newline, then what looks like a log line.
+pub const FORGED_CN: &str =
+    "evil\n2026-01-01T00:00:00.000000Z  INFO closed 127.0.0.1:1: sent 0 bytes";
 
 /// What a listener logs for a connection it refuses while waiting for its verified peer.
 pub const REFUSED: &str = "refused a connection from";
