@@ -298,6 +298,8 @@ enum Fault {
     Kill,
     /// Forwards nothing more until the gate opens.
     Stall(Receiver<()>),
+    /// Pauses this long before every read (of at most 16 KiB): a slow link that keeps moving.
+    Throttle(Duration),
 }
 
 /// A TCP proxy on 127.0.0.1 to `upstream` that applies `fault` to one connection and counts
@@ -333,7 +335,12 @@ impl Proxy {
                         if total < after {
                             return;
                         }
+                        if let Some(Fault::Throttle(pause)) = &this {
+                            thread::sleep(*pause);
+                            return;
+                        }
                         match this.take() {
+                            Some(Fault::Throttle(_)) => {}
                             Some(Fault::Kill) => {
                                 let _ = watch_down.shutdown(Shutdown::Both);
                                 let _ = watch_up.shutdown(Shutdown::Both);
@@ -561,4 +568,63 @@ fn a_thousand_idle_connections_neither_exhaust_descriptors_nor_end_the_transfer(
     assert_eq!(sha256(&s.stdout), sent.join().unwrap());
     assert_eq!(streams_in(&s.stderr), 4, "{}", s.stderr);
     assert_eq!(before.len() + during.len(), 1000);
+}
+
+/// Review finding: with `--streams` on both ends but input on the listener's side, that input
+/// was dropped and both ends exited 0. Now the stream is refused: the listener says its input
+/// would be lost, the donor that the listener refused the striped stream and why; exit 6 both.
+#[test]
+fn input_on_the_listener_refuses_a_striped_stream_on_both_ends() {
+    let _serial = serial();
+    let pki = Pki::new();
+    let mut server = stdio_server(&pki, &["--streams", "4"]);
+    let port = server.port();
+    let mut input = server.stdin();
+    input.write_all(b"the listener's own data\n").unwrap();
+    let mut cl = client(&pki, port, "client", &["--streams", "4"]);
+    let _sent = feed(cl.stdin(), 64 << 20, 31);
+    let c = cl.finish();
+    let s = server.finish();
+    drop(input);
+    assert_eq!(s.code(), 6, "{}", s.stderr);
+    assert!(
+        s.stderr.contains(
+            "the listener has input on stdin, but a striped stream carries data only from the donor"
+        ),
+        "{}",
+        s.stderr
+    );
+    assert_eq!(c.code(), 6, "{}", c.stderr);
+    assert!(
+        c.stderr
+            .contains("the listener refused the striped stream: the listener has input on stdin"),
+        "{}",
+        c.stderr
+    );
+}
+
+/// Review finding: a stripe's idle timeout counted per 128 KiB chunk, so a link slower than
+/// one chunk per idle period failed a healthy transfer. Now it means no byte moved on that
+/// stripe for the idle period: one stripe throttled to about 100 KiB/s (a chunk takes over a
+/// second) under `--idle-timeout 1s` completes byte-exact.
+#[test]
+fn a_slow_stripe_that_keeps_moving_is_not_idle() {
+    let _serial = serial();
+    let pki = Pki::new();
+    let mut server = stdio_server(&pki, &["--streams", "2", "--idle-timeout", "1s"]);
+    server.close_stdin();
+    let proxy = Proxy::start(
+        server.port(),
+        1,
+        0,
+        Fault::Throttle(Duration::from_millis(150)),
+    );
+    let mut cl = client(&pki, proxy.port, "client", &["--streams", "2"]);
+    let sent = feed(cl.stdin(), 1 << 20, 32);
+    let c = cl.finish();
+    let s = server.finish();
+    c.ok();
+    s.ok();
+    assert_eq!(sha256(&s.stdout), sent.join().unwrap());
+    assert_eq!(streams_in(&s.stderr), 2);
 }

@@ -91,6 +91,20 @@ struct Entry {
     spoke: Arc<AtomicBool>,
 }
 
+/// Sleeps until `when`, or for ever.
+async fn sleep_until_some(when: Option<Instant>) {
+    match when {
+        Some(when) => tokio::time::sleep_until(when).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A refusal in which a certificate was judged: the peer's was rejected, or the peer
+/// rejected ours. A peer that presented none (a scanner, a health check) is not one.
+fn rejects_a_certificate(e: &Error) -> bool {
+    matches!(e, Error::Cert(text) if !text.starts_with(crate::tls::NO_CLIENT_CERTIFICATE))
+}
+
 /// Handshakes in flight for one wait, oldest first.
 pub struct Pending<T> {
     set: JoinSet<(SocketAddr, Result<T, Error>)>,
@@ -192,6 +206,10 @@ pub struct Gate {
     /// A handshake was dropped to free a descriptor and has not been reaped yet: accepting
     /// again before it is would only fail again (and drop another).
     freeing: bool,
+    /// How long to go on waiting once a TLS peer's certificate was rejected (`None`: for
+    /// ever), and the first such rejection with when it came.
+    after_rejection: Option<Duration>,
+    rejected: Option<(Instant, Error)>,
 }
 
 impl Gate {
@@ -203,21 +221,45 @@ impl Gate {
             backoff: BACKOFF_MIN,
             handshake,
             freeing: false,
+            after_rejection: None,
+            rejected: None,
         }
     }
 
+    /// Gives the wait an end once a peer's certificate has been rejected, or ours by a peer:
+    /// that is most likely the donor itself with the wrong files, whose SST has then failed
+    /// (stock socat exits at once, and the SST scripts count on the port coming free). Other
+    /// refusals (garbage, plaintext, silence, no certificate at all) never end the wait.
+    pub fn give_up_after_rejection(&mut self, grace: Duration) {
+        self.after_rejection = Some(grace);
+    }
+
     /// The next connection that passes `check` (its handshake and whatever else it must
-    /// prove), with where it came from. Never fails: connections that fail are logged and
-    /// dropped, accept errors are waited out. The caller bounds the wait (a deadline around
-    /// this call, or the SST script's own timeout); `pending` survives a cancelled call.
-    pub async fn next<T, F, Fut>(&mut self, pending: &mut Pending<T>, check: F) -> (SocketAddr, T)
+    /// prove), with where it came from. Connections that fail are logged and dropped, accept
+    /// errors are waited out; it fails only past [`Gate::give_up_after_rejection`]'s grace,
+    /// with the first rejection. The caller bounds the wait otherwise (a deadline around this
+    /// call, or the SST script's own timeout); `pending` survives a cancelled call.
+    pub async fn next<T, F, Fut>(
+        &mut self,
+        pending: &mut Pending<T>,
+        check: F,
+    ) -> Result<(SocketAddr, T), Error>
     where
         T: Send + 'static,
         F: Fn(TcpStream) -> Fut + Clone + Send + 'static,
         Fut: Future<Output = Result<T, Error>> + Send + 'static,
     {
         loop {
+            let give_up = match (&self.rejected, self.after_rejection) {
+                (Some((at, _)), Some(grace)) => Some(*at + grace),
+                _ => None,
+            };
             tokio::select! {
+                () = sleep_until_some(give_up) => {
+                    if let Some((_, first)) = self.rejected.take() {
+                        return Err(first);
+                    }
+                }
                 accepted = self.listener.accept(), if !self.freeing => match accepted {
                     Ok((tcp, from)) => {
                         self.backoff = BACKOFF_MIN;
@@ -229,12 +271,15 @@ impl Gate {
                 Some(done) = pending.set.join_next() => match done {
                     Ok((from, Ok(value))) => {
                         self.freeing = false;
-                        return (from, value);
+                        return Ok((from, value));
                     }
                     Ok((from, Err(e))) => {
                         self.freeing = false;
                         let certificate = matches!(e, Error::Cert(_));
                         self.refusals.note(from, &e.to_string(), certificate);
+                        if self.rejected.is_none() && rejects_a_certificate(&e) {
+                            self.rejected = Some((Instant::now(), e));
+                        }
                     }
                     // Evicted (its socket is closed now) or a panic in a check: nothing to
                     // hand over.

@@ -12,13 +12,13 @@ use std::time::Duration;
 use rustls::ServerConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tracing::{debug, info, warn};
 
 use crate::ends::exec::{self, PeerEnv, Program};
 use crate::ends::gate::{Gate, Pending};
 use crate::ends::session;
-use crate::ends::stdio::{Direction, LocalEnds};
+use crate::ends::stdio::{Direction, LocalEnds, StdinReader};
 use crate::ends::stripes;
 use crate::error::escape;
 use crate::error::{Error, Result};
@@ -27,6 +27,12 @@ use crate::relay;
 use crate::settings::{ListenSettings, Reporting, Role, Serve, mycnf};
 use crate::tls::{self, Prepared};
 use zeroize::Zeroizing;
+
+/// How long a stdio listener waits on once a TLS peer's certificate was rejected (or ours by
+/// it): most likely the donor itself with the wrong files, so the SST has failed; the port
+/// must come free for the next attempt, as it does with stock socat. Capped by the
+/// handshake timeout.
+const AFTER_REJECTION: Duration = Duration::from_secs(5);
 
 /// Pause after a failed accept (EMFILE and friends) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -154,6 +160,7 @@ async fn serve_stdio(
     direction: Direction,
 ) -> Result<()> {
     let mut gate = Gate::new(listener, limits.handshake);
+    gate.give_up_after_rejection(limits.handshake.min(AFTER_REJECTION));
     let mut pending = Pending::default();
     let handshake = limits.handshake;
     let config = acceptor.clone();
@@ -162,13 +169,13 @@ async fn serve_stdio(
             let config = config.clone();
             async move { session::accept(&config, tcp, handshake).await }
         })
-        .await;
+        .await?;
     // The other handshakes in flight are not the donor's (it opens its other stripes only
     // once it has the binding token).
     drop(pending);
     debug!(%peer, version = %info.version, suite = %info.suite, client = ?info.peer_subject, "handshake complete");
     if info.stripes > 1 {
-        return striped(gate, &acceptor, limits, stream, info, peer).await;
+        return striped(gate, &acceptor, limits, stream, info, peer, direction).await;
     }
     // One connection only: later dialers get "connection refused", not a silent queue.
     drop(gate);
@@ -192,6 +199,7 @@ async fn striped(
     mut first: session::ServerStream,
     info: session::TlsInfo,
     peer: SocketAddr,
+    direction: Direction,
 ) -> Result<()> {
     let count = info.stripes;
     let token = stripes::token().map_err(|e| Error::Internal(e.to_string()))?;
@@ -228,11 +236,12 @@ async fn striped(
     while slots.iter().any(Option::is_none) {
         let next = gate.next(&mut pending, check.clone());
         match tokio::time::timeout_at(deadline, next).await {
-            Ok((from, (index, stream))) if slots[index as usize].is_none() => {
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok((from, (index, stream)))) if slots[index as usize].is_none() => {
                 debug!(%from, "stream {index} of {count} bound");
                 slots[index as usize] = Some(stream);
             }
-            Ok((from, (index, _))) => {
+            Ok(Ok((from, (index, _)))) => {
                 gate.refuse(from, &format!("stream {index} is already bound"));
             }
             Err(_) => {
@@ -252,8 +261,39 @@ async fn striped(
     let label = peer.to_string();
     let progress = limits.report.progress_for(&label);
     let path = session::copy_path(&all[0]);
-    let result = stripes::receive(all, local.output, limits.idle, progress.as_ref(), path).await;
+    // A striped stream only carries donor -> joiner: input here would be dropped, so any
+    // byte on stdin refuses the stream, and both ends say why.
+    let (stop, stopped) = watch::channel(None);
+    let watcher = (direction != Direction::ReceiveOnly).then(|| tokio::spawn(watch_stdin(stop)));
+    let result = stripes::receive(
+        all,
+        local.output,
+        limits.idle,
+        progress.as_ref(),
+        path,
+        stopped,
+    )
+    .await;
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
     limits.report.finish(&label, &info, result)
+}
+
+/// Why a striped stream with input on the listener's side is refused.
+const INPUT_ON_STRIPES: &str = "the listener has input on stdin, but a striped stream carries \
+data only from the donor to the listener, so that input would be lost; run both ends without \
+--streams (SST_TUNNEL_STREAMS=1 for the front-ends)";
+
+/// Waits for a byte on stdin; sends the refusal when one comes (end of input: nothing to do).
+async fn watch_stdin(stop: watch::Sender<Option<String>>) {
+    let mut input = StdinReader::open();
+    let mut byte = [0; 1];
+    if matches!(input.read(&mut byte).await, Ok(n) if n > 0) {
+        let _ = stop.send(Some(INPUT_ON_STRIPES.to_string()));
+        // Keep the sender until the stream is refused.
+        std::future::pending::<()>().await;
+    }
 }
 
 /// One newcomer while a striped stream's connections arrive: verified like the first (and

@@ -24,12 +24,15 @@
 
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use rustls::{ClientConfig, ServerConfig};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use zeroize::Zeroizing;
@@ -153,16 +156,98 @@ pub fn check_binding(
 #[error("no progress for {0:?} (--idle-timeout)")]
 struct IdleElapsed(Duration);
 
-/// Awaits `fut` within `idle` (never times out when `None`).
+/// When a stripe last moved a byte, either way: its idle timeout counts from there, so a slow
+/// but moving link never times out, however long one chunk takes.
+#[derive(Debug)]
+struct Moved {
+    start: Instant,
+    /// Nanoseconds after `start` of the last byte moved.
+    last: AtomicU64,
+}
+
+impl Moved {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            start: Instant::now(),
+            last: AtomicU64::new(0),
+        })
+    }
+
+    fn now(&self) {
+        let nanos = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last.store(nanos, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.start + Duration::from_nanos(self.last.load(Ordering::Relaxed))
+    }
+}
+
+/// A stripe that notes in [`Moved`] every byte it reads or writes.
+struct Watched<S> {
+    inner: S,
+    moved: Arc<Moved>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.moved.now();
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.moved.now();
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Awaits `fut` unless no byte has moved on the stripe for `idle` (never times out when
+/// `None`).
 async fn within<T>(
     idle: Option<Duration>,
+    moved: &Moved,
     fut: impl Future<Output = io::Result<T>>,
 ) -> io::Result<T> {
-    match idle {
-        None => fut.await,
-        Some(limit) => tokio::time::timeout(limit, fut)
-            .await
-            .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, IdleElapsed(limit)))),
+    let Some(limit) = idle else {
+        return fut.await;
+    };
+    moved.now();
+    tokio::pin!(fut);
+    loop {
+        let deadline = tokio::time::Instant::from_std(moved.last() + limit);
+        tokio::select! {
+            done = &mut fut => return done,
+            () = tokio::time::sleep_until(deadline) => {
+                if moved.last().elapsed() >= limit {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, IdleElapsed(limit)));
+                }
+            }
+        }
     }
 }
 
@@ -303,27 +388,113 @@ fn header(frame: &mut [u8], seq: u64, len: usize) {
 }
 
 /// One stripe of the donor: its frames, then close_notify, then the joiner's close_notify
-/// (which the joiner sends only once everything is written out).
+/// (which the joiner sends only once everything is written out). When the joiner has
+/// refused the stream, what it said is read back and becomes the error.
 async fn write_stripe<S>(
-    mut stripe: S,
+    stripe: S,
     mut frames: mpsc::Receiver<Vec<u8>>,
     idle: Option<Duration>,
 ) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let moved = Moved::new();
+    let mut stripe = Watched {
+        inner: stripe,
+        moved: moved.clone(),
+    };
     while let Some(frame) = frames.recv().await {
-        within(idle, stripe.write_all(&frame)).await?;
+        if let Err(e) = within(idle, &moved, stripe.write_all(&frame)).await {
+            return Err(refused_or(&mut stripe, &[], e).await);
+        }
     }
-    within(idle, stripe.shutdown()).await?;
+    if let Err(e) = within(idle, &moved, stripe.shutdown()).await {
+        return Err(refused_or(&mut stripe, &[], e).await);
+    }
     let mut byte = [0; 1];
-    match within(idle, stripe.read(&mut byte)).await? {
+    match within(idle, &moved, stripe.read(&mut byte)).await? {
         0 => Ok(()),
-        _ => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "the listener sent data on a striped stream",
-        )),
+        _ => {
+            let unexpected = io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the listener sent data on a striped stream",
+            );
+            Err(refused_or(&mut stripe, &byte, unexpected).await)
+        }
     }
+}
+
+/// The sequence number of a refusal frame: the joiner says why it stops the stream (its
+/// length field is the reason's, at most [`REFUSAL_MAX`] bytes of UTF-8).
+const REFUSAL: u64 = u64::MAX;
+const REFUSAL_MAX: usize = 1024;
+
+/// How long a refusing joiner waits for every stripe to have told the donor.
+const REFUSAL_WAIT: Duration = Duration::from_secs(2);
+
+/// Waits for every task.
+async fn join_all(tasks: Vec<JoinHandle<io::Result<()>>>) {
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+/// A refusal frame carrying `reason`.
+fn refusal_frame(reason: &str) -> Vec<u8> {
+    let text = &reason.as_bytes()[..reason.len().min(REFUSAL_MAX)];
+    let mut frame = vec![0; HEADER];
+    header(&mut frame, REFUSAL, text.len());
+    frame.extend_from_slice(text);
+    frame
+}
+
+/// After a failure on the donor's side: the joiner's refusal, if that is what it sent (its
+/// bytes are still readable after a reset), else `error` as it was. `seen` holds bytes
+/// already read.
+async fn refused_or<S: AsyncRead + Unpin>(
+    stripe: &mut S,
+    seen: &[u8],
+    error: io::Error,
+) -> io::Error {
+    let mut bytes = seen.to_vec();
+    let read_rest = async {
+        let mut buf = [0; 512];
+        while bytes.len() < HEADER + REFUSAL_MAX {
+            match stripe.read(&mut buf).await {
+                Ok(n) if n > 0 => bytes.extend_from_slice(&buf[..n]),
+                other => {
+                    tracing::debug!("reading a refusal after {error}: {other:?}");
+                    break;
+                }
+            }
+            if let Some(reason) = parse_refusal(&bytes) {
+                return Some(reason);
+            }
+        }
+        parse_refusal(&bytes)
+    };
+    match tokio::time::timeout(Duration::from_secs(2), read_rest).await {
+        Ok(Some(reason)) => io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            format!(
+                "the listener refused the striped stream: {}",
+                crate::error::escape(&reason)
+            ),
+        ),
+        _ => error,
+    }
+}
+
+/// A whole refusal frame at the start of `bytes`: its reason.
+fn parse_refusal(bytes: &[u8]) -> Option<String> {
+    let head = bytes.get(..HEADER)?;
+    let seq = u64::from_be_bytes(head[..8].try_into().ok()?);
+    let len = u32::from_be_bytes(head[8..].try_into().ok()?) as usize;
+    if seq != REFUSAL || len > REFUSAL_MAX {
+        return None;
+    }
+    let text = bytes.get(HEADER..HEADER + len)?;
+    Some(String::from_utf8_lossy(text).into_owned())
 }
 
 /// The error a stopped task ended with.
@@ -348,13 +519,15 @@ enum Piece {
 }
 
 /// The joiner: reads every stripe (bound, in index order) and writes the stream to `output`
-/// in sequence; closes every stripe only once it is all written.
+/// in sequence; closes every stripe only once it is all written. A reason sent on `stop`
+/// refuses the stream: every stripe tells the donor why, and both ends fail.
 pub async fn receive<S, W>(
     stripes: Vec<S>,
     mut output: W,
     idle: Option<Duration>,
     progress: Option<&Progress>,
     path: CopyPath,
+    stop: watch::Receiver<Option<String>>,
 ) -> Result<Transfer, RelayError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -377,6 +550,7 @@ where
             tx,
             closed,
             idle,
+            stop.clone(),
         )));
     }
     let mut received = 0u64;
@@ -408,6 +582,10 @@ where
             Some(Piece::End(total)) => break total,
             None => {
                 let source = failure(readers.swap_remove(stripe)).await;
+                if stop.borrow().is_some() {
+                    // Refused: every stripe tells the donor why before we go.
+                    let _ = tokio::time::timeout(REFUSAL_WAIT, join_all(readers)).await;
+                }
                 return Err(peer_error(source, snapshot(received), false));
             }
         }
@@ -458,22 +636,32 @@ where
 }
 
 /// One stripe of the joiner: frames `index`, `index + count`, ... in order, then the end
-/// frame and the donor's close_notify; after the writer says so, our close_notify.
+/// frame and the donor's close_notify; after the writer says so, our close_notify. A reason
+/// on `stop` ends it with a refusal frame and close_notify instead.
 async fn read_stripe<S>(
-    mut stripe: S,
+    stripe: S,
     index: u64,
     count: u64,
     pieces: mpsc::Sender<Piece>,
     closed: oneshot::Receiver<()>,
     idle: Option<Duration>,
+    mut stop: watch::Receiver<Option<String>>,
 ) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let moved = Moved::new();
+    let mut stripe = Watched {
+        inner: stripe,
+        moved: moved.clone(),
+    };
     let mut expected = index;
     let total = loop {
         let mut head = [0; HEADER];
-        within(idle, stripe.read_exact(&mut head)).await?;
+        tokio::select! {
+            read = within(idle, &moved, stripe.read_exact(&mut head)) => { read?; }
+            reason = stopped(&mut stop) => return refuse(&mut stripe, &reason).await,
+        }
         let seq = u64::from_be_bytes(head[..8].try_into().unwrap_or_default());
         let len = u32::from_be_bytes(head[8..].try_into().unwrap_or_default()) as usize;
         if len == 0 {
@@ -488,16 +676,19 @@ where
             ));
         }
         let mut chunk = vec![0; len];
-        within(idle, stripe.read_exact(&mut chunk)).await?;
-        if pieces.send(Piece::Data(chunk)).await.is_err() {
-            // The writer has stopped; its own error is the one reported.
-            return Ok(());
+        within(idle, &moved, stripe.read_exact(&mut chunk)).await?;
+        tokio::select! {
+            sent = pieces.send(Piece::Data(chunk)) => if sent.is_err() {
+                // The writer has stopped; its own error is the one reported.
+                return Ok(());
+            },
+            reason = stopped(&mut stop) => return refuse(&mut stripe, &reason).await,
         }
         expected += count;
     };
     // Nothing may follow the end frame but the donor's close_notify.
     let mut byte = [0; 1];
-    if within(idle, stripe.read(&mut byte)).await? != 0 {
+    if within(idle, &moved, stripe.read(&mut byte)).await? != 0 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("stripe {index}: data after the end frame"),
@@ -507,9 +698,32 @@ where
         return Ok(());
     }
     if closed.await.is_ok() {
-        within(idle, stripe.shutdown()).await?;
+        within(idle, &moved, stripe.shutdown()).await?;
     }
     Ok(())
+}
+
+/// The reason sent on `stop`; never resolves when none comes.
+async fn stopped(stop: &mut watch::Receiver<Option<String>>) -> String {
+    loop {
+        if let Some(reason) = stop.borrow_and_update().clone() {
+            return reason;
+        }
+        if stop.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
+/// Tells the donor why the stream is refused (a refusal frame, then close_notify) and ends
+/// the stripe with that reason.
+async fn refuse<S: AsyncWrite + Unpin>(stripe: &mut S, reason: &str) -> io::Result<()> {
+    let _ = stripe.write_all(&refusal_frame(reason)).await;
+    let _ = stripe.shutdown().await;
+    Err(io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        reason.to_string(),
+    ))
 }
 
 #[cfg(test)]
@@ -558,6 +772,18 @@ mod tests {
             peer_error(reset, partial, true),
             RelayError::PeerWrite { .. }
         ));
+    }
+
+    #[test]
+    fn a_refusal_frame_round_trips_and_nothing_else_reads_as_one() {
+        let frame = refusal_frame("stdin has data");
+        assert_eq!(parse_refusal(&frame).as_deref(), Some("stdin has data"));
+        assert_eq!(parse_refusal(&frame[..frame.len() - 1]), None);
+        let mut data = vec![0; HEADER];
+        header(&mut data, 7, 3);
+        data.extend_from_slice(b"abc");
+        assert_eq!(parse_refusal(&data), None);
+        assert!(refusal_frame(&"x".repeat(5000)).len() <= HEADER + REFUSAL_MAX);
     }
 
     #[test]

@@ -428,9 +428,17 @@ impl<S: Side> AsyncRead for RustlsStream<S> {
             if let Err(e) = this.drive(Some(buf), None, false) {
                 return Poll::Ready(Err(this.fail(e)));
             }
-            // KeyUpdate answers go out as soon as the socket takes them.
+            // KeyUpdate answers go out as soon as the socket takes them. A send side that is
+            // gone already (the peer reset) must not hide what the peer sent before it went:
+            // its last words, an alert or a refusal, are still to be read.
             if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
-                return Poll::Ready(Err(e));
+                if !matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) {
+                    return Poll::Ready(Err(e));
+                }
+                this.out.clear();
             }
             if buf.filled().len() > before || this.peer_closed {
                 return Poll::Ready(Ok(()));

@@ -209,9 +209,9 @@ pub fn classify(err: &io::Error, other: fn(String) -> Error) -> Error {
             Error::Cert(inner.0.to_string())
         }
         rustls::Error::InvalidCertificate(e) => Error::Cert(format!("peer certificate: {e:?}")),
-        rustls::Error::NoCertificatesPresented => {
-            Error::Cert("the peer presented no certificate (client certificates are required; give the client --cert)".into())
-        }
+        rustls::Error::NoCertificatesPresented => Error::Cert(format!(
+            "{NO_CLIENT_CERTIFICATE} (client certificates are required; give the client --cert)"
+        )),
         rustls::Error::AlertReceived(alert) => match alert {
             AlertDescription::BadCertificate
             | AlertDescription::UnsupportedCertificate
@@ -260,6 +260,10 @@ pub fn describe_io(err: &io::Error) -> String {
         _ => err.to_string(),
     }
 }
+
+/// How a refusal of a client without a certificate begins (a scanner or health check is
+/// told apart from a client whose certificate was rejected by it).
+pub const NO_CLIENT_CERTIFICATE: &str = "the peer presented no certificate";
 
 /// Test hook: a lower record limit per traffic key (`SST_TUNNEL_TEST_RECORD_LIMIT=N`), so
 /// the tests can cross AES-GCM's 2^24-record limit without moving 256 GiB. It can only make
