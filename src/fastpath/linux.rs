@@ -128,12 +128,38 @@ fn set_raw(
     key: &[u8],
     nonce: &[u8],
 ) -> io::Result<()> {
-    let info = crypto_info(version, seq, cipher, key, nonce)?;
+    let info = Wiped(crypto_info(version, seq, cipher, key, nonce)?);
     match direction {
-        Direction::Tx => setsockopt(&fd, sockopt::TcpTlsTx, &info),
-        Direction::Rx => setsockopt(&fd, sockopt::TcpTlsRx, &info),
+        Direction::Tx => setsockopt(&fd, sockopt::TcpTlsTx, &info.0),
+        Direction::Rx => setsockopt(&fd, sockopt::TcpTlsRx, &info.0),
     }
     .map_err(io::Error::from)
+}
+
+/// The kernel's copy of a traffic key, wiped when it goes out of scope: once the kernel holds
+/// the key, no copy of ours may outlive the call that handed it over.
+struct Wiped(sockopt::TlsCryptoInfo);
+
+impl Drop for Wiped {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        match &mut self.0 {
+            sockopt::TlsCryptoInfo::Aes128Gcm(i) => {
+                i.key.zeroize();
+                i.iv.zeroize();
+                i.salt.zeroize();
+            }
+            sockopt::TlsCryptoInfo::Aes256Gcm(i) => {
+                i.key.zeroize();
+                i.iv.zeroize();
+                i.salt.zeroize();
+            }
+            sockopt::TlsCryptoInfo::Chacha20Poly1305(i) => {
+                i.key.zeroize();
+                i.iv.zeroize();
+            }
+        }
+    }
 }
 
 /// Attaches the "tls" upper-layer protocol; until keys are set the socket is plain TCP.
