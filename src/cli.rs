@@ -389,7 +389,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             ));
         }
     };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("'{text}': {e}"))
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|e| format!("'{text}': {e}"))
+        .and_then(|d| crate::settings::bounded(d).map_err(|why| format!("'{text}': {why}")))
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ fn pair(
 }
 
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 
 #[test]
 fn wrong_ca() {
@@ -320,6 +321,40 @@ fn bad_flags_name_the_flag() {
     out.fails(2, "--verify chain needs --ca");
     let out = Proc::spawn(bin(), &strs(&["connect", "h:1", "--idle-timeout", "soon"])).finish();
     out.fails(2, "--idle-timeout");
+}
+
+/// Timeouts past any clock's range (they overflowed timer arithmetic, a panic) are refused as
+/// one-line usage errors, from flags and from the front-ends' options alike.
+#[test]
+fn extreme_timeouts_are_refused_never_a_panic() {
+    for (flag, value, why) in [
+        ("--idle-timeout", "100000000000000s", "at most 365 days"),
+        ("--handshake-timeout", "9999999h", "at most 365 days"),
+        ("--connect-timeout", "18446744073709551615", "too big"),
+    ] {
+        let out = Proc::spawn(
+            bin(),
+            &strs(&["connect", "h:1", "--verify", "none", flag, value]),
+        )
+        .finish();
+        out.fails(2, why).fails(2, flag);
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    }
+    let socat = [
+        strs(&["-T", "1e18", "-u", "stdio", "openssl-connect:h:1,verify=0"]),
+        strs(&[
+            "-u",
+            "stdio",
+            "openssl-connect:h:1,verify=0,connect-timeout=1e12",
+        ]),
+    ];
+    for args in socat {
+        let out =
+            Proc::spawn_with(std::process::Command::new(bin()).arg0("socat").args(&args)).finish();
+        assert_ne!(out.code(), 101, "{}", out.stderr);
+        assert!(out.stderr.contains("at most 365 days"), "{}", out.stderr);
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    }
 }
 
 /// A TLS client (rustls, in this test) that sends data and then a TCP FIN without close_notify.

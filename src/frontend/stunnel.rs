@@ -489,8 +489,9 @@ impl Conf {
             Some(line) => line
                 .value
                 .parse::<u64>()
-                .map(Duration::from_secs)
-                .map_err(|_| self.error(line, "expected a number of seconds")),
+                .map_err(|_| "expected a number of seconds".to_string())
+                .and_then(|secs| crate::settings::bounded(Duration::from_secs(secs)))
+                .map_err(|why| self.error(line, &why)),
         }
     }
 

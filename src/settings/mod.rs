@@ -6,6 +6,22 @@
 pub mod files;
 pub mod mycnf;
 
+/// The longest timeout any flag, config line or option takes: a year. Longer ones would
+/// overflow the clock arithmetic of timers; nothing in an SST waits that long.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// `duration` when it is at most [`MAX_TIMEOUT`]; else why not, for the caller's message.
+pub fn bounded(duration: Duration) -> Result<Duration, String> {
+    if duration <= MAX_TIMEOUT {
+        Ok(duration)
+    } else {
+        Err(format!(
+            "at most {} days",
+            MAX_TIMEOUT.as_secs() / (24 * 3600)
+        ))
+    }
+}
+
 use std::path::PathBuf;
 use std::time::Duration;
 

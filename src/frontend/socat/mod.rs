@@ -470,6 +470,7 @@ fn seconds(text: &str) -> std::result::Result<Duration, String> {
         .ok()
         .and_then(|s| Duration::try_from_secs_f64(s).ok())
         .ok_or_else(|| "expected a number of seconds".to_string())
+        .and_then(crate::settings::bounded)
 }
 
 /// `bind=` on a connecting address: an IP, optionally with `:PORT` (brackets for IPv6).
