@@ -88,8 +88,8 @@ pub fn records(data: &[u8]) {
         };
         Message::try_from(plain).is_ok()
     };
-    for client in [true, false] {
-        let mut control = Control::new(client, false);
+    for (client, tls13) in [(true, true), (false, true), (true, false), (false, false)] {
+        let mut control = Control::for_version(client, false, tls13);
         let mut rest = data;
         while let [kind, a, b, tail @ ..] = rest {
             let kind = *kind;

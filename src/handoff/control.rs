@@ -123,6 +123,9 @@ pub struct Control {
     pub peer_closed: bool,
     /// Whether we are the client (only a server may send NewSessionTicket).
     client: bool,
+    /// TLS 1.3 (else 1.2: no post-handshake messages at all, and warning alerts are
+    /// tolerated as rustls tolerates them).
+    tls13: bool,
     /// A handshake message's fragments so far.
     handshake: Vec<u8>,
     /// Servers' tickets completed and not yet given to rustls ([`tickets`]).
@@ -133,12 +136,18 @@ pub struct Control {
 }
 
 impl Control {
-    /// The control state of one side's stream whose peer may already have closed (rustls saw
-    /// the close_notify before the hand-off).
+    /// The control state of one side's TLS 1.3 stream whose peer may already have closed
+    /// (rustls saw the close_notify before the hand-off).
     pub fn new(client: bool, peer_closed: bool) -> Self {
+        Self::for_version(client, peer_closed, true)
+    }
+
+    /// The same for a TLS 1.2 (`tls13` false) or 1.3 stream.
+    pub fn for_version(client: bool, peer_closed: bool, tls13: bool) -> Self {
         Self {
             peer_closed,
             client,
+            tls13,
             handshake: Vec::new(),
             tickets: Vec::new(),
             key_updates: 0,
@@ -232,8 +241,9 @@ impl Control {
                     format!("more than {MAX_WARNINGS} warning alerts"),
                 ));
             }
-            if description == AlertDescription::UserCanceled {
-                debug!("peer sent a user_canceled warning");
+            if description == AlertDescription::UserCanceled || !self.tls13 {
+                // TLS 1.2 warnings are not fatal (RFC 5246 7.2; rustls logs and goes on).
+                debug!("peer sent a warning alert {description:?}");
                 return Ok(Event::None);
             }
             return Err(violation(
@@ -270,6 +280,17 @@ impl Control {
                     as usize;
             if self.handshake.len() < 4 + len {
                 break;
+            }
+            if !self.tls13 {
+                // TLS 1.2 has no post-handshake messages (rustls: inappropriate_message);
+                // renegotiation is refused with it too, stricter than rustls' warning.
+                return Err(violation(
+                    AlertDescription::UnexpectedMessage,
+                    format!(
+                        "a handshake message (type {kind}) after a TLS 1.2 handshake, which has \
+                         none"
+                    ),
+                ));
             }
             let event = match kind {
                 NEW_SESSION_TICKET if self.client => {
@@ -349,6 +370,43 @@ mod tests {
             .record(kind, body)
             .err()
             .map(|e| alert_for(&e).unwrap_or_else(|| panic!("no alert for {e}")))
+    }
+
+    #[test]
+    fn tls12_has_no_post_handshake_messages_and_tolerates_warnings() {
+        let tls12 = |client| Control::for_version(client, false, false);
+        for client in [true, false] {
+            // A KeyUpdate (type 24), a ticket, a HelloRequest: each unexpected_message.
+            for body in [
+                &[KEY_UPDATE, 0, 0, 1, 0][..],
+                &[4, 0, 0, 0][..],
+                &[0, 0, 0, 0][..],
+            ] {
+                assert_eq!(
+                    alert(&mut tls12(client), HANDSHAKE, body),
+                    Some(AlertDescription::UnexpectedMessage)
+                );
+            }
+        }
+        // A warning other than user_canceled passes under 1.2 (decode_error under 1.3)...
+        let no_renegotiation = [WARNING, 100];
+        let mut control = tls12(true);
+        assert!(matches!(
+            control.record(ALERT, &no_renegotiation),
+            Ok(Event::None)
+        ));
+        assert_eq!(
+            alert(&mut Control::new(true, false), ALERT, &no_renegotiation),
+            Some(AlertDescription::DecodeError)
+        );
+        // ...up to the same bound on repeats.
+        for _ in 1..MAX_WARNINGS {
+            assert!(control.record(ALERT, &no_renegotiation).is_ok());
+        }
+        assert_eq!(
+            alert(&mut control, ALERT, &no_renegotiation),
+            Some(AlertDescription::UnexpectedMessage)
+        );
     }
 
     #[test]

@@ -107,7 +107,7 @@ pub fn hand_off<S: Side>(conn: S, tcp: TcpStream) -> io::Result<Stream<S>> {
     Ok(Stream::Kernel(Box::new(KernelStream {
         tcp,
         preface: Preface::default(),
-        control: Control::new(S::CLIENT, false),
+        control: Control::for_version(S::CLIENT, false, version == TlsVersion::Tls13),
         keyring,
         rekeys,
         update_due: false,
