@@ -689,3 +689,37 @@ fn a_certificate_cannot_forge_a_log_line() {
     assert_eq!(c.stderr.lines().count(), 1, "{}", c.stderr);
     assert!(c.stderr.starts_with("sst-tunnel: error: "), "{}", c.stderr);
 }
+
+/// Review finding (issue 22): a donor rejected by the joiner's identity check exited 3 in some
+/// runs and 6 ("reset", "broken pipe") in others, depending on whether its next write or the
+/// joiner's alert came first. The joiner now makes sure its alert arrives (FIN after it, and
+/// what the donor still sends read and dropped before closing), and a donor whose write fails
+/// reads what the joiner said first: exit 3 and the alert, every time.
+#[test]
+fn a_rejected_donor_reports_the_alert_every_time() {
+    let pki = Pki::new();
+    let payload = bytes(4 << 20, 22);
+    for run in 0..20 {
+        let mut server = stdio_server(&pki, &["--verify", "identity", "--peer-name", "node3"]);
+        server.close_stdin();
+        let port = server.port();
+        let mut cl = client(&pki, port, "client", &[]);
+        let mut input = cl.stdin();
+        let data = payload.clone();
+        let writer = std::thread::spawn(move || {
+            let _ = input.write_all(&data);
+        });
+        let c = cl.finish();
+        writer.join().unwrap();
+        assert_eq!(c.code(), 3, "run {run}: {}", c.stderr);
+        assert!(
+            c.stderr
+                .contains("the peer rejected our certificate (alert"),
+            "run {run}: {}",
+            c.stderr
+        );
+        server
+            .refusal_or_exit()
+            .refused("matches none of the expected names: node3");
+    }
+}

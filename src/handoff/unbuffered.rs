@@ -13,6 +13,7 @@
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use rustls::client::{ClientConnectionData, UnbufferedClientConnection};
 use rustls::kernel::KernelConnection;
@@ -215,7 +216,7 @@ pub async fn handshake<S: Side>(conn: &mut S, tcp: &mut TcpStream) -> io::Result
             Err(e) => {
                 incoming.drain(..discard);
                 let err = queued_alert(conn, &mut incoming, &mut outgoing, e);
-                let _ = tcp.write_all(outgoing.queued()).await;
+                last_words(tcp, outgoing.queued()).await;
                 return Err(err);
             }
         }
@@ -231,6 +232,25 @@ pub async fn handshake<S: Side>(conn: &mut S, tcp: &mut TcpStream) -> io::Result
             read_record(tcp, &mut incoming).await?;
         }
     }
+}
+
+/// How long a failed handshake waits for its alert to reach the peer.
+const LAST_WORDS: Duration = Duration::from_secs(1);
+
+/// Sends a failed handshake's alert so that it arrives: the alert, then FIN, then whatever
+/// the peer still sends is read and dropped (for at most [`LAST_WORDS`]) until it closes.
+/// Closing a socket with unread data resets it at once, and the kernel then drops what it
+/// had not sent yet, alert included: the peer (a donor busy writing) would see only a reset
+/// and report a truncated stream instead of the certificate verdict.
+async fn last_words(tcp: &mut TcpStream, alert: &[u8]) {
+    let drain = async {
+        tcp.write_all(alert).await?;
+        tcp.shutdown().await?;
+        let mut sink = vec![0u8; 64 * 1024];
+        while tcp.read(&mut sink).await? > 0 {}
+        io::Result::Ok(())
+    };
+    let _ = tokio::time::timeout(LAST_WORDS, drain).await;
 }
 
 /// A connection whose records stay rustls' after the handshake.
