@@ -63,7 +63,11 @@ impl Prepared {
             ));
         }
         let identity = match &args.cert {
-            Some(cert) => Some(identity(cert, args.key.as_deref())?),
+            Some(cert) => {
+                let (chain, key) = identity(cert, args.key.as_deref())?;
+                valid_now(cert, &chain[0])?;
+                Some((chain, key))
+            }
             None => None,
         };
         warn_exposure(args);
@@ -90,6 +94,38 @@ impl Prepared {
         }
         Ok(prepared)
     }
+}
+
+/// Refuses to start with our own certificate out of its validity period: every peer would
+/// reject it, but only once a donor connects (or, for a donor, after the SST has begun to
+/// be set up); saying so at start names the file, the dates and the renewal command.
+fn valid_now(cert: &Path, leaf: &CertificateDer<'_>) -> Result<()> {
+    let Some(names) = CertNames::parse(leaf) else {
+        return Ok(()); // identity() has refused what cannot be parsed.
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let date = |t: i64| verify::format_unix(u64::try_from(t).unwrap_or(0));
+    let what = if names.not_after < now {
+        format!("expired at {}", date(names.not_after))
+    } else if names.not_before > now {
+        format!(
+            "is not valid before {} (check this host's clock)",
+            date(names.not_before)
+        )
+    } else {
+        return Ok(());
+    };
+    Err(Error::Cert(format!(
+        "{}: our own certificate '{}' {what} (valid {} to {}); renew it: sst-tunnel gen-certs \
+         --out CA_DIR --renew --node {} (CA_DIR: where the cluster's ca-key.pem is kept)",
+        cert.display(),
+        names.subject,
+        date(names.not_before),
+        date(names.not_after),
+        names.node_spec()
+    )))
 }
 
 /// Warns (once per problem) about trust files another user could replace or read: the tunnel
@@ -588,7 +624,6 @@ pub fn identity(
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
     let (chain, key_der) = pem::load_identity(cert, key)?;
     let key_label = key.unwrap_or(cert);
-    warn_if_world_readable(key_label);
     let names = CertNames::parse(&chain[0])
         .ok_or_else(|| Error::file(cert, "first certificate is not valid X.509"))?;
     if names.is_v1 {
@@ -619,22 +654,6 @@ pub fn identity(
             ),
         )),
         Err(e) => Err(Error::file(key_label, format!("unusable private key: {e}"))),
-    }
-}
-
-/// A private key every local user can read is as good as published: say so (the run goes on,
-/// as stunnel and socat's would, but the error log shows it).
-fn warn_if_world_readable(key: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(key) {
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o007 != 0 {
-            warn!(
-                "{}: private key is readable by every user (mode {mode:03o}); chmod 600 (or 640 \
-                 with group mysql)",
-                key.display()
-            );
-        }
     }
 }
 

@@ -149,6 +149,22 @@ impl CertNames {
         }
     }
 
+    /// The `gen-certs --node` value that re-issues a certificate with the same names:
+    /// `CN[=IP,...]`.
+    pub fn node_spec(&self) -> String {
+        let name = self
+            .common_names
+            .first()
+            .or(self.dns.first())
+            .cloned()
+            .unwrap_or_else(|| "NAME".to_string());
+        if self.ips.is_empty() {
+            return name;
+        }
+        let ips: Vec<String> = self.ips.iter().map(ToString::to_string).collect();
+        format!("{name}={}", ips.join(","))
+    }
+
     /// The first 8 bytes of a key identifier as hex, enough to tell keys apart in a message.
     pub fn short_key_id(id: Option<&[u8]>) -> String {
         match id {

@@ -636,17 +636,7 @@ fn rotate_finish(dir: &Path, ca_dir: CaDir) -> Result<()> {
 
 /// The `--node` value that re-issues a certificate with the same names: `CN[=IP,...]`.
 pub fn node_spec(names: &CertNames) -> String {
-    let name = names
-        .common_names
-        .first()
-        .or(names.dns.first())
-        .cloned()
-        .unwrap_or_else(|| "NAME".to_string());
-    if names.ips.is_empty() {
-        return name;
-    }
-    let ips: Vec<String> = names.ips.iter().map(ToString::to_string).collect();
-    format!("{name}={}", ips.join(","))
+    names.node_spec()
 }
 
 /// Every `NAME-cert.pem` in the directory, sorted.
