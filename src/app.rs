@@ -67,6 +67,12 @@ pub fn run_frontend(launch: Launch) -> ExitCode {
 fn exit_status(label: &str, result: Result<()>, code: impl Fn(&Error) -> u8) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // Aborted from outside (the SST script's timeout or cleanup): said as what it is,
+        // with the exit status a signal gives, not as an error of ours.
+        Err(err @ Error::Signal(_)) => {
+            eprintln!("{label}: info: {err}");
+            ExitCode::from(code(&err))
+        }
         Err(err) => {
             eprintln!("{label}: error: {err}");
             ExitCode::from(code(&err))

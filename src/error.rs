@@ -49,8 +49,8 @@ pub enum Error {
     /// The data transfer failed after the handshake.
     #[error("transfer failed: {0}")]
     Transfer(String),
-    /// A signal ended the run.
-    #[error("terminated by signal {0}")]
+    /// A signal ended the run (the SST script aborting it): not a failure of ours.
+    #[error("transfer aborted by signal {0} ({name})", name = signal_name(*.0))]
     Signal(i32),
     /// A bug or an unexpected system failure.
     #[error("internal error: {0}")]
@@ -89,6 +89,16 @@ impl Error {
             _ => err.to_string(),
         };
         Self::file(path, reason)
+    }
+}
+
+/// The usual name of the signals that end a tunnel.
+fn signal_name(signo: i32) -> &'static str {
+    match signo {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        15 => "SIGTERM",
+        _ => "a signal",
     }
 }
 

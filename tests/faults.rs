@@ -79,14 +79,17 @@ fn sigterm_mid_transfer_fails_both_ends_loudly() {
         let _drain = std::thread::spawn(move || std::io::copy(&mut sink, &mut std::io::sink()));
         if victim_is_server {
             server.signal(Signal::SIGTERM);
-            server.finish().fails(143, "terminated by signal 15");
+            server
+                .finish()
+                .fails(143, ": info: transfer aborted by signal 15 (SIGTERM)");
             let out = cl.finish();
             assert_eq!(out.code(), 6, "{}", out.stderr);
             // Reset, FIN or EPIPE depending on which syscall loses the race: all truncation.
             assert!(out.stderr.contains("(stream truncated)"), "{}", out.stderr);
         } else {
             cl.signal(Signal::SIGTERM);
-            cl.finish().fails(143, "terminated by signal 15");
+            cl.finish()
+                .fails(143, ": info: transfer aborted by signal 15 (SIGTERM)");
             server.finish().fails(6, "(stream truncated)");
         }
     }

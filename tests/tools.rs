@@ -262,7 +262,7 @@ fn check_refuses_files_others_can_read_or_replace() {
     let text = stdout(&out);
     assert!(
         text.contains("error: ")
-            && text.contains("cnonly-key.pem: private key readable by every user (mode 644)"),
+            && text.contains("cnonly-key.pem: private key is readable by every user (mode 644)"),
         "{text}"
     );
     mode("cnonly-key.pem", 0o600);

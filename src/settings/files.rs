@@ -78,7 +78,7 @@ pub fn exposure(path: &Path, holds: Holds) -> Vec<String> {
     }
     if holds == Holds::Secret && mode & 0o004 != 0 {
         problems.push(format!(
-            "{}: private key readable by every user (mode {:03o}); chmod 600 (or 640 with \
+            "{}: private key is readable by every user (mode {:03o}); chmod 600 (or 640 with \
              group mysql) {}",
             path.display(),
             mode & 0o777,
