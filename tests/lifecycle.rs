@@ -643,3 +643,58 @@ fn gen_certs_lifetimes_are_range_checked_before_writing() {
     )
     .ok();
 }
+
+/// Review finding (issue 22): `--renew --node node2` (no addresses) dropped the node's IP
+/// SANs, and the replaced certificate and key were gone. Now the addresses are kept unless
+/// new ones are given, the issued names are printed, and the old pair stays as `.old`.
+#[test]
+fn renew_keeps_a_nodes_addresses_and_the_replaced_pair() {
+    use std::os::unix::fs::PermissionsExt;
+    let admin_dir = tempfile::tempdir().unwrap();
+    let admin = admin_dir.path();
+    gen_certs(admin, &["--node", "node2=127.0.0.2,::1"]).ok();
+    let before_cert = fs::read(admin.join("node2-cert.pem")).unwrap();
+    let before_key = fs::read(admin.join("node2-key.pem")).unwrap();
+    let sans = |file: &str| {
+        let out = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+            .arg(admin.join(file))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = gen_certs(admin, &["--renew", "--node", "node2"]);
+    out.ok();
+    assert!(
+        stdout(&out).contains("node2 (DNS:node2, IP:127.0.0.2, IP:::1)"),
+        "{}",
+        stdout(&out)
+    );
+    let now = sans("node2-cert.pem");
+    assert!(
+        now.contains("IP Address:127.0.0.2") && now.contains("IP Address:0:0:0:0:0:0:0:1"),
+        "{now}"
+    );
+    assert_eq!(
+        fs::read(admin.join("node2-cert.pem.old")).unwrap(),
+        before_cert
+    );
+    assert_eq!(
+        fs::read(admin.join("node2-key.pem.old")).unwrap(),
+        before_key
+    );
+    let mode = fs::metadata(admin.join("node2-key.pem.old"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // New addresses given: they replace the old ones.
+    gen_certs(admin, &["--renew", "--node", "node2=10.1.1.2"]).ok();
+    let now = sans("node2-cert.pem");
+    assert!(
+        now.contains("IP Address:10.1.1.2") && !now.contains("127.0.0.2"),
+        "{now}"
+    );
+    // The .old files are no node certificates: a rotation's finish ignores them.
+    assert_eq!(cert_count(admin.join("ca.pem")), 1);
+}

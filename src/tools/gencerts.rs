@@ -439,6 +439,14 @@ fn issue(args: &GenCertsArgs, dir: &Path, ca: &SigningCa) -> Result<()> {
             }
         }
     }
+    let nodes = if args.renew {
+        args.nodes
+            .iter()
+            .map(|node| kept_addresses(dir, node))
+            .collect::<Result<Vec<_>>>()?
+    } else {
+        args.nodes.clone()
+    };
     let issuer = ca.issuer()?;
     let now = OffsetDateTime::now_utc();
     // A node certificate that outlives its CA would only fail later with a CA error.
@@ -453,7 +461,7 @@ fn issue(args: &GenCertsArgs, dir: &Path, ca: &SigningCa) -> Result<()> {
             args.days
         );
     }
-    for node in &args.nodes {
+    for node in &nodes {
         let key = KeyPair::generate().map_err(rcgen_error)?;
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(rcgen_error)?;
         params
@@ -477,6 +485,12 @@ fn issue(args: &GenCertsArgs, dir: &Path, ca: &SigningCa) -> Result<()> {
         let cert = params.signed_by(&key, &issuer).map_err(rcgen_error)?;
         let stem = |suffix: &str| dir.join(format!("{}{suffix}", node.name));
         let key_pem = Zeroizing::new(key.serialize_pem());
+        if args.renew {
+            // The replaced pair stays beside the new one, for a node that still runs with it
+            // (or to go back): NAME-cert.pem.old, and the key as NAME-key.pem.old, 0600.
+            keep_old(&stem("-key.pem"), 0o600)?;
+            keep_old(&stem("-cert.pem"), 0o644)?;
+        }
         // Key first: a copy taken in between has a new key and the old certificate, which
         // fails its key check loudly, never a certificate with someone else's key.
         write(&stem("-key.pem"), key_pem.as_bytes(), 0o600)?;
@@ -490,11 +504,19 @@ fn issue(args: &GenCertsArgs, dir: &Path, ca: &SigningCa) -> Result<()> {
         if args.nodes.len() == 1 { "" } else { "s" },
         dir.display()
     );
-    for node in &args.nodes {
+    for node in &nodes {
+        let ips: Vec<String> = node.ips.iter().map(|ip| format!(", IP:{ip}")).collect();
         println!(
-            "  {name}: {dir}/{name}-cert.pem, {dir}/{name}-key.pem; my.cnf snippet {dir}/{name}-sst.cnf",
+            "  {name} (DNS:{name}{ips}): {dir}/{name}-cert.pem, {dir}/{name}-key.pem; my.cnf \
+             snippet {dir}/{name}-sst.cnf{old}",
             name = node.name,
-            dir = dir.display()
+            ips = ips.concat(),
+            dir = dir.display(),
+            old = if args.renew {
+                "; the replaced pair is kept as NAME-cert.pem.old and NAME-key.pem.old"
+            } else {
+                ""
+            }
         );
     }
     println!(
@@ -503,6 +525,37 @@ fn issue(args: &GenCertsArgs, dir: &Path, ca: &SigningCa) -> Result<()> {
          option files. Running nodes pick new files up at their next SST."
     );
     Ok(())
+}
+
+/// A renewed node keeps the addresses its current certificate names unless `--node` gives
+/// new ones: `--renew --node node2` must not drop node2's `IP:` names (its peers dial it by
+/// them), and `check` prints exactly that command.
+fn kept_addresses(dir: &Path, node: &Node) -> Result<Node> {
+    let current = dir.join(format!("{}-cert.pem", node.name));
+    if !node.ips.is_empty() || !current.exists() {
+        return Ok(node.clone());
+    }
+    let parsed = pem::read_pem(&current)?;
+    let names = parsed
+        .certs
+        .first()
+        .and_then(|der| CertNames::parse(der))
+        .ok_or_else(|| Error::file(&current, "holds no parsable certificate to renew"))?;
+    Ok(Node {
+        name: node.name.clone(),
+        ips: names.ips,
+    })
+}
+
+/// Moves `path` (when there) to `path.old` with `mode`.
+fn keep_old(path: &Path, mode: u32) -> Result<()> {
+    let Ok(bytes) = fs::read(path) else {
+        return Ok(());
+    };
+    let bytes = Zeroizing::new(bytes);
+    let mut old = path.as_os_str().to_owned();
+    old.push(".old");
+    write(Path::new(&old), &bytes, mode)
 }
 
 /// Rotation step 1: a new CA beside the old one. `ca.pem` becomes the bundle (old, then
