@@ -163,17 +163,34 @@ pub async fn listen(bind: &HostPort) -> Result<TcpListener> {
             .map_err(|e| Error::Connect(format!("cannot resolve listen host {}: {e}", bind.host)))?
             .collect()
     };
-    let mut last = None;
+    let mut tried = Vec::new();
     for addr in addrs {
         match bind_one(addr, bind.host.is_empty()) {
             Ok(listener) => return Ok(listener),
-            Err(e) => last = Some((addr, e)),
+            Err(e) => {
+                let no_ipv6 = addr.is_ipv6()
+                    && bind.host.is_empty()
+                    && matches!(
+                        e.raw_os_error(),
+                        Some(code) if code == nix::libc::EAFNOSUPPORT
+                            || code == nix::libc::EADDRNOTAVAIL
+                            || code == nix::libc::EPROTONOSUPPORT
+                    );
+                tried.push(format!("{addr}: {}", connect_reason(&e)));
+                // Only a host without IPv6 falls back to 0.0.0.0: `::` taken (or refused for
+                // any other reason) is the answer, not a cue to listen on IPv4 alone.
+                if bind.host.is_empty() && !no_ipv6 {
+                    break;
+                }
+            }
         }
     }
-    let (addr, e) = last.ok_or_else(|| Error::Connect(format!("no address for {}", bind.host)))?;
+    if tried.is_empty() {
+        return Err(Error::Connect(format!("no address for {}", bind.host)));
+    }
     Err(Error::Connect(format!(
-        "cannot listen on {addr}: {}",
-        connect_reason(&e)
+        "cannot listen on {}",
+        tried.join("; nor on ")
     )))
 }
 

@@ -402,3 +402,25 @@ fn connections_have_tcp_keepalive() {
     drop(input);
     cl.finish().ok();
 }
+
+/// Review finding (issue 22): `listen PORT` is dual-stack on `::`, but on a busy port the
+/// error named 0.0.0.0 (a fallback that could also leave it listening on IPv4 alone). Now
+/// the error names the address actually tried.
+#[test]
+fn a_busy_port_names_the_address_tried() {
+    let pki = Pki::new();
+    let busy = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None).unwrap();
+    busy.set_only_v6(false).unwrap();
+    busy.bind(&"[::]:0".parse::<std::net::SocketAddr>().unwrap().into())
+        .unwrap();
+    busy.listen(1).unwrap();
+    let port = busy.local_addr().unwrap().as_socket().unwrap().port();
+    let mut args = listen_args(&port.to_string(), &pki.args("server"));
+    args.push("--stdio".into());
+    let out = Proc::spawn(bin(), &args).finish();
+    out.fails(
+        4,
+        &format!("cannot listen on [::]:{port}: address already in use"),
+    );
+    assert!(!out.stderr.contains("0.0.0.0"), "{}", out.stderr);
+}
