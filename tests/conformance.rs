@@ -595,3 +595,109 @@ fn valid_shapes(pki: &Pki, engine: &str, lengths: impl Iterator<Item = usize>) {
         );
     }
 }
+
+/// TLS 1.2 after the handshake (issue 21, point 8), on `engine`, from both sides: a
+/// handshake message of type 24 (TLS 1.3's KeyUpdate; TLS 1.2 has no post-handshake
+/// messages) gets unexpected_message (RFC 5246 7.4, rustls' inappropriate_message), exit 6,
+/// nothing unauthenticated delivered; a warning alert (no_renegotiation) is tolerated as
+/// rustls tolerates it (RFC 5246 7.2.2): the stream goes on and completes.
+fn tls12_post_handshake(engine: &str) {
+    let pki = Pki::new();
+    let mut wrong = Vec::new();
+    let on_kernel = |out: &Outcome| {
+        engine != "kernel" || out.stderr.contains("handed the connection to kernel TLS")
+    };
+    // The listener, then the client, each meeting a type-24 message.
+    for side in ["listen", "connect"] {
+        let (alert, out) = tls12_exchange(&pki, engine, side, |peer| {
+            let record = peer.seal12(HANDSHAKE, &[24, 0, 0, 1, 0]);
+            peer.send(&record);
+            let alert = peer.alert();
+            let _ = peer.sock.shutdown(std::net::Shutdown::Both);
+            alert
+        });
+        if alert != Some(alert_of(A::UnexpectedMessage)) || out.status.code() != Some(6) {
+            wrong.push(format!(
+                "{side}: type 24 under TLS 1.2: alert {alert:?}, exit {:?}; stderr: {}",
+                out.status.code(),
+                out.stderr
+            ));
+        }
+        if !GENUINE.starts_with(&out.stdout) || !on_kernel(&out) {
+            wrong.push(format!(
+                "{side}: delivered {:?}; stderr: {}",
+                out.stdout, out.stderr
+            ));
+        }
+    }
+    // A warning alert, then more data and a clean end.
+    let (alert, out) = tls12_exchange(&pki, engine, "listen", |peer| {
+        let warning = peer.seal12(ALERT, &[1, 100]);
+        peer.send(&warning);
+        peer.send_data(b"after the warning\n");
+        peer.close_notify();
+        None
+    });
+    let want = [GENUINE, b"after the warning\n"].concat();
+    if out.status.code() != Some(0) || out.stdout != want || alert.is_some() {
+        wrong.push(format!(
+            "warning under TLS 1.2: exit {:?}, alert {alert:?}, output {:?}; stderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            out.stderr
+        ));
+    }
+    if !on_kernel(&out) {
+        wrong.push(format!(
+            "warning: not on kernel TLS; stderr: {}",
+            out.stderr
+        ));
+    }
+    assert!(wrong.is_empty(), "{engine}:\n{}", wrong.join("\n"));
+}
+
+/// A TLS 1.2 connection between the tunnel (`listen --stdio` or `connect`, on `engine`) and
+/// a raw peer: a genuine record, then whatever `act` does; what the tunnel said and how it
+/// ended.
+fn tls12_exchange(
+    pki: &Pki,
+    engine: &str,
+    side: &str,
+    act: impl FnOnce(&mut RawPeer) -> Option<(u8, u8)>,
+) -> Answer {
+    let pin = ["--tls-max", "1.2", "--log-level", "debug"];
+    let (mut tunnel, mut peer) = if side == "listen" {
+        let mut args = listen_args("127.0.0.1:0", &tls_args(pki, "server", &[]));
+        args.push("--stdio".into());
+        args.extend(strs(&pin));
+        let server = Proc::spawn_with(&mut on(engine, &args));
+        let port = server.port();
+        let peer = RawPeer::client12(port, pki);
+        (server, peer)
+    } else {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let args = client_args(pki, port, "client", &pin);
+        let client = Proc::spawn_with(&mut on(engine, &args));
+        let peer = RawPeer::server12(&listener, pki);
+        (client, peer)
+    };
+    let held_open = tunnel.stdin();
+    tunnel.wait_line("handshake complete");
+    peer.send_data(GENUINE);
+    let alert = act(&mut peer);
+    drop(held_open);
+    (alert, tunnel.finish())
+}
+
+#[test]
+fn tls12_post_handshake_rules() {
+    tls12_post_handshake("rustls");
+}
+
+/// The same on the kernel's record layer, in the kTLS guest.
+#[test]
+#[ignore = "needs kernel TLS with rekeying: run in the kTLS guest"]
+fn kernel_tls_tls12_post_handshake_rules() {
+    tls12_post_handshake("kernel");
+}

@@ -1,5 +1,5 @@
-//! A TLS 1.3 peer that can send any record after a real handshake, for the conformance
-//! suite. rustls makes the handshake (reading the socket one record at a time, so nothing
+//! A TLS 1.3 (or 1.2, AES-GCM) peer that can send any record after a real handshake, for
+//! the conformance suite. rustls makes the handshake (reading the socket one record at a time, so nothing
 //! after the handshake is consumed), then the traffic keys and secrets are the test's: it
 //! seals whatever records a case needs (forged, oversized, padded, misordered) and decrypts
 //! what comes back, to see the exact alert the tunnel answers with.
@@ -78,10 +78,21 @@ pub struct RawPeer {
     tx: Dir,
     rx: Dir,
     inbuf: Vec<u8>,
+    /// TLS 1.2: records carry their type in the header and an explicit nonce.
+    tls12: bool,
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    // TLS 1.2 records are sealed here for AES-GCM (an explicit nonce); ChaCha20's differ.
+    provider.cipher_suites.retain(|suite| {
+        matches!(suite, SupportedCipherSuite::Tls13(_))
+            || suite
+                .suite()
+                .as_str()
+                .is_some_and(|name| name.contains("_GCM_"))
+    });
+    Arc::new(provider)
 }
 
 fn identity(pki: &Pki, who: &str) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
@@ -104,10 +115,19 @@ fn roots(pki: &Pki) -> rustls::RootCertStore {
 impl RawPeer {
     /// Connects to `port` as the PKI's `client` (TLS 1.3, the server verified by the CA).
     pub fn client(port: u16, pki: &Pki) -> Self {
+        Self::client_on(port, pki, &rustls::version::TLS13)
+    }
+
+    /// The same over TLS 1.2 (AES-GCM suites only: their records are what this peer seals).
+    pub fn client12(port: u16, pki: &Pki) -> Self {
+        Self::client_on(port, pki, &rustls::version::TLS12)
+    }
+
+    fn client_on(port: u16, pki: &Pki, version: &'static rustls::SupportedProtocolVersion) -> Self {
         let secrets = Arc::new(Secrets::default());
         let (certs, key) = identity(pki, "client");
         let mut config = rustls::ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
+            .with_protocol_versions(&[version])
             .unwrap()
             .with_root_certificates(roots(pki))
             .with_client_auth_cert(certs, key)
@@ -126,6 +146,19 @@ impl RawPeer {
     /// Accepts one connection on `listener` as the PKI's `server` (TLS 1.3, no tickets of
     /// its own; the client's certificate is verified by the CA).
     pub fn server(listener: &TcpListener, pki: &Pki) -> Self {
+        Self::server_on(listener, pki, &rustls::version::TLS13)
+    }
+
+    /// The same over TLS 1.2 (AES-GCM suites only).
+    pub fn server12(listener: &TcpListener, pki: &Pki) -> Self {
+        Self::server_on(listener, pki, &rustls::version::TLS12)
+    }
+
+    fn server_on(
+        listener: &TcpListener,
+        pki: &Pki,
+        version: &'static rustls::SupportedProtocolVersion,
+    ) -> Self {
         let secrets = Arc::new(Secrets::default());
         let (certs, key) = identity(pki, "server");
         let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
@@ -135,7 +168,7 @@ impl RawPeer {
         .build()
         .unwrap();
         let mut config = rustls::ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
+            .with_protocol_versions(&[version])
             .unwrap()
             .with_client_cert_verifier(verifier)
             .with_single_cert(certs, key)
@@ -169,10 +202,9 @@ impl RawPeer {
             }
         }
         assert!(reader.pending.is_empty(), "a record was left half read");
-        let SupportedCipherSuite::Tls13(suite) = conn.negotiated_cipher_suite().unwrap() else {
-            panic!("not TLS 1.3");
-        };
-        let hkdf = match suite.common.suite {
+        let suite = conn.negotiated_cipher_suite().unwrap();
+        let tls12 = matches!(suite, SupportedCipherSuite::Tls12(_));
+        let hkdf = match suite.suite() {
             rustls::CipherSuite::TLS13_AES_256_GCM_SHA384 => hkdf::HKDF_SHA384,
             _ => hkdf::HKDF_SHA256,
         };
@@ -196,7 +228,31 @@ impl RawPeer {
             tx,
             rx,
             inbuf: Vec::new(),
+            tls12,
         }
+    }
+
+    /// A TLS 1.2 record of `kind` carrying `content`, sealed under the sending keys: the
+    /// explicit nonce, then the ciphertext; the additional data is the sequence number and the
+    /// plaintext's header (RFC 5246 6.2.3.3).
+    pub fn seal12(&mut self, kind: u8, content: &[u8]) -> Vec<u8> {
+        assert!(self.tls12, "a TLS 1.2 record on a TLS 1.3 connection");
+        let nonce = nonce(&self.tx);
+        let explicit = nonce.as_ref()[4..].to_vec();
+        let mut aad = self.tx.seq.to_be_bytes().to_vec();
+        let len = u16::try_from(content.len()).unwrap();
+        aad.extend_from_slice(&[kind, 3, 3, (len >> 8) as u8, len as u8]);
+        let mut body = content.to_vec();
+        self.tx
+            .key
+            .seal_in_place_append_tag(nonce, aead::Aad::from(aad), &mut body)
+            .unwrap();
+        self.tx.seq += 1;
+        let wire = u16::try_from(explicit.len() + body.len()).unwrap();
+        let mut record = vec![kind, 3, 3, (wire >> 8) as u8, wire as u8];
+        record.extend_from_slice(&explicit);
+        record.extend_from_slice(&body);
+        record
     }
 
     /// One record as it goes on the wire: `content`, then the inner type, then `padding`
@@ -240,14 +296,23 @@ impl RawPeer {
     pub fn send_data(&mut self, data: &[u8]) {
         let mut out = Vec::new();
         for chunk in data.chunks(16384) {
-            out.extend(self.seal(DATA, chunk, 0));
+            let record = if self.tls12 {
+                self.seal12(DATA, chunk)
+            } else {
+                self.seal(DATA, chunk, 0)
+            };
+            out.extend(record);
         }
         self.send(&out);
     }
 
     /// Our close_notify.
     pub fn close_notify(&mut self) {
-        let record = self.seal(ALERT, &[1, 0], 0);
+        let record = if self.tls12 {
+            self.seal12(ALERT, &[1, 0])
+        } else {
+            self.seal(ALERT, &[1, 0], 0)
+        };
         self.send(&record);
     }
 
@@ -261,6 +326,9 @@ impl RawPeer {
                     let header: [u8; 5] = self.inbuf[..5].try_into().unwrap();
                     let mut body = self.inbuf[5..5 + len].to_vec();
                     self.inbuf.drain(..5 + len);
+                    if self.tls12 {
+                        return Some(self.open12(header[0], body));
+                    }
                     assert_eq!(header[0], DATA, "a plaintext record after the handshake");
                     let nonce = nonce(&self.rx);
                     let plain = self
@@ -283,6 +351,27 @@ impl RawPeer {
                 Ok(n) => self.inbuf.extend_from_slice(&chunk[..n]),
             }
         }
+    }
+
+    /// Opens a TLS 1.2 record's body (explicit nonce, ciphertext): `(type, content)`.
+    fn open12(&mut self, kind: u8, mut body: Vec<u8>) -> (u8, Vec<u8>) {
+        let mut nonce = self.rx.iv;
+        nonce[4..].copy_from_slice(&body[..8]);
+        let mut sealed = body.split_off(8);
+        let len = u16::try_from(sealed.len() - 16).unwrap();
+        let mut aad = self.rx.seq.to_be_bytes().to_vec();
+        aad.extend_from_slice(&[kind, 3, 3, (len >> 8) as u8, len as u8]);
+        let plain = self
+            .rx
+            .key
+            .open_in_place(
+                aead::Nonce::assume_unique_for_key(nonce),
+                aead::Aad::from(aad),
+                &mut sealed,
+            )
+            .expect("the tunnel's TLS 1.2 record authenticates");
+        self.rx.seq += 1;
+        (kind, plain.to_vec())
     }
 
     /// Reads until the peer's alert and returns `(level, description)`; `None` when the
