@@ -37,6 +37,10 @@ zig_tools() {
     export PATH=$zig_scripts:$zig_dir:$PATH
 }
 
+# The functions below are also called as `foreign_builder && foreign_sysroot`, where bash
+# suspends errexit inside them: every step says `|| return 1` itself, so a failed step can
+# never be followed by the ready mark that would make later runs trust a broken tree.
+
 # The sid chroot with rustc, cargo and the target's std rlibs at rustc's version.
 foreign_builder() {
     local version std
@@ -49,23 +53,25 @@ foreign_builder() {
                 "$(debian_archive)" >"$chroots/rust-sid.log" 2>&1 ||
                 { tail -n 20 "$chroots/rust-sid.log" >&2; return 1; }
         fi
-        version=$(chroot "$builder" dpkg-query -W -f '${Version}' rustc)
-        private_apt "$chroots/apt-sid-$debarch" sid "$debarch"
+        version=$(chroot "$builder" dpkg-query -W -f '${Version}' rustc) || return 1
+        [ -n "$version" ] || { echo "packaging: no rustc in $builder" >&2; return 1; }
+        private_apt "$chroots/apt-sid-$debarch" sid "$debarch" || return 1
         std=$chroots/std-$debarch
         rm -rf "$std"
-        mkdir -p "$std/deb"
+        mkdir -p "$std/deb" || return 1
         (cd "$std/deb" && apt-get "${private_apt_opts[@]}" download -q "libstd-rust-dev:$debarch=$version" >/dev/null) || {
             echo "packaging: sid has no libstd-rust-dev:$debarch $version any more: remove $builder and run again" >&2
             return 1
         }
-        dpkg-deb -x "$std"/deb/*.deb "$std/unpacked"
+        dpkg-deb -x "$std"/deb/*.deb "$std/unpacked" || return 1
         [ -d "$std/unpacked/usr/lib/rustlib/$triple/lib" ] ||
             { echo "packaging: libstd-rust-dev:$debarch has no rustlib/$triple" >&2; return 1; }
-        mkdir -p "$builder/usr/lib/rustlib/$triple"
+        mkdir -p "$builder/usr/lib/rustlib/$triple" || return 1
         rm -rf "$builder/usr/lib/rustlib/$triple/lib"
-        cp -a "$std/unpacked/usr/lib/rustlib/$triple/lib" "$builder/usr/lib/rustlib/$triple/"
+        cp -a "$std/unpacked/usr/lib/rustlib/$triple/lib" "$builder/usr/lib/rustlib/$triple/" ||
+            return 1
         rm -rf "$std"
-        touch "$builder/.sst-ready-$debarch"
+        touch "$builder/.sst-ready-$debarch" || return 1
     fi
 }
 
@@ -95,13 +101,17 @@ foreign_build() {
 foreign_sysroot() {
     sysroot=$chroots/sysroot-$debarch
     [ -e "$sysroot/.sst-ready" ] && return 0
-    private_apt "$chroots/apt-bullseye-$debarch" bullseye "$debarch"
+    private_apt "$chroots/apt-bullseye-$debarch" bullseye "$debarch" || return 1
     rm -rf "$sysroot"
-    mkdir -p "$sysroot/deb"
-    (cd "$sysroot/deb" && apt-get "${private_apt_opts[@]}" download -q "libc6:$debarch" "libgcc-s1:$debarch" >/dev/null)
-    for deb in "$sysroot"/deb/*.deb; do dpkg-deb -x "$deb" "$sysroot"; done
+    mkdir -p "$sysroot/deb" || return 1
+    (cd "$sysroot/deb" && apt-get "${private_apt_opts[@]}" download -q "libc6:$debarch" "libgcc-s1:$debarch" >/dev/null) ||
+        { echo "packaging: cannot download bullseye's libc6:$debarch" >&2; return 1; }
+    for deb in "$sysroot"/deb/*.deb; do dpkg-deb -x "$deb" "$sysroot" || return 1; done
     rm -rf "$sysroot/deb"
-    touch "$sysroot/.sst-ready"
+    # Only a sysroot with a C library in it is marked ready.
+    compgen -G "$sysroot/lib/*/libc.so.6" >/dev/null ||
+        { echo "packaging: $sysroot has no libc.so.6" >&2; return 1; }
+    touch "$sysroot/.sst-ready" || return 1
 }
 
 # foreign_run COMMAND...: a $debarch program under qemu-user with the sysroot's libc.
