@@ -402,6 +402,13 @@ fn killing_one_stripe_mid_stream_fails_both_ends() {
         (s.stdout.len() as u64) < 256 << 20,
         "a joiner that failed must not have the whole stream"
     );
+    // What it did write is the stream's beginning, byte for byte: no chunk out of order,
+    // twice, or from the dead stripe's unfinished part (feed() makes what bytes() makes).
+    assert!(
+        s.stdout == bytes(s.stdout.len(), 13),
+        "the joiner's {} bytes are not a prefix of the input",
+        s.stdout.len()
+    );
 }
 
 #[test]
