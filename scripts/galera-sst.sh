@@ -295,9 +295,15 @@ run_case() { # METHOD:MODE
     tcpdump -i lo -s 512 -U -w "$capture" "tcp port 24444" 2>"$T/tcpdump.log" &
     local dump=$!
     pids+=("$dump")
-    # Capture is on once tcpdump says so.
-    for _ in $(seq 1 100); do grep -q listening "$T/tcpdump.log" && break; sleep 0.1; done
-    grep -q listening "$T/tcpdump.log" || fail "$1: tcpdump did not start: $(cat "$T/tcpdump.log")"
+    # Capture is on once tcpdump says so. A slow start (a loaded CI machine) is waited for
+    # up to 60 s; a tcpdump that exits is a failure at once, with its own words.
+    local dump_deadline=$((SECONDS + 60))
+    until grep -q listening "$T/tcpdump.log"; do
+        alive "$dump" || fail "$1: tcpdump exited before capturing: $(cat "$T/tcpdump.log")"
+        [ "$SECONDS" -lt "$dump_deadline" ] ||
+            fail "$1: tcpdump runs but did not say it was listening within 60 s: $(cat "$T/tcpdump.log")"
+        sleep 0.1
+    done
     local log1_from started=$EPOCHREALTIME
     log1_from=$(( $(wc -l <"$T/node1/error.log") + 1 ))
     node_streams=1
