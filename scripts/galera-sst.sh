@@ -326,6 +326,10 @@ run_case() { # METHOD:MODE
                     sleep 0.1
                 done
                 [ -n "$tunnel_pid" ] || fail "$1: no joiner tunnel appeared"
+                # Killed only mid-SST: bytes must demonstrably have arrived, or the drill
+                # would test a refused connection instead of a broken stream.
+                [ "$landed" -gt $((data_mb * 1024 * 1024 / 5)) ] ||
+                    fail "$1: only $landed bytes landed in 180 s; the drill needs the SST under way"
                 # Only a process of this run: the pid file's process must run this run's config.
                 tr '\0' ' ' <"/proc/$tunnel_pid/cmdline" 2>/dev/null | grep -q -F -- "$T/" ||
                     fail "$1: stunnel.pid names $tunnel_pid, which is not this run's tunnel"

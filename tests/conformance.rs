@@ -73,8 +73,9 @@ enum R {
     Accepts,
 }
 
-/// The alert the tunnel sent (level, description), if any, and how it ended.
-type Answer = (Option<(u8, u8)>, Outcome);
+/// The alert the tunnel sent (level, description), if any, whether the tunnel itself closed
+/// the connection (not the test's read timeout), and how it ended.
+type Answer = (Option<(u8, u8)>, bool, Outcome);
 
 fn alert_of(a: A) -> (u8, u8) {
     (2, u8::from(a))
@@ -328,7 +329,7 @@ fn against_listen(pki: &Pki, engine: &str, case: &Case) -> Answer {
     server.wait_line("handshake complete");
     let alert = provoke(&mut peer, case);
     drop(held_open);
-    (alert, server.finish())
+    (alert, peer.closed_by_peer, server.finish())
 }
 
 /// Sends a genuine record, then the case's bytes; reads the tunnel's answer, then leaves
@@ -354,7 +355,7 @@ fn against_connect(pki: &Pki, engine: &str, case: &Case) -> Answer {
     client.wait_line("handshake complete");
     let alert = provoke(&mut peer, case);
     drop(held_open);
-    (alert, client.finish())
+    (alert, peer.closed_by_peer, client.finish())
 }
 
 /// Runs every case through `run` on `engine` and checks alert, exit code and output; all
@@ -371,7 +372,26 @@ fn check(engine: &str, pick: impl Fn(&str) -> bool, run: fn(&Pki, &str, &Case) -
         let Some(want) = case.want(engine) else {
             continue;
         };
-        let (alert, out) = run(&pki, engine, case);
+        let (alert, closed, out) = run(&pki, engine, case);
+        // No alert is only an answer when the tunnel itself ended the connection, and its
+        // error names the violation: a tunnel that took the record for valid and waited
+        // would also send none, and then fail only on the truncation the test makes by
+        // leaving (issue 23).
+        if want.is_none() {
+            let last = out.stderr.lines().last().unwrap_or("");
+            if !closed {
+                wrong.push(format!(
+                    "{}: the tunnel did not close the connection (it waited); stderr: {}",
+                    case.name, out.stderr
+                ));
+            }
+            if !last.contains("transfer failed: ") || last.contains("(stream truncated)") {
+                wrong.push(format!(
+                    "{}: the error does not name the violation: {last}",
+                    case.name
+                ));
+            }
+        }
         if alert != want.map(alert_of) {
             wrong.push(format!(
                 "{}: alert {alert:?}, want {:?} ({want:?}); stderr: {}",
@@ -496,7 +516,7 @@ fn connect_refuses_a_malformed_ticket() {
         rustls: R::Alert(A::DecodeError),
         kernel: K::Rfc,
     };
-    let (alert, out) = against_connect(&Pki::new(), "rustls", &case);
+    let (alert, _, out) = against_connect(&Pki::new(), "rustls", &case);
     let want = case.want("rustls").expect("runs on rustls");
     assert_eq!(alert, want.map(alert_of), "{}", out.stderr);
     assert_eq!(out.status.code(), Some(6), "{}", out.stderr);
@@ -609,7 +629,7 @@ fn tls12_post_handshake(engine: &str) {
     };
     // The listener, then the client, each meeting a type-24 message.
     for side in ["listen", "connect"] {
-        let (alert, out) = tls12_exchange(&pki, engine, side, |peer| {
+        let (alert, _, out) = tls12_exchange(&pki, engine, side, |peer| {
             let record = peer.seal12(HANDSHAKE, &[24, 0, 0, 1, 0]);
             peer.send(&record);
             let alert = peer.alert();
@@ -631,7 +651,7 @@ fn tls12_post_handshake(engine: &str) {
         }
     }
     // A warning alert, then more data and a clean end.
-    let (alert, out) = tls12_exchange(&pki, engine, "listen", |peer| {
+    let (alert, _, out) = tls12_exchange(&pki, engine, "listen", |peer| {
         let warning = peer.seal12(ALERT, &[1, 100]);
         peer.send(&warning);
         peer.send_data(b"after the warning\n");
@@ -687,7 +707,7 @@ fn tls12_exchange(
     peer.send_data(GENUINE);
     let alert = act(&mut peer);
     drop(held_open);
-    (alert, tunnel.finish())
+    (alert, peer.closed_by_peer, tunnel.finish())
 }
 
 #[test]

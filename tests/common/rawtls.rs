@@ -80,6 +80,8 @@ pub struct RawPeer {
     inbuf: Vec<u8>,
     /// TLS 1.2: records carry their type in the header and an explicit nonce.
     tls12: bool,
+    /// The stream ended from the other side (EOF or reset), not by our read timeout.
+    pub closed_by_peer: bool,
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -229,6 +231,7 @@ impl RawPeer {
             rx,
             inbuf: Vec::new(),
             tls12,
+            closed_by_peer: false,
         }
     }
 
@@ -347,7 +350,22 @@ impl RawPeer {
             }
             let mut chunk = [0u8; 65536];
             match self.sock.read(&mut chunk) {
-                Ok(0) | Err(_) => return None,
+                Ok(0) => {
+                    self.closed_by_peer = true;
+                    return None;
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return None;
+                }
+                Err(_) => {
+                    self.closed_by_peer = true;
+                    return None;
+                }
                 Ok(n) => self.inbuf.extend_from_slice(&chunk[..n]),
             }
         }
