@@ -483,3 +483,73 @@ fn defaults_file_supplies_the_tls_settings() {
         &format!("{}: line 2: 'tca='/x': unbalanced '", pki.s("bad.cnf")),
     );
 }
+
+/// Review finding (issue 22): `[sst] tcret=...` (for `tcert`) was silently ignored, the
+/// donor ran without a client certificate and failed later as a truncated stream, and
+/// `check --defaults-file` said only that it needs a certificate. Now a near miss of a TLS
+/// option is a warning naming file, line and the option meant (from `connect`, `listen` and
+/// `check` alike), `tkey` without `tcert` is an error naming the line, and `check` names the
+/// file that lacks the certificate.
+#[test]
+fn option_file_typos_are_named_with_the_option_meant() {
+    let pki = Pki::new();
+    let cnf = pki.dir.path().join("typo.cnf");
+    fs::write(
+        &cnf,
+        format!(
+            "[mysqld]\nssl_cret=/x.pem\nwsrep_provider_options=\"socket.ssl_kye=/k.pem;gcache.size=1G\"\n\
+             [sst]\ntcret={}\ntkey={}\ntca={}\nsockopt=,keepalive\n",
+            pki.s("client-cert.pem"),
+            pki.s("client-key.pem"),
+            pki.s("ca.pem")
+        ),
+    )
+    .unwrap();
+    let cnf = cnf.to_string_lossy().into_owned();
+    // tkey without tcert (the typo hides it): an error naming the line.
+    let out = Proc::spawn(
+        bin(),
+        &strs(&["connect", "127.0.0.1:9", "--defaults-file", &cnf]),
+    )
+    .finish();
+    out.fails(2, "line 6: [sst] tkey is set but tcert is not");
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("line 5: [sst] tcret: unknown option, did you mean tcert?"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("line 2: [mysqld] ssl-cret: unknown option, did you mean ssl-cert?"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(
+            "wsrep_provider_options socket.ssl_kye: unknown option, did you mean socket.ssl_key?"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("sockopt"),
+        "a known [sst] option reported: {}",
+        out.stderr
+    );
+    // check: the same warnings as findings.
+    let out = Proc::spawn(bin(), &strs(&["check", "--defaults-file", &cnf])).finish();
+    out.fails(2, "tkey is set but tcert is not");
+    // Without tkey: check names the file that lacks the certificate, after the warning.
+    let text = fs::read_to_string(&cnf).unwrap().replace("tkey=", "#tkey=");
+    fs::write(&cnf, text).unwrap();
+    let out = Proc::spawn(bin(), &strs(&["check", "--defaults-file", &cnf])).finish();
+    out.fails(2, &format!("{cnf}: names no certificate for the joiner"));
+    assert!(
+        stdout(&out).contains("warning: ")
+            && stdout(&out).contains("tcret: unknown option, did you mean tcert?"),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -31,12 +31,14 @@ const SERVER_GROUPS: [&str; 8] = [
 /// Deepest `!include` nesting followed (MariaDB stops at 10 as well).
 const MAX_DEPTH: usize = 10;
 
-/// One `key = value` line.
+/// One `key = value` line, and where it was.
 #[derive(Debug, Clone)]
 struct Entry {
     group: String,
     key: String,
     value: String,
+    file: PathBuf,
+    line: usize,
 }
 
 /// Every option line of a file and what it includes, in reading order.
@@ -115,6 +117,8 @@ impl OptionFiles {
                 group: group.clone(),
                 key,
                 value,
+                file: path.to_path_buf(),
+                line: number,
             });
         }
         Ok(())
@@ -318,14 +322,195 @@ impl SstTls {
     }
 }
 
-/// Applies `--defaults-file` (when given) to the TLS flags for `role`.
+/// The TLS options we read, by where: a line whose key is close to one of these but is none
+/// of them (nor another option the SST scripts or the server know) is a typo that would
+/// silently leave TLS half set up.
+const SST_TLS_KEYS: [&str; 9] = [
+    "tca",
+    "tcapath",
+    "tcert",
+    "tkey",
+    "ssl-ca",
+    "ssl-capath",
+    "ssl-cert",
+    "ssl-key",
+    "ssl-mode",
+];
+/// Other `[sst]` options of the stock SST scripts (never reported, however close).
+const SST_OTHER_KEYS: [&str; 26] = [
+    "encrypt",
+    "encrypt-algo",
+    "encrypt-format",
+    "tmode",
+    "sockopt",
+    "progress",
+    "time",
+    "rlimit",
+    "incremental",
+    "streamfmt",
+    "transferfmt",
+    "inno-backup-opts",
+    "inno-apply-opts",
+    "inno-move-opts",
+    "sst-initial-timeout",
+    "sst-syslog",
+    "sst-log-archive",
+    "sst-log-archive-dir",
+    "cpat",
+    "compressor",
+    "decompressor",
+    "compress",
+    "backup-threads",
+    "ssl-cipher",
+    "ssl-dhparams",
+    "transfer-fifo-streams",
+];
+/// The server's `ssl*` options (server groups).
+const SERVER_SSL_KEYS: [&str; 20] = [
+    "ssl",
+    "ssl-ca",
+    "ssl-capath",
+    "ssl-cert",
+    "ssl-key",
+    "ssl-cipher",
+    "ssl-crl",
+    "ssl-crlpath",
+    "ssl-mode",
+    "ssl-passphrase",
+    "ssl-verify-server-cert",
+    "ssl-server-ca",
+    "ssl-server-cert",
+    "ssl-server-key",
+    "ssl-server-capath",
+    "ssl-client-ca",
+    "ssl-client-cert",
+    "ssl-client-key",
+    "ssl-client-capath",
+    "ssl-fp",
+];
+/// Galera's `socket.ssl*` provider options.
+const PROVIDER_SSL_KEYS: [&str; 8] = [
+    "socket.ssl",
+    "socket.ssl_ca",
+    "socket.ssl_cert",
+    "socket.ssl_key",
+    "socket.ssl_cipher",
+    "socket.ssl_compression",
+    "socket.ssl_password_file",
+    "socket.ssl_reload",
+];
+
+/// The known name `key` is a typo of (within two edits), if it is no known name itself.
+fn typo_of<'a>(key: &str, wanted: &[&'a str], known: &[&str]) -> Option<&'a str> {
+    if wanted.contains(&key) || known.contains(&key) {
+        return None;
+    }
+    wanted
+        .iter()
+        .map(|w| (strsim::damerau_levenshtein(key, w), *w))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, w)| w)
+}
+
+/// Looks for what would quietly leave a node's TLS half set up: option names one or two
+/// edits away from a TLS option we read (warned, with file, line and the option meant), and
+/// a key without its certificate or the reverse in `[sst]` (an error naming both lines).
+pub fn lint(files: &OptionFiles, suffix: Option<&str>) -> Result<Vec<String>> {
+    let in_group = |e: &Entry, groups: &[&str]| {
+        groups
+            .iter()
+            .any(|g| e.group == *g || suffix.is_some_and(|s| e.group == format!("{g}{s}")))
+    };
+    let mut warnings = Vec::new();
+    let mut note = |e: &Entry, shown: &str, meant: &str| {
+        warnings.push(format!(
+            "{}: line {}: [{}] {shown}: unknown option, did you mean {meant}? (ignored)",
+            e.file.display(),
+            e.line,
+            e.group
+        ));
+    };
+    let sst_known: Vec<&str> = SST_OTHER_KEYS
+        .iter()
+        .chain(&SERVER_SSL_KEYS)
+        .copied()
+        .collect();
+    for e in &files.entries {
+        if in_group(e, &["sst"]) {
+            if let Some(meant) = typo_of(&e.key, &SST_TLS_KEYS, &sst_known) {
+                note(e, &e.key, meant);
+            }
+        } else if in_group(e, &SERVER_GROUPS) {
+            if e.key.starts_with("ssl")
+                && let Some(meant) = typo_of(&e.key, &SERVER_SSL_KEYS, &[])
+            {
+                note(e, &e.key, meant);
+            }
+            if e.key == "wsrep-provider-options" {
+                for (k, _) in provider_options(&e.value) {
+                    let k = k.to_ascii_lowercase();
+                    if k.starts_with("socket.")
+                        && let Some(meant) = typo_of(&k, &PROVIDER_SSL_KEYS, &[])
+                    {
+                        note(e, &format!("wsrep_provider_options {k}"), meant);
+                    }
+                }
+            }
+        }
+    }
+    // tkey without tcert, or tcert without tkey: the scripts would run without a client
+    // certificate (or with a key from elsewhere) and fail later, far from the cause.
+    let last = |key: &str| {
+        files
+            .entries
+            .iter()
+            .rev()
+            .find(|e| e.key == key && in_group(e, &["sst"]) && !e.value.is_empty())
+    };
+    // (tcert alone is fine: it may hold the key too, as encrypt=2 uses it.)
+    if let (Some(k), None) = (last("tkey"), last("tcert")) {
+        // One line: the typo that most likely caused it goes with it.
+        let typos: Vec<&str> = warnings
+            .iter()
+            .filter_map(|w| w.split_once(": line ").map(|(_, rest)| rest))
+            .collect();
+        return Err(Error::file(
+            &k.file,
+            format!(
+                "line {}: [sst] tkey is set but tcert is not: give both (the node's certificate \
+                 and its key), or neither{}",
+                k.line,
+                if typos.is_empty() {
+                    String::new()
+                } else {
+                    format!("; also line {}", typos.join("; line "))
+                }
+            ),
+        ));
+    }
+    Ok(warnings)
+}
+
+/// Applies `--defaults-file` (when given) to the TLS flags for `role`; what [`lint`] finds
+/// is logged as warnings.
 pub fn apply(args: &mut TlsSettings, role: Role) -> Result<()> {
+    for warning in apply_and_lint(args, role)? {
+        tracing::warn!("{warning}");
+    }
+    Ok(())
+}
+
+/// [`apply`], handing back what [`lint`] found (for `check`, which reports it itself).
+pub fn apply_and_lint(args: &mut TlsSettings, role: Role) -> Result<Vec<String>> {
     let Some(path) = args.defaults_file.clone() else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let files = OptionFiles::load(&path)?;
+    let warnings = lint(&files, args.defaults_group_suffix.as_deref())?;
     let role = args.role.unwrap_or(role);
-    SstTls::resolve(&files, role, args.defaults_group_suffix.as_deref()).fill(args, &path)
+    SstTls::resolve(&files, role, args.defaults_group_suffix.as_deref()).fill(args, &path)?;
+    Ok(warnings)
 }
 
 #[cfg(test)]

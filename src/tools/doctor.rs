@@ -108,12 +108,31 @@ pub fn run(args: CheckArgs) -> Result<()> {
         role: Some(args.role),
         ..TlsSettings::default()
     };
-    mycnf::apply(&mut tls_args, args.role)?;
+    for warning in mycnf::apply_and_lint(&mut tls_args, args.role)? {
+        report.say(Level::Warning, warning);
+    }
     let (Some(cert), Some(ca)) = (tls_args.cert.clone(), tls_args.ca.clone()) else {
-        return Err(Error::Usage(
-            "check needs a certificate and a CA: --cert and --ca, or an option file that names them"
-                .into(),
-        ));
+        return Err(match &args.defaults_file {
+            Some(file) => Error::file(
+                file,
+                format!(
+                    "names no {} for the {}: set tcert/tkey/tca in [sst] (or ssl-cert/ssl-key/ssl-ca)",
+                    match (tls_args.cert.is_some(), tls_args.ca.is_some()) {
+                        (false, false) => "certificate and no CA",
+                        (false, true) => "certificate",
+                        _ => "CA",
+                    },
+                    match args.role {
+                        Role::Donor => "donor",
+                        Role::Joiner => "joiner",
+                    }
+                ),
+            ),
+            None => Error::Usage(
+                "check needs a certificate and a CA: --cert and --ca, or an option file that names them"
+                    .into(),
+            ),
+        });
     };
     if let Some(file) = &args.defaults_file {
         report.say(
