@@ -597,3 +597,36 @@ fn subcommand_form_is_named_socat_for_the_readiness_check() {
         port,
     );
 }
+
+/// Review finding (issue 22), the mariabackup shape: a donor whose certificate the joiner
+/// rejects (its commonname check wants another name) reports the rejection, never a
+/// truncation, however its writes and the joiner's alert race: 20 runs, each exit 1 (socat's
+/// failure status) with the alert.
+#[test]
+fn a_rejected_socat_donor_reports_the_alert_every_time() {
+    let pki = Pki::new();
+    let personas = Personas::new();
+    for run in 0..20 {
+        let port = free_port();
+        let listen = format!(
+            "openssl-listen:{port},reuseaddr,{},cafile={},commonname=node3",
+            identity(&pki, "server", false),
+            pki.s("ca.pem")
+        );
+        let j = joiner(&personas.socat(), &strs(&["-u", &listen, "stdio"]), port);
+        let mut d = Proc::spawn(
+            &personas.socat(),
+            &strs(&["-u", "stdio", &socat_connect(&pki, port, "client")]),
+        );
+        let _sent = feed(d.stdin(), 4 << 20, 23);
+        let out = d.finish();
+        assert_eq!(out.code(), 1, "run {run}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("the peer rejected our certificate (alert"),
+            "run {run}: {}",
+            out.stderr
+        );
+        j.refusal_or_exit().refused("certificate");
+    }
+}
