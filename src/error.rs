@@ -40,6 +40,9 @@ pub enum Error {
     /// Certificate verification failed (either side's).
     #[error("certificate verification failed: {0}")]
     Cert(String),
+    /// `check` found problems (each already printed as a finding); exit status as `Cert`.
+    #[error("{0}")]
+    Check(String),
     /// The TCP connection could not be made or the listening socket not opened.
     #[error("{0}")]
     Connect(String),
@@ -62,7 +65,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Usage(_) | Self::File { .. } => EXIT_USAGE,
-            Self::Cert(_) => EXIT_CERT,
+            Self::Cert(_) | Self::Check(_) => EXIT_CERT,
             Self::Connect(_) => EXIT_CONNECT,
             Self::Handshake(_) => EXIT_HANDSHAKE,
             Self::Transfer(_) => EXIT_TRANSFER,

@@ -258,7 +258,7 @@ fn check_refuses_files_others_can_read_or_replace() {
     };
     mode("cnonly-key.pem", 0o644);
     let out = check(&pki, "cnonly", &[]);
-    out.fails(3, "1 problem found");
+    out.fails(3, "check found 1 problem (see above)");
     let text = stdout(&out);
     assert!(
         text.contains("error: ")
@@ -269,7 +269,7 @@ fn check_refuses_files_others_can_read_or_replace() {
     mode("ca.pem", 0o666);
     mode("cnonly-cert.pem", 0o664);
     let out = check(&pki, "cnonly", &[]);
-    out.fails(3, "2 problems found");
+    out.fails(3, "check found 2 problems (see above)");
     let text = stdout(&out);
     assert!(
         text.contains("ca.pem: writable by group and others (mode 666)"),
@@ -283,7 +283,7 @@ fn check_refuses_files_others_can_read_or_replace() {
     mode("cnonly-cert.pem", 0o644);
     fs::set_permissions(pki.dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
     let out = check(&pki, "cnonly", &[]);
-    out.fails(3, "1 problem found");
+    out.fails(3, "check found 1 problem (see above)");
     let text = stdout(&out);
     assert!(
         text.contains("directory writable by group and others (mode 777)"),
@@ -552,4 +552,46 @@ fn option_file_typos_are_named_with_the_option_meant() {
         "{}",
         stdout(&out)
     );
+}
+
+/// Review finding (issue 22): `check` stopped after a key error, reported an expired
+/// certificate twice, and ended with "certificate verification failed: 1 problem found".
+/// Now every problem is named once, as what it is, and checking goes on after a key error.
+#[test]
+fn check_names_each_problem_once_and_goes_on_after_a_key_error() {
+    let pki = Pki::new();
+    let out = check(&pki, "expired", &[]);
+    out.fails(3, "check found 1 problem (see above)");
+    assert!(
+        !out.stderr.contains("certificate verification failed"),
+        "{}",
+        out.stderr
+    );
+    let text = stdout(&out);
+    assert_eq!(text.matches("expired at").count(), 1, "{text}");
+    assert!(
+        text.contains("error: certificate expired at 2021-01-01"),
+        "{text}"
+    );
+    // A key from another node and a certificate from another CA: both are named.
+    let out = Proc::spawn(
+        bin(),
+        &strs(&[
+            "check",
+            "--cert",
+            &pki.s("rogue-cert.pem"),
+            "--key",
+            &pki.s("client-key.pem"),
+            "--ca",
+            &pki.s("ca.pem"),
+        ]),
+    )
+    .finish();
+    out.fails(3, "check found 2 problems (see above)");
+    let text = stdout(&out);
+    assert!(
+        text.contains("private key does not match the certificate"),
+        "{text}"
+    );
+    assert!(text.contains("is not signed by a CA in"), "{text}");
 }

@@ -166,7 +166,12 @@ pub fn run(args: CheckArgs) -> Result<()> {
         }
         Err(e) => {
             report.say(Level::Error, e);
-            return finish(report);
+            // The key is one problem; the certificate and its chain may have others: check
+            // them too, from the certificate file alone.
+            match tls::pem::read_pem(&cert) {
+                Ok(parsed) if !parsed.certs.is_empty() => parsed.certs,
+                _ => return finish(report),
+            }
         }
     };
     let names = CertNames::parse(&chain[0]).unwrap_or_default();
@@ -195,6 +200,9 @@ pub fn run(args: CheckArgs) -> Result<()> {
                 ca.display()
             ),
         ),
+        // A certificate out of its dates is said once, by check_expiry below with the
+        // renewal command, not once more as a chain failure.
+        Err(why) if is_own_dates(&names) && is_about_dates(&why.to_string()) => {}
         Err(why) => report.say(Level::Error, why),
     }
     check_expiry(&mut report, &names, &ca, args.warn_days);
@@ -261,6 +269,17 @@ fn report_kernel_tls(report: &mut Report) {
     }
 }
 
+/// Whether the leaf itself is out of its validity period (check_expiry then says so).
+fn is_own_dates(leaf: &CertNames) -> bool {
+    let now = unix_now();
+    leaf.not_after < now || leaf.not_before > now
+}
+
+/// Whether a chain failure is about validity dates.
+fn is_about_dates(text: &str) -> bool {
+    text.contains("expired at") || text.contains("is not valid before")
+}
+
 fn finish(report: Report) -> Result<()> {
     println!(
         "summary: {} error{}, {} warning{}",
@@ -270,8 +289,8 @@ fn finish(report: Report) -> Result<()> {
         if report.warnings == 1 { "" } else { "s" }
     );
     if report.errors > 0 {
-        Err(Error::Cert(format!(
-            "{} problem{} found (see above)",
+        Err(Error::Check(format!(
+            "check found {} problem{} (see above)",
             report.errors,
             if report.errors == 1 { "" } else { "s" }
         )))
@@ -317,6 +336,15 @@ fn check_expiry(report: &mut Report, leaf: &CertNames, ca: &Path, warn_days: u32
             Level::Error,
             format!(
                 "certificate expired at {until}; renew it: {}",
+                renew_command(leaf, ca)
+            ),
+        );
+    } else if leaf.not_before > now {
+        report.say(
+            Level::Error,
+            format!(
+                "certificate is not valid before {} (check this host's clock, or renew it: {})",
+                tls::verify::format_unix(u64::try_from(leaf.not_before).unwrap_or(0)),
                 renew_command(leaf, ca)
             ),
         );
