@@ -16,7 +16,8 @@
 //!   real tools for anything else.
 //! - [`tools`]: `selftest`, `gen-certs`, `check`, `generate`, each with its own arguments.
 //! - [`ends`]: `connect` and `listen` (plans the native CLI and the front-ends build alike),
-//!   one connection's session, and the plaintext sides (stdio, a program per connection).
+//!   one connection's session, the listener's door while it waits for its verified peer,
+//!   striping, and the plaintext sides (stdio, a program per connection).
 //! - [`relay`]: moves bytes both ways with half-close and an idle timeout (the copy seam).
 //! - [`handoff`]: every handshake through rustls' unbuffered API, then the records to rustls
 //!   or, keyed through rustls' `KernelConnection`, to kernel TLS, and the control records the
