@@ -8,9 +8,9 @@
 //! connection that has not sent a byte for [`GRACE`] makes room, so connections that hold a
 //! slot and never speak are pushed out by the ones behind them, while a real client, whose
 //! ClientHello comes at once, keeps its slot (only at twice the cap does the oldest go,
-//! whatever it is). Running out of descriptors (EMFILE, ENFILE) or an aborted connection (ECONNABORTED)
-//! is a pause, never the end: the oldest pending handshake gives its descriptor back and the
-//! loop backs off. Refusals are logged one line each, escaped, and at most [`LOG_BURST`] per
+//! whatever it is). Running out of descriptors (EMFILE, ENFILE) or an aborted connection
+//! (ECONNABORTED) is a pause, never the end: a silent pending connection gives its descriptor
+//! back, or the loop backs off. Refusals are logged one line each, escaped, and at most [`LOG_BURST`] per
 //! [`LOG_WINDOW`], so a flood cannot flood the SST log as well.
 
 use std::collections::VecDeque;
@@ -29,7 +29,7 @@ use tracing::{debug, warn};
 use crate::error::Error;
 use crate::error::escape;
 
-/// Handshakes running at once while waiting; a newcomer beyond this evicts the oldest.
+/// Handshakes running at once while waiting; a newcomer beyond this evicts a silent one.
 pub const PENDING: usize = 64;
 /// How long a newcomer may stay silent before it may be dropped for another.
 const GRACE: Duration = Duration::from_millis(250);
@@ -323,10 +323,5 @@ impl Gate {
         warn!("accept failed ({e}): retrying in {:?}", self.backoff);
         tokio::time::sleep(self.backoff).await;
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
-    }
-
-    /// The listener, for a caller that goes on accepting by itself.
-    pub fn into_listener(self) -> TcpListener {
-        self.listener
     }
 }

@@ -429,7 +429,8 @@ where
 const REFUSAL: u64 = u64::MAX;
 const REFUSAL_MAX: usize = 1024;
 
-/// How long a refusing joiner waits for every stripe to have told the donor.
+/// How long a refusal may take to cross: the refusing joiner waits this long for every
+/// stripe to have told the donor, and a failed donor this long to read it back.
 const REFUSAL_WAIT: Duration = Duration::from_secs(2);
 
 /// Waits for every task.
@@ -473,7 +474,7 @@ async fn refused_or<S: AsyncRead + Unpin>(
         }
         parse_refusal(&bytes)
     };
-    match tokio::time::timeout(Duration::from_secs(2), read_rest).await {
+    match tokio::time::timeout(REFUSAL_WAIT, read_rest).await {
         Ok(Some(reason)) => io::Error::new(
             io::ErrorKind::ConnectionRefused,
             format!(

@@ -12,7 +12,6 @@ use crate::error::{Error, Result};
 use crate::settings::mycnf;
 use crate::settings::{Role, TlsSettings};
 use crate::tls::{self, names::CertNames};
-use crate::tools::gencerts;
 use clap::Args;
 
 /// `sst-tunnel check`.
@@ -367,7 +366,7 @@ fn renew_command(leaf: &CertNames, ca: &Path) -> String {
     format!(
         "sst-tunnel gen-certs --out {} --renew --node {}{}",
         ca_dir_hint(ca),
-        gencerts::node_spec(leaf),
+        leaf.node_spec(),
         ca_dir_note(ca)
     )
 }

@@ -647,7 +647,7 @@ fn rotate_finish(dir: &Path, ca_dir: CaDir) -> Result<()> {
             .collect();
         let nodes: Vec<String> = stale
             .iter()
-            .map(|(_, n)| format!("--node {}", node_spec(n)))
+            .map(|(_, n)| format!("--node {}", n.node_spec()))
             .collect();
         return Err(Error::file(
             dir,
@@ -685,11 +685,6 @@ fn rotate_finish(dir: &Path, ca_dir: CaDir) -> Result<()> {
             .join("', '"),
     );
     Ok(())
-}
-
-/// The `--node` value that re-issues a certificate with the same names: `CN[=IP,...]`.
-pub fn node_spec(names: &CertNames) -> String {
-    names.node_spec()
 }
 
 /// Every `NAME-cert.pem` in the directory, sorted.
