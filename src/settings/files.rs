@@ -106,6 +106,30 @@ pub fn exposure(path: &Path, holds: Holds) -> Vec<String> {
     problems
 }
 
+/// [`exposure`] of a node's trust files, each problem once (files in one directory share
+/// its problem): the certificate (holding the key too when no key file is given), the key,
+/// the CAs.
+pub fn trust_exposure(cert: Option<&Path>, key: Option<&Path>, ca: Option<&Path>) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(cert) = cert {
+        let holds = if key.is_none() {
+            Holds::Secret
+        } else {
+            Holds::Public
+        };
+        problems.extend(exposure(cert, holds));
+    }
+    if let Some(key) = key {
+        problems.extend(exposure(key, Holds::Secret));
+    }
+    if let Some(ca) = ca {
+        problems.extend(exposure(ca, Holds::Public));
+    }
+    let mut seen = std::collections::HashSet::new();
+    problems.retain(|p| seen.insert(p.clone()));
+    problems
+}
+
 /// The effective user id: whose files a CA directory must be.
 pub fn effective_uid() -> u32 {
     nix::unistd::geteuid().as_raw()

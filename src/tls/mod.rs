@@ -132,27 +132,13 @@ fn valid_now(cert: &Path, leaf: &CertificateDer<'_>) -> Result<()> {
 /// still runs, since refusing would break an SST in progress, but `sst-tunnel check` makes
 /// each of these an error.
 fn warn_exposure(args: &TlsSettings) {
-    use crate::settings::files::{Holds, exposure};
-    let mut problems = Vec::new();
-    if let Some(cert) = &args.cert {
-        let holds = if args.key.is_none() {
-            Holds::Secret
-        } else {
-            Holds::Public
-        };
-        problems.extend(exposure(cert, holds));
-    }
-    if let Some(key) = &args.key {
-        problems.extend(exposure(key, Holds::Secret));
-    }
-    if let Some(ca) = &args.ca {
-        problems.extend(exposure(ca, Holds::Public));
-    }
-    let mut seen = std::collections::HashSet::new();
+    let problems = crate::settings::files::trust_exposure(
+        args.cert.as_deref(),
+        args.key.as_deref(),
+        args.ca.as_deref(),
+    );
     for problem in problems {
-        if seen.insert(problem.clone()) {
-            warn!("{problem} (sst-tunnel check reports this as an error)");
-        }
+        warn!("{problem} (sst-tunnel check reports this as an error)");
     }
 }
 

@@ -151,7 +151,7 @@ pub fn run(args: CheckArgs) -> Result<()> {
     }
     let key_path = tls_args.key.clone().unwrap_or_else(|| cert.clone());
     let key_path = key_path.as_path();
-    check_exposure(&mut report, &cert, key_path, &ca);
+    check_exposure(&mut report, &cert, tls_args.key.as_deref(), &ca);
     let chain = match tls::identity(&cert, tls_args.key.as_deref()) {
         Ok((chain, _key)) => {
             report.say(
@@ -300,18 +300,8 @@ fn finish(report: Report) -> Result<()> {
 
 /// Files another user could replace (a CA, certificate or key they could swap for their own)
 /// or read (a key) are errors: on a shared host either hands that user the SST.
-fn check_exposure(report: &mut Report, cert: &Path, key: &Path, ca: &Path) {
-    use crate::settings::files::{Holds, exposure};
-    let mut problems = exposure(cert, Holds::Public);
-    if key != cert {
-        problems.extend(exposure(key, Holds::Secret));
-    } else {
-        problems = exposure(cert, Holds::Secret);
-    }
-    problems.extend(exposure(ca, Holds::Public));
-    // Files in one directory share its problem: name it once.
-    let mut seen = std::collections::HashSet::new();
-    problems.retain(|p| seen.insert(p.clone()));
+fn check_exposure(report: &mut Report, cert: &Path, key: Option<&Path>, ca: &Path) {
+    let problems = crate::settings::files::trust_exposure(Some(cert), key, Some(ca));
     if problems.is_empty() {
         report.say(
             Level::Ok,
