@@ -103,19 +103,18 @@ fn valid_now(cert: &Path, leaf: &CertificateDer<'_>) -> Result<()> {
     let Some(names) = CertNames::parse(leaf) else {
         return Ok(()); // identity() has refused what cannot be parsed.
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let now = verify::unix_now();
+    if names.valid_at(now) {
+        return Ok(());
+    }
     let date = |t: i64| verify::format_unix(u64::try_from(t).unwrap_or(0));
-    let what = if names.not_after < now {
-        format!("expired at {}", date(names.not_after))
-    } else if names.not_before > now {
+    let what = if names.not_before > now {
         format!(
             "is not valid before {} (check this host's clock)",
             date(names.not_before)
         )
     } else {
-        return Ok(());
+        format!("expired at {}", date(names.not_after))
     };
     Err(Error::Cert(format!(
         "{}: our own certificate '{}' {what} (valid {} to {}); renew it: sst-tunnel gen-certs \

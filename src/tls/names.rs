@@ -149,6 +149,11 @@ impl CertNames {
         }
     }
 
+    /// Whether `now` (seconds since the epoch) is within the validity period.
+    pub fn valid_at(&self, now: i64) -> bool {
+        self.not_before <= now && now <= self.not_after
+    }
+
     /// The `gen-certs --node` value that re-issues a certificate with the same names:
     /// `CN[=IP,...]`.
     pub fn node_spec(&self) -> String {

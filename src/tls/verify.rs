@@ -495,6 +495,13 @@ impl ClientCertVerifier for PeerVerifier {
     }
 }
 
+/// Now, in seconds since the epoch (as certificate dates are kept in [`CertNames`]).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// Formats seconds since the epoch as `YYYY-MM-DD HH:MM:SS UTC` (civil-from-days, no deps).
 pub fn format_unix(secs: u64) -> String {
     let days = i64::try_from(secs / 86_400).unwrap_or(0);

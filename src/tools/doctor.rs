@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::settings::mycnf;
 use crate::settings::{Role, TlsSettings};
+use crate::tls::verify::unix_now;
 use crate::tls::{self, names::CertNames};
 use clap::Args;
 
@@ -201,7 +202,7 @@ pub fn run(args: CheckArgs) -> Result<()> {
         ),
         // A certificate out of its dates is said once, by check_expiry below with the
         // renewal command, not once more as a chain failure.
-        Err(why) if is_own_dates(&names) && is_about_dates(&why.to_string()) => {}
+        Err(why) if !names.valid_at(unix_now()) && is_about_dates(&why.to_string()) => {}
         Err(why) => report.say(Level::Error, why),
     }
     check_expiry(&mut report, &names, &ca, args.warn_days);
@@ -266,12 +267,6 @@ fn report_kernel_tls(report: &mut Report) {
             ),
         );
     }
-}
-
-/// Whether the leaf itself is out of its validity period (check_expiry then says so).
-fn is_own_dates(leaf: &CertNames) -> bool {
-    let now = unix_now();
-    leaf.not_after < now || leaf.not_before > now
 }
 
 /// Whether a chain failure is about validity dates.
@@ -449,11 +444,4 @@ fn report_cas(report: &mut Report, ca_path: &Path, leaf: &CertNames, warn_days: 
             ),
         );
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
