@@ -413,24 +413,41 @@ fn typo_of<'a>(key: &str, wanted: &[&'a str], known: &[&str]) -> Option<&'a str>
         .map(|(_, w)| w)
 }
 
+/// A near miss of a TLS option: where it is and what it is taken for.
+struct Typo {
+    file: PathBuf,
+    line: usize,
+    what: String,
+}
+
+impl Typo {
+    /// `line N: [group] key: unknown option, did you mean ...?`
+    fn at_line(&self) -> String {
+        format!("line {}: {}", self.line, self.what)
+    }
+}
+
 /// Looks for what would quietly leave a node's TLS half set up: option names one or two
-/// edits away from a TLS option we read (warned, with file, line and the option meant), and
-/// a key without its certificate or the reverse in `[sst]` (an error naming both lines).
+/// edits away from a TLS option we read (warnings, with file, line and the option meant),
+/// and `[sst] tkey` without `tcert` (an error naming its line, and the near misses with it).
 pub fn lint(files: &OptionFiles, suffix: Option<&str>) -> Result<Vec<String>> {
     let in_group = |e: &Entry, groups: &[&str]| {
         groups
             .iter()
             .any(|g| e.group == *g || suffix.is_some_and(|s| e.group == format!("{g}{s}")))
     };
-    let mut warnings = Vec::new();
+    let mut typos = Vec::new();
     let mut note = |e: &Entry, shown: &str, meant: &str| {
-        warnings.push(format!(
-            "{}: line {}: [{}] {shown}: unknown option, did you mean {meant}? (ignored)",
-            e.file.display(),
-            e.line,
-            e.group
-        ));
+        typos.push(Typo {
+            file: e.file.clone(),
+            line: e.line,
+            what: format!(
+                "[{}] {shown}: unknown option, did you mean {meant}? (ignored)",
+                e.group
+            ),
+        });
     };
+
     let sst_known: Vec<&str> = SST_OTHER_KEYS
         .iter()
         .chain(&SERVER_SSL_KEYS)
@@ -459,8 +476,9 @@ pub fn lint(files: &OptionFiles, suffix: Option<&str>) -> Result<Vec<String>> {
             }
         }
     }
-    // tkey without tcert, or tcert without tkey: the scripts would run without a client
-    // certificate (or with a key from elsewhere) and fail later, far from the cause.
+    // tkey without tcert: the scripts would run without a client certificate and fail
+    // later, far from the cause (tcert alone is fine: it may hold the key too, as
+    // encrypt=2 uses it).
     let last = |key: &str| {
         files
             .entries
@@ -468,28 +486,27 @@ pub fn lint(files: &OptionFiles, suffix: Option<&str>) -> Result<Vec<String>> {
             .rev()
             .find(|e| e.key == key && in_group(e, &["sst"]) && !e.value.is_empty())
     };
-    // (tcert alone is fine: it may hold the key too, as encrypt=2 uses it.)
     if let (Some(k), None) = (last("tkey"), last("tcert")) {
         // One line: the typo that most likely caused it goes with it.
-        let typos: Vec<&str> = warnings
-            .iter()
-            .filter_map(|w| w.split_once(": line ").map(|(_, rest)| rest))
-            .collect();
+        let also: Vec<String> = typos.iter().map(Typo::at_line).collect();
         return Err(Error::file(
             &k.file,
             format!(
                 "line {}: [sst] tkey is set but tcert is not: give both (the node's certificate \
                  and its key), or neither{}",
                 k.line,
-                if typos.is_empty() {
+                if also.is_empty() {
                     String::new()
                 } else {
-                    format!("; also line {}", typos.join("; line "))
+                    format!("; also {}", also.join("; "))
                 }
             ),
         ));
     }
-    Ok(warnings)
+    Ok(typos
+        .iter()
+        .map(|t| format!("{}: {}", t.file.display(), t.at_line()))
+        .collect())
 }
 
 /// Applies `--defaults-file` (when given) to the TLS flags for `role`; what [`lint`] finds
