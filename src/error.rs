@@ -95,14 +95,9 @@ impl Error {
     }
 }
 
-/// The usual name of the signals that end a tunnel.
+/// A signal's name (`SIGTERM`), as nix knows it.
 fn signal_name(signo: i32) -> &'static str {
-    match signo {
-        1 => "SIGHUP",
-        2 => "SIGINT",
-        15 => "SIGTERM",
-        _ => "a signal",
-    }
+    nix::sys::signal::Signal::try_from(signo).map_or("a signal", |s| s.as_str())
 }
 
 /// Shorthand for results in this crate.
