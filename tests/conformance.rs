@@ -739,3 +739,56 @@ fn tls12_post_handshake_rules() {
 fn kernel_tls_tls12_post_handshake_rules() {
     tls12_post_handshake("kernel");
 }
+
+/// Application data in the middle of the handshake (issue 21, point 8), against `listen`
+/// and `connect`, over TLS 1.3 and 1.2: the tunnel answers with the alert the RFC names
+/// and fails. Under TLS 1.3 the record cannot be opened with the handshake keys that
+/// protect that point of the handshake (RFC 8446 5.2: bad_record_mac); under TLS 1.2 it is
+/// a message out of place (RFC 5246 7.2.2: unexpected_message). The handshake runs on
+/// rustls whatever the record layer after it, so one engine covers both.
+#[test]
+fn application_data_during_the_handshake_gets_an_alert() {
+    let pki = Pki::new();
+    let inject = [&[DATA, 3, 3, 0, 32][..], &[0x42; 32]].concat();
+    let mut wrong = Vec::new();
+    for tls12 in [false, true] {
+        let (version, want) = if tls12 {
+            ("1.2", A::UnexpectedMessage)
+        } else {
+            ("1.3", A::BadRecordMac)
+        };
+        let pin = ["--tls-max", version, "--log-level", "debug"];
+        // The listener: it refuses this connection and goes on waiting for its donor.
+        let mut args = listen_args("127.0.0.1:0", &tls_args(&pki, "server", &[]));
+        args.push("--stdio".into());
+        args.extend(strs(&pin));
+        let server = Proc::spawn_with(&mut on("rustls", &args));
+        let alert = common::rawtls::interrupted_handshake(&pki, tls12, Ok(server.port()), &inject);
+        let refusal = server.wait_line("refused a connection from");
+        server.signal(nix::sys::signal::Signal::SIGTERM);
+        let out = server.finish();
+        if alert != Some(want) || !out.stdout.is_empty() {
+            wrong.push(format!(
+                "listen, TLS {version}: alert {alert:?}, output {:?}; {refusal}",
+                out.stdout
+            ));
+        }
+        // The client: the handshake fails, exit 5 (the TLS handshake failed).
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut client =
+            Proc::spawn_with(&mut on("rustls", &client_args(&pki, port, "client", &pin)));
+        let held_open = client.stdin();
+        let alert = common::rawtls::interrupted_handshake(&pki, tls12, Err(&listener), &inject);
+        drop(held_open);
+        let out = client.finish();
+        if alert != Some(want) || out.code() != 5 {
+            wrong.push(format!(
+                "connect, TLS {version}: alert {alert:?}, exit {}; stderr: {}",
+                out.code(),
+                out.stderr
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

@@ -778,3 +778,144 @@ fn a_rejected_donor_reports_the_alert_every_time() {
             .refused("matches none of the expected names: node3");
     }
 }
+
+/// Numbers at and past every type's edge, as text: each is refused with a one-line error
+/// naming where it came from, or taken; never a panic.
+const EXTREMES: [&str; 9] = [
+    "0",
+    "-1",
+    "4294967296",
+    "18446744073709551616",
+    "99999999999999999999999999",
+    "1e309",
+    "nan",
+    "inf",
+    "99999999999999999999h",
+];
+
+/// What is wrong with the outcome for an extreme `value` of `option`: a panic, or a
+/// refusal that does not name the option.
+fn no_panic(out: &Outcome, option: &str, value: &str) -> Option<String> {
+    let said = out.stderr.trim_end();
+    if out.code() == 101 || said.contains("panicked") {
+        return Some(format!("{option} {value}: panicked: {said}"));
+    }
+    // Taken, the run ends at the connect (or the bind); refused, the error line (clap adds
+    // a usage hint after it) names the option.
+    let error = said.lines().find(|l| l.contains("error")).unwrap_or("");
+    let taken = ["cannot connect to", "cannot listen on"]
+        .iter()
+        .any(|end| error.contains(end));
+    if out.code() != 0 && !taken && !error.to_lowercase().contains(&option.to_lowercase()) {
+        return Some(format!(
+            "{option} {value}: refused without naming it: {said}"
+        ));
+    }
+    None
+}
+
+/// Issue 21, point 5: no panic is reachable from any number on a command line or in a
+/// config file. Every option of `connect`, `listen` and `check` whose value is a number or
+/// a duration (found in their `--help`, so a new one is covered the day it is added), the
+/// numeric stunnel directives, socat's numeric options and `-T`, and SST_TUNNEL_STREAMS get
+/// each of [`EXTREMES`]. Nothing listens on the target port, so whatever is taken ends at
+/// the connect.
+#[test]
+fn no_number_on_any_command_line_panics() {
+    let pki = Pki::new();
+    let refused = free_port();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_port = busy.local_addr().unwrap().port();
+    let mut wrong = Vec::new();
+    let numeric = |command: &str| -> Vec<String> {
+        let help = Proc::spawn(bin(), &strs(&[command, "--help"])).finish();
+        help.ok();
+        let flags: Vec<String> = String::from_utf8_lossy(&help.stdout)
+            .lines()
+            .filter_map(|line| {
+                let (flag, value) = line.trim().rsplit_once(' ')?;
+                let flag = flag.rsplit(' ').next()?;
+                let numeric = ["<N>", "<N|auto>", "<DURATION>", "<DAYS>"].contains(&value);
+                (flag.starts_with("--") && numeric).then(|| flag.to_string())
+            })
+            .collect();
+        assert!(
+            !flags.is_empty(),
+            "{command} --help lists no numeric option"
+        );
+        flags
+    };
+    let base = |command: &str| -> Vec<String> {
+        match command {
+            "connect" => client_args(&pki, refused, "client", &[]),
+            "listen" => {
+                let mut args = listen_args(
+                    &format!("127.0.0.1:{busy_port}"),
+                    &tls_args(&pki, "server", &[]),
+                );
+                args.push("--stdio".into());
+                args
+            }
+            _ => strs(&[
+                "check",
+                "--cert",
+                &pki.s("server-cert.pem"),
+                "--key",
+                &pki.s("server-key.pem"),
+                "--ca",
+                &pki.s("ca.pem"),
+            ]),
+        }
+    };
+    for command in ["connect", "listen", "check"] {
+        for flag in numeric(command) {
+            for value in EXTREMES {
+                let mut args = base(command);
+                args.push(format!("{flag}={value}"));
+                let out = Proc::spawn(bin(), &args).finish();
+                wrong.extend(no_panic(&out, &flag, value));
+            }
+        }
+    }
+    // stunnel: the donor's config with one numeric directive changed.
+    let conf = stunnel_donor_conf(&pki, refused);
+    let text = std::fs::read_to_string(&conf).unwrap();
+    for directive in ["TIMEOUTclose", "TIMEOUTidle", "TIMEOUTconnect", "debug"] {
+        for value in EXTREMES {
+            let changed =
+                format!("{text}\n{directive} = {value}\n").replace("TIMEOUTclose = 0\n", "");
+            pki.write("extreme.conf", &changed);
+            let mut stunnel = std::process::Command::new(bin());
+            stunnel.arg0("stunnel").arg(pki.path("extreme.conf"));
+            let out = Proc::spawn_with(&mut stunnel).finish();
+            wrong.extend(no_panic(&out, directive, value));
+        }
+    }
+    // socat: -T and every numeric address option, and the stripe count it reads from the
+    // environment.
+    let target = format!("openssl-connect:127.0.0.1:{refused},verify=0");
+    for option in [
+        "retry",
+        "interval",
+        "connect-timeout",
+        "backlog",
+        "sndbuf",
+        "linger",
+        "-T",
+        "SST_TUNNEL_STREAMS",
+    ] {
+        for value in EXTREMES {
+            let mut socat = std::process::Command::new(bin());
+            socat.arg0("socat");
+            match option {
+                "-T" => socat.args(["-T", value, "-u", "stdio", &target]),
+                "SST_TUNNEL_STREAMS" => socat.env(option, value).args(["-u", "stdio", &target]),
+                _ => socat.args(["-u", "stdio", &format!("{target},{option}={value}")]),
+            };
+            let out = Proc::spawn_with(&mut socat).finish();
+            wrong.extend(no_panic(&out, option, value));
+        }
+    }
+    drop(busy);
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

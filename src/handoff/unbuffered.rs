@@ -208,6 +208,12 @@ pub async fn handshake<S: Side>(conn: &mut S, tcp: &mut TcpStream) -> io::Result
             Ok(ConnectionState::PeerClosed | ConnectionState::Closed) => {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
+            // Application data the peer sends before the handshake allows it is refused by
+            // rustls itself, with its alert (bad_record_mac under TLS 1.3's handshake keys,
+            // unexpected_message under TLS 1.2: the Err arm below; the conformance suite
+            // checks both). rustls hands out data only once the peer may send it, which for
+            // us is after our own Finished, and one record is read at a time: this arm is
+            // not reachable from the wire. Should a later rustls reach it, fail closed.
             Ok(_) => {
                 return Err(io::Error::other(
                     "unexpected application data during the handshake",

@@ -127,22 +127,9 @@ impl RawPeer {
 
     fn client_on(port: u16, pki: &Pki, version: &'static rustls::SupportedProtocolVersion) -> Self {
         let secrets = Arc::new(Secrets::default());
-        let (certs, key) = identity(pki, "client");
-        let mut config = rustls::ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[version])
-            .unwrap()
-            .with_root_certificates(roots(pki))
-            .with_client_auth_cert(certs, key)
-            .unwrap();
-        config.enable_secret_extraction = true;
-        config.key_log = secrets.clone();
-        let conn = rustls::ClientConnection::new(
-            Arc::new(config),
-            ServerName::try_from("localhost").unwrap(),
-        )
-        .unwrap();
+        let conn = client_conn(pki, version, &secrets);
         let sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        Self::finish(sock, rustls::Connection::Client(conn), &secrets, true)
+        Self::finish(sock, conn, &secrets, true)
     }
 
     /// Accepts one connection on `listener` as the PKI's `server` (TLS 1.3, no tickets of
@@ -162,25 +149,9 @@ impl RawPeer {
         version: &'static rustls::SupportedProtocolVersion,
     ) -> Self {
         let secrets = Arc::new(Secrets::default());
-        let (certs, key) = identity(pki, "server");
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            Arc::new(roots(pki)),
-            provider(),
-        )
-        .build()
-        .unwrap();
-        let mut config = rustls::ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[version])
-            .unwrap()
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(certs, key)
-            .unwrap();
-        config.enable_secret_extraction = true;
-        config.key_log = secrets.clone();
-        config.send_tls13_tickets = 0;
-        let conn = rustls::ServerConnection::new(Arc::new(config)).unwrap();
+        let conn = server_conn(pki, version, &secrets);
         let (sock, _) = listener.accept().unwrap();
-        Self::finish(sock, rustls::Connection::Server(conn), &secrets, false)
+        Self::finish(sock, conn, &secrets, false)
     }
 
     fn finish(
@@ -404,6 +375,111 @@ impl RawPeer {
             }
         }
         None
+    }
+}
+
+/// A client connection as the PKI's `client`, keeping its secrets in `secrets`.
+fn client_conn(
+    pki: &Pki,
+    version: &'static rustls::SupportedProtocolVersion,
+    secrets: &Arc<Secrets>,
+) -> rustls::Connection {
+    let (certs, key) = identity(pki, "client");
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_root_certificates(roots(pki))
+        .with_client_auth_cert(certs, key)
+        .unwrap();
+    config.enable_secret_extraction = true;
+    config.key_log = secrets.clone();
+    let name = ServerName::try_from("localhost").unwrap();
+    rustls::Connection::Client(rustls::ClientConnection::new(Arc::new(config), name).unwrap())
+}
+
+/// A server connection as the PKI's `server` (no tickets of its own; the client's
+/// certificate verified by the CA), keeping its secrets in `secrets`.
+fn server_conn(
+    pki: &Pki,
+    version: &'static rustls::SupportedProtocolVersion,
+    secrets: &Arc<Secrets>,
+) -> rustls::Connection {
+    let (certs, key) = identity(pki, "server");
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots(pki)),
+        provider(),
+    )
+    .build()
+    .unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .unwrap();
+    config.enable_secret_extraction = true;
+    config.key_log = secrets.clone();
+    config.send_tls13_tickets = 0;
+    rustls::Connection::Server(rustls::ServerConnection::new(Arc::new(config)).unwrap())
+}
+
+/// A handshake interrupted by `inject` (issue 21, point 8): as the client (connecting to
+/// `port`) or, with `listener`, as the server, the test sends the first record of its first
+/// flight, then `inject`, and reads what the tunnel answers through the handshake's own
+/// keys (rustls, fed everything the tunnel sends): the fatal alert it received, or `None`
+/// when the tunnel closed without one (or said nothing within [`PATIENCE`]).
+pub fn interrupted_handshake(
+    pki: &Pki,
+    tls12: bool,
+    port_or_listener: Result<u16, &TcpListener>,
+    inject: &[u8],
+) -> Option<rustls::AlertDescription> {
+    let version = if tls12 {
+        &rustls::version::TLS12
+    } else {
+        &rustls::version::TLS13
+    };
+    let secrets = Arc::new(Secrets::default());
+    let (mut sock, mut conn) = match port_or_listener {
+        Ok(port) => (
+            TcpStream::connect(("127.0.0.1", port)).unwrap(),
+            client_conn(pki, version, &secrets),
+        ),
+        Err(listener) => (
+            listener.accept().unwrap().0,
+            server_conn(pki, version, &secrets),
+        ),
+    };
+    sock.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut chunk = vec![0u8; 65536];
+    // A server speaks once the ClientHello is in.
+    while !conn.wants_write() {
+        let n = sock.read(&mut chunk).unwrap();
+        assert!(n > 0, "the tunnel closed before its ClientHello");
+        conn.read_tls(&mut &chunk[..n]).unwrap();
+        conn.process_new_packets().unwrap();
+    }
+    let mut flight = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut flight).unwrap();
+    }
+    let first = 5 + usize::from(u16::from_be_bytes([flight[3], flight[4]]));
+    sock.write_all(&flight[..first]).unwrap();
+    let _ = sock.write_all(inject);
+    loop {
+        let n = match sock.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => n,
+        };
+        let mut fed = &chunk[..n];
+        while !fed.is_empty() {
+            conn.read_tls(&mut fed).unwrap();
+            match conn.process_new_packets() {
+                Ok(_) => {}
+                Err(rustls::Error::AlertReceived(alert)) => return Some(alert),
+                Err(other) => panic!("the tunnel's answer did not parse: {other}"),
+            }
+        }
     }
 }
 
