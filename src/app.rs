@@ -15,6 +15,7 @@ use crate::cli::{Cli, Command};
 use crate::ends::{client, server};
 use crate::error::{Error, Result};
 use crate::frontend::{self, Launch, Start};
+use crate::settings::vocabulary;
 use crate::tools::{doctor, gencerts, generate, selftest};
 use crate::{fastpath, logging};
 
@@ -70,11 +71,11 @@ fn exit_status(label: &str, result: Result<()>, code: impl Fn(&Error) -> u8) -> 
         // Aborted from outside (the SST script's timeout or cleanup): said as what it is,
         // with the exit status a signal gives, not as an error of ours.
         Err(err @ Error::Signal(_)) => {
-            eprintln!("{label}: info: {err}");
+            eprintln!("{label}: info: {}", vocabulary::speak(&err.to_string()));
             ExitCode::from(code(&err))
         }
         Err(err) => {
-            eprintln!("{label}: error: {err}");
+            eprintln!("{label}: error: {}", vocabulary::speak(&err.to_string()));
             ExitCode::from(code(&err))
         }
     }

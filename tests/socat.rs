@@ -601,7 +601,7 @@ fn subcommand_form_is_named_socat_for_the_readiness_check() {
 /// Review finding (issue 22), the mariabackup shape: a donor whose certificate the joiner
 /// rejects (its commonname check wants another name) reports the rejection, never a
 /// truncation, however its writes and the joiner's alert race: 20 runs, each exit 1 (socat's
-/// failure status) with the alert.
+/// failure status) with the alert, and the hint in socat's words.
 #[test]
 fn a_rejected_socat_donor_reports_the_alert_every_time() {
     let pki = Pki::new();
@@ -621,9 +621,13 @@ fn a_rejected_socat_donor_reports_the_alert_every_time() {
         let _sent = feed(d.stdin(), 4 << 20, 23);
         let out = d.finish();
         assert_eq!(out.code(), 1, "run {run}: {}", out.stderr);
+        // The hint names socat's own option (issue 22, point 5).
         assert!(
             out.stderr
-                .contains("the peer rejected our certificate (alert"),
+                .contains("the peer rejected our certificate (alert")
+                && out
+                    .stderr
+                    .contains("our certificate (socat's cert= option)"),
             "run {run}: {}",
             out.stderr
         );

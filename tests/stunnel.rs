@@ -528,7 +528,12 @@ fn verify_chain_requires_a_client_certificate_and_required_does_not() {
             same_tree(&sst.src(), &sst.dest());
         } else {
             assert!(!out.status.success());
-            joiner.wait_line("presented no certificate");
+            // The hint names the config line the client lacks, not a native flag.
+            let refusal = joiner.wait_line("presented no certificate");
+            assert!(
+                refusal.contains("the 'cert =' line of the client's stunnel config"),
+                "{refusal}"
+            );
         }
         sst.stop(joiner);
     }
@@ -549,5 +554,50 @@ fn check_ip_matches_ip_sans() {
     let donor_conf = sst.donor_conf(mode, "127.0.0.1", &["checkIP = 127.0.0.1"]);
     run_rsync(&sst.rsync_args(&personas.stunnel(), &donor_conf, "127.0.0.1"));
     same_tree(&sst.src(), &sst.dest());
+    sst.stop(joiner);
+}
+
+/// Issue 22, points 1 and 5, the rsync shape: a donor whose certificate the joiner rejects
+/// (issued by another CA) reports the rejection with exit 3 and the alert in each of 20 runs,
+/// however its writes (4 MiB from stdin) and the joiner's alert race, and its hint names the
+/// `cert =` line of its own config, not a native flag.
+#[test]
+fn a_rejected_stunnel_donor_reports_the_alert_every_time_in_its_own_words() {
+    let sst = Sst::new();
+    let personas = Personas::new();
+    let joiner = sst.start_joiner(
+        &personas.stunnel(),
+        &sst.joiner_conf(Mode::VerifyCa, "127.0.0.1"),
+        "stunnel",
+    );
+    let rogue = sst.donor_dir().join("rogue.conf");
+    fs::write(
+        &rogue,
+        format!(
+            "key = {}\ncert = {}\nCAfile = {}\nclient = yes\nconnect = 127.0.0.1:{}\nTIMEOUTclose = 0\nverifyChain = yes\n",
+            sst.pki.s("rogue-key.pem"),
+            sst.pki.s("rogue-cert.pem"),
+            sst.pki.s("ca.pem"),
+            sst.port
+        ),
+    )
+    .unwrap();
+    let hint = format!(
+        "check that our certificate (the 'cert =' line of {})",
+        rogue.display()
+    );
+    for run in 0..20 {
+        let mut donor = Proc::spawn(&personas.stunnel(), &[rogue.display().to_string()]);
+        let _sent = feed(donor.stdin(), 4 << 20, 29);
+        let out = donor.finish();
+        assert_eq!(out.code(), 3, "run {run}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("the peer rejected our certificate (alert")
+                && out.stderr.contains(&hint),
+            "run {run}: {}",
+            out.stderr
+        );
+    }
     sst.stop(joiner);
 }

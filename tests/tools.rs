@@ -554,6 +554,54 @@ fn option_file_typos_are_named_with_the_option_meant() {
     );
 }
 
+/// Issue 22, point 5: a donor whose certificate came from an option file and is rejected is
+/// told about the option file's key (`tcert in FILE`), not a `--cert` flag it never gave;
+/// a flag given on the command line keeps its own name.
+#[test]
+fn hints_name_the_option_file_key_that_gave_the_certificate() {
+    let pki = Pki::new();
+    let cnf = pki.dir.path().join("donor.cnf");
+    fs::write(
+        &cnf,
+        format!(
+            "[sst]\ntcert={}\ntkey={}\ntca={}\n",
+            pki.s("rogue-cert.pem"),
+            pki.s("rogue-key.pem"),
+            pki.s("ca.pem")
+        ),
+    )
+    .unwrap();
+    let cnf = cnf.to_string_lossy().into_owned();
+    for (extra, words) in [
+        (vec![], format!("our certificate (tcert in {cnf})")),
+        (
+            strs(&[
+                "--cert",
+                &pki.s("rogue-cert.pem"),
+                "--key",
+                &pki.s("rogue-key.pem"),
+            ]),
+            "our certificate (--cert)".to_string(),
+        ),
+    ] {
+        let server = stdio_server(&pki, &[]);
+        let port = server.port();
+        let mut args = strs(&[
+            "connect",
+            &format!("127.0.0.1:{port}"),
+            "--defaults-file",
+            &cnf,
+        ]);
+        args.extend(extra);
+        let mut donor = Proc::spawn(bin(), &args);
+        donor.close_stdin();
+        let out = donor.finish();
+        out.fails(3, "the peer rejected our certificate")
+            .fails(3, &words);
+        server.refusal_or_exit().refused("certificate");
+    }
+}
+
 /// Review finding (issue 22): `check` stopped after a key error, reported an expired
 /// certificate twice, and ended with "certificate verification failed: 1 problem found".
 /// Now every problem is named once, as what it is, and checking goes on after a key error.

@@ -5,6 +5,7 @@
 
 pub mod files;
 pub mod mycnf;
+pub mod vocabulary;
 
 /// The longest timeout any flag, config line or option takes: a year. Longer ones would
 /// overflow the clock arithmetic of timers; nothing in an SST waits that long.

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::settings::files;
+use crate::settings::vocabulary;
 use crate::settings::{Role, TlsSettings, VerifyMode};
 
 /// The server's option groups (`my_print_defaults --mysqld` on MariaDB 10.11).
@@ -213,6 +214,8 @@ pub struct SstTls {
     pub ca: Option<PathBuf>,
     /// `ssl-mode`, upper-cased.
     pub mode: Option<String>,
+    /// Which key gave each of the files: (the native flag it stands for, the key).
+    pub keys: Vec<(&'static str, String)>,
 }
 
 impl SstTls {
@@ -231,23 +234,26 @@ impl SstTls {
         let sst: Vec<&str> = sst.iter().map(String::as_str).collect();
         let both: [&[&str]; 2] = [&server, &sst];
         let sst_only: [&[&str]; 1] = [&sst];
+        // Each value is kept with the key it came from, for hints in the file's words.
+        let get =
+            |groups: &[&[&str]], key: &str| files.get(groups, key).map(|v| (v, key.to_string()));
         // 1. Legacy [sst] names; 2. otherwise the ssl-* options.
         let legacy = ["tca", "tcapath", "tcert", "tkey"]
             .iter()
             .any(|k| files.get(&sst_only, k).is_some());
         let (mut ca, mut capath, mut cert, mut key) = if legacy {
             (
-                files.get(&sst_only, "tca"),
-                files.get(&sst_only, "tcapath"),
-                files.get(&sst_only, "tcert"),
-                files.get(&sst_only, "tkey"),
+                get(&sst_only, "tca"),
+                get(&sst_only, "tcapath"),
+                get(&sst_only, "tcert"),
+                get(&sst_only, "tkey"),
             )
         } else {
             (
-                files.get(&both, "ssl-ca"),
-                files.get(&both, "ssl-capath"),
-                files.get(&both, "ssl-cert"),
-                files.get(&both, "ssl-key"),
+                get(&both, "ssl-ca"),
+                get(&both, "ssl-capath"),
+                get(&both, "ssl-cert"),
+                get(&both, "ssl-key"),
             )
         };
         // 3. Role overrides.
@@ -255,8 +261,8 @@ impl SstTls {
             Role::Joiner => "server",
             Role::Donor => "client",
         };
-        let override_with = |slot: &mut Option<String>, what: &str| {
-            if let Some(v) = files.get(&both, &format!("ssl-{side}-{what}")) {
+        let override_with = |slot: &mut Option<(String, String)>, what: &str| {
+            if let Some(v) = get(&both, &format!("ssl-{side}-{what}")) {
                 *slot = Some(v);
             }
         };
@@ -268,33 +274,54 @@ impl SstTls {
         if let Some(options) = files.get(&[&server], "wsrep-provider-options") {
             for (k, v) in provider_options(&options) {
                 match k.as_str() {
-                    "socket.ssl_ca" if ca.is_none() && capath.is_none() => ca = Some(v),
-                    "socket.ssl_cert" if cert.is_none() => cert = Some(v),
-                    "socket.ssl_key" if key.is_none() => key = Some(v),
+                    "socket.ssl_ca" if ca.is_none() && capath.is_none() => ca = Some((v, k)),
+                    "socket.ssl_cert" if cert.is_none() => cert = Some((v, k)),
+                    "socket.ssl_key" if key.is_none() => key = Some((v, k)),
                     _ => {}
                 }
             }
         }
-        let non_empty = |v: Option<String>| v.filter(|s| !s.is_empty()).map(PathBuf::from);
+        let mut keys = Vec::new();
+        let mut non_empty = |flag: &'static str, v: Option<(String, String)>| {
+            let (value, key) = v.filter(|(s, _)| !s.is_empty())?;
+            keys.push((flag, key));
+            Some(PathBuf::from(value))
+        };
+        let cert = non_empty("--cert", cert);
+        let key = non_empty("--key", key);
+        let ca = non_empty("--ca", ca);
+        let ca = ca.or_else(|| non_empty("--ca", capath));
         Self {
-            cert: non_empty(cert),
-            key: non_empty(key),
-            ca: non_empty(ca).or_else(|| non_empty(capath)),
+            cert,
+            key,
+            ca,
             mode: files.get(&both, "ssl-mode").map(|m| m.to_ascii_uppercase()),
+            keys,
         }
     }
 
     /// Fills what the command line left out; flags always win.
+    /// What the file gave is named in its own words in later hints ([`vocabulary`]).
     pub fn fill(self, args: &mut TlsSettings, path: &Path) -> Result<()> {
-        if args.cert.is_none() {
+        let mut words = vocabulary::current();
+        let mut took = |flag: &'static str| {
+            if let Some((_, key)) = self.keys.iter().find(|(f, _)| *f == flag) {
+                words.from_option_file(flag, key, path);
+            }
+        };
+        if args.cert.is_none() && self.cert.is_some() {
+            took("--cert");
             args.cert = self.cert;
         }
-        if args.key.is_none() && args.cert.is_some() {
+        if args.key.is_none() && args.cert.is_some() && self.key.is_some() {
+            took("--key");
             args.key = self.key;
         }
-        if args.ca.is_none() {
+        if args.ca.is_none() && self.ca.is_some() {
+            took("--ca");
             args.ca = self.ca;
         }
+        vocabulary::install(words);
         if args.verify.is_none() {
             args.verify = match self.mode.as_deref() {
                 None => None,

@@ -25,6 +25,7 @@ use rustls::{
 use tracing::warn;
 
 use crate::error::{Error, Result};
+use crate::settings::vocabulary::PEERS_CERT;
 use crate::settings::{TlsSettings, TlsVersion, VerifyMode};
 use names::CertNames;
 use pem::CaCert;
@@ -231,7 +232,7 @@ pub fn classify(err: &io::Error, other: fn(String) -> Error) -> Error {
         }
         rustls::Error::InvalidCertificate(e) => Error::Cert(format!("peer certificate: {e:?}")),
         rustls::Error::NoCertificatesPresented => Error::Cert(format!(
-            "{NO_CLIENT_CERTIFICATE} (client certificates are required; give the client --cert)"
+            "{NO_CLIENT_CERTIFICATE} (client certificates are required; give the client one: {PEERS_CERT})"
         )),
         rustls::Error::AlertReceived(alert) => match alert {
             AlertDescription::BadCertificate
@@ -242,8 +243,8 @@ pub fn classify(err: &io::Error, other: fn(String) -> Error) -> Error {
             | AlertDescription::UnknownCA
             | AlertDescription::CertificateRequired
             | AlertDescription::AccessDenied => Error::Cert(format!(
-                "the peer rejected our certificate (alert {alert:?}): check that our --cert is \
-                 issued by a CA the peer trusts, is valid now, and names this host"
+                "the peer rejected our certificate (alert {alert:?}): check that our certificate \
+                 (--cert) is issued by a CA the peer trusts, is valid now, and names this host"
             )),
             other_alert => other(format!("the peer sent alert {other_alert:?}")),
         },

@@ -83,7 +83,7 @@ pub fn load_identity(
         let hint = if key.is_some() {
             ""
         } else {
-            "; pass --key FILE"
+            "; name the key file (--key)"
         };
         return Err(Error::file(
             key_path,

@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::fastpath;
 use crate::net::{self, HostPort};
 use crate::relay;
+use crate::settings::vocabulary::{self, Vocabulary};
 use crate::settings::{TlsSettings, TlsVersion};
 use crate::tls::{self, NameRule, Policy, Prepared};
 use address::Address;
@@ -38,6 +39,8 @@ const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 pub fn launch(args: Vec<OsString>) -> Launch {
     // The joiner script looks for a listener owned by a process named socat*.
     fastpath::set_process_name("socat");
+    // Hints name socat's options, not the native flags.
+    vocabulary::install(Vocabulary::socat());
     let start = match prepare(&args) {
         Ok(Action::Version) => {
             print!("{}", version_text());
