@@ -749,6 +749,41 @@ mod tests {
         assert!(parse_connect("host:port").is_none());
     }
 
+    /// The man page's list of accepted directives is what `take` accepts.
+    #[test]
+    fn every_documented_directive_is_taken() {
+        let conf = Conf::parse(Path::new("s.conf"), "").unwrap();
+        for (names, _) in crate::tools::manual::STUNNEL_DIRECTIVES {
+            for name in names.split(", ") {
+                let value = match name {
+                    "setuid" | "setgid" => "root",
+                    "socket" => "l:TCP_NODELAY=1",
+                    "checkIP" => "127.0.0.1",
+                    "foreground" => "yes",
+                    "TIMEOUTclose" => "0",
+                    _ => "x",
+                };
+                let line = Line {
+                    number: 1,
+                    name: name.into(),
+                    value: value.into(),
+                };
+                let taken = conf.take(&mut Directives::default(), &line);
+                assert!(
+                    !matches!(taken, Ok(Some(_))),
+                    "{name}: documented, not taken"
+                );
+            }
+        }
+        let line = Line {
+            number: 1,
+            name: "engine".into(),
+            value: "x".into(),
+        };
+        let taken = conf.take(&mut Directives::default(), &line);
+        assert!(matches!(taken, Ok(Some(_))), "engine: taken");
+    }
+
     #[test]
     fn lexer_follows_stunnel() {
         let text =

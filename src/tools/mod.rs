@@ -9,5 +9,6 @@
 pub mod doctor;
 pub mod gencerts;
 pub mod generate;
+pub mod manual;
 pub mod pki;
 pub mod selftest;

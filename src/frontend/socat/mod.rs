@@ -690,6 +690,31 @@ async fn plain_relay(mut tcp: tokio::net::TcpStream, peer: &str, stream: Stream)
 mod tests {
     use super::*;
 
+    /// The man page's lists of accepted address options are what `read_options` accepts.
+    #[test]
+    fn every_documented_option_is_taken() {
+        for (names, _) in &crate::tools::manual::SOCAT_SUBSET[2..] {
+            for name in names.split(", ") {
+                let value = match name {
+                    "verify" | "no-sni" | "reuseaddr" | "keepalive" | "nodelay" => "1",
+                    "pf" => "ip4",
+                    "bind" => "127.0.0.1",
+                    "min-proto-version" | "max-proto-version" => "TLS1.3",
+                    "retry" | "interval" | "connect-timeout" | "linger" | "sndbuf" | "rcvbuf"
+                    | "backlog" => "1",
+                    _ => "x",
+                };
+                let address =
+                    Address::parse(&format!("openssl-connect:h:1,{name}={value}")).unwrap();
+                let taken = read_options(&address, Kind::TlsConnect);
+                // Refusing the value is fine (dhparam's file is checked); unknown is not.
+                assert!(!matches!(taken, Ok(None)), "{name}: documented, not taken");
+            }
+        }
+        let address = Address::parse("openssl-connect:h:1,engine=x").unwrap();
+        assert!(matches!(read_options(&address, Kind::TlsConnect), Ok(None)));
+    }
+
     #[test]
     fn version_is_read_as_socat_1_7_4_with_openssl() {
         let text = version_text();
