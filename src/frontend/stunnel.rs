@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::fastpath;
 use crate::net::HostPort;
 use crate::settings::files;
+use crate::settings::vocabulary::{self, Vocabulary};
 use crate::settings::{TlsSettings, TlsVersion};
 use crate::tls::{self, NameRule, Policy, Prepared};
 
@@ -41,6 +42,10 @@ const STUNNEL_COMPAT_VERSION: &str = "5.68";
 pub fn launch(args: Vec<OsString>) -> Launch {
     // The joiner script looks for a listener owned by a process named stunnel*.
     fastpath::set_process_name("stunnel");
+    // Hints name this config's lines, not the native flags.
+    if let Some(conf) = args.first() {
+        vocabulary::install(Vocabulary::stunnel(Path::new(conf)));
+    }
     let start = match prepare(&args) {
         Ok(Action::Version) => {
             eprintln!(
