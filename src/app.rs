@@ -12,12 +12,15 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use clap::CommandFactory;
 
 use crate::cli::{Cli, Command};
-use crate::ends::{client, server};
+use crate::ends::{client, resume, server};
 use crate::error::{Error, Result};
 use crate::frontend::{self, Launch, Start};
 use crate::settings::vocabulary;
 use crate::tools::{doctor, gencerts, generate, selftest};
 use crate::{fastpath, logging};
+
+/// How long an ending process lets its resumable streams tell their peers it stopped.
+const ABORT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The native command line, start to exit status.
 pub fn main(cli: Cli) -> ExitCode {
@@ -94,6 +97,11 @@ fn execute(multi: bool, work: impl Future<Output = Result<()>>) -> Result<()> {
             signo = stop.recv() => Err(Error::Signal(signo)),
             result = work => result,
         }
+    });
+    // A stream that ended early (a signal, a local failure) tells its peer so before the
+    // process goes, rather than leave it waiting to resume (bounded: the peer may be gone).
+    runtime.block_on(async {
+        let _ = tokio::time::timeout(ABORT_GRACE, resume::quiesce()).await;
     });
     // Do not wait for blocking-pool stdio reads that may never return.
     runtime.shutdown_background();

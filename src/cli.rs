@@ -16,7 +16,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::ends::stripes;
 use crate::settings::{
     ConnectSettings, ListenSettings, Role, Serve, StreamSettings, TlsSettings, TlsVersion,
-    VerifyMode,
+    VerifyMode, parse_duration,
 };
 use crate::tools::selftest::SelftestArgs;
 use crate::tools::{doctor::CheckArgs, gencerts::GenCertsArgs, generate::GenerateArgs};
@@ -250,6 +250,11 @@ pub struct StreamArgs {
     /// Write the final summary as JSON to FILE (listen --exec appends one line per connection).
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
+
+    /// When both ends are sst-tunnel, a stream whose connection breaks (a reset, an outage)
+    /// resumes on a new one if it comes within this long (0: never resume).
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]
+    pub resume_window: Duration,
 }
 
 impl From<TlsArgs> for TlsSettings {
@@ -278,6 +283,7 @@ impl From<StreamArgs> for StreamSettings {
             idle_timeout: a.idle_timeout,
             progress: a.progress,
             stats_json: a.stats_json,
+            resume_window: a.resume_window,
         }
     }
 }
@@ -366,32 +372,6 @@ impl ValueEnum for TlsVersion {
 /// Parses a number of streams: `auto` or 1 to the most either end agrees to.
 pub fn parse_streams(text: &str) -> Result<u32, String> {
     stripes::parse(text)
-}
-
-/// Parses `30s`, `500ms`, `5m`, `1h` or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration (try 30s, 500ms, 5m)"))?;
-    let seconds = match unit {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => {
-            return Err(format!(
-                "'{text}': unknown unit '{unit}' (use ms, s, m or h)"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(seconds)
-        .map_err(|e| format!("'{text}': {e}"))
-        .and_then(|d| crate::settings::bounded(d).map_err(|why| format!("'{text}': {why}")))
 }
 
 #[cfg(test)]

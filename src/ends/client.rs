@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 
 use crate::ends::session::{self, ClientStream, TlsInfo};
 use crate::ends::stdio::{Direction, LocalEnds};
-use crate::ends::stripes;
+use crate::ends::{resume, stripes};
 use crate::error::{Error, Result};
 use crate::net::{self, HostPort};
 use crate::relay;
@@ -53,6 +53,9 @@ pub struct Plan {
     /// The most connections to stripe a one-way stream over (offered in the handshake; 1:
     /// never). `config` must offer them ([`stripes::offer`]).
     pub stripes: u32,
+    /// How long a broken stream may take to resume (zero: never). `config` must offer it
+    /// ([`resume::offer`]).
+    pub resume: Duration,
 }
 
 /// `sst-tunnel connect`.
@@ -67,7 +70,10 @@ pub async fn run(mut args: ConnectSettings) -> Result<()> {
         args.sni.as_deref(),
         args.no_sni,
     )?;
-    let config = stripes::offer(config, args.streams);
+    let config = resume::offer(
+        stripes::offer(config, args.streams),
+        args.stream.resume_window,
+    );
     dial(Plan {
         target,
         source: None,
@@ -82,6 +88,7 @@ pub async fn run(mut args: ConnectSettings) -> Result<()> {
         retry_interval: Duration::ZERO,
         report: args.stream.reporting(false),
         stripes: args.streams,
+        resume: args.stream.resume_window,
     })
     .await
 }
@@ -94,6 +101,9 @@ pub async fn dial(plan: Plan) -> Result<()> {
     if info.stripes > 1 {
         return striped(&plan, stream, info, &label).await;
     }
+    if info.resume {
+        return resumable(&plan, stream, info, &label).await;
+    }
     let local = LocalEnds::open(plan.direction, plan.end_with_peer);
     let options = plan
         .report
@@ -102,20 +112,97 @@ pub async fn dial(plan: Plan) -> Result<()> {
     plan.report.finish(&label, &info, result)
 }
 
-/// A stream striped over `info.stripes` connections: the listener's binding token from the
-/// first, the others opened and bound to it, then stdin over all of them (one-way).
-async fn striped(plan: &Plan, mut first: ClientStream, info: TlsInfo, label: &str) -> Result<()> {
-    let count = info.stripes;
+/// The binding secret the listener sends first on a striped or resumable stream.
+async fn binding_token(
+    plan: &Plan,
+    first: &mut ClientStream,
+    label: &str,
+) -> Result<stripes::Token> {
     let mut token: stripes::Token = Zeroizing::new([0; stripes::TOKEN_LEN]);
     tokio::time::timeout(plan.handshake_timeout, first.read_exact(&mut token[..]))
         .await
         .map_err(|_| {
             Error::Transfer(format!(
-                "{label} agreed to {count} streams but sent no binding within {:?}",
+                "{label} agreed to carry the stream over several connections but sent no \
+                 binding within {:?}",
                 plan.handshake_timeout
             ))
         })?
         .map_err(|e| tls::classify(&e, Error::Transfer))?;
+    Ok(token)
+}
+
+/// A stream that resumes on a new connection when its connection breaks ([`resume`]): the
+/// listener's binding token from the first; each new connection is dialled and verified
+/// like the first, must meet the first's peer certificate, and presents the token.
+async fn resumable(
+    plan: &Plan,
+    mut first: ClientStream,
+    mut info: TlsInfo,
+    label: &str,
+) -> Result<()> {
+    let token = Arc::new(binding_token(plan, &mut first, label).await?);
+    let path = session::copy_path(&first);
+    let first_info = Arc::new(info.clone());
+    let (target, source, config, name) = (
+        plan.target.clone(),
+        plan.source,
+        plan.config.clone(),
+        plan.name.clone(),
+    );
+    let (connect_timeout, handshake) = (plan.connect_timeout, plan.handshake_timeout);
+    let dial = move || -> resume::Redial {
+        let (target, config, name) = (target.clone(), config.clone(), name.clone());
+        let (first_info, token) = (first_info.clone(), token.clone());
+        Box::pin(async move {
+            // Refused: the host is there and nothing listens any more, so the joiner has
+            // gone (its process ended); an outage or a reset path looks otherwise.
+            let tcp = net::connect_from(&target, connect_timeout, source)
+                .await
+                .map_err(|e| {
+                    let gone = e.to_string().contains("connection refused");
+                    (e, gone)
+                })?;
+            let (mut stream, extra) = session::connect(config, name, tcp, handshake)
+                .await
+                .map_err(|e| {
+                    // A certificate refused either way will not get better by retrying.
+                    let fatal = matches!(e, Error::Cert(_));
+                    (e, fatal)
+                })?;
+            extra.joins(&first_info).map_err(|e| (e, true))?;
+            stream
+                .write_all(&stripes::resume_binding(&token))
+                .await
+                .map_err(|e| (tls::classify(&e, Error::Transfer), false))?;
+            Ok(Box::new(stream) as resume::Conn)
+        })
+    };
+    let (mut link, carrier) = resume::start(
+        Box::new(first),
+        resume::Again::Dial(Box::new(dial)),
+        plan.resume,
+        label.to_string(),
+    );
+    let local = LocalEnds::open(plan.direction, plan.end_with_peer);
+    let options = plan
+        .report
+        .relay_options(label, &info, plan.idle, local.end_with_peer);
+    let relayed = relay::relay(&mut link, local.input, local.output, options);
+    let (result, resumptions) = resume::relay(relayed, carrier, path).await;
+    if let Err(e) = &result {
+        // Our side failed (its input or output): the peer hears why, at once.
+        link.abort(&format!("it failed: {e}"));
+    }
+    info.resumptions = resumptions;
+    plan.report.finish(label, &info, result)
+}
+
+/// A stream striped over `info.stripes` connections: the listener's binding token from the
+/// first, the others opened and bound to it, then stdin over all of them (one-way).
+async fn striped(plan: &Plan, mut first: ClientStream, info: TlsInfo, label: &str) -> Result<()> {
+    let count = info.stripes;
+    let token = binding_token(plan, &mut first, label).await?;
     let mut all = vec![first];
     for index in 1..count {
         let (mut stream, extra) = establish(plan, label).await?;

@@ -234,6 +234,13 @@ impl Gate {
         self.after_rejection = Some(grace);
     }
 
+    /// Waits for ever again, whatever was rejected before: a stream that is already under
+    /// way keeps its port open for a resuming connection, which no stray one may end.
+    pub fn keep_waiting(&mut self) {
+        self.after_rejection = None;
+        self.rejected = None;
+    }
+
     /// The next connection that passes `check` (its handshake and whatever else it must
     /// prove), with where it came from. Connections that fail are logged and dropped, accept
     /// errors are waited out; it fails only past [`Gate::give_up_after_rejection`]'s grace,

@@ -8,6 +8,7 @@
 pub mod client;
 pub mod exec;
 pub mod gate;
+pub mod resume;
 pub mod server;
 pub mod session;
 pub mod stdio;

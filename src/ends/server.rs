@@ -12,14 +12,14 @@ use std::time::Duration;
 use rustls::ServerConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::ends::exec::{self, PeerEnv, Program};
 use crate::ends::gate::{Gate, Pending};
 use crate::ends::session;
 use crate::ends::stdio::{Direction, LocalEnds, StdinReader};
-use crate::ends::stripes;
+use crate::ends::{resume, stripes};
 use crate::error::escape;
 use crate::error::{Error, Result};
 use crate::net::{self, HostPort};
@@ -50,6 +50,9 @@ pub struct Plan {
     pub mode: Mode,
     /// Progress lines and the stats file.
     pub report: Reporting,
+    /// How long a broken stdio stream may take to resume (zero: never). `config` must agree
+    /// to it ([`resume::accept`]).
+    pub resume: Duration,
 }
 
 /// The two kinds of listener.
@@ -75,8 +78,10 @@ pub async fn run(mut args: ListenSettings) -> Result<()> {
     let bind = net::parse_bind(&args.bind)?;
     let prepared = Prepared::load(&args.tls, None)?;
     let mut config = tls::server_config(&args.tls, prepared)?;
+    let mut window = Duration::ZERO;
     if matches!(args.serve, Serve::Stdio) {
-        config = stripes::accept_up_to(config, args.streams);
+        window = args.stream.resume_window;
+        config = resume::accept(stripes::accept_up_to(config, args.streams), window);
     }
     let mode = match args.serve {
         Serve::Exec(argv) => Mode::Exec {
@@ -93,6 +98,7 @@ pub async fn run(mut args: ListenSettings) -> Result<()> {
         idle: args.stream.idle(),
         report: args.stream.reporting(matches!(mode, Mode::Exec { .. })),
         mode,
+        resume: window,
     };
     check(&plan)?;
     let listener = open(&bind).await?;
@@ -124,6 +130,7 @@ pub async fn serve(listener: TcpListener, plan: Plan) -> Result<()> {
         handshake: plan.handshake,
         idle: plan.idle,
         report: plan.report,
+        resume: plan.resume,
     };
     match plan.mode {
         Mode::Exec {
@@ -148,6 +155,7 @@ struct Limits {
     handshake: Duration,
     idle: Option<Duration>,
     report: Reporting,
+    resume: Duration,
 }
 
 /// Waits for one verified connection and relays it to stdio. Whatever fails before it (a
@@ -176,6 +184,9 @@ async fn serve_stdio(
     debug!(%peer, version = %info.version, suite = %info.suite, client = ?info.peer_subject, "handshake complete");
     if info.stripes > 1 {
         return striped(gate, &acceptor, limits, stream, info, peer, direction).await;
+    }
+    if info.resume {
+        return resumable(gate, &acceptor, limits, stream, info, peer, direction).await;
     }
     // One connection only: later dialers get "connection refused", not a silent queue.
     drop(gate);
@@ -278,6 +289,103 @@ async fn striped(
         watcher.abort();
     }
     limits.report.finish(&label, &info, result)
+}
+
+/// A stream that resumes on a new connection when its connection breaks ([`resume`]): the
+/// binding token on the first; the port stays open, and a connection verified like the
+/// first, with the first's client certificate and the token, takes over the stream. Any
+/// other is refused and logged, and the wait goes on.
+async fn resumable(
+    mut gate: Gate,
+    acceptor: &Arc<ServerConfig>,
+    limits: &Limits,
+    mut first: session::ServerStream,
+    mut info: session::TlsInfo,
+    peer: SocketAddr,
+    direction: Direction,
+) -> Result<()> {
+    let token = stripes::token().map_err(|e| Error::Internal(e.to_string()))?;
+    first
+        .write_all(&token[..])
+        .await
+        .map_err(|e| tls::classify(&e, Error::Transfer))?;
+    first
+        .flush()
+        .await
+        .map_err(|e| tls::classify(&e, Error::Transfer))?;
+    let path = session::copy_path(&first);
+    gate.keep_waiting();
+    let wait = limits.handshake;
+    let check = {
+        let acceptor = acceptor.clone();
+        let first = Arc::new(info.clone());
+        let token = Arc::new(token);
+        move |tcp| {
+            let (acceptor, first, token) = (acceptor.clone(), first.clone(), token.clone());
+            async move {
+                tokio::time::timeout(wait, bind_resume(&acceptor, tcp, wait, &token, &first))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Error::Handshake(format!("nothing bound within {wait:?}")))
+                    })
+            }
+        }
+    };
+    let (arrived, arrivals) = mpsc::channel(1);
+    let accepting = tokio::spawn(async move {
+        let mut pending = Pending::default();
+        while let Ok((from, conn)) = gate.next(&mut pending, check.clone()).await {
+            debug!(%from, "a connection to resume the stream on");
+            if arrived.send(conn).await.is_err() {
+                break;
+            }
+        }
+    });
+    let label = peer.to_string();
+    let (mut link, carrier) = resume::start(
+        Box::new(first),
+        resume::Again::Accept(arrivals),
+        limits.resume,
+        label.clone(),
+    );
+    let local = LocalEnds::open(direction, false);
+    let options = limits
+        .report
+        .relay_options(&label, &info, limits.idle, local.end_with_peer);
+    let relayed = relay::relay(&mut link, local.input, local.output, options);
+    let (result, resumptions) = resume::relay(relayed, carrier, path).await;
+    if let Err(e) = &result {
+        // Our side failed (its input or output): the peer hears why, at once.
+        link.abort(&format!("it failed: {e}"));
+    }
+    // Over: later dialers get "connection refused".
+    accepting.abort();
+    info.resumptions = resumptions;
+    limits.report.finish(&label, &info, result)
+}
+
+/// One newcomer while a resumable stream is under way: verified like the first (and with
+/// the first's client certificate), the same agreement, and the binding secret with the
+/// resume mark as its first bytes.
+async fn bind_resume(
+    acceptor: &Arc<ServerConfig>,
+    tcp: TcpStream,
+    wait: Duration,
+    token: &[u8; stripes::TOKEN_LEN],
+    first: &session::TlsInfo,
+) -> Result<resume::Conn> {
+    let (mut stream, extra) = session::accept(acceptor, tcp, wait).await?;
+    extra.joins(first)?;
+    if !extra.resume {
+        return Err(Error::Handshake("it did not agree to resume".into()));
+    }
+    let mut presented = Zeroizing::new([0; stripes::TOKEN_LEN + resume::RESUME_MARK.len()]);
+    stream
+        .read_exact(&mut presented[..])
+        .await
+        .map_err(|e| tls::classify(&e, Error::Transfer))?;
+    stripes::check_resume(token, &presented[..]).map_err(Error::Transfer)?;
+    Ok(Box::new(stream))
 }
 
 /// Why a striped stream with input on the listener's side is refused.

@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::net::TcpStream;
 use tracing::{info, warn};
 
-use crate::ends::stripes;
+use crate::ends::{resume, stripes};
 use crate::error::Error;
 use crate::fastpath::CopyPath;
 use crate::handoff::ktls;
@@ -44,6 +44,10 @@ pub struct TlsInfo {
     pub stripes: u32,
     /// The peer's own certificate (DER), which every stripe's peer must present too.
     pub peer_cert: Option<Vec<u8>>,
+    /// Both ends agreed to resume the stream on a new connection when this one breaks.
+    pub resume: bool,
+    /// Connections that replaced a broken one (counted once the stream is over).
+    pub resumptions: u32,
 }
 
 impl TlsInfo {
@@ -70,6 +74,11 @@ impl TlsInfo {
             record_budget: tls::record_budget(conn),
             stripes: stripes::negotiated(conn.alpn_protocol()),
             peer_cert: leaf.map(|cert| cert.to_vec()),
+            resume: resume::agreed(
+                conn.alpn_protocol(),
+                conn.protocol_version() == Some(ProtocolVersion::TLSv1_3),
+            ),
+            resumptions: 0,
         }
     }
 
@@ -178,8 +187,13 @@ pub fn log_summary(peer: &str, info: &TlsInfo, transfer: &Transfer) {
         1 => String::new(),
         n => format!(", {n} streams"),
     };
+    let resumed = match info.resumptions {
+        0 => String::new(),
+        1 => ", resumed once".to_string(),
+        n => format!(", resumed {n} times"),
+    };
     info!(
-        "closed {peer}: sent {} bytes, received {} bytes in {secs:.3}s ({rate:.1} MB/s), {} {}, path {}{streams}",
+        "closed {peer}: sent {} bytes, received {} bytes in {secs:.3}s ({rate:.1} MB/s), {} {}, path {}{streams}{resumed}",
         transfer.sent, transfer.received, info.version, info.suite, transfer.path
     );
 }
@@ -296,6 +310,8 @@ struct Stats<'a> {
     copy_path: String,
     /// TLS connections that carried the stream (more than 1 when striped).
     streams: u32,
+    /// Connections that replaced a broken one (the stream resumed on them).
+    resumptions: u32,
     /// The peer certificate's subject DN, when it sent one.
     #[serde(skip_serializing_if = "Option::is_none")]
     peer_subject: Option<&'a str>,
@@ -323,6 +339,7 @@ fn write_stats(
         cipher_suite: &info.suite,
         copy_path: t.path.to_string(),
         streams: info.stripes,
+        resumptions: info.resumptions,
         peer_subject: info.peer_subject.as_deref(),
         error,
     };
@@ -353,6 +370,7 @@ mod tests {
             cipher_suite: "TLS13_AES_256_GCM_SHA384",
             copy_path: "buffered".into(),
             streams: 1,
+            resumptions: 0,
             peer_subject: Some("CN=a \"b\"\\c\n\u{1}"),
             error: None,
         };

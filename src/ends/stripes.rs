@@ -37,6 +37,7 @@ use tokio::task::JoinHandle;
 
 use zeroize::Zeroizing;
 
+use crate::ends::resume::RESUME_MARK;
 use crate::fastpath::CopyPath;
 use crate::relay::{Progress, RelayError, Transfer};
 
@@ -149,6 +150,27 @@ pub fn check_binding(
         [i] if (1..stripes).contains(&u32::from(*i)) => Ok(u32::from(*i)),
         _ => Err(format!("it names no stripe between 1 and {}", stripes - 1)),
     }
+}
+
+/// What a resuming connection presents first: the token and [`RESUME_MARK`] (where an extra
+/// stripe has its index), wiped on drop.
+pub fn resume_binding(token: &[u8; TOKEN_LEN]) -> Zeroizing<Vec<u8>> {
+    let mut bytes = Zeroizing::new(Vec::with_capacity(TOKEN_LEN + RESUME_MARK.len()));
+    bytes.extend_from_slice(token);
+    bytes.extend_from_slice(&RESUME_MARK);
+    bytes
+}
+
+/// Checks what a resuming connection presented: the token (constant time) and the mark.
+pub fn check_resume(token: &[u8; TOKEN_LEN], presented: &[u8]) -> Result<(), String> {
+    let (secret, mark) = presented.split_at(TOKEN_LEN.min(presented.len()));
+    if aws_lc_rs::constant_time::verify_slices_are_equal(secret, token).is_err() {
+        return Err("it does not carry this transfer's binding secret".into());
+    }
+    if mark != RESUME_MARK {
+        return Err("it does not ask to resume the stream".into());
+    }
+    Ok(())
 }
 
 /// The idle timeout fired in a stripe's task (carried inside an `io::Error` out of it).
@@ -785,6 +807,15 @@ mod tests {
         data.extend_from_slice(b"abc");
         assert_eq!(parse_refusal(&data), None);
         assert!(refusal_frame(&"x".repeat(5000)).len() <= HEADER + REFUSAL_MAX);
+    }
+
+    #[test]
+    fn a_resume_binding_carries_the_token_and_the_mark() {
+        let token = [7; TOKEN_LEN];
+        assert_eq!(check_resume(&token, &resume_binding(&token)), Ok(()));
+        assert!(check_resume(&[8; TOKEN_LEN], &resume_binding(&token)).is_err());
+        assert!(check_resume(&token, &binding(&token, 1)).is_err());
+        assert!(check_resume(&token, &token[..5]).is_err());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use super::{Launch, Start, Tunnel, Unsupported, delegate};
 use crate::ends::exec::Program;
 use crate::ends::stdio::Direction;
-use crate::ends::{client, server};
+use crate::ends::{client, resume, server};
 use crate::error::{Error, Result};
 use crate::fastpath;
 use crate::net::HostPort;
@@ -60,7 +60,7 @@ pub fn launch(args: Vec<OsString>) -> Launch {
             Ok(Start::Run(Tunnel {
                 log_level: service.log_level,
                 multi: daemon,
-                work: Box::pin(run(service)),
+                work: Box::pin(run(*service)),
                 settle: if daemon {
                     stopped_daemon
                 } else {
@@ -95,7 +95,7 @@ enum Action {
     /// Something outside the subset: run the real stunnel.
     Delegate(Unsupported),
     /// A configuration we run ourselves.
-    Run(Service),
+    Run(Box<Service>),
 }
 
 /// A configuration, checked and translated.
@@ -201,7 +201,7 @@ struct Conf {
 }
 
 enum Translated {
-    Service(Service),
+    Service(Box<Service>),
     Unsupported(Unsupported),
 }
 
@@ -336,6 +336,8 @@ impl Conf {
             let prepared = Prepared::with_policy(&tls, policy)?;
             let config = tls::server_config(&tls, prepared)?;
             let plan = server::Plan {
+                // Exec services do not resume yet: each connection runs its own program.
+                resume: Duration::ZERO,
                 config,
                 handshake: HANDSHAKE_TIMEOUT,
                 idle: Some(self.seconds(d.timeout_idle.as_ref(), IDLE_TIMEOUT)?),
@@ -353,14 +355,14 @@ impl Conf {
                 .as_ref()
                 .filter(|line| !line.value.is_empty())
                 .map(|line| PathBuf::from(&line.value));
-            return Ok(Translated::Service(Service {
+            return Ok(Translated::Service(Box::new(Service {
                 role: Role::Daemon {
                     bind,
                     plan,
                     pid_file,
                 },
                 log_level,
-            }));
+            })));
         }
         // inetd mode: stdin/stdout are the plaintext side.
         if !client {
@@ -389,13 +391,16 @@ impl Conf {
         let prepared = Prepared::with_policy(&tls, policy)?;
         let (config, name) =
             tls::client_config(&tls, prepared, &target.host, sni.as_deref(), no_sni)?;
-        Ok(Translated::Service(Service {
+        // A joiner that is sst-tunnel too may agree to resume a broken connection.
+        let resume = resume::window_from_env()?;
+        Ok(Translated::Service(Box::new(Service {
             role: Role::Inetd(client::Plan {
                 // rsync's protocol is interactive: one connection, both ways.
                 stripes: 1,
+                resume,
+                config: resume::offer(config, resume),
                 target,
                 source: None,
-                config,
                 name,
                 connect_timeout: self.seconds(d.timeout_connect.as_ref(), CONNECT_TIMEOUT)?,
                 handshake_timeout: HANDSHAKE_TIMEOUT,
@@ -409,7 +414,7 @@ impl Conf {
                 report: crate::settings::Reporting::front_end(),
             }),
             log_level,
-        }))
+        })))
     }
 
     /// Files one line into `d`; `Some` when the line is outside the subset.

@@ -23,6 +23,32 @@ pub fn bounded(duration: Duration) -> Result<Duration, String> {
     }
 }
 
+/// Parses `30s`, `500ms`, `5m`, `1h` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration (try 30s, 500ms, 5m)"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "'{text}': unknown unit '{unit}' (use ms, s, m or h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|e| format!("'{text}': {e}"))
+        .and_then(|d| bounded(d).map_err(|why| format!("'{text}': {why}")))
+}
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -143,6 +169,9 @@ pub struct StreamSettings {
     pub progress: Duration,
     /// Write the final summary as JSON to this file.
     pub stats_json: Option<PathBuf>,
+    /// The longest a stream between two sst-tunnels may stay disconnected and still resume
+    /// (zero: never resume).
+    pub resume_window: Duration,
 }
 
 impl StreamSettings {

@@ -61,6 +61,12 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
          down PATH, never sst-tunnel itself.",
     ),
     (
+        "SST_TUNNEL_RESUME_WINDOW",
+        "The stunnel and socat front-ends' --resume-window: how long a stream between two \
+         sst-tunnels may stay disconnected and still resume on a new connection (a duration: \
+         120s by default; 0 never resumes).",
+    ),
+    (
         "RUST_LOG",
         "A log filter (tracing's syntax) that overrides --log-level.",
     ),

@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use super::{Launch, Start, Tunnel, Unsupported, delegate};
 use crate::ends::stdio::{Direction, LocalEnds};
-use crate::ends::{client, server, stripes};
+use crate::ends::{client, resume, server, stripes};
 use crate::error::{Error, Result};
 use crate::fastpath;
 use crate::net::{self, HostPort};
@@ -50,7 +50,7 @@ pub fn launch(args: Vec<OsString>) -> Launch {
         Ok(Action::Run(job)) => Ok(Start::Run(Tunnel {
             log_level: job.log_level,
             multi: job.may_stripe(),
-            work: Box::pin(run(job)),
+            work: Box::pin(run(*job)),
             settle: Tunnel::as_is,
         })),
         Err(e) => Err(e),
@@ -83,7 +83,7 @@ fn version_text() -> String {
 enum Action {
     Version,
     Delegate(Unsupported),
-    Run(Job),
+    Run(Box<Job>),
 }
 
 /// A checked command line.
@@ -210,7 +210,7 @@ fn prepare(args: &[OsString]) -> Result<Action> {
     };
     let label = if network_is_first { &rest[0] } else { &rest[1] };
     match translate(&network, label, direction, idle)? {
-        Some(work) => Ok(Action::Run(Job { work, log_level })),
+        Some(work) => Ok(Action::Run(Box::new(Job { work, log_level }))),
         None => outside(format!("address '{label}'")),
     }
 }
@@ -559,7 +559,11 @@ fn server_plan(o: &Options, direction: Direction, idle: Option<Duration>) -> Res
     if direction == Direction::ReceiveOnly {
         config = stripes::accept_up_to(config, streams()?);
     }
+    // A donor that is sst-tunnel too may resume a broken connection.
+    let resume = resume::window_from_env()?;
+    config = resume::accept(config, resume);
     Ok(server::Plan {
+        resume,
         config,
         handshake: HANDSHAKE_TIMEOUT,
         idle,
@@ -592,8 +596,10 @@ fn client_plan(
     } else {
         1
     };
+    let resume = resume::window_from_env()?;
     Ok(client::Plan {
-        config: stripes::offer(config, most),
+        config: resume::offer(stripes::offer(config, most), resume),
+        resume,
         target,
         source: None,
         name,

@@ -1,0 +1,280 @@
+//! Resuming (issue 24): a stream between two sst-tunnels outlives its TCP connection. A
+//! fault proxy between donor and joiner resets connections mid-stream and refuses new ones
+//! for a while; each test asserts the bytes (checksums), both exit codes and the log lines.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::faultproxy::FaultProxy;
+use common::*;
+
+const MIB: u64 = 1 << 20;
+
+/// A `listen --stdio` joiner (node2) with `extra` flags.
+fn joiner(pki: &Pki, extra: &[&str]) -> Proc {
+    stdio_server(pki, extra)
+}
+
+/// A donor (node1) dialling `port` with `extra` flags.
+fn donor(pki: &Pki, port: u16, extra: &[&str]) -> Proc {
+    Proc::spawn(bin(), &client_args(pki, port, "client", extra))
+}
+
+/// `len` bytes one way through a proxy that resets the connections after the offsets in
+/// `resets`: byte-exact, both exit 0, one "resumed" line per reset on each side and the
+/// count in the summaries.
+fn one_way(len: u64, resets: Vec<u64>) {
+    let pki = Pki::new();
+    let count = resets.len();
+    let mut j = joiner(&pki, &[]);
+    j.close_stdin();
+    let proxy = FaultProxy::start(j.port(), resets, Duration::ZERO);
+    let mut d = donor(&pki, proxy.port, &[]);
+    let sent = feed(d.stdin(), len, 41);
+    let d = d.finish();
+    let j = j.finish();
+    let sent = sent.join().unwrap();
+    d.ok();
+    j.ok();
+    assert_eq!(j.stdout.len() as u64, len, "{}", j.stderr);
+    assert_eq!(sha256(&j.stdout), sent, "the joiner's output differs");
+    assert_eq!(
+        proxy.seen.reset.load(std::sync::atomic::Ordering::Relaxed),
+        count,
+        "the proxy did not reset as planned"
+    );
+    for (who, out) in [("donor", &d), ("joiner", &j)] {
+        let resumed = out.stderr.matches(": resumed after ").count();
+        assert_eq!(resumed, count, "{who}: {}", out.stderr);
+        if count > 0 {
+            let summary = match count {
+                1 => "resumed once".to_string(),
+                n => format!("resumed {n} times"),
+            };
+            assert!(out.stderr.contains(&summary), "{who}: {}", out.stderr);
+        }
+    }
+}
+
+#[test]
+fn a_one_way_stream_survives_one_reset() {
+    one_way(256 * MIB, vec![100 * MIB]);
+}
+
+#[test]
+fn a_one_way_stream_survives_two_resets() {
+    one_way(256 * MIB, vec![40 * MIB, 60 * MIB]);
+}
+
+#[test]
+fn a_one_way_stream_survives_five_resets() {
+    one_way(
+        256 * MIB,
+        vec![20 * MIB, 30 * MIB, 40 * MIB, 50 * MIB, 60 * MIB],
+    );
+}
+
+/// Both ways at once (the rsync shape's interactive protocol): each side's bytes arrive
+/// exactly at the other, across two resets.
+#[test]
+fn a_two_way_stream_survives_resets() {
+    let pki = Pki::new();
+    let mut j = joiner(&pki, &[]);
+    let proxy = FaultProxy::start(j.port(), vec![48 * MIB, 64 * MIB], Duration::ZERO);
+    let mut d = donor(&pki, proxy.port, &[]);
+    let up = feed(d.stdin(), 128 * MIB, 5);
+    let down = feed(j.stdin(), 96 * MIB, 6);
+    let d = d.finish();
+    let j = j.finish();
+    d.ok();
+    j.ok();
+    assert_eq!(
+        sha256(&j.stdout),
+        up.join().unwrap(),
+        "donor -> joiner differs"
+    );
+    assert_eq!(
+        sha256(&d.stdout),
+        down.join().unwrap(),
+        "joiner -> donor differs"
+    );
+    assert!(d.stderr.contains("resumed 2 times"), "{}", d.stderr);
+}
+
+/// An outage shorter than the window is waited out (the donor dials again with back-off
+/// while the proxy refuses), and the stream completes.
+#[test]
+fn an_outage_shorter_than_the_window_is_survived() {
+    let pki = Pki::new();
+    let mut j = joiner(&pki, &["--resume-window", "30s"]);
+    j.close_stdin();
+    let proxy = FaultProxy::start(j.port(), vec![16 * MIB], Duration::from_secs(2));
+    let mut d = donor(&pki, proxy.port, &["--resume-window", "30s"]);
+    let sent = feed(d.stdin(), 64 * MIB, 7);
+    let d = d.finish();
+    let j = j.finish();
+    d.ok();
+    j.ok();
+    assert_eq!(sha256(&j.stdout), sent.join().unwrap());
+    assert!(
+        proxy
+            .seen
+            .refused
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0,
+        "the donor never met the outage"
+    );
+}
+
+/// An outage longer than the window fails both ends with exit 6 soon after the window,
+/// saying the stream could not be resumed and how far it got; the joiner's output is a
+/// strict prefix of the input.
+#[test]
+fn an_outage_longer_than_the_window_fails_both_ends() {
+    let pki = Pki::new();
+    let window = ["--resume-window", "2s"];
+    let mut j = joiner(&pki, &window);
+    j.close_stdin();
+    let proxy = FaultProxy::start(j.port(), vec![16 * MIB], Duration::from_secs(60));
+    let mut d = donor(&pki, proxy.port, &window);
+    let input = bytes(64 << 20, 8);
+    let mut stdin = d.stdin();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let _ = stdin.write_all(&input);
+        input
+    });
+    let started = Instant::now();
+    let d = d.finish();
+    let j = j.finish();
+    let elapsed = started.elapsed();
+    let input = writer.join().unwrap();
+    for (who, out) in [("donor", &d), ("joiner", &j)] {
+        out.fails(
+            6,
+            "the stream could not be resumed within 2s (--resume-window)",
+        );
+        assert!(out.stderr.contains("bytes sent"), "{who}: {}", out.stderr);
+    }
+    assert!(
+        elapsed < Duration::from_secs(2 + 20),
+        "took {elapsed:?} for a 2 s window"
+    );
+    assert!(
+        j.stdout.len() < input.len() && input.starts_with(&j.stdout),
+        "the joiner's output ({} bytes) is not a strict prefix",
+        j.stdout.len()
+    );
+}
+
+/// A connection that tries to take over the stream without its binding secret, or with
+/// another node's certificate, is refused and logged, and the real stream completes.
+#[test]
+fn only_the_donor_with_the_secret_can_resume() {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    let pki = Pki::new();
+    let mut j = joiner(&pki, &["--log-level", "debug"]);
+    j.close_stdin();
+    let port = j.port();
+    let mut d = donor(&pki, port, &[]);
+    let mut stdin = d.stdin();
+    let first = bytes(4 << 20, 9);
+    stdin.write_all(&first).unwrap();
+    j.wait_line("handshake complete");
+    for (who, presented) in [("client", [7u8; 34]), ("server", [0u8; 34])] {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_file_iter(pki.path("ca.pem")).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        use rustls::pki_types::pem::PemObject;
+        let certs =
+            rustls::pki_types::CertificateDer::pem_file_iter(pki.path(&format!("{who}-cert.pem")))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+        let key =
+            rustls::pki_types::PrivateKeyDer::from_pem_file(pki.path(&format!("{who}-key.pem")))
+                .unwrap();
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .unwrap();
+        config.alpn_protocols = vec![b"sst-tunnel/resume/1".to_vec()];
+        let conn = rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap())
+            .unwrap();
+        let sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        sock.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, sock);
+        let _ = tls.write_all(&presented);
+        let mut rest = Vec::new();
+        let _ = tls.read_to_end(&mut rest);
+    }
+    // In the order the attempts came.
+    let refusals = [
+        "does not carry this transfer's binding secret",
+        "another peer certificate than the first connection's",
+    ];
+    for refusal in refusals {
+        j.wait_line(refusal);
+    }
+    let second = bytes(4 << 20, 10);
+    stdin.write_all(&second).unwrap();
+    drop(stdin);
+    let d = d.finish();
+    let j = j.finish();
+    d.ok();
+    j.ok();
+    assert!(j.stdout == [first, second].concat(), "the stream differs");
+    assert!(!d.stderr.contains("resumed"), "{}", d.stderr);
+}
+
+/// `--resume-window 0` is today's behaviour: a reset fails the transfer (exit 6 on both
+/// sides, a truncated stream), nothing resumes.
+#[test]
+fn window_zero_never_resumes() {
+    let pki = Pki::new();
+    let mut j = joiner(&pki, &["--resume-window", "0"]);
+    j.close_stdin();
+    let proxy = FaultProxy::start(j.port(), vec![8 * MIB], Duration::ZERO);
+    let mut d = donor(&pki, proxy.port, &["--resume-window", "0"]);
+    let _sent = feed(d.stdin(), 64 * MIB, 11);
+    let d = d.finish();
+    let j = j.finish();
+    assert_eq!(d.code(), 6, "{}", d.stderr);
+    assert_eq!(j.code(), 6, "{}", j.stderr);
+    assert!(!d.stderr.contains("resum"), "{}", d.stderr);
+}
+
+/// A joiner that fails locally (its output is a full disk: /dev/full) exits 6 naming the
+/// error, and the donor hears it at once (an abort frame) and exits 6 saying why, instead of
+/// waiting out its resume window.
+#[test]
+fn a_joiner_that_fails_locally_tells_the_donor_at_once() {
+    let pki = Pki::new();
+    let mut args = listen_args("127.0.0.1:0", &tls_args(&pki, "server", &[]));
+    args.push("--stdio".into());
+    let script = format!("exec {} {} </dev/null >/dev/full", bin(), args.join(" "));
+    let j = Proc::spawn("bash", &strs(&["-c", &script]));
+    let mut d = donor(&pki, j.port(), &[]);
+    let _sent = feed(d.stdin(), 64 * MIB, 12);
+    let started = Instant::now();
+    let d = d.finish();
+    let j = j.finish();
+    j.fails(6, "writing local output")
+        .fails(6, "No space left on device");
+    d.fails(
+        6,
+        "the peer aborted the stream: it failed: writing local output",
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the donor took {:?}: it waited instead of hearing the abort",
+        started.elapsed()
+    );
+}
