@@ -11,14 +11,23 @@ use common::*;
 
 const MIB: u64 = 1 << 20;
 
+/// `extra`, asking for resuming (off by default for now) unless it sets the window.
+fn resuming<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut all = extra.to_vec();
+    if !extra.contains(&"--resume-window") {
+        all.extend(["--resume-window", "120s"]);
+    }
+    all
+}
+
 /// A `listen --stdio` joiner (node2) with `extra` flags.
 fn joiner(pki: &Pki, extra: &[&str]) -> Proc {
-    stdio_server(pki, extra)
+    stdio_server(pki, &resuming(extra))
 }
 
 /// A donor (node1) dialling `port` with `extra` flags.
 fn donor(pki: &Pki, port: u16, extra: &[&str]) -> Proc {
-    Proc::spawn(bin(), &client_args(pki, port, "client", extra))
+    Proc::spawn(bin(), &client_args(pki, port, "client", &resuming(extra)))
 }
 
 /// `len` bytes one way through a proxy that resets the connections after the offsets in
@@ -258,7 +267,7 @@ fn window_zero_never_resumes() {
 fn a_joiner_that_fails_locally_tells_the_donor_at_once() {
     let pki = Pki::new();
     let mut args = listen_args("127.0.0.1:0", &tls_args(&pki, "server", &[]));
-    args.push("--stdio".into());
+    args.extend(strs(&["--stdio", "--resume-window", "120s"]));
     let script = format!("exec {} {} </dev/null >/dev/full", bin(), args.join(" "));
     let j = Proc::spawn("bash", &strs(&["-c", &script]));
     let mut d = donor(&pki, j.port(), &[]);
@@ -277,4 +286,37 @@ fn a_joiner_that_fails_locally_tells_the_donor_at_once() {
         "the donor took {:?}: it waited instead of hearing the abort",
         started.elapsed()
     );
+}
+
+/// A killed donor never comes back: the joiner waits out its window, then fails naming the
+/// break (a truncated stream) and that the stream could not be resumed; a donor stopped by
+/// SIGTERM says so first, and the joiner fails at once.
+#[test]
+fn a_stopped_donor_fails_the_joiner() {
+    use nix::sys::signal::Signal;
+    let pki = Pki::new();
+    for (signal, window, says) in [
+        (Signal::SIGKILL, "2s", "could not be resumed within 2s"),
+        (Signal::SIGTERM, "120s", "the peer aborted the stream"),
+    ] {
+        let mut j = joiner(&pki, &["--resume-window", window]);
+        j.close_stdin();
+        let mut d = donor(
+            &pki,
+            j.port(),
+            &["--resume-window", window, "--log-level", "debug"],
+        );
+        let _sent = feed(d.stdin(), 10 << 30, 13);
+        // Stopped once the stream is under way (before, there is nothing to resume).
+        d.wait_line("the stream resumes if its connection breaks");
+        let started = Instant::now();
+        d.signal(signal);
+        let j = j.finish();
+        j.fails(6, "(stream truncated)").fails(6, says);
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{signal}: the joiner took {:?}",
+            started.elapsed()
+        );
+    }
 }

@@ -376,17 +376,8 @@ fn stats_json_records_success_and_failure() {
         "{c}"
     );
 
-    // A client killed mid-stream: the server's record says so (once its resume window has
-    // passed: a killed donor never comes back).
-    let mut server = stdio_server(
-        &pki,
-        &[
-            "--stats-json",
-            server_stats.to_str().unwrap(),
-            "--resume-window",
-            "1s",
-        ],
-    );
+    // A client killed mid-stream: the server's record says so.
+    let mut server = stdio_server(&pki, &["--stats-json", server_stats.to_str().unwrap()]);
     server.close_stdin();
     let port = server.port();
     let mut cargs = strs(&["--log-level", "debug"]);

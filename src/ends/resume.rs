@@ -43,9 +43,13 @@ use crate::relay::{RelayError, Transfer};
 
 /// The ALPN protocol of a resumable single stream.
 pub const ALPN: &[u8] = b"sst-tunnel/resume/1";
-/// The longest a stream may stay disconnected by default: the stock scripts' own idle
-/// timeouts.
-pub const DEFAULT_WINDOW: Duration = Duration::from_secs(120);
+/// The longest a stream may stay disconnected by default: for now, never. Resuming copies
+/// every byte three more times on each side than the relay does (through the link's pipe
+/// and the carrier), which cost a third of the single-stream throughput in the loopback
+/// benchmark (docs/benchmarks.md); it is on by default once the carrier reads and writes
+/// the local ends itself. 120 s (the stock scripts' own idle timeouts) is the window to ask
+/// for.
+pub const DEFAULT_WINDOW: Duration = Duration::ZERO;
 /// Unacknowledged bytes each end keeps for resending: enough for a long fat path (64 MiB
 /// is 50 ms at 10 Gbit/s); a sender whose buffer is full waits for acknowledgements.
 pub const REPLAY: usize = 64 << 20;
@@ -211,6 +215,7 @@ pub fn start(
     window: Duration,
     label: String,
 ) -> (Link, JoinHandle<Result<Outcome, Failed>>) {
+    tracing::debug!("{label}: the stream resumes if its connection breaks (window {window:?})");
     let (ours, app) = tokio::io::duplex(4 * CHUNK);
     let (abort, aborted) = oneshot::channel();
     ACTIVE.fetch_add(1, Ordering::SeqCst);

@@ -64,7 +64,7 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
         "SST_TUNNEL_RESUME_WINDOW",
         "The stunnel and socat front-ends' --resume-window: how long a stream between two \
          sst-tunnels may stay disconnected and still resume on a new connection (a duration: \
-         120s by default; 0 never resumes).",
+         0, never, by default for now; 120s is what the stock scripts' idle timeouts allow).",
     ),
     (
         "RUST_LOG",

@@ -238,7 +238,7 @@ done
 pair "default suite under kTLS" ktls+splice ktls+splice TLS13_CHACHA20_POLY1305_SHA256 "$SRV_ECDSA" "$CLI"
 # The default between two sst-tunnels: resumable, its frames copied over kernel TLS.
 pair "resumable stream over kTLS" ktls ktls TLS13_CHACHA20_POLY1305_SHA256 \
-    "${SRV_ECDSA% $NO_RESUME}" "${CLI% $NO_RESUME}"
+    "${SRV_ECDSA% $NO_RESUME} --resume-window 120s" "${CLI% $NO_RESUME} --resume-window 120s"
 pair "kTLS client, buffered server" buffered ktls+splice TLS13_CHACHA20_POLY1305_SHA256 "$SRV_ECDSA --no-ktls" "$CLI"
 pair "buffered client, kTLS server" ktls+splice buffered TLS13_CHACHA20_POLY1305_SHA256 "$SRV_ECDSA" "$CLI --no-ktls"
 FILES=1
