@@ -13,7 +13,7 @@ seconds=${1:-20}
 shift || true
 fuzz=tests/fuzz
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(stunnel_conf socat_args socat_address my_cnf provider_options pem records)
+[ ${#targets[@]} -gt 0 ] || targets=(stunnel_conf socat_args socat_address my_cnf provider_options pem records resume_frames)
 
 # A debug build of cargo-fuzz itself: it only drives cargo, and builds in half the time.
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet --debug

@@ -72,6 +72,10 @@ wait "$preparing_arm64" || { cat target/chroots/prepare-arm64.log >&2; exit 1; }
 packaging/build.sh --arch arm64
 packaging/test-qemu.sh
 packaged=target/package/amd64/root/usr/bin/sst-tunnel
+# More than 4 GiB each way through the binary production runs (release arithmetic wraps
+# where the debug build would panic), in the pipe and exec shapes, checksummed.
+phase "5 GiB through the packaged binary"
+SST_TUNNEL_BIN=$PWD/$packaged cargo test --locked --test big -- --ignored
 # The kernel-TLS fast path, in QEMU guests whose kernels have tls.ko (this one has none):
 # Debian 12's 6.1 (no kernel rekeying: the tested fallbacks), then trixie-backports' 6.17
 # (TLS 1.3 KeyUpdate both ways through the kernel), fetched through a private apt list.

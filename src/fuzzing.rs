@@ -130,3 +130,9 @@ pub fn records(data: &[u8]) {
         }
     }
 }
+
+/// The frames of a resumable stream as a peer sends them (offsets, acknowledgements, ends,
+/// aborts), met by a stream with real state.
+pub fn resume_frames(data: &[u8]) {
+    let _ = crate::ends::resume::read_frames(data);
+}

@@ -57,8 +57,9 @@ fn a_joiner_that_stops_reading_trips_the_donors_idle_timeout() {
         6,
         "no data moved in either direction for 2s (--idle-timeout)",
     );
-    drop(sink);
-    server.signal(Signal::SIGKILL);
+    // The joiner, thawed and read again, meets the donor's end without close_notify.
+    let _drain = std::thread::spawn(move || std::io::copy(&mut sink, &mut std::io::sink()));
+    server.finish().fails(6, "(stream truncated)");
 }
 
 #[test]
@@ -202,7 +203,25 @@ fn a_consumer_that_hangs_up_fails_the_receiver() {
     out.read_exact(&mut some).unwrap();
     drop(out);
     cl.finish().fails(6, "writing local output: broken pipe");
-    server.signal(Signal::SIGKILL);
+    // The other end, still sending, sees the stream cut.
+    server.finish().fails(6, "(stream truncated)");
+}
+
+/// Issue 23, point 3: a joiner whose output fails (a full disk: /dev/full, ENOSPC) exits 6
+/// naming the error, and the donor exits 6 with a truncated stream, never 0.
+#[test]
+fn a_full_disk_on_the_joiner_fails_both_ends() {
+    let pki = Pki::new();
+    let mut args = listen_args("127.0.0.1:0", &pki.args("server"));
+    args.push("--stdio".into());
+    let script = format!("exec {} {} </dev/null >/dev/full", bin(), args.join(" "));
+    let server = Proc::spawn("bash", &strs(&["-c", &script]));
+    let mut cl = client(&pki, server.port(), "client", &[]);
+    let _feeder = feed(cl.stdin(), 64 << 20, 14);
+    server
+        .finish()
+        .fails(6, "writing local output: No space left on device");
+    cl.finish().fails(6, "(stream truncated)");
 }
 
 #[test]

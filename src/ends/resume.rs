@@ -847,6 +847,36 @@ async fn receive<R: AsyncRead + Unpin>(
     }
 }
 
+/// What one connection's receiving side makes of `data` as the peer's frames (the fuzz
+/// target `resume_frames`): a stream that has sent three frames of 10 bytes and ended, so
+/// acknowledgements, data, ends and aborts all meet real state. Errors are the expected
+/// outcome for most input; a panic, a hang or unbounded memory is a bug.
+pub fn read_frames(data: &[u8]) -> io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?;
+    runtime.block_on(async {
+        let state = Shared::default();
+        {
+            let mut s = state.lock();
+            for at in [0u64, 10, 20] {
+                let f = Arc::new(frame(DATA, at, 10, &[7; 10]));
+                s.replay_bytes += f.len();
+                s.replay.push_back((at, f));
+            }
+            s.next = 30;
+            s.cursor = 3;
+            s.local_end = true;
+        }
+        // Room for everything a fuzz input can deliver, so the local side never blocks.
+        let (ours, _theirs) = tokio::io::duplex(data.len() + 1);
+        let (_, mut app_out) = tokio::io::split(ours);
+        let wake = Notify::new();
+        let mut input = data;
+        receive(&mut input, &state, &mut app_out, &wake).await
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -870,6 +900,42 @@ mod tests {
         s.local_end = true;
         s.acknowledged(30, true).unwrap();
         assert!(s.replay.is_empty() && s.replay_bytes == 0);
+    }
+
+    #[test]
+    fn frames_from_the_wire_are_checked() {
+        let mut ok = frame(ACK, 20, 0, &[]);
+        ok.extend(frame(DATA, 0, 3, b"abc"));
+        ok.extend(frame(END, 3, 0, &[]));
+        // A clean end needs our side done too: the bytes run out mid-stream.
+        assert_eq!(
+            read_frames(&ok).unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
+        let gap = frame(DATA, 5, 3, b"abc");
+        assert_eq!(
+            read_frames(&gap).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        let mut behind = frame(ACK, 20, 0, &[]);
+        behind.extend(frame(ACK, 5, 0, &[]));
+        assert_eq!(
+            read_frames(&behind).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        let ahead = frame(ACK, 31, 0, &[]);
+        assert_eq!(
+            read_frames(&ahead).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        let abort = frame(ABORT, 0, 4, b"why\n");
+        let err = read_frames(&abort).unwrap_err().to_string();
+        assert!(err.contains("the peer aborted the stream: why\\n"), "{err}");
+        let unknown = frame(9, 0, 0, &[]);
+        assert_eq!(
+            read_frames(&unknown).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
     }
 
     #[test]
