@@ -320,3 +320,21 @@ fn a_stopped_donor_fails_the_joiner() {
         );
     }
 }
+
+/// The idle timeout holds on a resumable stream (heartbeats are not data): a donor whose
+/// input stays open and silent fails with the idle timeout, and tells the joiner why.
+#[test]
+fn the_idle_timeout_counts_data_not_heartbeats() {
+    let pki = Pki::new();
+    let mut j = joiner(&pki, &[]);
+    j.close_stdin();
+    let mut d = donor(&pki, j.port(), &["--idle-timeout", "3s"]);
+    let _held_open = d.stdin();
+    let d = d.finish();
+    let j = j.finish();
+    d.fails(
+        6,
+        "no data moved in either direction for 3s (--idle-timeout)",
+    );
+    j.fails(6, "the peer aborted the stream: it failed: no data moved");
+}

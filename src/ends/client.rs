@@ -178,22 +178,24 @@ async fn resumable(
             Ok(Box::new(stream) as resume::Conn)
         })
     };
-    let (mut link, carrier) = resume::start(
-        Box::new(first),
-        resume::Again::Dial(Box::new(dial)),
-        plan.resume,
-        label.to_string(),
-    );
     let local = LocalEnds::open(plan.direction, plan.end_with_peer);
     let options = plan
         .report
         .relay_options(label, &info, plan.idle, local.end_with_peer);
-    let relayed = relay::relay(&mut link, local.input, local.output, options);
-    let (result, resumptions) = resume::relay(relayed, carrier, path).await;
-    if let Err(e) = &result {
-        // Our side failed (its input or output): the peer hears why, at once.
-        link.abort(&format!("it failed: {e}"));
-    }
+    let local = resume::Local {
+        input: local.input,
+        output: local.output,
+        options,
+        path,
+    };
+    let (result, resumptions) = resume::stream(
+        Box::new(first),
+        resume::Again::Dial(Box::new(dial)),
+        plan.resume,
+        label.to_string(),
+        local,
+    )
+    .await;
     info.resumptions = resumptions;
     plan.report.finish(label, &info, result)
 }

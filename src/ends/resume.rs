@@ -24,22 +24,16 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::io::{
-    AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf, ReadHalf, WriteHalf,
-};
-use tokio::sync::{Notify, mpsc, oneshot};
-use tokio::task::JoinHandle;
-use tracing::{info, warn};
-
 use rustls::{ClientConfig, ServerConfig};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tracing::{info, warn};
 
 use crate::error::Error;
 use crate::fastpath::CopyPath;
-use crate::relay::splice::Spliceable;
-use crate::relay::{RelayError, Transfer};
+use crate::relay::{self, RelayError, Transfer};
 
 /// The ALPN protocol of a resumable single stream.
 pub const ALPN: &[u8] = b"sst-tunnel/resume/1";
@@ -102,7 +96,7 @@ const ABORT: u8 = 3;
 const ABORT_MAX: usize = 1024;
 const HEADER: usize = 13;
 /// Payload bytes per frame at most.
-const CHUNK: usize = 64 * 1024;
+const CHUNK: usize = 256 * 1024;
 /// Acknowledge at least every this many delivered bytes...
 const ACK_EVERY: u64 = 1 << 20;
 /// ...and no later than this after a delivery.
@@ -131,114 +125,76 @@ pub enum Again {
     Accept(mpsc::Receiver<Conn>),
 }
 
-/// Why a link failed, with how far the stream got: bytes the peer acknowledged, bytes
-/// delivered here.
-#[derive(Debug)]
-pub struct Failed {
-    /// One line, naming the peer.
-    pub why: String,
-    /// Sent and acknowledged.
-    pub sent: u64,
-    /// Received and delivered.
-    pub received: u64,
+/// The local side of a resumable stream, and how the relay would treat it.
+pub struct Local {
+    /// Bytes to send to the peer.
+    pub input: Box<dyn AsyncRead + Unpin + Send>,
+    /// Where the peer's bytes go (closed once the peer's stream ends).
+    pub output: Box<dyn AsyncWrite + Unpin + Send>,
+    /// Idle timeout, remote-shell semantics and progress, as for the relay.
+    pub options: relay::Options,
+    /// How the records under the frames are made (kernel or rustls).
+    pub path: CopyPath,
 }
 
-/// How a link ended well.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Outcome {
-    /// Connections that replaced a broken one.
-    pub resumptions: u32,
-}
-
-/// The local end of a link: what the relay reads and writes.
-pub struct Link {
-    app: DuplexStream,
-    /// Tells the carrier this end has stopped before the stream was over (a local failure,
-    /// a signal): it sends an abort frame, so the peer fails at once instead of waiting for
-    /// a connection that will never come.
-    abort: Option<oneshot::Sender<String>>,
-}
-
-impl Link {
-    /// Stops the stream for `reason`, telling the peer.
-    pub fn abort(&mut self, reason: &str) {
-        if let Some(abort) = self.abort.take() {
-            let _ = abort.send(reason.to_string());
-        }
-    }
-}
-
-impl Drop for Link {
-    fn drop(&mut self) {
-        // After a clean end the carrier is gone and this goes nowhere.
-        self.abort("it stopped before the end of the stream (stream truncated)");
-    }
-}
-
-impl AsyncRead for Link {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.app).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Link {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.app).poll_write(cx, data)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.app).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.app).poll_shutdown(cx)
-    }
-}
-
-// Frames are made in user space: the copy engine runs.
-impl Spliceable for Link {}
-
-/// Starts a link over `first` (the handshake and binding done): the relay uses the [`Link`];
-/// the task ends with the stream (its result is the stream's: the relay's EOF is only a
-/// clean end when it says so). `label` names the peer in log lines.
-pub fn start(
+/// Carries a stream over `first` (its handshake and binding done) and the connections that
+/// replace it, to the stream's end: the relay's outcome for a resumable stream (the counts
+/// are bytes read locally and bytes written locally), and how many times it resumed. The
+/// carrier reads the local input straight into its frames and writes the peer's payloads
+/// straight out, so it copies no byte more than the relay does. Dropping this future (a
+/// signal) stops the stream and tells the peer.
+pub async fn stream(
     first: Conn,
     again: Again,
     window: Duration,
     label: String,
-) -> (Link, JoinHandle<Result<Outcome, Failed>>) {
+    local: Local,
+) -> (Result<Transfer, RelayError>, u32) {
     tracing::debug!("{label}: the stream resumes if its connection breaks (window {window:?})");
-    let (ours, app) = tokio::io::duplex(4 * CHUNK);
     let (abort, aborted) = oneshot::channel();
+    let _stop_on_drop = StopOnDrop(Some(abort));
     ACTIVE.fetch_add(1, Ordering::SeqCst);
     let task = tokio::spawn(async move {
-        let result = run(first, again, window, label, ours, aborted).await;
+        let result = run(first, again, window, label, local, aborted).await;
         ACTIVE.fetch_sub(1, Ordering::SeqCst);
         QUIET.notify_waiters();
         result
     });
-    let link = Link {
-        app,
-        abort: Some(abort),
-    };
-    (link, task)
+    match task.await {
+        Ok(result) => result,
+        Err(e) => (
+            Err(RelayError::PeerRead {
+                source: io::Error::other(format!("the stream's task failed: {e}")),
+                partial: Transfer {
+                    sent: 0,
+                    received: 0,
+                    elapsed: Duration::ZERO,
+                    path: CopyPath::Buffered,
+                },
+            }),
+            0,
+        ),
+    }
+}
+
+/// Tells the carrier to stop (and the peer why) when the caller goes away first.
+struct StopOnDrop(Option<oneshot::Sender<String>>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(stop) = self.0.take() {
+            // After the stream's end the carrier is gone and this goes nowhere.
+            let _ = stop.send("it stopped before the end of the stream (stream truncated)".into());
+        }
+    }
 }
 
 /// Carriers still running, and a wake-up when one ends.
 static ACTIVE: AtomicUsize = AtomicUsize::new(0);
 static QUIET: Notify = Notify::const_new();
 
-/// Waits until every carrier has ended: after a signal (or any early end), the process
-/// gives carriers whose link was dropped this moment to tell their peers (the caller bounds
-/// it).
+/// Waits until every carrier has ended: after a signal, the process gives the carriers of
+/// the streams it dropped this moment to tell their peers (the caller bounds it).
 pub async fn quiesce() {
     loop {
         let woken = QUIET.notified();
@@ -249,15 +205,22 @@ pub async fn quiesce() {
     }
 }
 
+/// How a stream failed on this side, for the relay's error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    LocalRead,
+    LocalWrite,
+    Idle,
+}
+
 /// One direction's bookkeeping, and the other's acknowledgements.
-#[derive(Default)]
 struct State {
     /// Sent and not acknowledged: (offset, whole frame).
     replay: VecDeque<(u64, Arc<Vec<u8>>)>,
     replay_bytes: usize,
     /// Frames of `replay` already sent on this connection.
     cursor: usize,
-    /// The offset the next byte read locally gets.
+    /// The offset the next byte read locally gets (= bytes read locally).
     next: u64,
     /// The local side has finished sending.
     local_end: bool,
@@ -265,7 +228,7 @@ struct State {
     end_sent: bool,
     /// The peer has everything we sent, end frame included.
     peer_has_end: bool,
-    /// Bytes received and handed to the local side.
+    /// Bytes received and written to the local side.
     delivered: u64,
     /// Where the peer's stream ends, once its end frame came.
     peer_end: Option<u64>,
@@ -277,6 +240,37 @@ struct State {
     ack_due: Option<Instant>,
     /// We sent close_notify: nothing more either way but the peer's.
     closing: bool,
+    /// This side stops the stream: the abort frame to send, and what failed here.
+    stop: Option<String>,
+    fault: Option<(Fault, io::Error)>,
+    /// When a byte last moved between the stream and the local side.
+    moved: Instant,
+    /// Remote-shell semantics: stop reading once the peer has finished.
+    end_with_peer: bool,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            replay: VecDeque::new(),
+            replay_bytes: 0,
+            cursor: 0,
+            next: 0,
+            local_end: false,
+            end_sent: false,
+            peer_has_end: false,
+            delivered: 0,
+            peer_end: None,
+            acked: (0, false),
+            synced: false,
+            ack_due: None,
+            closing: false,
+            stop: None,
+            fault: None,
+            moved: Instant::now(),
+            end_with_peer: false,
+        }
+    }
 }
 
 impl State {
@@ -310,6 +304,28 @@ impl State {
         self.synced = true;
         Ok(())
     }
+
+    /// Stops the stream here for `fault`: the abort frame says `why` to the peer.
+    fn fail(&mut self, fault: Fault, error: io::Error) {
+        if self.fault.is_none() {
+            self.stop = Some(format!("it failed: {}", describe(fault, &error)));
+            self.fault = Some((fault, error));
+        }
+    }
+}
+
+/// What failed here, as the relay words it.
+fn describe(fault: Fault, error: &io::Error) -> String {
+    match fault {
+        Fault::LocalRead => format!("reading local input: {}", crate::tls::describe_local(error)),
+        Fault::LocalWrite => {
+            format!(
+                "writing local output: {}",
+                crate::tls::describe_local(error)
+            )
+        }
+        Fault::Idle => error.to_string(),
+    }
 }
 
 /// The state both halves of a connection work on; never held across an await.
@@ -338,19 +354,6 @@ fn frame(kind: u8, offset: u64, len: u32, payload: &[u8]) -> Vec<u8> {
     frame
 }
 
-/// The local side (the relay) stopped taking the stream: never a network break.
-#[derive(Debug, thiserror::Error)]
-#[error("the local side stopped taking the stream")]
-struct LocalGone;
-
-fn local_gone(_: io::Error) -> io::Error {
-    io::Error::other(LocalGone)
-}
-
-fn is_local_gone(e: &io::Error) -> bool {
-    e.get_ref().is_some_and(|inner| inner.is::<LocalGone>())
-}
-
 /// Whether a connection's failure is the network's (resume) rather than the peer's or ours
 /// (a TLS alert, a forged record, a broken frame: fail).
 fn breakable(e: &io::Error) -> bool {
@@ -368,8 +371,16 @@ fn breakable(e: &io::Error) -> bool {
 enum Ended {
     /// Both ends finished and closed.
     Done,
-    /// It broke (or a newer connection replaced it); the error says how.
+    /// It broke, or this side stopped the stream; the error says how.
     Broke(io::Error),
+}
+
+/// The local ends, kept across connections.
+struct Ends {
+    input: Box<dyn AsyncRead + Unpin + Send>,
+    /// `None` once closed (the peer's stream ended), so a child's stdin really closes.
+    output: Option<Box<dyn AsyncWrite + Unpin + Send>>,
+    options: relay::Options,
 }
 
 async fn run(
@@ -377,12 +388,29 @@ async fn run(
     mut again: Again,
     window: Duration,
     label: String,
-    app: DuplexStream,
+    local: Local,
     mut aborted: oneshot::Receiver<String>,
-) -> Result<Outcome, Failed> {
-    let (mut app_in, mut app_out) = tokio::io::split(app);
+) -> (Result<Transfer, RelayError>, u32) {
+    let started = Instant::now();
+    let path = local.path;
+    let mut ends = Ends {
+        input: local.input,
+        output: Some(local.output),
+        options: local.options,
+    };
     let state = Shared::default();
-    let mut outcome = Outcome::default();
+    state.lock().end_with_peer = ends.options.end_with_peer;
+    let transfer = |s: &State| Transfer {
+        sent: s.next,
+        received: s.delivered,
+        elapsed: started.elapsed(),
+        path,
+    };
+    let peer_error = |s: &State, why: String| RelayError::PeerRead {
+        source: io::Error::other(why),
+        partial: transfer(s),
+    };
+    let mut resumptions = 0;
     let mut conn = first;
     loop {
         let ended = {
@@ -390,49 +418,50 @@ async fn run(
                 Again::Accept(rx) => Some(rx),
                 Again::Dial(_) => None,
             };
-            carry(
-                conn,
-                &state,
-                &mut app_in,
-                &mut app_out,
-                replaced,
-                &mut aborted,
-            )
-            .await
+            carry(conn, &state, &mut ends, replaced, &mut aborted).await
         };
         let (why, newer) = match ended {
-            Ok(Ended::Done) => return Ok(outcome),
-            Ok(Ended::Broke(e)) if breakable(&e) => (e, None),
+            Ok(Ended::Done) => return (Ok(transfer(&state.lock())), resumptions),
+            Ok(Ended::Broke(e)) => {
+                let mut s = state.lock();
+                if let Some((fault, source)) = s.fault.take() {
+                    let partial = transfer(&s);
+                    let error = match fault {
+                        Fault::LocalRead => RelayError::LocalRead { source, partial },
+                        Fault::LocalWrite => RelayError::LocalWrite { source, partial },
+                        Fault::Idle => RelayError::Idle {
+                            idle: ends.options.idle.unwrap_or_default(),
+                            partial,
+                        },
+                    };
+                    return (Err(error), resumptions);
+                }
+                if !breakable(&e) {
+                    let text = match crate::tls::classify(&e, Error::Transfer) {
+                        Error::Transfer(text) => text,
+                        other => other.to_string(),
+                    };
+                    return (Err(peer_error(&s, format!("{label}: {text}"))), resumptions);
+                }
+                (e, None)
+            }
             Err(Replaced(newer)) => (
                 io::Error::other("a newer connection took over"),
                 Some(newer),
             ),
-            Ok(Ended::Broke(e)) => {
-                let why = match crate::tls::classify(&e, Error::Transfer) {
-                    Error::Transfer(text) => text,
-                    other => other.to_string(),
-                };
-                return Err(failed(&state.lock(), format!("{label}: {why}")));
-            }
         };
         if state.lock().finished() {
             // Both sides had everything: only the closing handshake was lost.
-            return Ok(outcome);
+            return (Ok(transfer(&state.lock())), resumptions);
         }
         let lost = Instant::now();
         let broke = crate::tls::describe_io(&why);
         if window.is_zero() {
-            return Err(failed(&state.lock(), format!("{label}: {broke}")));
+            return (
+                Err(peer_error(&state.lock(), format!("{label}: {broke}"))),
+                resumptions,
+            );
         }
-        let fail = |state: &State, last: &str| {
-            failed(
-                state,
-                format!(
-                    "{label}: {broke}, and the stream could not be resumed within {window:?} \
-                     (--resume-window): {last}"
-                ),
-            )
-        };
         warn!(
             "{label}: connection lost ({broke}) at {}; resuming (window {window:?})",
             counts(&state.lock())
@@ -444,87 +473,27 @@ async fn run(
                 tokio::select! {
                     next = next => match next {
                         Ok(conn) => conn,
-                        Err(last) => return Err(fail(&state.lock(), &last)),
+                        Err(last) => {
+                            let why = format!(
+                                "{label}: {broke}, and the stream could not be resumed within \
+                                 {window:?} (--resume-window): {last}"
+                            );
+                            return (Err(peer_error(&state.lock(), why)), resumptions);
+                        }
                     },
                     reason = &mut aborted => {
                         let reason = reason.unwrap_or_default();
-                        return Err(failed(&state.lock(), format!("{label}: {reason}")));
+                        return (Err(peer_error(&state.lock(), format!("{label}: {reason}"))), resumptions);
                     }
                 }
             }
         };
-        outcome.resumptions += 1;
+        resumptions += 1;
         info!(
             "{label}: resumed after {:.1}s at {}",
             lost.elapsed().as_secs_f64(),
             counts(&state.lock())
         );
-    }
-}
-
-fn failed(state: &State, why: String) -> Failed {
-    Failed {
-        why,
-        sent: state.replay.front().map_or(state.next, |(o, _)| *o),
-        received: state.delivered,
-    }
-}
-
-/// Runs `relayed` (the relay over a link) beside the link's `carrier`: the stream succeeded
-/// only if both did (the relay's EOF is a clean end only when the carrier says so), and a
-/// carrier that fails ends the relay too. Hands back the outcome, with `path` (the records'
-/// engine under the link), and how many times the stream resumed.
-pub async fn relay<F>(
-    relayed: F,
-    carrier: JoinHandle<Result<Outcome, Failed>>,
-    path: CopyPath,
-) -> (Result<Transfer, RelayError>, u32)
-where
-    F: Future<Output = Result<Transfer, RelayError>>,
-{
-    let started = Instant::now();
-    tokio::pin!(relayed);
-    let mut carrier = carrier;
-    let as_failure = |f: Failed| RelayError::PeerRead {
-        source: io::Error::other(f.why),
-        partial: Transfer {
-            sent: f.sent,
-            received: f.received,
-            elapsed: started.elapsed(),
-            path,
-        },
-    };
-    let joined = |j: Result<Result<Outcome, Failed>, tokio::task::JoinError>| {
-        j.unwrap_or_else(|e| {
-            Err(Failed {
-                why: format!("the stream's task failed: {e}"),
-                sent: 0,
-                received: 0,
-            })
-        })
-    };
-    let (result, carried) = tokio::select! {
-        result = &mut relayed => match result {
-            // Failed here (our side's input or output, or its idle timeout): the stream is
-            // over; dropping the link tells the peer.
-            Err(RelayError::LocalRead { .. } | RelayError::LocalWrite { .. } | RelayError::Idle { .. }) => {
-                (result, Ok(Outcome::default()))
-            }
-            // Anything else on the link's side: the carrier knows why.
-            _ => (result, joined((&mut carrier).await)),
-        },
-        carried = &mut carrier => match joined(carried) {
-            Ok(outcome) => ((&mut relayed).await, Ok(outcome)),
-            Err(f) => return (Err(as_failure(f)), 0),
-        },
-    };
-    match (result, carried) {
-        (Ok(mut transfer), Ok(outcome)) => {
-            transfer.path = path;
-            (Ok(transfer), outcome.resumptions)
-        }
-        (_, Err(f)) => (Err(as_failure(f)), 0),
-        (Err(e), Ok(_)) => (Err(e), 0),
     }
 }
 
@@ -568,12 +537,12 @@ async fn next_connection(again: &mut Again, deadline: Instant) -> Result<Conn, S
 /// A newer connection arrived while this one seemed alive.
 struct Replaced(Conn);
 
-/// Runs the stream over one connection until it ends, breaks, or is replaced.
+/// Runs the stream over one connection until it ends, breaks, is replaced, or this side
+/// stops it.
 async fn carry(
     conn: Conn,
     state: &Shared,
-    app_in: &mut ReadHalf<DuplexStream>,
-    app_out: &mut WriteHalf<DuplexStream>,
+    ends: &mut Ends,
     newer: Option<&mut mpsc::Receiver<Conn>>,
     aborted: &mut oneshot::Receiver<String>,
 ) -> Result<Ended, Replaced> {
@@ -589,8 +558,13 @@ async fn carry(
     }
     let wake = Notify::new();
     let (mut conn_in, conn_out) = tokio::io::split(conn);
-    let sending = send(conn_out, state, app_in, &wake, aborted);
-    let mut receiving = Box::pin(receive(&mut conn_in, state, app_out, &wake));
+    let Ends {
+        input,
+        output,
+        options,
+    } = ends;
+    let sending = send(conn_out, state, input, options, &wake, aborted);
+    let mut receiving = Box::pin(receive(&mut conn_in, state, output, &wake));
     let replaced = async {
         match newer {
             Some(rx) => match rx.recv().await {
@@ -623,10 +597,11 @@ async fn carry(
                 }
             },
             result = &mut receiving => {
-                let local = result.as_ref().is_err_and(is_local_gone);
+                let local = state.lock().stop.is_some();
                 if (result.is_ok() || local) && !sent {
-                    // Our close_notify, or the abort that tells the peer why our side has
-                    // gone, if it is not out yet (bounded: the peer may have gone too).
+                    // Our close_notify, or the abort that tells the peer why this side has
+                    // stopped, if it is not out yet (bounded: the peer may have gone too).
+                    wake.notify_one();
                     let _ = tokio::time::timeout(LAST_WORDS, &mut sending).await;
                 }
                 if local {
@@ -665,18 +640,30 @@ async fn last_words<R: AsyncRead + Unpin>(conn: &mut R) {
 struct Stopped(String);
 
 /// Our side of one connection: the acknowledgement that says where to resume, then what the
-/// peer has not acknowledged, new data as it comes, our end frame, heartbeats, and once
-/// both ends have everything, close_notify.
+/// peer has not acknowledged, new data read from the local input straight into frames, our
+/// end frame, heartbeats, and once both ends have everything, close_notify. Also keeps the
+/// relay's clock: the idle timeout and the progress lines.
 async fn send<W: AsyncWrite + Unpin>(
     mut conn: W,
     state: &Shared,
-    app_in: &mut ReadHalf<DuplexStream>,
+    input: &mut Box<dyn AsyncRead + Unpin + Send>,
+    options: &relay::Options,
     wake: &Notify,
     aborted: &mut oneshot::Receiver<String>,
 ) -> io::Result<()> {
-    let mut buf = vec![0u8; CHUNK];
     let mut last_sent = Instant::now();
+    let started = Instant::now();
+    let mut next_progress = options.progress.as_ref().map(|p| started + p.every);
     loop {
+        let stop = state.lock().stop.take();
+        if let Some(reason) = stop {
+            // This side stops: the peer hears why, then close_notify.
+            let text = &reason.as_bytes()[..reason.len().min(ABORT_MAX)];
+            conn.write_all(&frame(ABORT, 0, text.len() as u32, text))
+                .await?;
+            conn.shutdown().await?;
+            return Err(io::Error::other(Stopped(reason)));
+        }
         // What to write next, decided without holding the state across a write.
         let next = {
             let mut s = state.lock();
@@ -716,49 +703,87 @@ async fn send<W: AsyncWrite + Unpin>(
             return Ok(());
         }
         conn.flush().await?;
-        let (can_read, ack_at) = {
+        let (can_read, ack_at, moved) = {
             let s = state.lock();
             (
                 !s.local_end && s.replay_bytes < REPLAY,
                 s.ack_due.map(|due| due + ACK_DELAY),
+                s.moved,
             )
         };
-        let heartbeat = tokio::time::Instant::from_std(last_sent + HEARTBEAT);
-        let ack_at = ack_at.map_or(heartbeat, tokio::time::Instant::from_std);
+        let heartbeat = last_sent + HEARTBEAT;
+        let mut wake_at = ack_at.map_or(heartbeat, |at| at.min(heartbeat));
+        if let Some(idle) = options.idle {
+            wake_at = wake_at.min(moved + idle);
+        }
+        if let Some(at) = next_progress {
+            wake_at = wake_at.min(at);
+        }
+        // The frame a read fills: its header's room first, the data read straight after.
+        let mut fresh = Vec::with_capacity(HEADER + CHUNK);
+        fresh.resize(HEADER, 0);
         tokio::select! {
-            read = app_in.read(&mut buf), if can_read => {
-                let n = read?;
+            read = input.read_buf(&mut fresh), if can_read => {
                 let mut s = state.lock();
-                if n == 0 {
-                    s.local_end = true;
-                } else {
-                    let at = s.next;
-                    let f = Arc::new(frame(DATA, at, n as u32, &buf[..n]));
-                    s.replay_bytes += f.len();
-                    s.replay.push_back((at, f));
-                    s.next += n as u64;
+                match read {
+                    Err(e) => s.fail(Fault::LocalRead, e),
+                    Ok(0) => s.local_end = true,
+                    Ok(n) => {
+                        let at = s.next;
+                        fresh[0] = DATA;
+                        fresh[1..9].copy_from_slice(&at.to_be_bytes());
+                        fresh[9..HEADER].copy_from_slice(&(n as u32).to_be_bytes());
+                        s.replay_bytes += fresh.len();
+                        s.replay.push_back((at, Arc::new(fresh)));
+                        s.next += n as u64;
+                        s.moved = Instant::now();
+                    }
                 }
             }
             () = wake.notified() => {}
-            () = tokio::time::sleep_until(ack_at.min(heartbeat)) => {}
+            () = tokio::time::sleep_until(tokio::time::Instant::from_std(wake_at)) => {
+                let now = Instant::now();
+                let mut s = state.lock();
+                if let Some(idle) = options.idle
+                    && now.duration_since(s.moved) >= idle
+                {
+                    let e = io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("no data moved in either direction for {idle:?} (--idle-timeout)"),
+                    );
+                    s.fail(Fault::Idle, e);
+                }
+                if let (Some(p), Some(at)) = (&options.progress, next_progress)
+                    && now >= at
+                {
+                    let t = Transfer {
+                        sent: s.next,
+                        received: s.delivered,
+                        elapsed: started.elapsed(),
+                        path: CopyPath::Buffered,
+                    };
+                    drop(s);
+                    (p.report)(&t);
+                    next_progress = Some(now + p.every);
+                }
+            }
             reason = &mut *aborted => {
-                // This end stopped: the peer hears why, then close_notify.
-                let reason = reason.unwrap_or_default();
-                let text = &reason.as_bytes()[..reason.len().min(ABORT_MAX)];
-                conn.write_all(&frame(ABORT, 0, text.len() as u32, text)).await?;
-                conn.shutdown().await?;
-                return Err(io::Error::other(Stopped(reason)));
+                let mut s = state.lock();
+                if s.stop.is_none() && s.fault.is_none() {
+                    s.stop = Some(reason.unwrap_or_default());
+                }
             }
         }
     }
 }
 
-/// The peer's side of one connection: its frames, delivered in order (what was delivered
-/// before is skipped); its acknowledgements; its end; and its close_notify.
+/// The peer's side of one connection: its frames, written to the local output in order
+/// (what was delivered before is skipped); its acknowledgements; its end (which closes the
+/// local output); its abort; and its close_notify.
 async fn receive<R: AsyncRead + Unpin>(
     conn: &mut R,
     state: &Shared,
-    app_out: &mut WriteHalf<DuplexStream>,
+    output: &mut Option<Box<dyn AsyncWrite + Unpin + Send>>,
     wake: &Notify,
 ) -> io::Result<()> {
     let mut payload = vec![0u8; CHUNK];
@@ -788,8 +813,11 @@ async fn receive<R: AsyncRead + Unpin>(
         match kind {
             DATA if len > 0 && len <= CHUNK => {
                 conn.read_exact(&mut payload[..len]).await?;
-                let delivered = state.lock().delivered;
-                if state.lock().peer_end.is_some() || offset > delivered {
+                let (delivered, ended) = {
+                    let s = state.lock();
+                    (s.delivered, s.peer_end.is_some())
+                };
+                if ended || offset > delivered {
                     return Err(invalid(format!(
                         "data at {offset} where {delivered} was due"
                     )));
@@ -797,16 +825,25 @@ async fn receive<R: AsyncRead + Unpin>(
                 let end = offset + len as u64;
                 if end > delivered {
                     let skip = (delivered - offset) as usize;
-                    app_out
-                        .write_all(&payload[skip..len])
-                        .await
-                        .map_err(local_gone)?;
+                    let written = match output.as_mut() {
+                        Some(out) => out.write_all(&payload[skip..len]).await,
+                        None => Err(io::ErrorKind::BrokenPipe.into()),
+                    };
                     {
                         let mut s = state.lock();
-                        s.delivered = end;
-                        s.ack_due.get_or_insert_with(Instant::now);
+                        match written {
+                            Ok(()) => {
+                                s.delivered = end;
+                                s.moved = Instant::now();
+                                s.ack_due.get_or_insert_with(Instant::now);
+                            }
+                            Err(e) => s.fail(Fault::LocalWrite, e),
+                        }
                     }
                     wake.notify_one();
+                    if state.lock().stop.is_some() {
+                        return Err(io::Error::other("this side stopped"));
+                    }
                 }
             }
             ACK if len <= 1 => {
@@ -825,10 +862,19 @@ async fn receive<R: AsyncRead + Unpin>(
                     let first = s.peer_end.is_none();
                     s.peer_end = Some(offset);
                     s.ack_due = Some(Instant::now());
+                    if s.end_with_peer {
+                        // Remote-shell semantics: the peer is done, so are we.
+                        s.local_end = true;
+                    }
                     first
                 };
-                if first {
-                    app_out.shutdown().await.map_err(local_gone)?;
+                if first
+                    && let Some(mut out) = output.take()
+                    && let Err(e) = out.shutdown().await
+                {
+                    state.lock().fail(Fault::LocalWrite, e);
+                    wake.notify_one();
+                    return Err(io::Error::other("this side stopped"));
                 }
                 wake.notify_one();
             }
@@ -868,12 +914,11 @@ pub fn read_frames(data: &[u8]) -> io::Result<()> {
             s.cursor = 3;
             s.local_end = true;
         }
-        // Room for everything a fuzz input can deliver, so the local side never blocks.
-        let (ours, _theirs) = tokio::io::duplex(data.len() + 1);
-        let (_, mut app_out) = tokio::io::split(ours);
+        let mut output: Option<Box<dyn AsyncWrite + Unpin + Send>> =
+            Some(Box::new(tokio::io::sink()));
         let wake = Notify::new();
         let mut input = data;
-        receive(&mut input, &state, &mut app_out, &wake).await
+        receive(&mut input, &state, &mut output, &wake).await
     })
 }
 

@@ -342,22 +342,24 @@ async fn resumable(
         }
     });
     let label = peer.to_string();
-    let (mut link, carrier) = resume::start(
-        Box::new(first),
-        resume::Again::Accept(arrivals),
-        limits.resume,
-        label.clone(),
-    );
     let local = LocalEnds::open(direction, false);
     let options = limits
         .report
         .relay_options(&label, &info, limits.idle, local.end_with_peer);
-    let relayed = relay::relay(&mut link, local.input, local.output, options);
-    let (result, resumptions) = resume::relay(relayed, carrier, path).await;
-    if let Err(e) = &result {
-        // Our side failed (its input or output): the peer hears why, at once.
-        link.abort(&format!("it failed: {e}"));
-    }
+    let local = resume::Local {
+        input: local.input,
+        output: local.output,
+        options,
+        path,
+    };
+    let (result, resumptions) = resume::stream(
+        Box::new(first),
+        resume::Again::Accept(arrivals),
+        limits.resume,
+        label.clone(),
+        local,
+    )
+    .await;
     // Over: later dialers get "connection refused".
     accepting.abort();
     info.resumptions = resumptions;
