@@ -338,3 +338,23 @@ fn the_idle_timeout_counts_data_not_heartbeats() {
     );
     j.fails(6, "the peer aborted the stream: it failed: no data moved");
 }
+
+/// A black hole (no reset, nothing moves) is found by the silence limit (10 s without a
+/// frame, where heartbeats come every 2 s) and the stream resumes on a new connection; the
+/// joiner lets the new connection take over from the dead one.
+#[test]
+fn a_black_hole_is_detected_and_resumed() {
+    let pki = Pki::new();
+    let mut j = joiner(&pki, &[]);
+    j.close_stdin();
+    let proxy = FaultProxy::black_hole(j.port(), 24 * MIB);
+    let mut d = donor(&pki, proxy.port, &[]);
+    let sent = feed(d.stdin(), 64 * MIB, 15);
+    let d = d.finish();
+    let j = j.finish();
+    d.ok();
+    j.ok();
+    assert_eq!(sha256(&j.stdout), sent.join().unwrap());
+    assert!(d.stderr.contains("nothing arrived for 10s"), "{}", d.stderr);
+    assert!(d.stderr.contains("resumed once"), "{}", d.stderr);
+}

@@ -1,7 +1,9 @@
 //! A loopback TCP proxy that breaks connections the way networks do, for the resume tests:
 //! connection k is reset (RST, no FIN) once `resets[k]` bytes have crossed it either way,
 //! and after each reset every new connection is refused (accepted, then reset at once) for
-//! the outage. Connections past the list are left alone. Its threads end with the test.
+//! the outage. Connections past the list are left alone. A black-holing proxy instead stops
+//! forwarding the first connection after N bytes without closing it (what a dead path
+//! looks like: no reset, nothing moves). Its threads end with the test.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -34,6 +36,16 @@ fn abortive(sock: &TcpStream) {
 impl FaultProxy {
     /// Forwards 127.0.0.1:`port` (a new port) to 127.0.0.1:`target`.
     pub fn start(target: u16, resets: Vec<u64>, outage: Duration) -> Self {
+        Self::with(target, resets, outage, None)
+    }
+
+    /// Forwards to `target`; the first connection goes silent both ways (bytes read and
+    /// dropped, the sockets left open) once `after` bytes have crossed it.
+    pub fn black_hole(target: u16, after: u64) -> Self {
+        Self::with(target, Vec::new(), Duration::ZERO, Some(after))
+    }
+
+    fn with(target: u16, resets: Vec<u64>, outage: Duration, hole: Option<u64>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Seen::default());
@@ -59,6 +71,7 @@ impl FaultProxy {
                 };
                 let index = seen.forwarded.fetch_add(1, Ordering::Relaxed);
                 let limit = resets.get(index).copied();
+                let hole = hole.filter(|_| index == 0);
                 let crossed = Arc::new(AtomicU64::new(0));
                 let broken = Arc::new(AtomicBool::new(false));
                 for (from, to) in [
@@ -76,6 +89,7 @@ impl FaultProxy {
                             from,
                             to,
                             limit,
+                            hole,
                             &crossed,
                             &broken,
                             &seen,
@@ -96,6 +110,7 @@ fn pump(
     mut from: TcpStream,
     mut to: TcpStream,
     limit: Option<u64>,
+    hole: Option<u64>,
     crossed: &AtomicU64,
     broken: &AtomicBool,
     seen: &Seen,
@@ -122,6 +137,10 @@ fn pump(
             let _ = from.shutdown(Shutdown::Read);
             let _ = to.shutdown(Shutdown::Read);
             return;
+        }
+        if hole.is_some_and(|h| total >= h) {
+            // Swallowed: the path is dead, and nobody is told.
+            continue;
         }
         if to.write_all(&buf[..n]).is_err() {
             break;
