@@ -101,6 +101,10 @@ const CHUNK: usize = 256 * 1024;
 const ACK_EVERY: u64 = 1 << 20;
 /// ...and no later than this after a delivery.
 const ACK_DELAY: Duration = Duration::from_millis(20);
+/// Acknowledged frames kept for reuse at most.
+const SPARE: usize = 16;
+/// Frames written in a row before the sending half lets the receiving half read.
+const YIELD_EVERY: u64 = 4;
 /// An idle connection says it is alive this often...
 const HEARTBEAT: Duration = Duration::from_secs(2);
 /// ...and one silent for this long is taken for broken (a black hole: no reset, nothing
@@ -247,6 +251,9 @@ struct State {
     moved: Instant,
     /// Remote-shell semantics: stop reading once the peer has finished.
     end_with_peer: bool,
+    /// Frames the peer acknowledged, kept for the next reads: a new 256 KiB buffer each
+    /// time would be a fresh mapping, faulted in page by page.
+    spare: Vec<Vec<u8>>,
 }
 
 impl Default for State {
@@ -269,6 +276,7 @@ impl Default for State {
             fault: None,
             moved: Instant::now(),
             end_with_peer: false,
+            spare: Vec::new(),
         }
     }
 }
@@ -297,7 +305,12 @@ impl State {
                 break;
             }
             self.replay_bytes -= frame.len();
-            self.replay.pop_front();
+            if let Some((_, frame)) = self.replay.pop_front()
+                && self.spare.len() < SPARE
+                && let Ok(buf) = Arc::try_unwrap(frame)
+            {
+                self.spare.push(buf);
+            }
             self.cursor = self.cursor.saturating_sub(1);
         }
         self.peer_has_end = end;
@@ -652,6 +665,7 @@ async fn send<W: AsyncWrite + Unpin>(
     aborted: &mut oneshot::Receiver<String>,
 ) -> io::Result<()> {
     let mut last_sent = Instant::now();
+    let mut written = 0u64;
     let started = Instant::now();
     let mut next_progress = options.progress.as_ref().map(|p| started + p.every);
     loop {
@@ -696,6 +710,13 @@ async fn send<W: AsyncWrite + Unpin>(
         if let Some(bytes) = next {
             conn.write_all(&bytes).await?;
             last_sent = Instant::now();
+            written += 1;
+            if written.is_multiple_of(YIELD_EVERY) {
+                // A socket that stays writable never makes this loop wait, and the
+                // receiving half (in the same task) would read no acknowledgement until
+                // the replay buffer is full: let it run.
+                tokio::task::yield_now().await;
+            }
             continue;
         }
         if state.lock().closing {
@@ -720,7 +741,12 @@ async fn send<W: AsyncWrite + Unpin>(
             wake_at = wake_at.min(at);
         }
         // The frame a read fills: its header's room first, the data read straight after.
-        let mut fresh = Vec::with_capacity(HEADER + CHUNK);
+        let mut fresh = state
+            .lock()
+            .spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(HEADER + CHUNK));
+        fresh.clear();
         fresh.resize(HEADER, 0);
         tokio::select! {
             read = input.read_buf(&mut fresh), if can_read => {
