@@ -37,12 +37,10 @@ use crate::relay::{self, RelayError, Transfer};
 
 /// The ALPN protocol of a resumable single stream.
 pub const ALPN: &[u8] = b"sst-tunnel/resume/1";
-/// The longest a stream may stay disconnected by default: for now, never. Resuming copies
-/// every byte three more times on each side than the relay does (through the link's pipe
-/// and the carrier), which cost a third of the single-stream throughput in the loopback
-/// benchmark (docs/benchmarks.md); it is on by default once the carrier reads and writes
-/// the local ends itself. 120 s (the stock scripts' own idle timeouts) is the window to ask
-/// for.
+/// The longest a stream may stay disconnected by default: for now, never. A resumable
+/// stream still costs about a sixth of the single-stream throughput in the loopback
+/// benchmark (docs/benchmarks.md), more than the 5 % it may; it is on by default once that
+/// is found. 120 s (the stock scripts' own idle timeouts) is the window to ask for.
 pub const DEFAULT_WINDOW: Duration = Duration::ZERO;
 /// Unacknowledged bytes each end keeps for resending: enough for a long fat path (64 MiB
 /// is 50 ms at 10 Gbit/s); a sender whose buffer is full waits for acknowledgements.
