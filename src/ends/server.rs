@@ -213,15 +213,7 @@ async fn striped(
     direction: Direction,
 ) -> Result<()> {
     let count = info.stripes;
-    let token = stripes::token().map_err(|e| Error::Internal(e.to_string()))?;
-    first
-        .write_all(&token[..])
-        .await
-        .map_err(|e| tls::classify(&e, Error::Transfer))?;
-    first
-        .flush()
-        .await
-        .map_err(|e| tls::classify(&e, Error::Transfer))?;
+    let token = send_token(&mut first).await?;
     let mut slots: Vec<Option<session::ServerStream>> = (0..count).map(|_| None).collect();
     slots[0] = Some(first);
     let wait = limits.handshake;
@@ -304,15 +296,7 @@ async fn resumable(
     peer: SocketAddr,
     direction: Direction,
 ) -> Result<()> {
-    let token = stripes::token().map_err(|e| Error::Internal(e.to_string()))?;
-    first
-        .write_all(&token[..])
-        .await
-        .map_err(|e| tls::classify(&e, Error::Transfer))?;
-    first
-        .flush()
-        .await
-        .map_err(|e| tls::classify(&e, Error::Transfer))?;
+    let token = send_token(&mut first).await?;
     let path = session::copy_path(&first);
     gate.keep_waiting();
     let wait = limits.handshake;
@@ -376,16 +360,11 @@ async fn bind_resume(
     token: &[u8; stripes::TOKEN_LEN],
     first: &session::TlsInfo,
 ) -> Result<resume::Conn> {
-    let (mut stream, extra) = session::accept(acceptor, tcp, wait).await?;
-    extra.joins(first)?;
+    const MARK: usize = resume::RESUME_MARK.len();
+    let (stream, extra, presented) = newcomer::<MARK>(acceptor, tcp, wait, first).await?;
     if !extra.resume {
         return Err(Error::Handshake("it did not agree to resume".into()));
     }
-    let mut presented = Zeroizing::new([0; stripes::TOKEN_LEN + resume::RESUME_MARK.len()]);
-    stream
-        .read_exact(&mut presented[..])
-        .await
-        .map_err(|e| tls::classify(&e, Error::Transfer))?;
     stripes::check_resume(token, &presented[..]).map_err(Error::Transfer)?;
     Ok(Box::new(stream))
 }
@@ -416,16 +395,43 @@ async fn bind_stripe(
     token: &[u8; stripes::TOKEN_LEN],
     first: &session::TlsInfo,
 ) -> Result<(u32, session::ServerStream)> {
+    let (stream, _, presented) = newcomer::<1>(acceptor, tcp, wait, first).await?;
+    let index =
+        stripes::check_binding(token, &presented[..], first.stripes).map_err(Error::Transfer)?;
+    Ok((index, stream))
+}
+
+/// The binding secret a striped or resumable stream's first connection sends first.
+async fn send_token(first: &mut session::ServerStream) -> Result<stripes::Token> {
+    let token = stripes::token().map_err(|e| Error::Internal(e.to_string()))?;
+    first
+        .write_all(&token[..])
+        .await
+        .map_err(|e| tls::classify(&e, Error::Transfer))?;
+    first
+        .flush()
+        .await
+        .map_err(|e| tls::classify(&e, Error::Transfer))?;
+    Ok(token)
+}
+
+/// A connection that would join the stream `first` began: its handshake, the same peer
+/// certificate and agreement as the first, and the binding secret plus `EXTRA` bytes it
+/// presents first (wiped on drop).
+async fn newcomer<const EXTRA: usize>(
+    acceptor: &Arc<ServerConfig>,
+    tcp: TcpStream,
+    wait: Duration,
+    first: &session::TlsInfo,
+) -> Result<(session::ServerStream, session::TlsInfo, Zeroizing<Vec<u8>>)> {
     let (mut stream, extra) = session::accept(acceptor, tcp, wait).await?;
     extra.joins(first)?;
-    let mut presented = Zeroizing::new([0; stripes::TOKEN_LEN + 1]);
+    let mut presented = Zeroizing::new(vec![0; stripes::TOKEN_LEN + EXTRA]);
     stream
         .read_exact(&mut presented[..])
         .await
         .map_err(|e| tls::classify(&e, Error::Transfer))?;
-    let index =
-        stripes::check_binding(token, &presented[..], first.stripes).map_err(Error::Transfer)?;
-    Ok((index, stream))
+    Ok((stream, extra, presented))
 }
 
 /// Accepts connections until a signal ends the process, running `program` for each.

@@ -142,10 +142,7 @@ pub fn check_binding(
     presented: &[u8],
     stripes: u32,
 ) -> Result<u32, String> {
-    let (secret, index) = presented.split_at(TOKEN_LEN.min(presented.len()));
-    if aws_lc_rs::constant_time::verify_slices_are_equal(secret, token).is_err() {
-        return Err("it does not carry this transfer's binding secret".into());
-    }
+    let index = after_secret(token, presented)?;
     match index {
         [i] if (1..stripes).contains(&u32::from(*i)) => Ok(u32::from(*i)),
         _ => Err(format!("it names no stripe between 1 and {}", stripes - 1)),
@@ -161,13 +158,19 @@ pub fn resume_binding(token: &[u8; TOKEN_LEN]) -> Zeroizing<Vec<u8>> {
     bytes
 }
 
-/// Checks what a resuming connection presented: the token (constant time) and the mark.
-pub fn check_resume(token: &[u8; TOKEN_LEN], presented: &[u8]) -> Result<(), String> {
-    let (secret, mark) = presented.split_at(TOKEN_LEN.min(presented.len()));
+/// What follows the binding secret in `presented`, once the secret is checked against
+/// `token` (in constant time).
+fn after_secret<'a>(token: &[u8; TOKEN_LEN], presented: &'a [u8]) -> Result<&'a [u8], String> {
+    let (secret, rest) = presented.split_at(TOKEN_LEN.min(presented.len()));
     if aws_lc_rs::constant_time::verify_slices_are_equal(secret, token).is_err() {
         return Err("it does not carry this transfer's binding secret".into());
     }
-    if mark != RESUME_MARK {
+    Ok(rest)
+}
+
+/// Checks what a resuming connection presented: the token (constant time) and the mark.
+pub fn check_resume(token: &[u8; TOKEN_LEN], presented: &[u8]) -> Result<(), String> {
+    if after_secret(token, presented)? != RESUME_MARK {
         return Err("it does not ask to resume the stream".into());
     }
     Ok(())
