@@ -42,7 +42,7 @@ pub struct Prepared {
     /// `--ca` as the user wrote it, for messages.
     pub ca_label: String,
     /// Parsed `--crl` contents.
-    pub crls: Vec<webpki::OwnedCertRevocationList>,
+    pub crls: Vec<verify::Crl>,
 }
 
 impl Prepared {
@@ -84,9 +84,9 @@ impl Prepared {
             prepared.ca_label = ca.display().to_string();
         }
         if let Some(crl_path) = &args.crl {
-            for der in pem::load_crls(crl_path)? {
-                let crl = webpki::OwnedCertRevocationList::from_der(&der)
-                    .map_err(|e| Error::file(crl_path, format!("malformed CRL: {e:?}")))?;
+            for (file, der) in pem::load_crls(crl_path)? {
+                let crl = verify::Crl::parse(file, &der)
+                    .map_err(|why| Error::file(crl_path, format!("malformed CRL: {why}")))?;
                 prepared.crls.push(crl);
             }
         }

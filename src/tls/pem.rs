@@ -139,8 +139,9 @@ pub fn load_ca(path: &Path) -> Result<Vec<CaCert>> {
     Ok(out)
 }
 
-/// Loads CRLs from a file (PEM or DER) or from every file in a directory.
-pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>> {
+/// Loads CRLs from a file (PEM or DER) or from every file in a directory, each with the file
+/// it came from (so that an expired one can be named).
+pub fn load_crls(path: &Path) -> Result<Vec<(PathBuf, CertificateRevocationListDer<'static>)>> {
     let meta = fs::metadata(path).map_err(|e| Error::file_io(path, &e))?;
     let files = if meta.is_dir() {
         dir_files(path)?
@@ -151,9 +152,10 @@ pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static
     for file in files {
         let bytes = files::read_bytes(&file, files::CRL_LIMIT)?;
         if bytes.first() == Some(&0x30) {
-            out.push(CertificateRevocationListDer::from(bytes));
+            out.push((file, CertificateRevocationListDer::from(bytes)));
         } else {
-            out.extend(parse_pem(&file, &bytes)?.crls);
+            let crls = parse_pem(&file, &bytes)?.crls;
+            out.extend(crls.into_iter().map(|der| (file.clone(), der)));
         }
     }
     if out.is_empty() {

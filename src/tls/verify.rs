@@ -6,6 +6,7 @@
 //! Handshake signatures are always checked, whatever the policy.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -17,7 +18,7 @@ use rustls::{
     CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, SignatureScheme,
 };
 use webpki::{EndEntityCert, KeyUsage, OwnedCertRevocationList};
-use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::prelude::{CertificateRevocationList, FromDer, X509Certificate};
 
 use super::names::CertNames;
 use super::pem::CaCert;
@@ -107,6 +108,74 @@ impl fmt::Display for PeerCertError {
 
 impl std::error::Error for PeerCertError {}
 
+/// One certificate revocation list from `--crl`, with what the messages need: its issuer's
+/// name, when it expires and the file it came from.
+#[derive(Debug, Clone)]
+pub struct Crl {
+    list: OwnedCertRevocationList,
+    issuer: String,
+    issuer_der: Vec<u8>,
+    revoked: Vec<Vec<u8>>,
+    next_update: i64,
+    file: PathBuf,
+}
+
+impl Crl {
+    /// Parses one DER CRL read from `file`; the error says what is wrong with it.
+    pub fn parse(file: PathBuf, der: &[u8]) -> Result<Self, String> {
+        let list = OwnedCertRevocationList::from_der(der).map_err(|e| format!("{e:?}"))?;
+        let (_, parsed) = CertificateRevocationList::from_der(der).map_err(|e| e.to_string())?;
+        // webpki refuses a CRL without nextUpdate, so this is always there once it parsed.
+        let next_update = parsed
+            .next_update()
+            .map(|t| t.timestamp())
+            .ok_or("no nextUpdate")?;
+        Ok(Self {
+            list,
+            issuer: parsed.issuer().to_string(),
+            issuer_der: parsed.issuer().as_raw().to_vec(),
+            revoked: parsed
+                .iter_revoked_certificates()
+                .map(|r| r.raw_serial().to_vec())
+                .collect(),
+            next_update,
+            file,
+        })
+    }
+
+    /// Whether this CRL is the one `issuer` (a DER name as x509-parser gives it) publishes.
+    fn issued_by(&self, issuer: &[u8]) -> bool {
+        self.issuer_der == issuer
+    }
+
+    /// Whether it lists `serial` (raw, as x509-parser gives it) as revoked.
+    fn revokes(&self, serial: &[u8]) -> bool {
+        self.revoked.iter().any(|r| r == serial)
+    }
+
+    fn expired_message(&self) -> String {
+        format!(
+            "the CRL from '{}' in {} expired at {} (--crl); fetch a fresh CRL",
+            self.issuer,
+            self.file.display(),
+            format_unix(u64::try_from(self.next_update).unwrap_or(0))
+        )
+    }
+}
+
+/// The refusal of a certificate whose extendedKeyUsage does not allow its role.
+fn lacks_eku(who: &str, subject: &str) -> String {
+    format!(
+        "{who} certificate '{subject}' lacks extendedKeyUsage {} (reissue it with serverAuth and \
+         clientAuth)",
+        if who == "server" {
+            "serverAuth"
+        } else {
+            "clientAuth"
+        }
+    )
+}
+
 /// The verifier installed in both client and server configs.
 pub struct PeerVerifier {
     policy: Policy,
@@ -114,7 +183,7 @@ pub struct PeerVerifier {
     anchors: Vec<TrustAnchor<'static>>,
     trusted: Vec<CaCert>,
     ca_label: String,
-    crls: Vec<OwnedCertRevocationList>,
+    crls: Vec<Crl>,
     algs: WebPkiSupportedAlgorithms,
     hints: Vec<DistinguishedName>,
 }
@@ -128,7 +197,7 @@ impl PeerVerifier {
         trusted: Vec<CaCert>,
         anchors: Vec<TrustAnchor<'static>>,
         ca_label: String,
-        crls: Vec<OwnedCertRevocationList>,
+        crls: Vec<Crl>,
         algs: WebPkiSupportedAlgorithms,
     ) -> Self {
         let hints = trusted
@@ -223,26 +292,66 @@ impl PeerVerifier {
         if secs > validity.not_after.timestamp() {
             return Err(PeerCertError(format!(
                 "{who} certificate '{subject}' expired at {}",
-                validity.not_after
+                format_unix(u64::try_from(validity.not_after.timestamp()).unwrap_or(0))
             )));
         }
         if secs < validity.not_before.timestamp() {
             return Err(PeerCertError(format!(
-                "{who} certificate '{subject}' is not valid before {}",
-                validity.not_before
+                "{who} certificate '{subject}' is not valid before {} (check both clocks)",
+                format_unix(u64::try_from(validity.not_before.timestamp()).unwrap_or(0))
             )));
         }
-        let issuer = cert.issuer().as_raw();
-        let serial = cert.raw_serial();
-        for crl in &self.crls {
-            let crl = webpki::CertRevocationList::from(crl.clone());
-            if crl.issuer() == issuer && matches!(crl.find_serial(serial), Ok(Some(_))) {
-                return Err(PeerCertError(format!(
-                    "{who} certificate '{subject}' is revoked (--crl)"
-                )));
+        if let Ok(Some(eku)) = cert.extended_key_usage() {
+            let eku = eku.value;
+            let wanted = match self.role {
+                PeerRole::Server => eku.server_auth,
+                PeerRole::Client => eku.client_auth,
+            };
+            // As webpki in chain mode: an EKU extension must name the role (or anyEKU).
+            if !wanted && !eku.any {
+                return Err(PeerCertError(lacks_eku(who, subject)));
             }
         }
+        self.check_revocation_pinned(&cert, secs, who, subject)
+    }
+
+    /// `--crl` for a pinned leaf: its issuer's CRL must be there, be current and not list it.
+    /// (webpki is not involved: a pinned leaf has no chain for it to walk.)
+    fn check_revocation_pinned(
+        &self,
+        cert: &X509Certificate<'_>,
+        now: i64,
+        who: &str,
+        subject: &str,
+    ) -> Result<(), PeerCertError> {
+        if self.crls.is_empty() {
+            return Ok(());
+        }
+        let issuer = cert.issuer().as_raw();
+        let from_issuer: Vec<&Crl> = self.crls.iter().filter(|c| c.issued_by(issuer)).collect();
+        if from_issuer.is_empty() {
+            return Err(self.no_crl_for(who, subject, &cert.issuer().to_string()));
+        }
+        if let Some(expired) = from_issuer.iter().find(|c| now >= c.next_update) {
+            return Err(PeerCertError(expired.expired_message()));
+        }
+        if from_issuer.iter().any(|c| c.revokes(cert.raw_serial())) {
+            return Err(PeerCertError(format!(
+                "{who} certificate '{subject}' is revoked (--crl)"
+            )));
+        }
         Ok(())
+    }
+
+    /// The policy for a CRL set that does not cover the peer: with `--crl` given, the issuer of
+    /// the peer's certificate must have published one of them. Accepting the peer anyway
+    /// (webpki's `UnknownStatusPolicy::Allow`) would turn a wrong CRL file into no revocation
+    /// checking at all, silently; OpenSSL's CRL checking fails the same way.
+    fn no_crl_for(&self, who: &str, subject: &str, issuer: &str) -> PeerCertError {
+        PeerCertError(format!(
+            "{who} certificate '{subject}' cannot be checked for revocation: no CRL in --crl is \
+             from its issuer '{issuer}' (add that CA's CRL)"
+        ))
     }
 
     /// Chain building and revocation through webpki, with errors reworded.
@@ -264,9 +373,11 @@ impl PeerVerifier {
         let crl_refs: Vec<webpki::CertRevocationList<'_>> = self
             .crls
             .iter()
-            .map(|c| webpki::CertRevocationList::from(c.clone()))
+            .map(|c| webpki::CertRevocationList::from(c.list.clone()))
             .collect();
         let crl_ptrs: Vec<&webpki::CertRevocationList<'_>> = crl_refs.iter().collect();
+        // Every certificate in the chain is checked against its issuer's CRL when that CRL is
+        // given (a revoked intermediate is refused); the leaf's issuer must have one (below).
         let revocation = match webpki::RevocationOptionsBuilder::new(&crl_ptrs) {
             Ok(builder) => Some(
                 builder
@@ -286,8 +397,64 @@ impl PeerVerifier {
             revocation,
             None,
         )
-        .map(|_| ())
-        .map_err(|e| self.explain(e, who, subject, names, end_entity))
+        .map_err(|e| self.explain_chain(e, who, subject, names, end_entity, intermediates))?;
+        if self.crls.is_empty() {
+            return Ok(());
+        }
+        let Ok((_, leaf)) = X509Certificate::from_der(end_entity) else {
+            return Err(PeerCertError(format!(
+                "{who} certificate is not valid X.509"
+            )));
+        };
+        if !self
+            .crls
+            .iter()
+            .any(|c| c.issued_by(leaf.issuer().as_raw()))
+        {
+            return Err(self.no_crl_for(who, subject, &leaf.issuer().to_string()));
+        }
+        Ok(())
+    }
+
+    /// [`Self::explain`], naming the revoked certificate when it is not the leaf and the CRL
+    /// file when one expired: webpki's errors say neither.
+    fn explain_chain(
+        &self,
+        err: webpki::Error,
+        who: &str,
+        subject: &str,
+        names: &CertNames,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+    ) -> PeerCertError {
+        match &err {
+            webpki::Error::CertRevoked => {
+                for der in intermediates {
+                    let Ok((_, ca)) = X509Certificate::from_der(der) else {
+                        continue;
+                    };
+                    let revoked = self
+                        .crls
+                        .iter()
+                        .any(|c| c.issued_by(ca.issuer().as_raw()) && c.revokes(ca.raw_serial()));
+                    if revoked {
+                        return PeerCertError(format!(
+                            "{who} certificate '{subject}' is issued by CA '{}', which is revoked \
+                             (--crl)",
+                            ca.subject()
+                        ));
+                    }
+                }
+            }
+            webpki::Error::CrlExpired { next_update, .. } => {
+                let at = i64::try_from(next_update.as_secs()).unwrap_or(i64::MAX);
+                if let Some(crl) = self.crls.iter().find(|c| c.next_update == at) {
+                    return PeerCertError(crl.expired_message());
+                }
+            }
+            _ => {}
+        }
+        self.explain(err, who, subject, names, end_entity)
     }
 
     /// Turns a webpki error into a sentence with a remedy.
@@ -336,15 +503,7 @@ impl PeerVerifier {
                 "a CRL in --crl expired at {}; fetch a fresh CRL",
                 format_unix(next_update.as_secs())
             ),
-            E::RequiredEkuNotFoundContext(_) => format!(
-                "{who} certificate '{subject}' lacks extendedKeyUsage {} (reissue it with \
-                 serverAuth and clientAuth)",
-                if who == "server" {
-                    "serverAuth"
-                } else {
-                    "clientAuth"
-                }
-            ),
+            E::RequiredEkuNotFoundContext(_) => lacks_eku(who, subject),
             E::InvalidSignatureForPublicKey
             | E::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => self
                 .same_name_other_key(who, subject, names)
