@@ -9,19 +9,24 @@
 //! installed (scripts/test.sh installs them).
 //!
 //! Every tool gets the same topology and the harness stays out of the way: `cat FILE` feeds the
-//! client's stdin pipe (an SST donor is fed through a pipe too), the server runs
-//! `dd of=/dev/null` per connection (stunnel can only exec) and dd's own byte count says how
-//! much arrived. On a 2-core machine a harness
-//! that pumps pipes itself competes with the tunnels for the cores and squeezes every ratio
-//! towards 1.
+//! client's stdin pipe (an SST donor is fed through a pipe too), and the server's stream ends
+//! in a sink (exec'd per connection, since stunnel can only exec; or reading the joiner's
+//! stdout pipe) that compares every byte with the deterministic input as it arrives (a
+//! memcmp, as cheap as `dd of=/dev/null`) and reports the count. On a 2-core machine a
+//! harness that pumps pipes itself competes with the tunnels for the cores and squeezes every
+//! ratio towards 1.
+//!
+//! Every run is verified: the sink saw exactly the input (no byte short, over or wrong), and
+//! every process (feeder, client, server, sink) exited as it should. A row with a failed run
+//! says so in the table, and the bench exits non-zero after writing it.
 
 #[path = "../tests/common/mod.rs"]
 #[allow(missing_docs)]
 mod common;
 
 use std::fs::File;
-use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::io::{Read, Write};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -31,9 +36,10 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 /// One measured run.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Sample {
-    lost: u64,
+    /// Why the run does not count: bytes short, over or wrong, or a process that failed.
+    failure: Option<String>,
     mbps: f64,
     cpu_per_gib: f64,
     rss_mib: f64,
@@ -84,6 +90,10 @@ impl Tool {
 }
 
 fn main() {
+    // The sink is this same binary: `throughput --bench-sink` (see [`sink`]).
+    if std::env::args().nth(1).as_deref() == Some(SINK_ARG) {
+        sink();
+    }
     let bytes: u64 = std::env::var("SST_BENCH_BYTES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -127,16 +137,24 @@ fn main() {
         small.push(run(&pki, Tool::SstTunnel, &small_input, bytes / 8));
     }
     let med: Vec<Sample> = results.iter().map(|r| median(r)).collect();
+    let small_failed = small.iter().find_map(|s| s.failure.clone());
     let small = median(&small);
     let stunnel = med[1].mbps;
     let socat = med[3].mbps;
     let mut table = format!(
         "Loopback, one stream, {} MiB per run, median of {rounds} interleaved rounds, mutual TLS 1.3; \
-         `cat FILE |` feeds every client; exec rows (the rsync SST shape) run `dd of=/dev/null` per connection, pipe rows (the mariabackup shape) write to a pipe read by `dd of=/dev/null`. Compare exec rows with stunnel, pipe rows with socat.\n\n\
+         `cat FILE |` feeds every client; exec rows (the rsync SST shape) exec a sink per connection, pipe rows (the mariabackup shape) write to a pipe read by the sink; the sink checks every byte against the input. Compare exec rows with stunnel, pipe rows with socat.\n\n\
          | tool | MB/s | tunnel CPU s/GiB | peak RSS MiB | x stunnel | x socat TLS |\n|---|---|---|---|---|---|\n",
         bytes >> 20
     );
-    for (tool, s) in tools.iter().zip(&med) {
+    let mut failed = Vec::new();
+    for ((tool, s), runs) in tools.iter().zip(&med).zip(&results) {
+        // One failed run fails the row: its median would hide it.
+        if let Some(why) = runs.iter().find_map(|r| r.failure.clone()) {
+            table.push_str(&format!("| {} | FAILED: {why} | | | | |\n", tool.label()));
+            failed.push(tool.label());
+            continue;
+        }
         table.push_str(&format!(
             "| {} | {:.0} | {:.2} | {:.1} | {:.2} | {:.2} |\n",
             tool.label(),
@@ -147,41 +165,42 @@ fn main() {
             s.mbps / socat
         ));
     }
-    table.push_str(&format!(
-        "| sst-tunnel, {} MiB stream (RSS flatness) | {:.0} | {:.2} | {:.1} | {:.2} | {:.2} |\n",
-        (bytes / 8) >> 20,
-        small.mbps,
-        small.cpu_per_gib,
-        small.rss_mib,
-        small.mbps / stunnel,
-        small.mbps / socat
-    ));
-    for (tool, runs) in tools.iter().zip(&results) {
-        let lost: u64 = runs.iter().map(|r| r.lost).sum();
-        if lost > 0 {
-            table.push_str(&format!(
-                "\n{}: {lost} bytes never arrived over {} runs.\n",
-                tool.label(),
-                runs.len()
-            ));
-        }
+    if let Some(why) = small_failed {
+        table.push_str(&format!(
+            "| sst-tunnel, {} MiB stream (RSS flatness) | FAILED: {why} | | | | |\n",
+            (bytes / 8) >> 20
+        ));
+        failed.push("sst-tunnel, small stream");
+    } else {
+        table.push_str(&format!(
+            "| sst-tunnel, {} MiB stream (RSS flatness) | {:.0} | {:.2} | {:.1} | {:.2} | {:.2} |\n",
+            (bytes / 8) >> 20,
+            small.mbps,
+            small.cpu_per_gib,
+            small.rss_mib,
+            small.mbps / stunnel,
+            small.mbps / socat
+        ));
     }
-    assert_eq!(
-        results[0].iter().map(|r| r.lost).sum::<u64>(),
-        0,
-        "sst-tunnel lost bytes"
+    table.push_str(
+        "\nEvery run verified: the sink compared every byte with the input, and every process \
+         exited as it should.\n",
     );
     println!("\n{table}");
     let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
     let _ = std::fs::create_dir_all(&target);
     std::fs::write(target.join("bench-throughput.md"), &table)
         .expect("write target/bench-throughput.md");
+    if !failed.is_empty() {
+        eprintln!("bench throughput: FAILED rows: {}", failed.join("; "));
+        std::process::exit(1);
+    }
 }
 
 /// `len` seeded pseudo-random bytes (incompressible, like a backup stream) into `path`.
 fn write_input(path: &std::path::Path, len: u64) {
     let mut file = std::io::BufWriter::new(File::create(path).expect("bench input"));
-    let block = common::bytes(1 << 20, 42);
+    let block = pattern();
     let mut left = len;
     while left > 0 {
         let n = left.min(block.len() as u64) as usize;
@@ -191,15 +210,73 @@ fn write_input(path: &std::path::Path, len: u64) {
     file.flush().expect("bench input");
 }
 
+/// The input is this 1 MiB block over and over (cut at the end), so the sink can check every
+/// byte without reading the file.
+fn pattern() -> Vec<u8> {
+    common::bytes(1 << 20, 42)
+}
+
 fn median(samples: &[Sample]) -> Sample {
     let mut sorted = samples.to_vec();
     sorted.sort_by(|a, b| a.mbps.total_cmp(&b.mbps));
-    sorted[sorted.len() / 2]
+    sorted[sorted.len() / 2].clone()
 }
 
-/// The sink every server hands the stream to: the same topology for every tool (stunnel can
-/// only exec), and `dd` reports on stderr how many bytes arrived.
-const SINK: [&str; 3] = ["/bin/dd", "of=/dev/null", "bs=262144"];
+/// The argument that makes this binary the sink.
+const SINK_ARG: &str = "--bench-sink";
+
+/// The sink: reads stdin to EOF in 256 KiB reads (as `dd bs=262144` did), compares each byte
+/// with the input pattern at its offset, and prints `N bytes verified` on stderr, or where the
+/// first wrong byte was; exits 0 only when nothing was wrong (the count is the harness's
+/// to compare with what was sent).
+fn sink() -> ! {
+    let block = pattern();
+    let mut buf = vec![0u8; 256 << 10];
+    let mut stdin = std::io::stdin().lock();
+    let mut total: u64 = 0;
+    loop {
+        let n = match stdin.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                eprintln!("sink: read failed after {total} bytes: {e}");
+                std::process::exit(1);
+            }
+        };
+        let mut done = 0;
+        while done < n {
+            let at = ((total + done as u64) % block.len() as u64) as usize;
+            let len = (n - done).min(block.len() - at);
+            if buf[done..done + len] != block[at..at + len] {
+                let off = (0..len)
+                    .find(|i| buf[done + i] != block[at + i])
+                    .unwrap_or(0);
+                eprintln!("sink: wrong byte at offset {}", total + (done + off) as u64);
+                std::process::exit(1);
+            }
+            done += len;
+        }
+        total += n as u64;
+    }
+    eprintln!("sink: {total} bytes verified");
+    std::process::exit(0);
+}
+
+/// The sink every server hands the stream to, the same for every tool (stunnel can only
+/// exec): this binary as [`sink`], whose last stderr line says what arrived.
+fn sink_argv() -> [String; 2] {
+    [
+        std::env::current_exe()
+            .expect("the bench's own path")
+            .to_string_lossy()
+            .into_owned(),
+        SINK_ARG.to_string(),
+    ]
+}
+
+/// The sink's verdict line: `sink: N bytes verified`, or its complaint.
+const SINK_LINE: &str = "sink: ";
 
 /// Runs one transfer of `input` (a file of `bytes` bytes) through `tool`, measuring the tunnel
 /// processes only. The harness stays light: `cat` feeds the client's stdin pipe and the
@@ -211,7 +288,7 @@ fn run(pki: &Pki, tool: Tool, input: &std::path::Path, bytes: u64) -> Sample {
             let mut args = strs(&["--log-level", "info", "listen", "127.0.0.1:0"]);
             args.extend(pki.args("server"));
             args.push("--exec".into());
-            args.extend(strs(&SINK));
+            args.extend(sink_argv());
             let mut server = Proc::spawn(&tool.binary(), &args);
             server.close_stdin();
             let port = server.port();
@@ -251,12 +328,12 @@ fn run(pki: &Pki, tool: Tool, input: &std::path::Path, bytes: u64) -> Sample {
             pki.write(
                 "bench-server.conf",
                 &format!(
-                    "cert = {}\nkey = {}\nCAfile = {}\nforeground = yes\npid =\ndebug = warning\nverifyChain = yes\n[sink]\naccept = 127.0.0.1:{port}\nexec = {}\nexecargs = dd {}\n",
+                    "cert = {}\nkey = {}\nCAfile = {}\nforeground = yes\npid =\ndebug = warning\nverifyChain = yes\n[sink]\naccept = 127.0.0.1:{port}\nexec = {}\nexecargs = throughput {}\n",
                     pki.s("server-cert.pem"),
                     pki.s("server-key.pem"),
                     pki.s("ca.pem"),
-                    SINK[0],
-                    SINK[1..].join(" ")
+                    sink_argv()[0],
+                    sink_argv()[1],
                 ),
             );
             let server = Proc::spawn(&stunnel, &[pki.s("bench-server.conf")]);
@@ -336,32 +413,42 @@ fn spawn_client(mut command: Command, args: &[String], input: &std::path::Path) 
     Client { tunnel, feeder }
 }
 
-/// Where the server's stream ends up, and so where dd reports the byte count.
+/// Where the server's stream ends up, and so where the sink's verdict is read.
 enum Sink {
     /// The server's own exec'd child (its stderr is the server's).
     Exec,
-    /// A `dd` reading the server's stdout pipe; its stderr goes to the file.
+    /// A sink reading the server's stdout pipe; its stderr goes to the file.
     Pipe(Child, std::path::PathBuf),
 }
 
-/// Starts `dd of=/dev/null` on the server's stdout pipe.
+/// Starts the sink on the server's stdout pipe.
 fn pipe_sink(pki: &Pki, server: &mut Proc) -> Sink {
     let out = server.take_stdout();
     enlarge(&out);
     let log = pki.path("bench-sink.log");
-    let dd = Command::new(SINK[0])
-        .args(&SINK[1..])
+    let [program, arg] = sink_argv();
+    let sink = Command::new(program)
+        .arg(arg)
         .stdin(out)
         .stderr(File::create(&log).expect("sink log"))
         .spawn()
-        .expect("spawn dd");
-    Sink::Pipe(dd, log)
+        .expect("spawn the sink");
+    Sink::Pipe(sink, log)
 }
 
 /// A client process and the `cat` feeding it.
 struct Client {
     tunnel: Child,
     feeder: Child,
+}
+
+/// What is wrong with a process's exit, if anything. A server we stopped with SIGTERM may
+/// report it (exit 143, or the signal itself).
+fn exit_problem(who: &str, status: ExitStatus, stopped: bool) -> Option<String> {
+    use std::os::unix::process::ExitStatusExt;
+    let fine = status.success()
+        || (stopped && (status.code() == Some(143) || status.signal() == Some(15)));
+    (!fine).then(|| format!("{who} exited with {status}"))
 }
 
 fn measure(
@@ -375,45 +462,54 @@ fn measure(
     let pids = [server.pid(), client.tunnel.id() as i32];
     let sampler = RssSampler::start(&pids);
     let started = Instant::now();
-    // dd's "N bytes ... copied" line: every byte has landed (or the stream ended short).
+    let mut problems = Vec::new();
+    // The sink's verdict: every byte has landed and was checked (or the stream went wrong).
     let (line, elapsed) = match sink {
         Sink::Exec => {
-            let line = server.wait_line(" copied");
+            let line = server.wait_line(SINK_LINE);
             (line, started.elapsed())
         }
-        Sink::Pipe(mut dd, log) => {
-            dd.wait().expect("dd");
+        Sink::Pipe(mut sink, log) => {
+            let status = sink.wait().expect("sink");
             let elapsed = started.elapsed();
+            problems.extend(exit_problem("the sink", status, false));
             let text = std::fs::read_to_string(log).expect("sink log");
             let line = text
                 .lines()
-                .find(|l| l.contains(" copied"))
-                .unwrap_or("")
+                .find(|l| l.contains(SINK_LINE))
+                .unwrap_or("the sink printed no verdict")
                 .to_string();
             (line, elapsed)
         }
     };
-    let got: u64 = line
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("dd's byte count in {line:?}"));
-    if got != bytes {
-        // Seen with stunnel's TIMEOUTclose = 0 (the SST donor setting): report, don't hide.
-        eprintln!("WARNING: {got} of {bytes} bytes arrived");
+    let verified: Option<u64> = line
+        .strip_suffix(" bytes verified")
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok());
+    match verified {
+        Some(got) if got == bytes => {}
+        Some(got) if got < bytes => problems.push(format!("{got} of {bytes} bytes arrived")),
+        Some(got) => problems.push(format!("{got} bytes arrived, {bytes} were sent")),
+        None => problems.push(line.trim().to_string()),
     }
     let rss = sampler.stop();
-    client.tunnel.wait().unwrap();
+    let status = client.tunnel.wait().unwrap();
+    problems.extend(exit_problem("the client", status, false));
     if stop_server {
         let _ = kill(Pid::from_raw(pids[0]), Signal::SIGTERM);
     }
-    server.finish();
+    let out = server.finish();
+    problems.extend(exit_problem("the server", out.status, stop_server));
     // The feeder is reaped after the CPU reading: its time is the harness's, not a tunnel's.
     let cpu = children_cpu() - before;
-    client.feeder.wait().unwrap();
+    let status = client.feeder.wait().unwrap();
+    problems.extend(exit_problem("the feeder (cat)", status, false));
+    if !problems.is_empty() {
+        eprintln!("FAILED run: {}", problems.join("; "));
+    }
     Sample {
-        lost: bytes.saturating_sub(got),
-        mbps: got as f64 / elapsed.as_secs_f64() / 1e6,
+        failure: (!problems.is_empty()).then(|| problems.join("; ")),
+        mbps: bytes as f64 / elapsed.as_secs_f64() / 1e6,
         cpu_per_gib: cpu / (bytes as f64 / (1u64 << 30) as f64),
         rss_mib: rss,
     }

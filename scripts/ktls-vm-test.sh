@@ -17,10 +17,13 @@
 # `--bench` runs tests/ktls/guest.sh's benchmark instead (64 MiB streams, buffered against
 # kernel TLS, through pipes and files, 3 rounds) and prints its BENCH lines.
 #
-# Settings: KTLS_VM_KERNEL_PKG (default: what linux-image-amd64 depends on), KTLS_VM_SUITE
-# (take the kernel package from another suite of the system's Debian archive, e.g.
-# trixie-backports, through a private apt sources list and lists under the cache; the
-# system's own apt configuration and lists are not touched), KTLS_VM_CACHE
+# Settings: KTLS_VM_KERNEL_PKG (default: what linux-image-amd64 depends on, so the suite's
+# newest kernel), KTLS_VM_SUITE (take the kernel package from another suite of the system's
+# Debian archive, e.g. bookworm or trixie-backports, through a private apt sources list and
+# lists under the cache; the system's own apt configuration and lists are not touched),
+# KTLS_VM_KERNEL_MIN / KTLS_VM_KERNEL_BELOW (X.Y: refuse a kernel outside the range the
+# caller's cases are written for), KTLS_VM_EXPECT (the exact number of cases the guest must
+# report passed: a branch that silently runs nothing fails the run), KTLS_VM_CACHE
 # (default target/ktls-vm), KTLS_VM_TIMEOUT seconds (default 600), KTLS_VM_MB per case
 # (default 2; 64 with --bench), KTLS_VM_KEEP=1 keeps the work directory, KTLS_VM_EXPORT=DIR
 # writes the kernel and initramfs there instead of booting.
@@ -43,7 +46,7 @@ if [ ! -x "$bin" ]; then
     cargo build --release --locked
 fi
 bin=$(readlink -f "$bin")
-for tool in qemu-system-x86_64 cpio depmod dpkg-deb apt-get stunnel socat openssl; do
+for tool in qemu-system-x86_64 cpio depmod dpkg-deb apt-get stunnel socat rsync openssl; do
     command -v "$tool" >/dev/null || die "missing $tool (scripts/test.sh installs what this needs)"
 done
 busybox=/bin/busybox
@@ -59,7 +62,7 @@ if [ -n "${KTLS_VM_SUITE:-}" ]; then
 fi
 kernel_pkg() {
     apt-cache "${apt_opts[@]}" depends linux-image-amd64 2>/dev/null |
-        awk '/Depends: linux-image-[0-9]/ {print $2; exit}'
+        awk '/Depends: linux-image-[0-9]/ && !found {print $2; found = 1}'
 }
 pkg=${KTLS_VM_KERNEL_PKG:-$(kernel_pkg)}
 [ -n "$pkg" ] || { apt-get "${apt_opts[@]}" update -qq && pkg=$(kernel_pkg); }
@@ -69,14 +72,25 @@ if [ ! -e "$kdir/ready" ]; then
     say "fetching $pkg"
     rm -rf "$kdir"
     mkdir -p "$kdir/deb"
-    fetch() { (cd "$kdir/deb" && apt-get download -q "${apt_opts[@]}" "$pkg" >&2); }
+    # From 7.x Debian splits the kernel: linux-image-V depends on linux-binary-V (vmlinuz)
+    # and linux-modules-V (the modules); those come too, when the package names them.
+    parts() {
+        apt-cache "${apt_opts[@]}" depends "$pkg" 2>/dev/null |
+            awk '/Depends: linux-(binary|modules)-[0-9]/ {print $2}'
+    }
+    fetch() { (cd "$kdir/deb" && apt-get download -q "${apt_opts[@]}" "$pkg" $(parts) >&2); }
     fetch || { apt-get "${apt_opts[@]}" update -qq && fetch; } || die "apt-get download $pkg failed"
-    dpkg-deb -x "$kdir"/deb/*.deb "$kdir/unpacked"
+    for deb in "$kdir"/deb/*.deb; do
+        dpkg-deb -x "$deb" "$kdir/unpacked"
+    done
     # /lib/modules, or /usr/lib/modules in merged-/usr packages (trixie and later).
     mroot=$kdir/unpacked/lib/modules
     [ -d "$mroot" ] || mroot=$kdir/unpacked/usr/lib/modules
     kver=$(ls "$mroot")
-    cp "$kdir/unpacked/boot/vmlinuz-$kver" "$kdir/vmlinuz"
+    # /boot/vmlinuz-V, or (the split 7.x packages) next to the modules.
+    vmlinuz=$kdir/unpacked/boot/vmlinuz-$kver
+    [ -e "$vmlinuz" ] || vmlinuz=$mroot/$kver/vmlinuz
+    cp "$vmlinuz" "$kdir/vmlinuz"
     # Only kTLS and the crypto it may ask for; the package has no modules.dep (its
     # postinst makes one), so depmod runs here.
     mods=$kdir/modroot/lib/modules/$kver
@@ -94,6 +108,21 @@ if [ ! -e "$kdir/ready" ]; then
     touch "$kdir/ready"
 fi
 kver=$(cat "$kdir/kver")
+# The kernel the caller's expectations are written for (rekeying arrived in 6.14): a suite
+# whose newest kernel moved out of range fails here, not by silently skipping cases.
+kernel_at_least() {
+    local want_major=${1%%.*} want_minor=${1#*.} major minor rest
+    major=${kver%%.*}
+    rest=${kver#*.}
+    minor=${rest%%[!0-9]*}
+    [ "$major" -gt "$want_major" ] || { [ "$major" -eq "$want_major" ] && [ "$minor" -ge "$want_minor" ]; }
+}
+if [ -n "${KTLS_VM_KERNEL_MIN:-}" ] && ! kernel_at_least "$KTLS_VM_KERNEL_MIN"; then
+    die "$pkg is $kver, older than KTLS_VM_KERNEL_MIN=$KTLS_VM_KERNEL_MIN"
+fi
+if [ -n "${KTLS_VM_KERNEL_BELOW:-}" ] && kernel_at_least "$KTLS_VM_KERNEL_BELOW"; then
+    die "$pkg is $kver, not below KTLS_VM_KERNEL_BELOW=$KTLS_VM_KERNEL_BELOW"
+fi
 
 # --- the initramfs ---------------------------------------------------------------------------
 work=$(mktemp -d "${TMPDIR:-/tmp}/ktls-vm.XXXXXX")
@@ -124,11 +153,14 @@ add_program "$bin" /usr/bin/sst-tunnel
 add_program "$(command -v stunnel)" /usr/bin/stunnel
 # glibc loads libgcc_s when a thread exits (stunnel's), which ldd cannot list; the packaged
 # sst-tunnel no longer links it, so it is copied on its own.
-gcc_s=$(ldconfig -p | awk '$1 == "libgcc_s.so.1" && /x86-64/ {print $NF; exit}')
+# (awk reads to the end: one that exits early SIGPIPEs ldconfig, which pipefail and set -e
+# turn into a failed run, now and then.)
+gcc_s=$(ldconfig -p | awk '$1 == "libgcc_s.so.1" && /x86-64/ && !found {print $NF; found = 1}')
 [ -n "$gcc_s" ] || die "libgcc_s.so.1 not found (stunnel needs it in the guest)"
 mkdir -p "$fs$(dirname "$gcc_s")"
 cp -L "$gcc_s" "$fs$gcc_s"
 add_program "$(command -v socat)" /usr/bin/socat
+add_program "$(command -v rsync)" /usr/bin/rsync
 cp tests/ktls/guest.sh "$fs/test/guest.sh"
 # KTLS_VM_CONFORMANCE=PATH: the conformance suite's test binary (cargo test --no-run --test
 # conformance), run in the guest against the release binary on the kernel's record layer.
@@ -210,5 +242,9 @@ if [ -z "$status" ]; then
 fi
 passed=$(tr -d '\r' <"$log" | grep -c '^PASS \|^BENCH ' || true)
 failed=$(tr -d '\r' <"$log" | grep -c '^FAIL ' || true)
-say "$passed passed, $failed failed in the guest"
+say "$passed passed, $failed failed in the guest ($kver)"
 [ "$status" = 0 ] && [ "$failed" = 0 ] && [ "$passed" -gt 0 ] || exit 1
+if [ -n "${KTLS_VM_EXPECT:-}" ] && [ "$passed" != "$KTLS_VM_EXPECT" ]; then
+    say "expected exactly $KTLS_VM_EXPECT cases to pass on $kver, $passed did: a case ran that should not have, or one silently did not run"
+    exit 1
+fi

@@ -487,7 +487,7 @@ const KERNEL_CONNECT: &[&str] = &[
 /// waiting for error readiness.
 ///
 /// The kernel's record layer (kTLS), run by the kTLS guest on a kernel that rekeys
-/// (`scripts/ktls-vm-test.sh` with Linux 6.17): where the kernel itself refuses a record it
+/// (`scripts/ktls-vm-test.sh` with the newest trixie-backports kernel): where the kernel itself refuses a record it
 /// aborts the socket, and no alert can follow; every record that reaches our code gets its
 /// alert through the kernel.
 #[test]

@@ -143,14 +143,16 @@ pair() {
 
 # bench NAME pipes|files "EXTRA ARGS": one client->server stream of $MB MiB; prints the
 # server's own rate (relay time, handshake excluded) and path. Pipes: both ends' stdio are
-# FIFOs fed and drained by cat (splice can run); files: stdin a file, stdout a tmpfs file.
+# FIFOs, fed by cat and drained by cmp against the input (splice can run); files: stdin a
+# file, stdout a tmpfs file compared afterwards. A run counts only when both ends exit 0,
+# the server's summary says every byte arrived and the bytes are the input's.
 bench() {
     name=$1 shape=$2 extra=$3
     rm -f $T/b.*
     if [ "$shape" = pipes ]; then
         mkfifo $T/b.in $T/b.out
         cat $T/up >$T/b.in &
-        cat $T/b.out >/dev/null &
+        (cmp $T/up $T/b.out >$T/b.cmp 2>&1; echo "cmp exit $?" >>$T/b.cmp) &
         cin=$T/b.in sout=$T/b.out
     else
         cin=$T/up sout=$T/b.file
@@ -159,7 +161,7 @@ bench() {
     sst-tunnel listen 127.0.0.1:0 --stdio $SRV_ECDSA $extra </dev/null >$sout 2>$T/b.slog &
     spid=$!
     if ! port=$(wait_listen $T/b.slog $spid); then
-        fail "bench $name: no listener"
+        fail "bench $name $shape: no listener"
         return
     fi
     # shellcheck disable=SC2086
@@ -168,13 +170,22 @@ bench() {
     wait $spid
     src=$?
     wait
+    if [ "$shape" = files ]; then
+        cmp $T/up $T/b.file >$T/b.cmp 2>&1
+        echo "cmp exit $?" >>$T/b.cmp
+    fi
     line=$(grep "closed .*received $((MB * 1048576)) bytes" $T/b.slog)
-    if [ $crc = 0 ] && [ $src = 0 ] && [ -n "$line" ]; then
+    why=""
+    [ $crc = 0 ] || why="$why client exit $crc;"
+    [ $src = 0 ] || why="$why server exit $src;"
+    [ -n "$line" ] || why="$why the server did not receive $((MB * 1048576)) bytes;"
+    grep -q "^cmp exit 0\$" $T/b.cmp || why="$why bytes differ from the input ($(head -n 1 $T/b.cmp));"
+    if [ -z "$why" ]; then
         rate=$(echo "$line" | sed -n 's/.*(\([0-9.]*\) MB\/s).*/\1/p')
         suite=$(echo "$line" | sed -n 's/.* \(TLS[A-Z0-9_]*\), path .*/\1/p')
         echo "BENCH $name $shape ${line##*path } $suite $rate"
     else
-        fail "bench $name $shape: client exit $crc, server exit $src"
+        fail "bench $name $shape:$why"
         show $T/b.slog $T/b.clog
     fi
 }
@@ -610,6 +621,145 @@ if [ $REKEY = 1 ]; then
     fi
     kill $tpid 2>/dev/null
     wait $tpid 2>/dev/null
+fi
+
+# ------------------------------------------------------------------ production shapes
+# What production hosts run (the packages load tls at boot): a real rsync SST through the
+# stunnel front-end, a long mariabackup-shaped stream into a slow consumer, and a joiner
+# whose output breaks; each must be on kernel TLS. In the newest kernel's guest only (they
+# are long under TCG).
+if [ $REKEY = 1 ]; then
+    # An rsync tree through sst-tunnel run as `stunnel` with the configs wsrep_sst_rsync
+    # writes (contract 2.2 / 2.3): the daemon joiner execs `rsync --server --daemon`, the
+    # donor is rsync's --rsh helper. Both ends log their summaries (debug = info).
+    rm -rf $T/fe $T/src $T/dest $T/s.* $T/c.*
+    mkdir -p $T/fe $T/src/db1 $T/src/db2 $T/dest
+    ln -s /usr/bin/sst-tunnel $T/fe/stunnel
+    head -c $((MB * 1048576)) /dev/urandom >$T/src/ibdata1
+    i=0
+    while [ $i -lt 40 ]; do
+        head -c $((4096 + i * 997)) /dev/urandom >$T/src/db$((i % 2 + 1))/t$i.ibd
+        i=$((i + 1))
+    done
+    printf 'use chroot = no\nread only = no\nuid = 0\ngid = 0\n[sst]\npath = %s\n' $T/dest >$T/rsyncd.conf
+    printf '%s\n' "key = $P/node2-key.pem" "cert = $P/node2-cert.pem" "CAfile = $P/ca.pem" \
+        "foreground = yes" "pid =" "debug = info" "client = no" "verifyChain = yes" "" \
+        "[rsync]" "accept = 127.0.0.1:4450" "exec = /usr/bin/rsync" \
+        "execargs = rsync --server --daemon --config=$T/rsyncd.conf ." >$T/joiner.conf
+    printf '%s\n' "key = $P/node1-key.pem" "cert = $P/node1-cert.pem" "CAfile = $P/ca.pem" \
+        "foreground = yes" "debug = info" "client = yes" "connect = 127.0.0.1:4450" \
+        "TIMEOUTclose = 0" "verifyChain = yes" >$T/donor.conf
+    $T/fe/stunnel $T/joiner.conf 2>$T/s.log &
+    jpid=$!
+    if wait_port 4450 $jpid; then
+        rsync -a --rsh="$T/fe/stunnel $T/donor.conf" $T/src/ rsync://127.0.0.1/sst/ >$T/c.log 2>&1
+        rrc=$?
+        wait_grep $T/s.log "closed .*path"
+        kill $jpid
+        wait $jpid 2>/dev/null
+        why=""
+        [ $rrc = 0 ] || why="$why rsync exit $rrc;"
+        diff -r $T/src $T/dest >/dev/null 2>&1 || why="$why the copy differs;"
+        grep -q "path ktls" $T/s.log || why="$why joiner not on kernel TLS;"
+        grep -q "path ktls" $T/c.log || why="$why donor not on kernel TLS;"
+        if [ -z "$why" ]; then
+            pass "rsync SST through the stunnel front-end on kernel TLS (tree intact, both ends ktls)"
+        else
+            fail "rsync through the stunnel front-end on kTLS:$why"
+            show $T/s.log $T/c.log
+        fi
+    else
+        fail "the stunnel front-end joiner did not listen"
+        show $T/s.log
+    fi
+
+    # 256 MiB in the mariabackup shape (FIFOs both ends, so splice runs) into a consumer that
+    # stalls three times for 2 s: the pipe fills, splice blocks, the kernel's socket buffers
+    # fill and the sender waits. The stalls are the fault under test, not synchronisation.
+    rm -f $T/s.* $T/c.*
+    head -c 1048576 /dev/urandom >$T/block
+    produce() {
+        n=0
+        while [ $n -lt 256 ]; do
+            cat $T/block
+            n=$((n + 1))
+        done
+    }
+    want=$(produce | sha256sum | cut -d' ' -f1)
+    mkfifo $T/c.in $T/s.pipe
+    sha256sum <$T/s.pipe >$T/s.sum &
+    consumer=$!
+    sst-tunnel listen 127.0.0.1:0 --stdio $SRV_ECDSA </dev/null >$T/s.pipe 2>$T/s.log &
+    spid=$!
+    if port=$(wait_listen $T/s.log $spid); then
+        produce >$T/c.in &
+        # shellcheck disable=SC2086
+        sst-tunnel connect 127.0.0.1:"$port" $CLI --ciphers TLS13_AES_128_GCM_SHA256 \
+            <$T/c.in >/dev/null 2>$T/c.log &
+        cpid=$!
+        for stall in 1 2 3; do
+            kill -STOP $consumer
+            usleep 2000000
+            kill -CONT $consumer
+            usleep 1000000
+        done
+        wait $cpid
+        crc=$?
+        wait $spid
+        src=$?
+        wait
+        got=$(cut -d' ' -f1 $T/s.sum)
+        why=""
+        [ $crc = 0 ] || why="$why client exit $crc;"
+        [ $src = 0 ] || why="$why server exit $src;"
+        [ "$got" = "$want" ] || why="$why checksum $got, want $want;"
+        grep -q "received 268435456 bytes" $T/s.log || why="$why the server did not receive 256 MiB;"
+        grep -q "path ktls+splice" $T/s.log || why="$why server not ktls+splice;"
+        grep -q "path ktls+splice" $T/c.log || why="$why client not ktls+splice;"
+        if [ -z "$why" ]; then
+            pass "256 MiB into a stalling consumer over kTLS+splice (checksum intact)"
+        else
+            fail "256 MiB slow consumer over kTLS:$why"
+            show $T/s.log $T/c.log
+        fi
+    else
+        fail "the listener for the slow consumer did not start"
+        show $T/s.log
+        kill $consumer
+    fi
+
+    # A joiner whose output breaks (its reader takes 1 MiB and leaves: EPIPE on a spliced
+    # pipe): the joiner fails naming it, the donor sees a truncated stream; both were on
+    # kernel TLS when it happened.
+    rm -f $T/s.* $T/c.*
+    mkfifo $T/s.pipe
+    head -c 1048576 <$T/s.pipe >/dev/null &
+    sst-tunnel --log-level debug listen 127.0.0.1:0 --stdio $SRV_ECDSA </dev/null >$T/s.pipe 2>$T/s.log &
+    spid=$!
+    if port=$(wait_listen $T/s.log $spid); then
+        # shellcheck disable=SC2086
+        sst-tunnel --log-level debug connect 127.0.0.1:"$port" $CLI </dev/urandom >/dev/null 2>$T/c.log
+        crc=$?
+        wait $spid
+        src=$?
+        wait
+        why=""
+        [ $src = 6 ] && grep -q "writing local output: broken pipe" $T/s.log ||
+            why="$why joiner exit $src without 'writing local output: broken pipe';"
+        [ $crc = 6 ] && grep -q "(stream truncated)" $T/c.log ||
+            why="$why donor exit $crc without '(stream truncated)';"
+        grep -q "$HANDED" $T/s.log || why="$why joiner not on kernel TLS;"
+        grep -q "$HANDED" $T/c.log || why="$why donor not on kernel TLS;"
+        if [ -z "$why" ]; then
+            pass "EPIPE on the joiner's output over kTLS: joiner exit 6 naming it, donor exit 6 truncated"
+        else
+            fail "EPIPE on the joiner's output over kTLS:$why"
+            show $T/s.log $T/c.log
+        fi
+    else
+        fail "the listener for the EPIPE case did not start"
+        show $T/s.log
+    fi
 fi
 
 # The conformance suite on the kernel's record layer (scripts/ktls-vm-test.sh puts the test
