@@ -8,8 +8,10 @@
 # CASE is METHOD:MODE, e.g. rsync:VERIFY_CA, rsync:REQUIRED, rsync:VERIFY_IDENTITY,
 # rsync:CAPATH, rsync:IPV6, mariabackup:encrypt=4, mariabackup:STRIPED (encrypt=4 with
 # SST_TUNNEL_STREAMS=4 at both ends: one stream over 4 connections), mariabackup:encrypt=3,
-# mariabackup:encrypt=2, mariabackup:VERIFY_IDENTITY, mariabackup:CAPATH, and the failure
-# drills rsync:KILL_TUNNEL, rsync:WRONG_CA, mariabackup:WRONG_CA.
+# mariabackup:encrypt=2, mariabackup:VERIFY_IDENTITY, mariabackup:CAPATH, the failure
+# drills rsync:KILL_TUNNEL, rsync:WRONG_CA, mariabackup:WRONG_CA, and the checks' own drills
+# rsync:CLEARTEXT and mariabackup:CLEARTEXT (no TLS at all: the wire check must find the
+# rows in the capture, or it could not fail).
 #
 # node1 (127.0.0.1) is bootstrapped once and loaded with N MB of InnoDB rows in three schemas
 # plus an Aria table; for each case node2 (127.0.0.2, or ::1 for IPV6) starts empty and joins
@@ -18,6 +20,10 @@
 # `socat` from sst-tunnel. Each passing case prints one line:
 #   PASS METHOD:MODE tunnel=T sst_seconds=S datadir_bytes=B      (joins)
 #   PASS METHOD:MODE tunnel=T donor_error="..."                  (failure drills)
+#   PASS METHOD:CLEARTEXT wire=cleartext datadir_bytes=B            (the wire check's drill)
+# Every encrypted join is checked on the wire: the full capture of the SST port must hold
+# none of the rows' known text (and no rsync/mbstream magic), both nodes' error logs hold
+# sst-tunnel's summary lines, and the IPV6 case's capture is IPv6 only.
 # sst_seconds runs from node2's start to Synced, as "node2 start->Synced" in the contract.
 # Needs root, mariadb-server, galera-4, mariadb-backup, rsync, tcpdump, openssl, iproute2.
 set -euo pipefail
@@ -46,6 +52,8 @@ done
 [ -e /usr/lib/galera/libgalera_smm.so ] || { echo "galera-sst: galera-4 is not installed" >&2; exit 2; }
 
 T=$(mktemp -d /tmp/galera-sst.XXXXXX)
+# Known row text (in logs.marker) that must never cross the wire in clear.
+MARKER="galera-sst cleartext marker row"
 chmod 755 "$T"
 pids=()
 step="setting up"
@@ -190,6 +198,8 @@ tcert=$T/ssl/$cert-cert.pem
 tca=$ca"
     case $method:$mode in
         rsync:VERIFY_CA | rsync:IPV6 | rsync:KILL_TUNNEL | rsync:WRONG_CA) echo "$files" ;;
+        rsync:CLEARTEXT) echo "" ;;
+        mariabackup:CLEARTEXT) echo "encrypt=0" ;;
         rsync:REQUIRED) printf '%s\nssl-mode=REQUIRED\n' "$files" ;;
         rsync:VERIFY_IDENTITY) printf 'tkey=%s\ntcert=%s\ntca=%s\nssl-mode=VERIFY_IDENTITY\n' \
             "$T/ssl/$node-key.pem" "$T/ssl/$node-cert.pem" "$T/ssl/leaves.pem" ;;
@@ -273,8 +283,14 @@ INSERT INTO $db.t (k, pad) SELECT a.n * 1024 + b.n, RANDOM_BYTES(1000) FROM $db.
 done
 sql node1 "USE logs;
 CREATE TABLE logs.aria (id INT PRIMARY KEY, note VARCHAR(100)) ENGINE=Aria;
-INSERT INTO logs.aria SELECT seq, CONCAT('aria row ', seq) FROM seq_1_to_5000;"
-tables="shop.t shop.seq crm.t crm.seq logs.t logs.seq logs.aria"
+INSERT INTO logs.aria SELECT seq, CONCAT('aria row ', seq) FROM seq_1_to_5000;
+CREATE TABLE logs.marker (id INT PRIMARY KEY, note VARCHAR(1000)) ENGINE=InnoDB;
+INSERT INTO logs.marker SELECT seq, REPEAT('$MARKER ', 30) FROM seq_1_to_2000;"
+tables="shop.t shop.seq crm.t crm.seq logs.t logs.seq logs.aria logs.marker"
+
+# Row text the wire check looks for: it is in the datadir's InnoDB and Aria files, so a
+# cleartext SST carries it, whatever the method.
+wire_rows() { grep -a -c -e "$MARKER" -e 'aria row 4999' "$1" || true; }
 
 checksums() { # NODE
     sql "$1" "CHECKSUM TABLE ${tables// /, }; SELECT COUNT(*) FROM shop.t; SELECT COUNT(*) FROM logs.aria;"
@@ -291,8 +307,11 @@ run_case() { # METHOD:MODE
     mkdir -p "$T/node2"
     write_cnf node2 127.0.0.2 13307 "$(sst_block node2 "$mode" "$method")" "$method" "$sst_addr"
     at "$1: starting"
-    local capture=$T/sst-$method.pcap
-    tcpdump -i lo -s 512 -U -w "$capture" "tcp port 24444" 2>"$T/tcpdump.log" &
+    local capture=$T/sst-$method.pcap filter="tcp port 24444"
+    # Whole packets, so the search for row text covers every byte that crossed; IPV6 captures
+    # IPv6 only, so its size proves which family carried the SST.
+    [ "$mode" = IPV6 ] && filter="ip6 and tcp port 24444"
+    tcpdump -i lo -s 0 -U -w "$capture" "$filter" 2>"$T/tcpdump.log" &
     local dump=$!
     pids+=("$dump")
     # Capture is on once tcpdump says so. A slow start (a loaded CI machine) is waited for
@@ -315,13 +334,19 @@ run_case() { # METHOD:MODE
             if [ "$mode" = KILL_TUNNEL ]; then
                 # The joiner's tunnel dies mid-SST: once a fifth of the data has landed in
                 # node2's datadir (a measure of the SST itself, unlike packet counts, which
-                # depend on the loopback's segment sizes), kill it.
-                at "$1: waiting for the SST to be a fifth done"
-                local tunnel_pid= landed=0 deadline=$((SECONDS + 180))
+                # depend on the loopback's segment sizes) and while a stream is moving (a
+                # connection to the SST port is established and the datadir grew since the
+                # last look), kill it: the donor must then see a stream cut short, not a
+                # refused connection between two of rsync's.
+                at "$1: waiting for the SST to be a fifth done, mid-stream"
+                local tunnel_pid= landed=0 before=0 deadline=$((SECONDS + 180))
                 while [ "$SECONDS" -lt "$deadline" ]; do
                     tunnel_pid=$(cat "$T/node2/data/stunnel.pid" 2>/dev/null || true)
+                    before=$landed
                     landed=$(du -sb --exclude=galera.cache "$T/node2/data" 2>/dev/null | cut -f1 || echo 0)
-                    [ -n "$tunnel_pid" ] && [ "$landed" -gt $((data_mb * 1024 * 1024 / 5)) ] && break
+                    [ -n "$tunnel_pid" ] && [ "$landed" -gt $((data_mb * 1024 * 1024 / 5)) ] &&
+                        [ "$landed" -gt "$before" ] &&
+                        ss -Htn state established "( sport = :24444 )" | grep -q . && break
                     alive "$node2_pid" || fail "$1: node2 ended before the tunnel could be killed"
                     sleep 0.1
                 done
@@ -361,15 +386,20 @@ run_case() { # METHOD:MODE
             done
             [ ! -e "$T/node2/data/stunnel.pid" ] || fail "$1: stunnel.pid left behind"
             # The donor saw the failure through its tunnel, and says why in one line.
-            # A transfer that broke says so ("transfer failed"); the rsync SST opens several
-            # connections, so a tunnel killed between two of them leaves a refused connect.
             local why errors
             errors=$(tail -n +"$log1_from" "$T/node1/error.log" | grep -E '^(sst-tunnel|.*socat|.*stunnel).*(error|E )' || true)
-            why=$(grep -m1 'transfer failed' <<<"$errors" || true)
+            why=$(grep -m1 'transfer failed.*(stream truncated)' <<<"$errors" || true)
+            [ -n "$why" ] || why=$(grep -m1 'transfer failed' <<<"$errors" || true)
             [ -n "$why" ] || why=$(head -n1 <<<"$errors")
             [ -n "$why" ] || fail "$1: no tunnel error line in the donor's error log"
             if [ "$mode" = WRONG_CA ] && [[ $why != *"certificate verification failed"* ]]; then
                 fail "$1: expected a certificate error from the donor's tunnel, got: $why"
+            fi
+            # Killed mid-stream: the donor reports the stream it was sending as truncated
+            # (README's promise), whatever rsync's other connections then met.
+            if [ "$mode" = KILL_TUNNEL ] && [ "$tunnel" = sst-tunnel ] &&
+                [[ $why != *"transfer failed"*"(stream truncated)"* ]]; then
+                fail "$1: expected the donor's tunnel to report a truncated transfer, got: $(head -n 5 <<<"$errors")"
             fi
             echo "PASS $1 tunnel=$tunnel donor_error=\"$why\""
             return
@@ -396,17 +426,32 @@ run_case() { # METHOD:MODE
         [ "$got" = 2 ] || fail "$1: replication after SST: $n sees $got of 2 rows"
     done
     sql node1 "DELETE FROM shop.t WHERE k < 0"
-    # The wire was TLS: no rsync greeting and no mbstream chunk magic in clear.
-    local bytes
+    # The wire was TLS: none of the rows' text, no rsync greeting and no mbstream chunk magic
+    # in the whole capture. (IPV6: the capture holds IPv6 packets only, so its size is the
+    # proof that IPv6 carried the SST.)
+    local bytes rows
     bytes=$(stat -c %s "$capture")
-    [ "$bytes" -gt 100000 ] || fail "$1: capture too small ($bytes bytes): nothing crossed port 24444?"
-    if grep -a -q -e '@RSYNCD' -e 'XBSTCK01' "$capture"; then
-        fail "$1: plaintext rsync/mbstream markers on the wire"
+    [ "$bytes" -gt 100000 ] || fail "$1: capture too small ($bytes bytes): nothing crossed port 24444 ($filter)?"
+    rows=$(wire_rows "$capture")
+    if [ "$mode" = CLEARTEXT ]; then
+        # The check's own drill: without TLS, it must see the rows.
+        [ "$rows" -gt 0 ] || fail "$1: a cleartext SST, yet the wire check found no row text in $bytes bytes"
+        grep -a -q -e '@RSYNCD' -e 'XBSTCK01' "$capture" ||
+            fail "$1: a cleartext SST, yet no rsync/mbstream magic on the wire"
+    else
+        [ "$rows" = 0 ] || fail "$1: row text in clear on the wire ($rows packets)"
+        if grep -a -q -e '@RSYNCD' -e 'XBSTCK01' "$capture"; then
+            fail "$1: plaintext rsync/mbstream markers on the wire"
+        fi
     fi
-    if [ "$tunnel" = sst-tunnel ]; then
-        # sst-tunnel, not stunnel or socat, carried it: its summary lines in the error logs.
+    rm -f "$capture"
+    if [ "$tunnel" = sst-tunnel ] && [ "$mode" != CLEARTEXT ]; then
+        # sst-tunnel, not stunnel or socat, carried it at both ends: their summary lines in
+        # both error logs (node1's since this case began).
         grep -q "path buffered" "$T/node2/error.log" ||
-            fail "$1: no sst-tunnel summary line in node2's error log"
+            fail "$1: no sst-tunnel summary line in node2's (the joiner's) error log"
+        tail -n +"$log1_from" "$T/node1/error.log" | grep -q "path buffered" ||
+            fail "$1: no sst-tunnel summary line in node1's (the donor's) error log"
         # Striped where asked (both ends sst-tunnel), one stream everywhere else.
         if [ "$mode" = STRIPED ]; then
             grep -q "path buffered, 4 streams" "$T/node2/error.log" ||
@@ -419,6 +464,10 @@ run_case() { # METHOD:MODE
     moved=$(du -sb --exclude=galera.cache "$T/node2/data" | cut -f1)
     stop_node node2 "$node2_pid"
     [ ! -e "$T/node2/data/stunnel.pid" ] || fail "$1: stunnel.pid left behind"
+    if [ "$mode" = CLEARTEXT ]; then
+        echo "PASS $1 wire=cleartext datadir_bytes=$moved"
+        return
+    fi
     echo "PASS $1 tunnel=$tunnel sst_seconds=$seconds datadir_bytes=$moved"
 }
 

@@ -10,6 +10,10 @@
 #    stock stunnel, through sst-tunnel's stunnel front-end (the same configs), and through
 #    the native `connect`/`listen --exec`; the median of --rounds interleaved runs.
 # Prints a markdown table and writes it to --out (default target/bench-sst.md).
+# Every run is verified: a Galera case counts only when galera-sst.sh passed it (node2
+# synced, data checksums equal on both nodes); an rsync run only when rsync and the tunnel
+# exited as they should and the copy equals the source. A failed run makes its row say
+# FAILED with the reason, and the script exits 1 after writing the table.
 # Needs root and what galera-sst.sh needs.
 set -euo pipefail
 
@@ -44,16 +48,21 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 rate() { awk -v bytes="$1" -v s="$2" 'BEGIN { printf "%.0f", bytes / s / 1e6 }'; }
 
+failures=0
 # --- 1. Galera SST ---
-declare -A sst_seconds sst_bytes
+declare -A sst_seconds=() sst_bytes=() sst_failed=()
 for tunnel in stock sst-tunnel; do
     echo "sst-bench: Galera SST with $tunnel ($data_mb MB)" >&2
     while read -r word case rest; do
-        [ "$word" = PASS ] || continue
-        sst_seconds[$tunnel,$case]=$(sed -n 's/.*sst_seconds=\([0-9.]*\).*/\1/p' <<<"$rest")
-        sst_bytes[$tunnel,$case]=$(sed -n 's/.*datadir_bytes=\([0-9]*\).*/\1/p' <<<"$rest")
+        case $word in
+            PASS)
+                sst_seconds[$tunnel,$case]=$(sed -n 's/.*sst_seconds=\([0-9.]*\).*/\1/p' <<<"$rest")
+                sst_bytes[$tunnel,$case]=$(sed -n 's/.*datadir_bytes=\([0-9]*\).*/\1/p' <<<"$rest")
+                ;;
+            FAIL) sst_failed[$tunnel,${case%:}]=${rest:0:120} ;;
+        esac
     done < <("$here/galera-sst.sh" --bin "$bin" --tunnel "$tunnel" --data-mb "$data_mb" \
-        rsync:VERIFY_CA mariabackup:encrypt=4 2>/dev/null)
+        rsync:VERIFY_CA mariabackup:encrypt=4 2>"$T/galera-$tunnel.log" || true)
 done
 
 # --- 2. rsync of a tree ---
@@ -94,7 +103,7 @@ ln -sf "$bin" "$T/cfg/stunnel"
 
 wait_port() { for _ in $(seq 1 200); do ss -Hltn "( sport = :$1 )" | grep -q . && return 0; sleep 0.05; done; return 1; }
 
-# One timed rsync through `tunnel`; prints seconds.
+# One timed rsync through `tunnel`; prints seconds, or `FAILED: why` (the row then fails).
 rsync_once() {
     local tunnel=$1 server rsh
     rm -rf "$T/dest"
@@ -110,16 +119,28 @@ rsync_once() {
             ;;
     esac
     pids+=("$server")
-    wait_port "$port" || { echo "sst-bench: $tunnel did not listen" >&2; exit 1; }
-    local start=$EPOCHREALTIME
-    rsync -a --whole-file --inplace --rsh="$rsh" "$T/src/" "rsync://127.0.0.1/sst/" ||
-        { echo "sst-bench: rsync through $tunnel failed" >&2; exit 1; }
+    if ! wait_port "$port"; then
+        kill "$server" 2>/dev/null || true
+        echo "FAILED: $tunnel did not listen"
+        return
+    fi
+    local start=$EPOCHREALTIME rc=0 src=0 why=
+    rsync -a --whole-file --inplace --rsh="$rsh" "$T/src/" "rsync://127.0.0.1/sst/" \
+        2>"$T/rsync.err" || rc=$?
     local end=$EPOCHREALTIME
-    kill "$server"; wait "$server" 2>/dev/null || true
-    diff -r -q "$T/src" "$T/dest" >/dev/null || { echo "sst-bench: $tunnel copy differs" >&2; exit 1; }
+    kill "$server" 2>/dev/null || true
+    wait "$server" 2>/dev/null || src=$?
+    [ $rc = 0 ] || why="$why rsync exit $rc ($(tail -n 1 "$T/rsync.err"));"
+    # Stopped by our SIGTERM: 0 (stunnel) or 143 (sst-tunnel); anything else is a failure.
+    [ $src = 0 ] || [ $src = 143 ] || why="$why the joiner's tunnel exited $src;"
+    diff -r -q "$T/src" "$T/dest" >/dev/null 2>&1 || why="$why the copy differs from the source;"
+    if [ -n "$why" ]; then
+        echo "FAILED:$why"
+        return
+    fi
     awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f\n", b - a }'
 }
-declare -A tree_times
+declare -A tree_times=() tree_failed=()
 order=(stunnel sst-stunnel native)
 for round in $(seq 0 $((rounds - 1))); do
     # Rotate the order each round, and start every run with no dirty pages from the last
@@ -127,11 +148,21 @@ for round in $(seq 0 $((rounds - 1))); do
     for k in 0 1 2; do
         tunnel=${order[$(((round + k) % 3))]}
         sync
-        tree_times[$tunnel]+="$(rsync_once "$tunnel") "
+        result=$(rsync_once "$tunnel")
+        case $result in
+            FAILED*) tree_failed[$tunnel]=$result; echo "sst-bench: $tunnel: $result" >&2 ;;
+            *) tree_times[$tunnel]+="$result " ;;
+        esac
     done
 done
 
 # --- report ---
+for case in rsync:VERIFY_CA mariabackup:encrypt=4; do
+    for tunnel in stock sst-tunnel; do
+        [ -n "${sst_seconds[$tunnel,$case]:-}" ] || failures=$((failures + 1))
+    done
+done
+failures=$((failures + ${#tree_failed[@]}))
 {
     echo "Loopback, $(nproc) CPUs, $(date -u +%Y-%m-%d). sst-tunnel: $("$bin" --version)."
     echo
@@ -141,7 +172,8 @@ done
         s=${sst_seconds[stock,$case]:-} t=${sst_seconds[sst-tunnel,$case]:-}
         b=${sst_bytes[sst-tunnel,$case]:-0}
         if [ -z "$s" ] || [ -z "$t" ]; then
-            echo "| $case | ${s:-failed} | ${t:-failed} | | | |"
+            fs=${sst_failed[stock,$case]:-no result} ft=${sst_failed[sst-tunnel,$case]:-no result}
+            echo "| $case | ${s:-FAILED: $fs} | ${t:-FAILED: $ft} | | | |"
             continue
         fi
         echo "| $case (node2 start -> Synced) | $s | $t | $(rate "$b" "$s") | $(rate "$b" "$t") | $(ratio "$s" "$t")x |"
@@ -151,12 +183,28 @@ done
     echo "|---|---|---|---|"
     base=$(tr ' ' '\n' <<<"${tree_times[stunnel]}" | grep . | median)
     for tunnel in stunnel sst-stunnel native; do
-        m=$(tr ' ' '\n' <<<"${tree_times[$tunnel]}" | grep . | median)
         case $tunnel in
-            stunnel) label="stock stunnel 5.68 (inetd donor -> daemon joiner)" ;;
+            stunnel) label="stock stunnel (inetd donor -> daemon joiner)" ;;
             sst-stunnel) label="sst-tunnel as stunnel (same configs)" ;;
             native) label="sst-tunnel connect -> listen --exec" ;;
         esac
-        echo "| $label | $m | $(rate "$tree_bytes" "$m") | $(ratio "$base" "$m") |"
+        # One failed run fails the row: a median would hide it.
+        if [ -n "${tree_failed[$tunnel]:-}" ]; then
+            echo "| $label | ${tree_failed[$tunnel]} | | |"
+            continue
+        fi
+        m=$(tr ' ' '\n' <<<"${tree_times[$tunnel]}" | grep . | median)
+        if [ -n "${tree_failed[stunnel]:-}" ]; then
+            echo "| $label | $m | $(rate "$tree_bytes" "$m") | |"
+        else
+            echo "| $label | $m | $(rate "$tree_bytes" "$m") | $(ratio "$base" "$m") |"
+        fi
     done
+    echo
+    echo "Every run verified: Galera cases passed galera-sst.sh's checks (node2 synced, equal checksums); every rsync copy equals its source and every process exited as it should."
 } | tee "$out"
+if [ "$failures" -gt 0 ]; then
+    cp "$T"/galera-*.log "$(dirname "$out")/" 2>/dev/null || true
+    echo "sst-bench: FAILED: $failures run(s) failed; galera-sst.sh's logs are beside $out" >&2
+    exit 1
+fi
