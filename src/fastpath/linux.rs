@@ -240,6 +240,15 @@ pub(super) fn recv_record(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(u8,
     recv_with(fd, buf, MsgFlags::MSG_DONTWAIT)
 }
 
+/// Takes the socket's pending error (getsockopt SO_ERROR clears it), if any.
+pub(super) fn socket_error(fd: BorrowedFd<'_>) -> Option<io::Error> {
+    match socket::getsockopt(&fd, sockopt::SocketError) {
+        Ok(0) => None,
+        Ok(errno) => Some(io::Error::from_raw_os_error(errno)),
+        Err(e) => Some(e.into()),
+    }
+}
+
 /// Looks at what a kTLS socket has next without taking it (MSG_PEEK): 0 bytes only at the
 /// end of the stream. Never blocks.
 pub(super) fn peek_record(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {

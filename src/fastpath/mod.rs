@@ -161,6 +161,11 @@ pub fn ktls_recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(u8, usize)> 
     imp::recv_record(fd, buf)
 }
 
+/// The socket's pending error (SO_ERROR), taken: what an aborted kTLS socket reports.
+pub fn socket_error(fd: BorrowedFd<'_>) -> Option<io::Error> {
+    imp::socket_error(fd)
+}
+
 /// Non-blocking look at what a kTLS socket has next, without taking it: 0 only at the end.
 pub fn ktls_peek(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     imp::peek_record(fd, buf)

@@ -34,6 +34,11 @@ pub(super) fn recv_record(_fd: BorrowedFd<'_>, _buf: &mut [u8]) -> io::Result<(u
     Err(unsupported())
 }
 
+/// No kernel TLS here, so no aborted kTLS socket to ask.
+pub(super) fn socket_error(_fd: BorrowedFd<'_>) -> Option<io::Error> {
+    None
+}
+
 pub(super) fn peek_record(_fd: BorrowedFd<'_>, _buf: &mut [u8]) -> io::Result<usize> {
     Err(unsupported())
 }

@@ -19,9 +19,11 @@
 //! has none, is preferred). A protocol error of the peer's is answered with the alert RFC 8446
 //! names, sent through the kernel.
 
+use std::future::Future;
 use std::io;
 use std::os::fd::AsFd;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 
@@ -104,7 +106,9 @@ pub fn hand_off<S: Side>(conn: S, tcp: TcpStream) -> io::Result<Stream<S>> {
         tx_seq,
         rx_seq, rekeys, "handed the connection to kernel TLS"
     );
+    let tcp = Arc::new(tcp);
     Ok(Stream::Kernel(Box::new(KernelStream {
+        errors: ErrorWatch::new(&tcp),
         tcp,
         preface: Preface::default(),
         control: Control::for_version(S::CLIENT, false, version == TlsVersion::Tls13),
@@ -137,7 +141,10 @@ fn offload_check(tcp: &TcpStream, common: &CommonState) -> Result<(), String> {
 
 /// A TCP socket whose TLS records the kernel encrypts and decrypts.
 pub struct KernelStream {
-    tcp: TcpStream,
+    /// Shared with [`ErrorWatch`], whose waiting future must own its socket.
+    tcp: Arc<TcpStream>,
+    /// Wakes a waiting reader when the kernel aborts the socket (EPOLLERR alone).
+    errors: ErrorWatch,
     /// The part of a record a small read could not take, delivered first.
     preface: Preface,
     /// Alerts and post-handshake messages (the peer's close_notify among them).
@@ -230,6 +237,24 @@ impl KernelStream {
         Ok(at_end)
     }
 
+    /// A splice from the socket said EINVAL: a control record is next, or (the same errno,
+    /// and that call took it) the kernel aborted the socket for a record header it refused.
+    /// A control record is there to peek at; after an abort nothing ever is, and a reader
+    /// would wait for the peer to leave. So a peek that finds nothing is the abort.
+    pub fn control_or_abort(&mut self) -> io::Result<()> {
+        let room = record_room(&mut self.scratch);
+        match fastpath::ktls_peek(self.tcp.as_fd(), room) {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                debug!("splice said EINVAL and no record is next: kernel TLS aborted the socket");
+                let refused = io::Error::from_raw_os_error(nix::libc::EINVAL);
+                Err(self.fail(refused_record(refused)))
+            }
+            Err(e) => Err(self.fail(refused_record(e))),
+        }
+    }
+
     /// How many of `want` bytes may be sent now under the cipher's key-usage limit; an
     /// error once it is reached.
     pub fn send_allowance(&self, want: usize) -> io::Result<usize> {
@@ -255,13 +280,21 @@ impl KernelStream {
         }
     }
 
+    /// Pending until the kernel aborts the socket (a record it refused), then its error, as
+    /// a failed read (see [`ErrorWatch`]); for a reader that waits on readability elsewhere.
+    pub fn poll_abort(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let e = ready!(self.errors.poll(cx));
+        Poll::Ready(self.fail(e))
+    }
+
     /// Reads the control record the kernel has next (a splice from the socket said EINVAL)
     /// and handles it, with the rest of a handshake message it starts (nothing may come
     /// between its fragments, so they are read here rather than spliced): `Ready(Ok(true))`
     /// for close_notify, `Ready(Ok(false))` for a skipped ticket, an error for anything else.
     pub fn poll_control(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
         loop {
-            let (kind, n) = match ready!(poll_recv(&self.tcp, cx, record_room(&mut self.scratch))) {
+            let room = record_room(&mut self.scratch);
+            let (kind, n) = match ready!(poll_recv(&self.tcp, &mut self.errors, cx, room)) {
                 Ok(got) => got,
                 Err(e) => return Poll::Ready(Err(self.fail(e))),
             };
@@ -351,18 +384,65 @@ fn record_room(scratch: &mut Vec<u8>) -> &mut [u8] {
     scratch
 }
 
-/// One non-blocking receive from the kTLS socket once it is readable: `(content type,
-/// bytes)`, with the kernel's errors in TLS terms.
+/// One non-blocking receive from the kTLS socket once it is readable (or aborted):
+/// `(content type, bytes)`, with the kernel's errors in TLS terms.
 fn poll_recv(
     tcp: &TcpStream,
+    errors: &mut ErrorWatch,
     cx: &mut Context<'_>,
     buf: &mut [u8],
 ) -> Poll<io::Result<(u8, usize)>> {
     loop {
-        ready!(tcp.poll_read_ready(cx))?;
+        match tcp.poll_read_ready(cx) {
+            Poll::Ready(ready) => ready?,
+            Poll::Pending => return errors.poll(cx).map(Err),
+        }
         match tcp.try_io(Interest::READABLE, || fastpath::ktls_recv(tcp.as_fd(), buf)) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             other => return Poll::Ready(other.map_err(refused_record)),
+        }
+    }
+}
+
+/// A record the kernel refuses itself (a bad tag, a header or length it will not parse)
+/// makes it abort the socket and report only EPOLLERR, which does not wake a reader waiting
+/// for readability (tokio's read readiness leaves errors out): the tunnel would wait until the
+/// peer left, then report a truncation instead of the violation. So a waiting reader also
+/// waits for error readiness, through a future that owns its share of the socket.
+pub struct ErrorWatch {
+    tcp: Arc<TcpStream>,
+    armed: Option<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>,
+}
+
+impl ErrorWatch {
+    fn new(tcp: &Arc<TcpStream>) -> Self {
+        Self {
+            tcp: Arc::clone(tcp),
+            armed: None,
+        }
+    }
+
+    /// Ready with the socket's pending error (in TLS terms) once the kernel reports one;
+    /// otherwise pending, and woken by it.
+    pub fn poll(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        loop {
+            let armed = self.armed.get_or_insert_with(|| {
+                let tcp = Arc::clone(&self.tcp);
+                Box::pin(async move {
+                    let _ = tcp.ready(Interest::ERROR).await;
+                })
+            });
+            ready!(armed.as_mut().poll(cx));
+            self.armed = None;
+            if let Some(e) = fastpath::socket_error(self.tcp.as_fd()) {
+                debug!("kernel TLS aborted the socket: {e}");
+                return Poll::Ready(refused_record(e));
+            }
+            debug!("error readiness on the kernel TLS socket, but no error pending");
+            // Error readiness with no error left (a read took it): clear it, wait again.
+            let _ = self.tcp.try_io(Interest::ERROR, || {
+                Err::<(), _>(io::ErrorKind::WouldBlock.into())
+            });
         }
     }
 }
@@ -377,9 +457,13 @@ fn refused_record(e: io::Error) -> io::Error {
             rustls::AlertDescription::RecordOverflow,
             "a record longer than TLS allows (refused by kernel TLS)",
         ),
+        // The kernel checks the version bytes before decrypting; RFC 8446 says to ignore
+        // them, but they are in the record's additional data, so the record cannot
+        // authenticate: bad_record_mac, as the AEAD would have said.
         Some(nix::libc::EINVAL) => control::violation(
-            rustls::AlertDescription::DecodeError,
-            "a record header kernel TLS refused (wrong version bytes)",
+            rustls::AlertDescription::BadRecordMac,
+            "a record whose header cannot authenticate (wrong version bytes, refused by kernel \
+             TLS)",
         ),
         // A kernel that rekeys holds back everything after a handshake record that starts a
         // KeyUpdate; we only give it keys once the KeyUpdate is whole, so this is a KeyUpdate
@@ -423,7 +507,7 @@ impl AsyncRead for KernelStream {
             } else {
                 record_room(&mut this.scratch)
             };
-            let (kind, n) = match ready!(poll_recv(&this.tcp, cx, buf)) {
+            let (kind, n) = match ready!(poll_recv(&this.tcp, &mut this.errors, cx, buf)) {
                 Ok(got) => got,
                 Err(e) => return Poll::Ready(Err(this.fail(e))),
             };
@@ -500,7 +584,8 @@ impl AsyncWrite for KernelStream {
                 Err(e) => return Poll::Ready(Err(kernel_error(e))),
             }
         }
-        Pin::new(&mut this.tcp).poll_shutdown(cx)
+        // What tokio's own poll_shutdown does (the socket is shared with the error watch).
+        Poll::Ready(socket2::SockRef::from(&*this.tcp).shutdown(std::net::Shutdown::Write))
     }
 }
 

@@ -297,10 +297,15 @@ impl SplicePump {
         loop {
             if self.queued == 0 && !self.eof {
                 let (w, cap) = (self.pipe_w.as_fd(), self.capacity);
-                match net
+                let spliced = net
                     .ready()
-                    .poll_op(cx, Interest::READABLE, |fd| fastpath::splice(fd, w, cap))
-                {
+                    .poll_op(cx, Interest::READABLE, |fd| fastpath::splice(fd, w, cap));
+                // A socket the kernel aborted reports only EPOLLERR: see `ErrorWatch`.
+                let spliced = match (spliced, &mut net) {
+                    (Poll::Pending, Net::Kernel(k)) => k.poll_abort(cx).map(Err),
+                    (spliced, _) => spliced,
+                };
+                match spliced {
                     Poll::Ready(Ok(0)) => match &mut net {
                         Net::Plain(_) => self.eof = true,
                         // An empty record splices as 0 too: only the end is a truncation.
@@ -326,6 +331,9 @@ impl SplicePump {
                         let Net::Kernel(k) = &mut net else {
                             return Poll::Ready(Err(Fault::Read(e)));
                         };
+                        if let Err(e) = k.control_or_abort() {
+                            return Poll::Ready(Err(Fault::Read(e)));
+                        }
                         match ready!(k.poll_control(cx)) {
                             Ok(true) => self.eof = true,
                             Ok(false) => {}

@@ -207,6 +207,16 @@ if [ "${3:-test}" = bench ]; then
     exit
 fi
 
+# conformance: only the conformance suite's kernel cases (KTLS_VM_ONLY=conformance, for
+# working on the kernel path: a boot and the suite, not the whole run).
+if [ "${3:-test}" = conformance ]; then
+    insmod /lib/modules/"$KVER"/kernel/net/tls/tls.ko
+    for m in aesni-intel ghash-clmulni-intel gcm chacha20poly1305 chacha-x86_64 poly1305-x86_64; do
+        modprobe $m 2>/dev/null
+    done
+fi
+
+if [ "${3:-test}" != conformance ]; then
 # ------------------------------------------------------------------ stage 1: no tls.ko
 echo /nonexistent >/proc/sys/kernel/modprobe
 pair "no tls.ko: falls back" buffered buffered TLS13_AES_256_GCM_SHA384 "$SRV_ECDSA" "$CLI"
@@ -761,6 +771,8 @@ if [ $REKEY = 1 ]; then
         show $T/s.log
     fi
 fi
+
+fi # not conformance-only
 
 # The conformance suite on the kernel's record layer (scripts/ktls-vm-test.sh puts the test
 # binary here when asked): invalid records after a real handshake, both ends.
