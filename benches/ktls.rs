@@ -5,10 +5,11 @@
 //! MB/s do not. 64 MiB client -> server streams, three interleaved rounds, median of the
 //! server's own relay rate; through pipes (splice can run) and through files (the kernel
 //! path copies); the kernel path both with the buffered path's suite (AES-256-GCM) and with
-//! its own default (ChaCha20-Poly1305). Every run is verified in the guest (exits, count, the
-//! bytes compared with the input); a failed row says so and the bench exits non-zero. Writes
-//! target/bench-ktls.md. Needs what the test command installs (qemu-system-x86,
-//! busybox-static, cpio, kmod); without it, it says so and measures nothing.
+//! its own default (ChaCha20-Poly1305), and resumable (`--resume-window 120s` at both ends:
+//! frames copied through the replay buffer, so no splice). Every run is verified in the guest
+//! (exits, count, the bytes compared with the input); a failed row says so and the bench
+//! exits non-zero. Writes target/bench-ktls.md. Needs what the test command installs
+//! (qemu-system-x86, busybox-static, cpio, kmod); without it, it says so and measures nothing.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -85,7 +86,7 @@ fn main() -> ExitCode {
         let base = runs
             .get(&(shape.to_string(), "buffered".to_string()))
             .map(|(_, v)| median(v));
-        for config in ["buffered", "kernel-aes", "kernel"] {
+        for config in ["buffered", "kernel-aes", "kernel", "kernel-resume"] {
             let key = (shape.to_string(), config.to_string());
             if let Some(why) = failed.get(&key) {
                 let _ = writeln!(table, "| {shape} | {config} | FAILED: {why} | | |");
@@ -94,7 +95,12 @@ fn main() -> ExitCode {
             if let Some((path, rates)) = runs.get(&key) {
                 let m = median(rates);
                 let ratio = base.map_or("?".to_string(), |b| format!("{:.2}", m / b));
-                let _ = writeln!(table, "| {shape} | {path} | {m:.1} | {ratio} |");
+                let resumable = if config == "kernel-resume" {
+                    " (resumable)"
+                } else {
+                    ""
+                };
+                let _ = writeln!(table, "| {shape} | {path}{resumable} | {m:.1} | {ratio} |");
             }
         }
     }

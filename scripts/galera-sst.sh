@@ -450,8 +450,14 @@ run_case() { # METHOD:MODE
         # both error logs (node1's since this case began).
         grep -q "path buffered" "$T/node2/error.log" ||
             fail "$1: no sst-tunnel summary line in node2's (the joiner's) error log"
-        tail -n +"$log1_from" "$T/node1/error.log" | grep -q "path buffered" ||
-            fail "$1: no sst-tunnel summary line in node1's (the donor's) error log"
+        # The donor's script may still be finishing (its tunnel's stderr reaches the log
+        # when it does) after node2 is Synced: the line is waited for, with a deadline.
+        local donor_deadline=$((SECONDS + 60))
+        until tail -n +"$log1_from" "$T/node1/error.log" | grep -q "path buffered"; do
+            [ "$SECONDS" -lt "$donor_deadline" ] ||
+                fail "$1: no sst-tunnel summary line in node1's (the donor's) error log within 60 s"
+            sleep 0.2
+        done
         # Striped where asked (both ends sst-tunnel), one stream everywhere else.
         if [ "$mode" = STRIPED ]; then
             grep -q "path buffered, 4 streams" "$T/node2/error.log" ||

@@ -252,9 +252,9 @@ pub struct StreamArgs {
     pub stats_json: Option<PathBuf>,
 
     /// When both ends are sst-tunnel, a stream whose connection breaks (a reset, an outage)
-    /// resumes on a new one if it comes within this long (0, the default for now: never;
-    /// 120s is what the stock scripts' idle timeouts allow).
-    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
+    /// resumes on a new one if it comes within this long (the stock scripts' idle timeouts;
+    /// 0 turns resuming off).
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]
     pub resume_window: Duration,
 }
 

@@ -20,9 +20,10 @@ fn exec_server(pki: &Pki, extra: &[&str], program: &[&str]) -> Proc {
 }
 
 /// `listen --stdio` whose stdout the test reads (or stops reading) itself.
-fn raw_stdio_server(pki: &Pki) -> Proc {
+fn raw_stdio_server(pki: &Pki, extra: &[&str]) -> Proc {
     let mut args = listen_args("127.0.0.1:0", &pki.args("server"));
     args.push("--stdio".into());
+    args.extend(strs(extra));
     Proc::spawn_raw_stdout(std::process::Command::new(bin()).args(&args))
 }
 
@@ -41,10 +42,15 @@ fn echo_once(pki: &Pki, port: u16, data: &[u8]) {
 #[test]
 fn a_joiner_that_stops_reading_trips_the_donors_idle_timeout() {
     let pki = Pki::new();
-    let mut server = raw_stdio_server(&pki);
+    let mut server = raw_stdio_server(&pki, &["--resume-window", "2s"]);
     server.close_stdin();
     let port = server.port();
-    let mut cl = client(&pki, port, "client", &["--idle-timeout", "2s"]);
+    let mut cl = client(
+        &pki,
+        port,
+        "client",
+        &["--idle-timeout", "2s", "--resume-window", "2s"],
+    );
     let _feeder = feed(cl.stdin(), 10 << 30, 1);
     // Once bytes flow, freeze the joiner: its socket buffers fill and the donor stalls.
     let mut sink = server.take_stdout();
@@ -57,16 +63,20 @@ fn a_joiner_that_stops_reading_trips_the_donors_idle_timeout() {
         6,
         "no data moved in either direction for 2s (--idle-timeout)",
     );
-    // The joiner, thawed and read again, meets the donor's end without close_notify.
+    // The joiner, thawed and read again, meets the donor's end without close_notify (no
+    // abort frame could pass its full buffers), and after its resume window fails.
     let _drain = std::thread::spawn(move || std::io::copy(&mut sink, &mut std::io::sink()));
-    server.finish().fails(6, "(stream truncated)");
+    server.finish().fails(
+        6,
+        "(stream truncated), and the stream could not be resumed within 2s",
+    );
 }
 
 #[test]
 fn sigterm_mid_transfer_fails_both_ends_loudly() {
     let pki = Pki::new();
     for victim_is_server in [false, true] {
-        let mut server = raw_stdio_server(&pki);
+        let mut server = raw_stdio_server(&pki, &[]);
         server.close_stdin();
         let port = server.port();
         let mut cargs = strs(&["--log-level", "debug"]);
@@ -203,12 +213,16 @@ fn a_consumer_that_hangs_up_fails_the_receiver() {
     out.read_exact(&mut some).unwrap();
     drop(out);
     cl.finish().fails(6, "writing local output: broken pipe");
-    // The other end, still sending, sees the stream cut.
-    server.finish().fails(6, "(stream truncated)");
+    // The other end, still sending, is told why (the abort frame of a resumable stream,
+    // the default between two sst-tunnels).
+    server.finish().fails(
+        6,
+        "the peer aborted the stream: it failed: writing local output: broken pipe",
+    );
 }
 
 /// Issue 23, point 3: a joiner whose output fails (a full disk: /dev/full, ENOSPC) exits 6
-/// naming the error, and the donor exits 6 with a truncated stream, never 0.
+/// naming the error, and the donor exits 6 with the joiner's reason, never 0.
 #[test]
 fn a_full_disk_on_the_joiner_fails_both_ends() {
     let pki = Pki::new();
@@ -221,7 +235,12 @@ fn a_full_disk_on_the_joiner_fails_both_ends() {
     server
         .finish()
         .fails(6, "writing local output: No space left on device");
-    cl.finish().fails(6, "(stream truncated)");
+    // Told why by the joiner's abort frame (resuming is on by default between two
+    // sst-tunnels), not left to guess from a reset.
+    cl.finish().fails(
+        6,
+        "the peer aborted the stream: it failed: writing local output: No space left on device",
+    );
 }
 
 #[test]

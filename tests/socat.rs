@@ -329,27 +329,34 @@ fn truncated_stream_fails_the_joiner_unlike_stock_socat() {
     let pki = Pki::new();
     let port = free_port();
     let personas = Personas::new();
-    let mut j = joiner(
-        &personas.socat(),
-        &strs(&["-u", &socat_listen(&pki, port, "server"), "stdio"]),
-        port,
+    // Both ends sst-tunnel resume by default: a short window, so the joiner gives up on the
+    // killed donor soon, saying both what broke and that it did not come back.
+    let mut j = Proc::spawn_raw_stdout(
+        Command::new(personas.socat())
+            .args(strs(&["-u", &socat_listen(&pki, port, "server"), "stdio"]))
+            .env("SST_TUNNEL_RESUME_WINDOW", "2s"),
     );
+    wait_ready("socat", j.pid(), port, None);
     let _sink = hash_stdout(&mut j);
-    let mut d = Proc::spawn(
-        &personas.socat(),
-        &strs(&[
-            "-d",
-            "-d",
-            "-d",
-            "-u",
-            "stdio",
-            &socat_connect(&pki, port, "client"),
-        ]),
+    let mut d = Proc::spawn_with(
+        Command::new(personas.socat())
+            .args(strs(&[
+                "-d",
+                "-d",
+                "-d",
+                "-u",
+                "stdio",
+                &socat_connect(&pki, port, "client"),
+            ]))
+            .env("SST_TUNNEL_RESUME_WINDOW", "2s"),
     );
     let _feeder = feed(d.stdin(), 10 << 30, 5);
     d.wait_line("handshake complete");
     d.signal(Signal::SIGKILL);
-    j.finish().fails(1, "(stream truncated)");
+    j.finish().fails(
+        1,
+        "(stream truncated), and the stream could not be resumed within 2s",
+    );
 }
 
 #[test]
@@ -578,7 +585,11 @@ fn idle_donor_with_t_fails_instead_of_truncating() {
     );
     let _held_open = d.stdin();
     d.finish().fails(1, "no data moved in either direction");
-    j.finish().fails(1, "(stream truncated)");
+    // The donor's abort frame tells the joiner why (both ends resume by default).
+    j.finish().fails(
+        1,
+        "the peer aborted the stream: it failed: no data moved in either direction for 1s",
+    );
 }
 
 #[test]

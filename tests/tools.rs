@@ -376,12 +376,26 @@ fn stats_json_records_success_and_failure() {
         "{c}"
     );
 
-    // A client killed mid-stream: the server's record says so.
-    let mut server = stdio_server(&pki, &["--stats-json", server_stats.to_str().unwrap()]);
+    // A client killed mid-stream: the server's record says so (after a short resume window:
+    // both ends resume by default, and the killed client never comes back).
+    let mut server = stdio_server(
+        &pki,
+        &[
+            "--stats-json",
+            server_stats.to_str().unwrap(),
+            "--resume-window",
+            "2s",
+        ],
+    );
     server.close_stdin();
     let port = server.port();
     let mut cargs = strs(&["--log-level", "debug"]);
-    cargs.extend(client_args(&pki, port, "client", &[]));
+    cargs.extend(client_args(
+        &pki,
+        port,
+        "client",
+        &["--resume-window", "2s"],
+    ));
     let mut cl = Proc::spawn(bin(), &cargs);
     let _feeder = feed(cl.stdin(), 10 << 30, 5);
     cl.wait_line("handshake complete");

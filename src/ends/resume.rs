@@ -37,11 +37,10 @@ use crate::relay::{self, RelayError, Transfer};
 
 /// The ALPN protocol of a resumable single stream.
 pub const ALPN: &[u8] = b"sst-tunnel/resume/1";
-/// The longest a stream may stay disconnected by default: for now, never. A resumable
-/// stream still costs about a sixth of the single-stream throughput in the loopback
-/// benchmark (docs/benchmarks.md), more than the 5 % it may; it is on by default once that
-/// is found. 120 s (the stock scripts' own idle timeouts) is the window to ask for.
-pub const DEFAULT_WINDOW: Duration = Duration::ZERO;
+/// The longest a stream may stay disconnected by default: the stock scripts' own idle
+/// timeouts. (Resuming costs no more than run-to-run noise in the loopback benchmark:
+/// docs/benchmarks.md.)
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(120);
 /// Unacknowledged bytes each end keeps for resending: enough for a long fat path (64 MiB
 /// is 50 ms at 10 Gbit/s); a sender whose buffer is full waits for acknowledgements.
 pub const REPLAY: usize = 64 << 20;
@@ -477,11 +476,24 @@ async fn run(
             "{label}: connection lost ({broke}) at {}; resuming (window {window:?})",
             counts(&state.lock())
         );
+        // The idle timeout (socat's -T, stunnel's TIMEOUTidle) bounds the wait too.
+        let idle = ends.options.idle;
+        let idle_at = idle.map(|limit| state.lock().moved + limit);
         conn = match newer {
             Some(newer) => newer,
             None => {
                 let next = next_connection(&mut again, lost + window);
                 tokio::select! {
+                    () = sleep_until_some(idle_at.map(tokio::time::Instant::from_std)) => {
+                        let s = state.lock();
+                        return (
+                            Err(RelayError::Idle {
+                                idle: idle.unwrap_or_default(),
+                                partial: transfer(&s),
+                            }),
+                            resumptions,
+                        );
+                    }
                     next = next => match next {
                         Ok(conn) => conn,
                         Err(last) => {
@@ -574,6 +586,7 @@ async fn carry(
         output,
         options,
     } = ends;
+    let idle = options.idle;
     let sending = send(conn_out, state, input, options, &wake, aborted);
     let mut receiving = Box::pin(receive(&mut conn_in, state, output, &wake));
     let replaced = async {
@@ -588,6 +601,9 @@ async fn carry(
     tokio::pin!(sending, replaced);
     let mut sent = false;
     loop {
+        // The idle timeout, kept here too: a sender blocked in a write to a peer that stopped
+        // reading never reaches its own check.
+        let idle_at = idle.map(|limit| tokio::time::Instant::from_std(state.lock().moved + limit));
         tokio::select! {
             result = &mut sending, if !sent => match result {
                 Ok(()) => sent = true,
@@ -625,8 +641,35 @@ async fn carry(
                 });
             }
             conn = &mut replaced => return Err(Replaced(conn)),
+            () = sleep_until_some(idle_at) => {
+                if let Some(error) = idle_error(state, idle) {
+                    // No abort can pass a peer that stopped reading: the stream just ends.
+                    state.lock().fail(Fault::Idle, error);
+                    return Ok(Ended::Broke(io::Error::other("idle")));
+                }
+            }
         }
     }
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The relay's idle-timeout error, once nothing has moved for `idle` (`None`: not yet, or no
+/// idle timeout).
+fn idle_error(state: &Shared, idle: Option<Duration>) -> Option<io::Error> {
+    let limit = idle?;
+    (state.lock().moved.elapsed() >= limit).then(|| {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no data moved in either direction for {limit:?} (--idle-timeout)"),
+        )
+    })
 }
 
 /// How long a stopping end waits for its abort to reach the peer, and a failed sender for
@@ -811,6 +854,7 @@ async fn receive<R: AsyncRead + Unpin>(
     wake: &Notify,
 ) -> io::Result<()> {
     let mut payload = vec![0u8; CHUNK];
+    let mut frames = 0u64;
     loop {
         let mut head = [0u8; HEADER];
         match tokio::time::timeout(SILENCE, conn.read_exact(&mut head[..1])).await {
@@ -867,6 +911,13 @@ async fn receive<R: AsyncRead + Unpin>(
                     wake.notify_one();
                     if state.lock().stop.is_some() {
                         return Err(io::Error::other("this side stopped"));
+                    }
+                    frames += 1;
+                    if frames.is_multiple_of(YIELD_EVERY) {
+                        // A socket that always has the next frame never makes this loop
+                        // wait, and the sending half (in the same task) would send no
+                        // acknowledgement: the peer's replay buffer would fill instead.
+                        tokio::task::yield_now().await;
                     }
                 }
             }

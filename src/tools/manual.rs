@@ -63,8 +63,8 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     (
         "SST_TUNNEL_RESUME_WINDOW",
         "The stunnel and socat front-ends' --resume-window: how long a stream between two \
-         sst-tunnels may stay disconnected and still resume on a new connection (a duration: \
-         0, never, by default for now; 120s is what the stock scripts' idle timeouts allow).",
+         sst-tunnels may stay disconnected and still resume on a new connection (a duration; \
+         by default 120s, the stock scripts' own idle timeouts; 0 turns resuming off).",
     ),
     (
         "RUST_LOG",
