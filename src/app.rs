@@ -43,6 +43,9 @@ pub fn main(cli: Cli) -> ExitCode {
         _ => {}
     }
     logging::init(cli.log_level.as_deref());
+    if let Err(e) = choose_congestion(cli.congestion.as_deref()) {
+        return exit_status("sst-tunnel", Err(e), Error::exit_code);
+    }
     let multi = match &cli.command {
         // Many connections, or one stream's stripes on as many cores.
         Command::Listen(args) => args.exec.is_some() || args.streams > 1,
@@ -60,11 +63,28 @@ pub fn run_frontend(launch: Launch) -> ExitCode {
         Ok(Start::Answered) => Ok(()),
         Ok(Start::Run(tunnel)) => {
             logging::init(Some(tunnel.log_level));
-            (tunnel.settle)(execute(tunnel.multi, tunnel.work))
+            match choose_congestion(None) {
+                Ok(()) => (tunnel.settle)(execute(tunnel.multi, tunnel.work)),
+                Err(e) => Err(e),
+            }
         }
         Err(e) => Err(e),
     };
     exit_status(launch.label, result, launch.exit_code)
+}
+
+/// The TCP congestion control for every connection: `--congestion`, else
+/// `SST_TUNNEL_CONGESTION` (the front-ends' way to ask), else the kernel's default.
+fn choose_congestion(flag: Option<&str>) -> Result<()> {
+    match flag {
+        Some(name) => crate::net::choose_congestion(name, "--congestion"),
+        None => match std::env::var("SST_TUNNEL_CONGESTION") {
+            Ok(name) if !name.is_empty() => {
+                crate::net::choose_congestion(&name, "SST_TUNNEL_CONGESTION")
+            }
+            _ => Ok(()),
+        },
+    }
 }
 
 /// Prints a failure as one line on stderr and turns the outcome into an exit status.

@@ -64,6 +64,12 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub no_ktls: bool,
 
+    /// TCP congestion control for every connection (e.g. bbr, cubic): must be loaded, and
+    /// allowed for this user (net.ipv4.tcp_allowed_congestion_control);
+    /// SST_TUNNEL_CONGESTION does the same for the stunnel/socat drop-ins.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub congestion: Option<String>,
+
     /// What to run.
     #[command(subcommand)]
     pub command: Command,

@@ -4,16 +4,19 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsFd;
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use socket2::{Domain, SockRef, Socket, TcpKeepalive, Type};
 use tokio::io::{AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, lookup_host};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::error::{Error, Result};
+use crate::fastpath;
 
 /// Keepalive probes start after this much silence, so a dead peer is noticed in about 2 minutes
 /// even when the idle timeout is off.
@@ -146,6 +149,7 @@ async fn dial(addr: SocketAddr, source: Option<SocketAddr>) -> io::Result<TcpStr
     if let Some(source) = source {
         socket.bind(source)?;
     }
+    apply_congestion(&socket);
     socket.connect(addr).await
 }
 
@@ -201,6 +205,8 @@ fn bind_one(addr: SocketAddr, dual_stack: bool) -> io::Result<TcpListener> {
     }
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
+    // Accepted connections start with the listener's congestion control.
+    apply_congestion(&socket);
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     TcpListener::from_std(socket.into())
@@ -226,8 +232,78 @@ where
     }
 }
 
-/// Turns on TCP_NODELAY and keepalive; failures are logged, not fatal.
+/// The congestion control every socket of this process gets (`--congestion`,
+/// `SST_TUNNEL_CONGESTION`); unset: the kernel's default.
+static CONGESTION: OnceLock<String> = OnceLock::new();
+
+/// Where the sysctls live that say what the kernel has and what it allows.
+const AVAILABLE: &str = "/proc/sys/net/ipv4/tcp_available_congestion_control";
+const ALLOWED: &str = "/proc/sys/net/ipv4/tcp_allowed_congestion_control";
+
+/// Chooses the congestion control of every socket this process opens or accepts. Tried
+/// once here on a probe socket, so a name the kernel does not have, or will not let this
+/// user choose, fails at start (`origin` names the flag or variable), saying which sysctl
+/// or module to look at.
+pub fn choose_congestion(name: &str, origin: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name.len() < 16
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !valid {
+        return Err(Error::Usage(format!(
+            "{origin} {name:?}: not a congestion control name (like cubic or bbr)"
+        )));
+    }
+    let probe = Socket::new(Domain::IPV4, Type::STREAM, None)
+        .map_err(|e| Error::Internal(format!("a socket to try {origin} on: {e}")))?;
+    if let Err(e) = fastpath::set_congestion(probe.as_fd(), name) {
+        let sysctl = |path: &str| {
+            std::fs::read_to_string(path)
+                .map(|v| v.trim().to_string())
+                .unwrap_or_else(|_| "?".into())
+        };
+        let why = match e.raw_os_error() {
+            Some(nix::libc::ENOENT) => format!(
+                "this kernel has no congestion control {name:?} (net.ipv4.\
+                 tcp_available_congestion_control: {}); load its module: modprobe tcp_{name}",
+                sysctl(AVAILABLE)
+            ),
+            Some(nix::libc::EPERM) => format!(
+                "{name:?} is not allowed for this user (net.ipv4.\
+                 tcp_allowed_congestion_control: {}); an administrator adds it there, e.g. \
+                 sysctl -w net.ipv4.tcp_allowed_congestion_control=\"{} {name}\" (or \
+                 run with CAP_NET_ADMIN)",
+                sysctl(ALLOWED),
+                sysctl(ALLOWED)
+            ),
+            _ => e.to_string(),
+        };
+        return Err(Error::Usage(format!("{origin} {name}: {why}")));
+    }
+    let _ = CONGESTION.set(name.to_string());
+    Ok(())
+}
+
+/// The chosen congestion control, applied to `sock` (a listener, or a socket about to
+/// connect, so that its first packets already follow it).
+fn apply_congestion(sock: impl AsFd) {
+    if let Some(name) = CONGESTION.get()
+        && let Err(e) = fastpath::set_congestion(sock.as_fd(), name)
+    {
+        warn!("setting congestion control {name}: {e}");
+    }
+}
+
+/// Turns on TCP_NODELAY and keepalive; failures are logged, not fatal. Applies the chosen
+/// congestion control and says, at debug level, which one the kernel runs.
 pub fn tune(stream: &TcpStream) {
+    apply_congestion(stream);
+    if CONGESTION.get().is_some()
+        && let Ok(name) = fastpath::congestion(stream.as_fd())
+    {
+        debug!("congestion control {name}");
+    }
     let sock = SockRef::from(stream);
     let keepalive = TcpKeepalive::new()
         .with_time(KEEPALIVE_TIME)

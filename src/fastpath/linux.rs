@@ -240,6 +240,20 @@ pub(super) fn recv_record(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(u8,
     recv_with(fd, buf, MsgFlags::MSG_DONTWAIT)
 }
 
+/// TCP_CONGESTION: the kernel refuses a name it has no module for (ENOENT) and, for a process
+/// without CAP_NET_ADMIN, one missing from net.ipv4.tcp_allowed_congestion_control (EPERM).
+pub(super) fn set_congestion(fd: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+    socket2::SockRef::from(&fd).set_tcp_congestion(name.as_bytes())
+}
+
+/// The congestion control the kernel runs for this socket.
+pub(super) fn congestion(fd: BorrowedFd<'_>) -> io::Result<String> {
+    let name = socket2::SockRef::from(&fd).tcp_congestion()?;
+    Ok(String::from_utf8_lossy(&name)
+        .trim_end_matches('\0')
+        .to_string())
+}
+
 /// Takes the socket's pending error (getsockopt SO_ERROR clears it), if any.
 pub(super) fn socket_error(fd: BorrowedFd<'_>) -> Option<io::Error> {
     match socket::getsockopt(&fd, sockopt::SocketError) {

@@ -161,6 +161,16 @@ pub fn ktls_recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(u8, usize)> 
     imp::recv_record(fd, buf)
 }
 
+/// Sets a TCP socket's congestion control (TCP_CONGESTION) by name.
+pub fn set_congestion(fd: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+    imp::set_congestion(fd, name)
+}
+
+/// A TCP socket's congestion control (TCP_CONGESTION), as the kernel reports it.
+pub fn congestion(fd: BorrowedFd<'_>) -> io::Result<String> {
+    imp::congestion(fd)
+}
+
 /// The socket's pending error (SO_ERROR), taken: what an aborted kTLS socket reports.
 pub fn socket_error(fd: BorrowedFd<'_>) -> Option<io::Error> {
     imp::socket_error(fd)

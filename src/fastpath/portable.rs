@@ -34,6 +34,17 @@ pub(super) fn recv_record(_fd: BorrowedFd<'_>, _buf: &mut [u8]) -> io::Result<(u
     Err(unsupported())
 }
 
+pub(super) fn set_congestion(_fd: BorrowedFd<'_>, _name: &str) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "choosing a congestion control needs Linux",
+    ))
+}
+
+pub(super) fn congestion(_fd: BorrowedFd<'_>) -> io::Result<String> {
+    Err(unsupported())
+}
+
 /// No kernel TLS here, so no aborted kTLS socket to ask.
 pub(super) fn socket_error(_fd: BorrowedFd<'_>) -> Option<io::Error> {
     None

@@ -67,6 +67,12 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
          by default 120s, the stock scripts' own idle timeouts; 0 turns resuming off).",
     ),
     (
+        "SST_TUNNEL_CONGESTION",
+        "The stunnel and socat front-ends' --congestion: the TCP congestion control of every \
+         connection (e.g. bbr). It must be loaded (modprobe tcp_bbr) and, for an unprivileged \
+         mysqld, listed in net.ipv4.tcp_allowed_congestion_control.",
+    ),
+    (
         "RUST_LOG",
         "A log filter (tracing's syntax) that overrides --log-level.",
     ),
