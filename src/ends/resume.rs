@@ -601,9 +601,12 @@ async fn carry(
     tokio::pin!(sending, replaced);
     let mut sent = false;
     loop {
-        // The idle timeout, kept here too: a sender blocked in a write to a peer that stopped
-        // reading never reaches its own check.
-        let idle_at = idle.map(|limit| tokio::time::Instant::from_std(state.lock().moved + limit));
+        // The idle timeout's backstop: a sender blocked in a write to a peer that stopped
+        // reading never reaches its own check (which also sends the abort, so it goes first:
+        // this one waits as long again as the abort may take).
+        let idle_at = idle.map(|limit| {
+            tokio::time::Instant::from_std(state.lock().moved + limit + LAST_WORDS)
+        });
         tokio::select! {
             result = &mut sending, if !sent => match result {
                 Ok(()) => sent = true,
@@ -642,7 +645,7 @@ async fn carry(
             }
             conn = &mut replaced => return Err(Replaced(conn)),
             () = sleep_until_some(idle_at) => {
-                if let Some(error) = idle_error(state, idle) {
+                if let Some(error) = idle_error(state, idle, LAST_WORDS) {
                     // No abort can pass a peer that stopped reading: the stream just ends.
                     state.lock().fail(Fault::Idle, error);
                     return Ok(Ended::Broke(io::Error::other("idle")));
@@ -660,11 +663,11 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// The relay's idle-timeout error, once nothing has moved for `idle` (`None`: not yet, or no
-/// idle timeout).
-fn idle_error(state: &Shared, idle: Option<Duration>) -> Option<io::Error> {
+/// The relay's idle-timeout error, once nothing has moved for `idle` and `grace` more
+/// (`None`: not yet, or no idle timeout).
+fn idle_error(state: &Shared, idle: Option<Duration>, grace: Duration) -> Option<io::Error> {
     let limit = idle?;
-    (state.lock().moved.elapsed() >= limit).then(|| {
+    (state.lock().moved.elapsed() >= limit + grace).then(|| {
         io::Error::new(
             io::ErrorKind::TimedOut,
             format!("no data moved in either direction for {limit:?} (--idle-timeout)"),
