@@ -41,14 +41,19 @@ if [ "${1:-}" = --bench ]; then
     mode=bench
     shift
 fi
-# KTLS_VM_ONLY=conformance: boot, load tls.ko, run only the conformance suite's kernel cases.
-[ "${KTLS_VM_ONLY:-}" = conformance ] && mode=conformance
+# KTLS_VM_ONLY=conformance|links: boot, load the modules, run only the conformance suite's
+# kernel cases, or only the hostile-link cases.
+case ${KTLS_VM_ONLY:-} in
+    '') ;;
+    conformance | links) mode=$KTLS_VM_ONLY ;;
+    *) die "KTLS_VM_ONLY=$KTLS_VM_ONLY: conformance or links" ;;
+esac
 bin=${1:-target/release/sst-tunnel}
 if [ ! -x "$bin" ]; then
     cargo build --release --locked
 fi
 bin=$(readlink -f "$bin")
-for tool in qemu-system-x86_64 cpio depmod dpkg-deb apt-get stunnel socat rsync openssl; do
+for tool in qemu-system-x86_64 cpio depmod dpkg-deb apt-get stunnel socat rsync openssl ip tc; do
     command -v "$tool" >/dev/null || die "missing $tool (scripts/test.sh installs what this needs)"
 done
 busybox=/bin/busybox
@@ -70,7 +75,9 @@ pkg=${KTLS_VM_KERNEL_PKG:-$(kernel_pkg)}
 [ -n "$pkg" ] || { apt-get "${apt_opts[@]}" update -qq && pkg=$(kernel_pkg); }
 [ -n "$pkg" ] || die "cannot resolve linux-image-amd64 (apt-get update?); set KTLS_VM_KERNEL_PKG"
 kdir=$cache/$pkg
-if [ ! -e "$kdir/ready" ]; then
+# The modules kept changed over time: a cache of an older layout is made again.
+layout=2
+if [ "$(cat "$kdir/ready" 2>/dev/null)" != "$layout" ]; then
     say "fetching $pkg"
     rm -rf "$kdir"
     mkdir -p "$kdir/deb"
@@ -93,12 +100,18 @@ if [ ! -e "$kdir/ready" ]; then
     vmlinuz=$kdir/unpacked/boot/vmlinuz-$kver
     [ -e "$vmlinuz" ] || vmlinuz=$mroot/$kver/vmlinuz
     cp "$vmlinuz" "$kdir/vmlinuz"
-    # Only kTLS and the crypto it may ask for; the package has no modules.dep (its
-    # postinst makes one), so depmod runs here.
+    # Only kTLS and the crypto it may ask for, and what emulated links need (netem, veth,
+    # BBR); the package has no modules.dep (its postinst makes one), so depmod runs here.
     mods=$kdir/modroot/lib/modules/$kver
     for sub in net/tls crypto arch/x86/crypto lib/crypto; do
         mkdir -p "$mods/kernel/$sub"
         cp -a "$mroot/$kver/kernel/$sub/." "$mods/kernel/$sub/"
+    done
+    for ko in net/sched/sch_netem net/ipv4/tcp_bbr drivers/net/veth; do
+        found=$(ls "$mroot/$kver/kernel/$ko".ko* 2>/dev/null | head -n 1)
+        [ -n "$found" ] || die "$pkg has no $ko module (emulated links need it)"
+        mkdir -p "$mods/kernel/$(dirname "$ko")"
+        cp "$found" "$mods/kernel/$(dirname "$ko")/"
     done
     cp "$mroot/$kver"/modules.{order,builtin}* "$mods/" 2>/dev/null || true
     # Newer kernels compress modules; busybox insmod/modprobe want them plain.
@@ -107,7 +120,7 @@ if [ ! -e "$kdir/ready" ]; then
     depmod -b "$kdir/modroot" "$kver"
     echo "$kver" >"$kdir/kver"
     rm -rf "$kdir/unpacked" "$kdir/deb"
-    touch "$kdir/ready"
+    echo "$layout" >"$kdir/ready"
 fi
 kver=$(cat "$kdir/kver")
 # The kernel the caller's expectations are written for (rekeying arrived in 6.14): a suite
@@ -163,6 +176,9 @@ mkdir -p "$fs$(dirname "$gcc_s")"
 cp -L "$gcc_s" "$fs$gcc_s"
 add_program "$(command -v socat)" /usr/bin/socat
 add_program "$(command -v rsync)" /usr/bin/rsync
+# iproute2's ip and tc for emulated links (busybox's have no netns and no netem).
+add_program "$(command -v ip)" /usr/sbin/ip
+add_program "$(command -v tc)" /usr/sbin/tc
 cp tests/ktls/guest.sh "$fs/test/guest.sh"
 # KTLS_VM_CONFORMANCE=PATH: the conformance suite's test binary (cargo test --no-run --test
 # conformance), run in the guest against the release binary on the kernel's record layer.

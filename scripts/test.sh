@@ -82,8 +82,9 @@ SST_TUNNEL_BIN=$PWD/$packaged cargo test --locked --test big -- --ignored
 # kernel (6.14 or later: TLS 1.3 KeyUpdate both ways through the kernel), resolved at run
 # time. Each must report exactly its number of cases: a branch that silently ran nothing
 # fails. The newer guest also runs the production shapes (rsync through the stunnel
-# front-end, 256 MiB into a stalling consumer, EPIPE) and the conformance suite on the
-# kernel's record layer.
+# front-end, 256 MiB into a stalling consumer, EPIPE), single and striped streams over
+# emulated hostile links (netem reordering, duplication, corruption between two network
+# namespaces) and the conformance suite on the kernel's record layer.
 phase "kTLS guest, Linux 6.1 (bookworm)"
 KTLS_VM_SUITE=bookworm KTLS_VM_KERNEL_BELOW=6.14 KTLS_VM_EXPECT=31 \
     scripts/ktls-vm-test.sh "$packaged"
@@ -91,6 +92,6 @@ phase "kTLS guest, newest trixie-backports kernel"
 conformance=$(cargo test --locked --no-run --test conformance --message-format=json 2>/dev/null |
     sed -n 's/.*"executable":"\([^"]*conformance-[^"]*\)".*/\1/p' | tail -n 1)
 [ -x "$conformance" ] || { echo "test.sh: no conformance test binary" >&2; exit 1; }
-KTLS_VM_SUITE=trixie-backports KTLS_VM_KERNEL_MIN=6.14 KTLS_VM_EXPECT=40 \
+KTLS_VM_SUITE=trixie-backports KTLS_VM_KERNEL_MIN=6.14 KTLS_VM_EXPECT=48 \
     KTLS_VM_CONFORMANCE=$conformance scripts/ktls-vm-test.sh "$packaged"
 phase "done"

@@ -48,8 +48,8 @@ pub fn main(cli: Cli) -> ExitCode {
     }
     let multi = match &cli.command {
         // Many connections, or one stream's stripes on as many cores.
-        Command::Listen(args) => args.exec.is_some() || args.streams > 1,
-        Command::Connect(args) => args.streams > 1,
+        Command::Listen(args) => args.exec.is_some() || args.streams != 1,
+        Command::Connect(args) => args.streams != 1,
         Command::Selftest(_) => true,
         _ => false,
     };

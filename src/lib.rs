@@ -24,9 +24,9 @@
 //!   kernel hands back.
 //! - [`tls`]: settings -> rustls configs; certificate loading, verification policies, names.
 //! - [`settings`]: plain settings types (no clap), MariaDB option files, bounded file reads.
-//! - [`fastpath`]: the platform seam: copy-path choice, kTLS and splice, fd tuning; Linux and
-//!   portable twins; the only `unsafe`.
-//! - [`net`]: addresses, dialling, listening, retries.
+//! - [`net`]: addresses, dialling, listening, retries, socket tuning (through the seam).
+//! - [`fastpath`]: the platform seam: copy-path choice, kTLS and splice, fd and socket
+//!   options; Linux and portable twins; the only `unsafe`.
 //! - [`error`]: the error type and the exit codes.
 
 pub mod app;

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 /// The parts, top down: each may use only the parts after it.
 const ORDER: &[&str] = &[
-    "face", "fuzzing", "frontend", "tools", "ends", "relay", "handoff", "tls", "settings",
-    "fastpath", "net", "error",
+    "face", "fuzzing", "frontend", "tools", "ends", "relay", "handoff", "tls", "settings", "net",
+    "fastpath", "error",
 ];
 
 /// The files of the face, directly in `src/`.

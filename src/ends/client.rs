@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
-use tracing::debug;
+use std::os::fd::AsFd;
+
+use tracing::{debug, info};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -19,9 +21,9 @@ use crate::ends::stdio::{Direction, LocalEnds};
 use crate::ends::{resume, stripes};
 use crate::error::{Error, Result};
 use crate::net::{self, HostPort};
-use crate::relay;
 use crate::settings::{ConnectSettings, Reporting, Role, mycnf};
 use crate::tls::{self, Prepared};
+use crate::{fastpath, relay};
 
 /// Everything a client run needs, decided before the first packet.
 pub struct Plan {
@@ -96,7 +98,7 @@ pub async fn run(mut args: ConnectSettings) -> Result<()> {
 /// Dials the peer, completes the handshake, and relays stdio until the plan says it is over.
 pub async fn dial(plan: Plan) -> Result<()> {
     let label = net::display(&plan.target);
-    let (mut stream, info) = establish(&plan, &label).await?;
+    let (mut stream, info) = establish(&plan, &label, None).await?;
     debug!(version = %info.version, suite = %info.suite, peer = ?info.peer_subject, "handshake complete");
     if info.stripes > 1 {
         return striped(&plan, stream, info, &label).await;
@@ -207,7 +209,8 @@ async fn striped(plan: &Plan, mut first: ClientStream, info: TlsInfo, label: &st
     let token = binding_token(plan, &mut first, label).await?;
     let mut all = vec![first];
     for index in 1..count {
-        let (mut stream, extra) = establish(plan, label).await?;
+        // The others offer what the first agreed to (`auto` does not judge the path again).
+        let (mut stream, extra) = establish(plan, label, Some(count)).await?;
         extra.joins(&info)?;
         stream
             .write_all(&stripes::binding(&token, index))
@@ -224,17 +227,33 @@ async fn striped(plan: &Plan, mut first: ClientStream, info: TlsInfo, label: &st
 }
 
 /// Connect and handshake, retried as the plan allows.
-async fn establish(plan: &Plan, label: &str) -> Result<(ClientStream, TlsInfo)> {
+/// With `--streams auto`, the stripes offered are decided here, once the TCP handshake has
+/// measured the path's round trip (`offer` fixes them: a stripe joining a stream).
+async fn establish(
+    plan: &Plan,
+    label: &str,
+    offer: Option<u32>,
+) -> Result<(ClientStream, TlsInfo)> {
     net::with_retries(plan.retries, plan.retry_interval, || async {
         let tcp = net::connect_from(&plan.target, plan.connect_timeout, plan.source).await?;
         debug!("connected to {label}, handshaking");
-        session::connect(
-            plan.config.clone(),
-            plan.name.clone(),
-            tcp,
-            plan.handshake_timeout,
-        )
-        .await
+        let config = match (plan.stripes, offer) {
+            (stripes::AUTO, Some(count)) => stripes::reoffer(&plan.config, count),
+            (stripes::AUTO, None) => {
+                let rtt = fastpath::tcp_rtt(tcp.as_fd());
+                let count = stripes::auto_for(rtt);
+                info!(
+                    "{label}: round trip {}; --streams auto offers {count}",
+                    rtt.map_or("unknown".to_string(), |r| format!(
+                        "{:.1} ms",
+                        r.as_secs_f64() * 1e3
+                    ))
+                );
+                stripes::reoffer(&plan.config, count)
+            }
+            _ => plan.config.clone(),
+        };
+        session::connect(config, plan.name.clone(), tcp, plan.handshake_timeout).await
     })
     .await
 }

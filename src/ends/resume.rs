@@ -604,9 +604,8 @@ async fn carry(
         // The idle timeout's backstop: a sender blocked in a write to a peer that stopped
         // reading never reaches its own check (which also sends the abort, so it goes first:
         // this one waits as long again as the abort may take).
-        let idle_at = idle.map(|limit| {
-            tokio::time::Instant::from_std(state.lock().moved + limit + LAST_WORDS)
-        });
+        let idle_at = idle
+            .map(|limit| tokio::time::Instant::from_std(state.lock().moved + limit + LAST_WORDS));
         tokio::select! {
             result = &mut sending, if !sent => match result {
                 Ok(()) => sent = true,

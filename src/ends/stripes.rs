@@ -55,8 +55,27 @@ const HEADER: usize = 12;
 /// stripe's reader and the stdout writer.
 const QUEUE: usize = 4;
 
-/// The number of stripes `auto` means on this machine: one per two cores (each stripe
-/// keeps one core busy at each end), at least 1 (no striping), at most [`MAX_STRIPES`].
+/// `--streams auto` (and `SST_TUNNEL_STREAMS` unset or `auto`): decided per stream by
+/// [`auto_for`] once the first connection's round trip is known. A listener with it takes
+/// whatever the donor offers, up to [`MAX_STRIPES`].
+pub const AUTO: u32 = 0;
+
+/// A round trip from this long on is a long path (between datacenters or regions), where
+/// one TCP stream is bound by the round trip and loss, not by a CPU: striping pays there
+/// whatever the cores (a loss-based TCP gets about MSS / RTT x 1.22 / sqrt(loss) per stream).
+pub const LONG_PATH: Duration = Duration::from_millis(20);
+
+/// How many stripes `auto` offers for a path whose first connection measured `rtt`: all of
+/// them on a long path; elsewhere one per two cores, as [`auto`].
+pub fn auto_for(rtt: Option<Duration>) -> u32 {
+    match rtt {
+        Some(rtt) if rtt >= LONG_PATH => MAX_STRIPES,
+        _ => auto(),
+    }
+}
+
+/// The number of stripes the cores alone call for: one per two cores (each stripe keeps one
+/// core busy at each end), at least 1 (no striping), at most [`MAX_STRIPES`].
 pub fn auto() -> u32 {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     u32::try_from(cores / 2)
@@ -68,7 +87,7 @@ pub fn auto() -> u32 {
 /// 1 to [`MAX_STRIPES`].
 pub fn parse(text: &str) -> Result<u32, String> {
     if text.trim() == "auto" {
-        return Ok(auto());
+        return Ok(AUTO);
     }
     match text.trim().parse::<u32>() {
         Ok(n) if (1..=MAX_STRIPES).contains(&n) => Ok(n),
@@ -105,8 +124,24 @@ pub fn offer(config: Arc<ClientConfig>, max: u32) -> Arc<ClientConfig> {
     Arc::new(config)
 }
 
-/// A server configuration that accepts up to `cap` stripes (unchanged below 2).
+/// The same client configuration offering up to `max` stripes instead of what it offered
+/// (its other protocols, resuming's, kept after them): `auto`'s offer once the path is known.
+pub fn reoffer(config: &Arc<ClientConfig>, max: u32) -> Arc<ClientConfig> {
+    let mut config = (**config).clone();
+    let others: Vec<Vec<u8>> = config
+        .alpn_protocols
+        .drain(..)
+        .filter(|p| !p.starts_with(ALPN_PREFIX.as_bytes()))
+        .collect();
+    config.alpn_protocols = protocols(max);
+    config.alpn_protocols.extend(others);
+    Arc::new(config)
+}
+
+/// A server configuration that accepts up to `cap` stripes (unchanged below 2; [`AUTO`]:
+/// up to [`MAX_STRIPES`], the donor's `auto` having judged the path).
 pub fn accept_up_to(config: Arc<ServerConfig>, cap: u32) -> Arc<ServerConfig> {
+    let cap = if cap == AUTO { MAX_STRIPES } else { cap };
     if cap < 2 {
         return config;
     }
@@ -755,6 +790,40 @@ async fn refuse<S: AsyncWrite + Unpin>(stripe: &mut S, reason: &str) -> io::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auto_stripes_a_long_path_whatever_the_cores() {
+        assert_eq!(parse("auto"), Ok(AUTO));
+        assert_eq!(auto_for(Some(Duration::from_millis(80))), MAX_STRIPES);
+        assert_eq!(auto_for(Some(LONG_PATH)), MAX_STRIPES);
+        assert_eq!(auto_for(Some(Duration::from_micros(50))), auto());
+        assert_eq!(auto_for(None), auto());
+    }
+
+    #[test]
+    fn a_reoffer_keeps_the_other_protocols_after_the_stripes() {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut with_resume = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        with_resume.alpn_protocols = vec![b"sst-tunnel/resume/1".to_vec()];
+        let offered = reoffer(&Arc::new(with_resume), 3);
+        assert_eq!(
+            offered.alpn_protocols,
+            [
+                b"sst-tunnel/stripes/3".to_vec(),
+                b"sst-tunnel/stripes/2".to_vec(),
+                b"sst-tunnel/resume/1".to_vec()
+            ]
+        );
+        // Offered again, with fewer: the old stripes go, resuming stays.
+        assert_eq!(
+            reoffer(&offered, 1).alpn_protocols,
+            [b"sst-tunnel/resume/1".to_vec()]
+        );
+    }
 
     #[test]
     fn both_ends_agree_on_the_smaller_maximum() {

@@ -240,6 +240,28 @@ pub(super) fn recv_record(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(u8,
     recv_with(fd, buf, MsgFlags::MSG_DONTWAIT)
 }
 
+/// TCP_INFO's smoothed round trip (tcpi_rtt, microseconds): right after connect it is the
+/// handshake's own sample.
+#[allow(unsafe_code)]
+pub(super) fn tcp_rtt(fd: BorrowedFd<'_>) -> Option<std::time::Duration> {
+    // SAFETY: `info` is a zeroed tcp_info the kernel fills up to `len` bytes, which starts
+    // as its full size; the fd is borrowed, so open for the call.
+    let (rc, info) = unsafe {
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        let rc = libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut len,
+        );
+        (rc, info)
+    };
+    (rc == 0 && info.tcpi_rtt > 0)
+        .then(|| std::time::Duration::from_micros(u64::from(info.tcpi_rtt)))
+}
+
 /// TCP_CONGESTION: the kernel refuses a name it has no module for (ENOENT) and, for a process
 /// without CAP_NET_ADMIN, one missing from net.ipv4.tcp_allowed_congestion_control (EPERM).
 pub(super) fn set_congestion(fd: BorrowedFd<'_>, name: &str) -> io::Result<()> {

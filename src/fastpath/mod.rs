@@ -161,6 +161,11 @@ pub fn ktls_recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(u8, usize)> 
     imp::recv_record(fd, buf)
 }
 
+/// A connected TCP socket's smoothed round trip (TCP_INFO), once the kernel has a sample.
+pub fn tcp_rtt(fd: BorrowedFd<'_>) -> Option<std::time::Duration> {
+    imp::tcp_rtt(fd)
+}
+
 /// Sets a TCP socket's congestion control (TCP_CONGESTION) by name.
 pub fn set_congestion(fd: BorrowedFd<'_>, name: &str) -> io::Result<()> {
     imp::set_congestion(fd, name)

@@ -34,6 +34,10 @@ pub(super) fn recv_record(_fd: BorrowedFd<'_>, _buf: &mut [u8]) -> io::Result<(u
     Err(unsupported())
 }
 
+pub(super) fn tcp_rtt(_fd: BorrowedFd<'_>) -> Option<std::time::Duration> {
+    None
+}
+
 pub(super) fn set_congestion(_fd: BorrowedFd<'_>, _name: &str) -> io::Result<()> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,

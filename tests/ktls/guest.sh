@@ -212,16 +212,16 @@ if [ "${3:-test}" = bench ]; then
     exit
 fi
 
-# conformance: only the conformance suite's kernel cases (KTLS_VM_ONLY=conformance, for
-# working on the kernel path: a boot and the suite, not the whole run).
-if [ "${3:-test}" = conformance ]; then
+# conformance, links: only the conformance suite's kernel cases, or only the hostile links
+# (KTLS_VM_ONLY=..., for working on one part: a boot and that part, not the whole run).
+if [ "${3:-test}" = conformance ] || [ "${3:-test}" = links ]; then
     insmod /lib/modules/"$KVER"/kernel/net/tls/tls.ko
     for m in aesni-intel ghash-clmulni-intel gcm chacha20poly1305 chacha-x86_64 poly1305-x86_64; do
         modprobe $m 2>/dev/null
     done
 fi
 
-if [ "${3:-test}" != conformance ]; then
+if [ "${3:-test}" = test ]; then
 # ------------------------------------------------------------------ stage 1: no tls.ko
 echo /nonexistent >/proc/sys/kernel/modprobe
 pair "no tls.ko: falls back" buffered buffered TLS13_AES_256_GCM_SHA384 "$SRV_ECDSA" "$CLI"
@@ -779,7 +779,128 @@ if [ $REKEY = 1 ]; then
     fi
 fi
 
-fi # not conformance-only
+fi # the whole run only
+
+# ------------------------------------------------------------------ hostile links
+# Two network namespaces joined by a veth pair, netem on both ends (iproute2's ip and tc:
+# busybox's have no netns and no netem). Under reordering, duplication and corruption a
+# single and a striped stream must arrive byte-exact or fail closed: a failed end exits
+# non-zero and what was delivered is a strict prefix of the input, never a wrong byte.
+# (veth offloads checksums, so netem's corruption reaches TCP unchecked: TLS must catch it.)
+if [ $REKEY = 1 ] && { [ "${3:-test}" = test ] || [ "${3:-test}" = links ]; }; then
+    IP=/usr/sbin/ip TC=/usr/sbin/tc
+    for m in veth sch_netem tcp_bbr; do
+        modprobe $m 2>/dev/null || echo "  (modprobe $m failed)"
+    done
+    # link_up NETEM-ARGS...: namespaces sa (10.9.0.1) and sb (10.9.0.2), the same netem on
+    # both ends of the pair (so the delay counts twice in the RTT).
+    link_up() {
+        mkdir -p /run/netns
+        $IP netns add sa && $IP netns add sb &&
+            $IP link add va netns sa type veth peer name vb netns sb &&
+            $IP -n sa addr add 10.9.0.1/24 dev va && $IP -n sb addr add 10.9.0.2/24 dev vb &&
+            $IP -n sa link set va up && $IP -n sb link set vb up &&
+            $IP -n sa link set lo up && $IP -n sb link set lo up &&
+            $IP netns exec sa $TC qdisc add dev va root netem "$@" &&
+            $IP netns exec sb $TC qdisc add dev vb root netem "$@"
+    }
+    link_down() {
+        $IP netns del sa 2>/dev/null
+        $IP netns del sb 2>/dev/null
+    }
+    head -c $((MB * 2 * 1048576)) /dev/urandom >$T/hostile.in
+    # hostile NAME STREAMS NETEM-ARGS...
+    hostile() {
+        name=$1 streams=$2
+        shift 2
+        rm -f $T/h.*
+        link_down
+        if ! link_up "$@" 2>$T/h.link; then
+            fail "hostile link ($name): could not set it up: $(cat $T/h.link)"
+            link_down
+            return
+        fi
+        # shellcheck disable=SC2086
+        $IP netns exec sb sst-tunnel listen 10.9.0.2:0 --stdio --streams $streams $SRV_ECDSA \
+            </dev/null >$T/h.out 2>$T/h.slog &
+        spid=$!
+        if ! port=$(wait_listen $T/h.slog $spid); then
+            fail "hostile link ($name): the listener did not start"
+            show $T/h.slog
+            link_down
+            return
+        fi
+        # shellcheck disable=SC2086
+        $IP netns exec sa sst-tunnel connect 10.9.0.2:"$port" --streams $streams $CLI \
+            <$T/hostile.in >/dev/null 2>$T/h.clog
+        crc=$?
+        wait $spid
+        src=$?
+        link_down
+        got=$(wc -c <$T/h.out)
+        want=$(wc -c <$T/hostile.in)
+        if [ $crc = 0 ] && [ $src = 0 ]; then
+            if cmp -s $T/hostile.in $T/h.out; then
+                pass "hostile link ($name, $streams stream(s)): every byte arrived, in order"
+            else
+                fail "hostile link ($name, $streams stream(s)): both ends exit 0 but the bytes differ ($got of $want)"
+                show $T/h.slog $T/h.clog
+            fi
+        elif [ $src != 0 ] && [ "$got" -lt "$want" ] && head -c "$got" $T/hostile.in | cmp -s - $T/h.out; then
+            pass "hostile link ($name, $streams stream(s)): failed closed (client $crc, server $src; a $got-byte prefix, nothing wrong)"
+        else
+            fail "hostile link ($name, $streams stream(s)): client $crc, server $src, $got of $want bytes, not a clean prefix"
+            show $T/h.slog $T/h.clog
+        fi
+    }
+    for streams in 1 4; do
+        hostile "reordering 25%" $streams delay 5ms reorder 25% 50% rate 50mbit
+        hostile "duplication 5%" $streams delay 5ms duplicate 5% rate 50mbit
+        hostile "corruption 1%" $streams delay 5ms corrupt 1% rate 50mbit
+    done
+
+    # `--streams auto` judges the path: on an 80 ms round trip it stripes over all 8
+    # connections even on this guest's 2 vCPUs (where the cores alone would say 1), and on
+    # loopback it does not.
+    rm -f $T/h.*
+    link_down
+    if link_up delay 40ms rate 50mbit 2>$T/h.link; then
+        # shellcheck disable=SC2086
+        $IP netns exec sb sst-tunnel listen 10.9.0.2:0 --stdio --streams auto $SRV_ECDSA \
+            </dev/null >$T/h.out 2>$T/h.slog &
+        spid=$!
+        if port=$(wait_listen $T/h.slog $spid); then
+            # shellcheck disable=SC2086
+            $IP netns exec sa sst-tunnel connect 10.9.0.2:"$port" --streams auto $CLI \
+                <$T/up >/dev/null 2>$T/h.clog
+            crc=$?
+            wait $spid
+            src=$?
+        else
+            crc=x src=x
+        fi
+        link_down
+        # shellcheck disable=SC2086
+        pair "--streams auto on loopback" ktls+splice ktls+splice TLS13_CHACHA20_POLY1305_SHA256 \
+            "$SRV_ECDSA --streams auto" "$CLI --streams auto"
+        why=""
+        [ "$crc" = 0 ] && [ "$src" = 0 ] || why="$why client exit $crc, server exit $src;"
+        cmp -s $T/up $T/h.out || why="$why bytes differ;"
+        grep -q "round trip [0-9.]* ms; --streams auto offers 8" $T/h.clog ||
+            why="$why the donor did not measure the long path and offer 8;"
+        grep -q "path ktls, 8 streams\$" $T/h.slog || why="$why the joiner not on 8 streams;"
+        if [ -z "$why" ]; then
+            pass "--streams auto on an 80 ms path: 8 stripes on 2 vCPUs, every byte intact"
+        else
+            fail "--streams auto on an 80 ms path:$why"
+            show $T/h.slog $T/h.clog
+        fi
+    else
+        fail "the 80 ms link: $(cat $T/h.link)"
+        link_down
+    fi
+fi
+
 
 # The conformance suite on the kernel's record layer (scripts/ktls-vm-test.sh puts the test
 # binary here when asked): invalid records after a real handshake, both ends.

@@ -120,7 +120,7 @@ impl Job {
     /// stripes, or a joiner whose config lists them (ALPN is set for nothing else).
     fn may_stripe(&self) -> bool {
         match &self.work {
-            Work::Connect(plan) => plan.stripes > 1,
+            Work::Connect(plan) => plan.stripes != 1,
             Work::Listen {
                 tls: Some(plan), ..
             } => !plan.config.alpn_protocols.is_empty(),
@@ -616,10 +616,11 @@ fn client_plan(
 }
 
 /// How many connections a one-way stream may be striped over: `SST_TUNNEL_STREAMS` (the
-/// scripts' command lines are fixed), by default one per two cores, at most 8; 1 never.
+/// scripts' command lines are fixed), by default `auto` (the path and the cores decide, at
+/// most 8); 1 never.
 fn streams() -> Result<u32> {
     match std::env::var("SST_TUNNEL_STREAMS") {
-        Err(_) => Ok(stripes::auto()),
+        Err(_) => Ok(stripes::AUTO),
         Ok(text) => {
             stripes::parse(&text).map_err(|why| Error::Usage(format!("SST_TUNNEL_STREAMS: {why}")))
         }
