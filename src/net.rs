@@ -269,14 +269,15 @@ pub fn choose_congestion(name: &str, origin: &str) -> Result<()> {
                  tcp_available_congestion_control: {}); load its module: modprobe tcp_{name}",
                 sysctl(AVAILABLE)
             ),
-            Some(nix::libc::EPERM) => format!(
-                "{name:?} is not allowed for this user (net.ipv4.\
-                 tcp_allowed_congestion_control: {}); an administrator adds it there, e.g. \
-                 sysctl -w net.ipv4.tcp_allowed_congestion_control=\"{} {name}\" (or \
-                 run with CAP_NET_ADMIN)",
-                sysctl(ALLOWED),
-                sysctl(ALLOWED)
-            ),
+            Some(nix::libc::EPERM) => {
+                let allowed = sysctl(ALLOWED);
+                format!(
+                    "{name:?} is not allowed for this user (net.ipv4.\
+                     tcp_allowed_congestion_control: {allowed}); an administrator adds it \
+                     there, e.g. sysctl -w net.ipv4.tcp_allowed_congestion_control=\"{allowed} \
+                     {name}\" (or run with CAP_NET_ADMIN)"
+                )
+            }
             _ => e.to_string(),
         };
         return Err(Error::Usage(format!("{origin} {name}: {why}")));

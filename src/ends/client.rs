@@ -184,18 +184,12 @@ async fn resumable(
     let options = plan
         .report
         .relay_options(label, &info, plan.idle, local.end_with_peer);
-    let local = resume::Local {
-        input: local.input,
-        output: local.output,
-        options,
-        path,
-    };
     let (result, resumptions) = resume::stream(
         Box::new(first),
         resume::Again::Dial(Box::new(dial)),
         plan.resume,
         label.to_string(),
-        local,
+        resume::Local::new(local, options, path),
     )
     .await;
     info.resumptions = resumptions;

@@ -31,6 +31,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{info, warn};
 
+use crate::ends::stdio::LocalEnds;
 use crate::error::Error;
 use crate::fastpath::CopyPath;
 use crate::relay::{self, RelayError, Transfer};
@@ -136,6 +137,19 @@ pub struct Local {
     pub options: relay::Options,
     /// How the records under the frames are made (kernel or rustls).
     pub path: CopyPath,
+}
+
+impl Local {
+    /// The plaintext ends `ends` (stdio, as [`LocalEnds::open`] made them) with the relay's
+    /// `options`, over records made by `path`.
+    pub fn new(ends: LocalEnds, options: relay::Options, path: CopyPath) -> Self {
+        Self {
+            input: ends.input,
+            output: ends.output,
+            options,
+            path,
+        }
+    }
 }
 
 /// Carries a stream over `first` (its handshake and binding done) and the connections that
@@ -666,12 +680,15 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
 /// (`None`: not yet, or no idle timeout).
 fn idle_error(state: &Shared, idle: Option<Duration>, grace: Duration) -> Option<io::Error> {
     let limit = idle?;
-    (state.lock().moved.elapsed() >= limit + grace).then(|| {
-        io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("no data moved in either direction for {limit:?} (--idle-timeout)"),
-        )
-    })
+    (state.lock().moved.elapsed() >= limit + grace).then(|| idle_timeout(limit))
+}
+
+/// The idle timeout as the relay words it (and as the abort frame tells the peer).
+fn idle_timeout(limit: Duration) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("no data moved in either direction for {limit:?} (--idle-timeout)"),
+    )
 }
 
 /// How long a stopping end waits for its abort to reach the peer, and a failed sender for
@@ -816,11 +833,7 @@ async fn send<W: AsyncWrite + Unpin>(
                 if let Some(idle) = options.idle
                     && now.duration_since(s.moved) >= idle
                 {
-                    let e = io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("no data moved in either direction for {idle:?} (--idle-timeout)"),
-                    );
-                    s.fail(Fault::Idle, e);
+                    s.fail(Fault::Idle, idle_timeout(idle));
                 }
                 if let (Some(p), Some(at)) = (&options.progress, next_progress)
                     && now >= at

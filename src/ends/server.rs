@@ -330,18 +330,12 @@ async fn resumable(
     let options = limits
         .report
         .relay_options(&label, &info, limits.idle, local.end_with_peer);
-    let local = resume::Local {
-        input: local.input,
-        output: local.output,
-        options,
-        path,
-    };
     let (result, resumptions) = resume::stream(
         Box::new(first),
         resume::Again::Accept(arrivals),
         limits.resume,
         label.clone(),
-        local,
+        resume::Local::new(local, options, path),
     )
     .await;
     // Over: later dialers get "connection refused".

@@ -108,7 +108,7 @@ pub fn hand_off<S: Side>(conn: S, tcp: TcpStream) -> io::Result<Stream<S>> {
     );
     let tcp = Arc::new(tcp);
     Ok(Stream::Kernel(Box::new(KernelStream {
-        errors: ErrorWatch::new(&tcp),
+        errors: ErrorWatch::default(),
         tcp,
         preface: Preface::default(),
         control: Control::for_version(S::CLIENT, false, version == TlsVersion::Tls13),
@@ -141,7 +141,7 @@ fn offload_check(tcp: &TcpStream, common: &CommonState) -> Result<(), String> {
 
 /// A TCP socket whose TLS records the kernel encrypts and decrypts.
 pub struct KernelStream {
-    /// Shared with [`ErrorWatch`], whose waiting future must own its socket.
+    /// Shared with the [`ErrorWatch`]'s waiting future, which must own its socket.
     tcp: Arc<TcpStream>,
     /// Wakes a waiting reader when the kernel aborts the socket (EPOLLERR alone).
     errors: ErrorWatch,
@@ -283,7 +283,7 @@ impl KernelStream {
     /// Pending until the kernel aborts the socket (a record it refused), then its error, as
     /// a failed read (see [`ErrorWatch`]); for a reader that waits on readability elsewhere.
     pub fn poll_abort(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
-        let e = ready!(self.errors.poll(cx));
+        let e = ready!(self.errors.poll(&self.tcp, cx));
         Poll::Ready(self.fail(e))
     }
 
@@ -387,7 +387,7 @@ fn record_room(scratch: &mut Vec<u8>) -> &mut [u8] {
 /// One non-blocking receive from the kTLS socket once it is readable (or aborted):
 /// `(content type, bytes)`, with the kernel's errors in TLS terms.
 fn poll_recv(
-    tcp: &TcpStream,
+    tcp: &Arc<TcpStream>,
     errors: &mut ErrorWatch,
     cx: &mut Context<'_>,
     buf: &mut [u8],
@@ -395,7 +395,7 @@ fn poll_recv(
     loop {
         match tcp.poll_read_ready(cx) {
             Poll::Ready(ready) => ready?,
-            Poll::Pending => return errors.poll(cx).map(Err),
+            Poll::Pending => return errors.poll(tcp, cx).map(Err),
         }
         match tcp.try_io(Interest::READABLE, || fastpath::ktls_recv(tcp.as_fd(), buf)) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -409,38 +409,31 @@ fn poll_recv(
 /// for readability (tokio's read readiness leaves errors out): the tunnel would wait until the
 /// peer left, then report a truncation instead of the violation. So a waiting reader also
 /// waits for error readiness, through a future that owns its share of the socket.
+#[derive(Default)]
 pub struct ErrorWatch {
-    tcp: Arc<TcpStream>,
     armed: Option<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>,
 }
 
 impl ErrorWatch {
-    fn new(tcp: &Arc<TcpStream>) -> Self {
-        Self {
-            tcp: Arc::clone(tcp),
-            armed: None,
-        }
-    }
-
-    /// Ready with the socket's pending error (in TLS terms) once the kernel reports one;
+    /// Ready with `tcp`'s pending error (in TLS terms) once the kernel reports one;
     /// otherwise pending, and woken by it.
-    pub fn poll(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+    pub fn poll(&mut self, tcp: &Arc<TcpStream>, cx: &mut Context<'_>) -> Poll<io::Error> {
         loop {
             let armed = self.armed.get_or_insert_with(|| {
-                let tcp = Arc::clone(&self.tcp);
+                let tcp = Arc::clone(tcp);
                 Box::pin(async move {
                     let _ = tcp.ready(Interest::ERROR).await;
                 })
             });
             ready!(armed.as_mut().poll(cx));
             self.armed = None;
-            if let Some(e) = fastpath::socket_error(self.tcp.as_fd()) {
+            if let Some(e) = fastpath::socket_error(tcp.as_fd()) {
                 debug!("kernel TLS aborted the socket: {e}");
                 return Poll::Ready(refused_record(e));
             }
             debug!("error readiness on the kernel TLS socket, but no error pending");
             // Error readiness with no error left (a read took it): clear it, wait again.
-            let _ = self.tcp.try_io(Interest::ERROR, || {
+            let _ = tcp.try_io(Interest::ERROR, || {
                 Err::<(), _>(io::ErrorKind::WouldBlock.into())
             });
         }
