@@ -9,6 +9,8 @@
 # rsync:CAPATH, rsync:IPV6, mariabackup:encrypt=4, mariabackup:STRIPED (encrypt=4 with
 # SST_TUNNEL_STREAMS=4 at both ends: one stream over 4 connections), mariabackup:encrypt=3,
 # mariabackup:encrypt=2, mariabackup:VERIFY_IDENTITY, mariabackup:CAPATH, the failure
+# network faults rsync:RESETS and mariabackup:RESETS (the SST connection reset twice
+# mid-stream: the stream resumes, node2 joins), the failure
 # drills rsync:KILL_TUNNEL, rsync:WRONG_CA, mariabackup:WRONG_CA, and the checks' own drills
 # rsync:CLEARTEXT and mariabackup:CLEARTEXT (no TLS at all: the wire check must find the
 # rows in the capture, or it could not fail).
@@ -18,7 +20,7 @@
 # by SST. mysqld runs as `mysql` (rsync SST fails as root) with the PATH that
 # `sst-tunnel-switch on` gives it, so the unmodified wsrep_sst_* scripts run `stunnel` and
 # `socat` from sst-tunnel. Each passing case prints one line:
-#   PASS METHOD:MODE tunnel=T sst_seconds=S datadir_bytes=B      (joins)
+#   PASS METHOD:MODE tunnel=T sst_seconds=S datadir_bytes=B      (joins; RESETS add resumed=N)
 #   PASS METHOD:MODE tunnel=T donor_error="..."                  (failure drills)
 #   PASS METHOD:CLEARTEXT wire=cleartext datadir_bytes=B            (the wire check's drill)
 # Every encrypted join is checked on the wire: the full capture of the SST port must hold
@@ -197,7 +199,7 @@ sst_block() { # NODE MODE METHOD
 tcert=$T/ssl/$cert-cert.pem
 tca=$ca"
     case $method:$mode in
-        rsync:VERIFY_CA | rsync:IPV6 | rsync:KILL_TUNNEL | rsync:WRONG_CA) echo "$files" ;;
+        rsync:VERIFY_CA | rsync:IPV6 | rsync:KILL_TUNNEL | rsync:WRONG_CA | rsync:RESETS) echo "$files" ;;
         rsync:CLEARTEXT) echo "" ;;
         mariabackup:CLEARTEXT) echo "encrypt=0" ;;
         rsync:REQUIRED) printf '%s\nssl-mode=REQUIRED\n' "$files" ;;
@@ -205,7 +207,8 @@ tca=$ca"
             "$T/ssl/$node-key.pem" "$T/ssl/$node-cert.pem" "$T/ssl/leaves.pem" ;;
         rsync:CAPATH) printf 'tkey=%s\ntcert=%s\ntca=%s/\n' \
             "$T/ssl/$node-key.pem" "$T/ssl/$node-cert.pem" "$T/ssl/capath" ;;
-        mariabackup:encrypt=4 | mariabackup:WRONG_CA | mariabackup:STRIPED) printf '%s\nencrypt=4\n' "$files" ;;
+        mariabackup:encrypt=4 | mariabackup:WRONG_CA | mariabackup:STRIPED | mariabackup:RESETS)
+            printf '%s\nencrypt=4\n' "$files" ;;
         mariabackup:encrypt=3) printf '%s\nencrypt=3\n' "$files" ;;
         mariabackup:encrypt=2) printf 'tcert=%s\ntca=%s\nencrypt=2\n' "$T/ssl/$node-combined.pem" "$ca" ;;
         mariabackup:VERIFY_IDENTITY) printf '%s\nencrypt=4\nssl-mode=VERIFY_IDENTITY\n' "$files" ;;
@@ -298,7 +301,7 @@ checksums() { # NODE
 expected=$(checksums node1)
 
 run_case() { # METHOD:MODE
-    local method=${1%%:*} mode=${1#*:} sst_addr=127.0.0.2
+    local method=${1%%:*} mode=${1#*:} sst_addr=127.0.0.2 resumptions=
     # IPv6 SST: the SST address is [::1]; Galera itself stays on 127.0.0.x.
     [ "$mode" = IPV6 ] && sst_addr="[::1]"
     # node1's [sst] section is re-read by its SST script on every donation.
@@ -405,6 +408,34 @@ run_case() { # METHOD:MODE
             return
             ;;
     esac
+    if [ "$mode" = RESETS ]; then
+        # The network resets the SST's connection twice mid-stream, once a fifth and once a
+        # third of the data has landed in node2's datadir, each time while a stream is
+        # moving. The SST address is the joiner's own listening address, so no proxy can sit
+        # in the path without NAT; the kernel resets it instead: `ss -K` destroys the
+        # donor's end (ECONNABORTED there) and sends the joiner an RST, as a middlebox
+        # does. Both ends are sst-tunnel, so the stream must resume and node2 still join.
+        local landed=0 before=0 deadline=$((SECONDS + 300)) part
+        for part in 5 3; do
+            at "$1: waiting for 1/$part of the SST, mid-stream"
+            while :; do
+                [ "$SECONDS" -lt "$deadline" ] ||
+                    fail "$1: only $landed bytes landed in 300 s; the resets need the SST under way"
+                alive "$node2_pid" || fail "$1: node2 ended before the connection could be reset"
+                before=$landed
+                landed=$(du -sb --exclude=galera.cache "$T/node2/data" 2>/dev/null | cut -f1 || echo 0)
+                if [ "$landed" -gt $((data_mb * 1024 * 1024 / part)) ] && [ "$landed" -gt "$before" ]; then
+                    # ss -K lists only what it destroyed: nothing when rsync was between two
+                    # connections, and then the next look tries again.
+                    ss -K -Htn state established "( dport = :24444 )" >"$T/reset.log" 2>&1 ||
+                        fail "$1: ss -K could not reset the connection: $(cat "$T/reset.log")"
+                    grep -q . "$T/reset.log" && break
+                fi
+                sleep 0.1
+            done
+            log "$1: reset the SST connection with $landed bytes landed: $(tr -s ' \n' ' ' <"$T/reset.log")"
+        done
+    fi
     at "$1: waiting for node2 to join by SST"
     wait_synced node2 "$node2_pid" 600 || fail "$1: node2 did not reach Synced"
     local seconds
@@ -458,6 +489,15 @@ run_case() { # METHOD:MODE
                 fail "$1: no sst-tunnel summary line in node1's (the donor's) error log within 60 s"
             sleep 0.2
         done
+        # Reset twice: the stream resumed (at least) twice, both ends saying so.
+        if [ "$mode" = RESETS ]; then
+            local resumed1 resumed2
+            resumed1=$(tail -n +"$log1_from" "$T/node1/error.log" | grep -c ": resumed after " || true)
+            resumed2=$(grep -c ": resumed after " "$T/node2/error.log" || true)
+            [ "$resumed1" -ge 2 ] && [ "$resumed2" -ge 2 ] ||
+                fail "$1: expected the stream to resume after each of the 2 resets; the donor logged $resumed1, the joiner $resumed2 resumption(s)"
+            resumptions=" resumed=$resumed2"
+        fi
         # Striped where asked (both ends sst-tunnel), one stream everywhere else.
         if [ "$mode" = STRIPED ]; then
             grep -q "path buffered, 4 streams" "$T/node2/error.log" ||
@@ -474,7 +514,7 @@ run_case() { # METHOD:MODE
         echo "PASS $1 wire=cleartext datadir_bytes=$moved"
         return
     fi
-    echo "PASS $1 tunnel=$tunnel sst_seconds=$seconds datadir_bytes=$moved"
+    echo "PASS $1 tunnel=$tunnel sst_seconds=$seconds datadir_bytes=$moved$resumptions"
 }
 
 for c in "${cases[@]}"; do

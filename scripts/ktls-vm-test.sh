@@ -16,6 +16,8 @@
 #
 # `--bench` runs tests/ktls/guest.sh's benchmark instead (64 MiB streams, buffered against
 # kernel TLS, through pipes and files, 3 rounds) and prints its BENCH lines.
+# `--wan` runs cargo bench --bench wan's emulated links instead (benches/wan-guest.sh:
+# netem between two namespaces, socat, stunnel and sst-tunnel) and prints its WAN lines.
 #
 # Settings: KTLS_VM_KERNEL_PKG (default: what linux-image-amd64 depends on, so the suite's
 # newest kernel), KTLS_VM_SUITE (take the kernel package from another suite of the system's
@@ -40,6 +42,13 @@ mode=test
 if [ "${1:-}" = --bench ]; then
     mode=bench
     shift
+elif [ "${1:-}" = --wan ]; then
+    # --wan: cargo bench --bench wan's links (benches/wan-guest.sh) instead of the tests;
+    # KTLS_VM_WAN_HELPER is the bench binary (the feeder and the sink), KTLS_VM_WAN_ENV the
+    # guest's settings (profiles, tools, seconds).
+    mode=wan
+    shift
+    [ -x "${KTLS_VM_WAN_HELPER:-}" ] || die "--wan needs KTLS_VM_WAN_HELPER (cargo bench --bench wan sets it)"
 fi
 # KTLS_VM_ONLY=conformance|links: boot, load the modules, run only the conformance suite's
 # kernel cases, or only the hostile-link cases.
@@ -180,6 +189,11 @@ add_program "$(command -v rsync)" /usr/bin/rsync
 add_program "$(command -v ip)" /usr/sbin/ip
 add_program "$(command -v tc)" /usr/sbin/tc
 cp tests/ktls/guest.sh "$fs/test/guest.sh"
+if [ $mode = wan ]; then
+    add_program "$KTLS_VM_WAN_HELPER" /test/wan-helper
+    cp benches/wan-guest.sh "$fs/test/wan.sh"
+    printf '%s\n' "${KTLS_VM_WAN_ENV:-}" >"$fs/test/wan.env"
+fi
 # KTLS_VM_CONFORMANCE=PATH: the conformance suite's test binary (cargo test --no-run --test
 # conformance), run in the guest against the release binary on the kernel's record layer.
 if [ -n "${KTLS_VM_CONFORMANCE:-}" ]; then
@@ -215,7 +229,8 @@ mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
 ip link set lo up
 echo "KTLSVM kernel \$(uname -r), \$(nproc) vCPUs"
-sh /test/guest.sh "$kver" "${KTLS_VM_MB:-$([ $mode = bench ] && echo 64 || echo 2)}" $mode
+$([ $mode = wan ] && echo "sh /test/wan.sh $kver" ||
+    echo "sh /test/guest.sh $kver ${KTLS_VM_MB:-$([ $mode = bench ] && echo 64 || echo 2)} $mode")
 echo "KTLSVM_STATUS=\$?"
 poweroff -f
 EOF
@@ -248,7 +263,7 @@ boot() {
     qemu_pid=$!
     # awk, not tr/grep, strips the console's \r: it flushes each line, so CI shows progress live.
     tail -s 0.2 -n +1 -f --pid="$qemu_pid" "$log" |
-        awk '{ sub(/\r$/, "") } /^(KTLSVM|PASS|FAIL|BENCH|  )/ { print; fflush() }' || true
+        awk '{ sub(/\r$/, "") } /^(KTLSVM|PASS|FAIL|BENCH|WAN|  )/ { print; fflush() }' || true
     set +e
     wait "$qemu_pid"
     qemu_rc=$?
@@ -272,7 +287,7 @@ if [ -z "$status" ]; then
     tr -d '\r' <"$log" | tail -n 40 >&2
     exit 2
 fi
-passed=$(tr -d '\r' <"$log" | grep -c '^PASS \|^BENCH ' || true)
+passed=$(tr -d '\r' <"$log" | grep -c '^PASS \|^BENCH \|^WAN ' || true)
 failed=$(tr -d '\r' <"$log" | grep -c '^FAIL ' || true)
 say "$passed passed, $failed failed in the guest ($kver)"
 [ "$status" = 0 ] && [ "$failed" = 0 ] && [ "$passed" -gt 0 ] || exit 1

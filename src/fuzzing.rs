@@ -131,8 +131,14 @@ pub fn records(data: &[u8]) {
     }
 }
 
-/// The frames of a resumable stream as a peer sends them (offsets, acknowledgements, ends,
-/// aborts), met by a stream with real state.
+/// What a resumable stream's peer sends: the opening its connections start with (a new
+/// stream, or a secret to resume), read as a listener reads it and checked against a
+/// stream's secret, and the frames (offsets, acknowledgements, ends, aborts), met by a stream
+/// with real state.
 pub fn resume_frames(data: &[u8]) {
+    use crate::ends::stripes;
+    let opening = &data[..data.len().min(stripes::OPENING_LEN)];
+    let _ = stripes::parse_opening(opening);
+    let _ = stripes::check_resume(&[7; stripes::TOKEN_LEN], opening);
     let _ = crate::ends::resume::read_frames(data);
 }

@@ -192,7 +192,14 @@ fn only_the_donor_with_the_secret_can_resume() {
     let first = bytes(4 << 20, 9);
     stdin.write_all(&first).unwrap();
     j.wait_line("handshake complete");
-    for (who, presented) in [("client", [7u8; 34]), ("server", [0u8; 34])] {
+    // Openings that ask to resume: the donor's certificate with another secret, then the
+    // joiner's own certificate (another node) with a secret of zeros.
+    let opening = |fill: u8| {
+        let mut o = [fill; 34];
+        o[..2].copy_from_slice(&[0, 1]);
+        o
+    };
+    for (who, presented) in [("client", opening(7)), ("server", opening(0))] {
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls::pki_types::CertificateDer::pem_file_iter(pki.path("ca.pem")).unwrap() {
             roots.add(cert.unwrap()).unwrap();
@@ -214,7 +221,7 @@ fn only_the_donor_with_the_secret_can_resume() {
         .with_root_certificates(roots)
         .with_client_auth_cert(certs, key)
         .unwrap();
-        config.alpn_protocols = vec![b"sst-tunnel/resume/1".to_vec()];
+        config.alpn_protocols = vec![b"sst-tunnel/resume/2".to_vec()];
         let conn = rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap())
             .unwrap();
         let sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -357,4 +364,148 @@ fn a_black_hole_is_detected_and_resumed() {
     assert_eq!(sha256(&j.stdout), sent.join().unwrap());
     assert!(d.stderr.contains("nothing arrived for 10s"), "{}", d.stderr);
     assert!(d.stderr.contains("resumed once"), "{}", d.stderr);
+}
+
+/// `listen --exec` (the rsync shape) resumes too: a stream through an exec'd program keeps
+/// that one program across resets (it never notices), and both ways arrive byte-exact.
+/// Another stream on the same listener at the same time keeps its own program and bytes.
+#[test]
+fn an_exec_stream_survives_resets_with_its_one_program() {
+    let pki = Pki::new();
+    let starts = pki.path("starts");
+    // Notes each start, then echoes: what comes back is what the program was given.
+    let script = format!("echo $$ >> {}; exec cat", starts.display());
+    let mut args = listen_args("127.0.0.1:0", &pki.args("server"));
+    args.extend(strs(&[
+        "--resume-window",
+        "120s",
+        "--exec",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]));
+    let j = Proc::spawn(bin(), &args);
+    let port = j.port();
+    let proxy = FaultProxy::start(port, vec![24 * MIB, 40 * MIB], Duration::ZERO);
+    let mut d = donor(&pki, proxy.port, &[]);
+    // A second stream straight to the listener, at the same time, without faults.
+    let mut other = donor(&pki, port, &[]);
+    let sent = feed(d.stdin(), 64 * MIB, 21);
+    let other_sent = feed(other.stdin(), 8 * MIB, 22);
+    let d = d.finish();
+    let other = other.finish();
+    d.ok();
+    other.ok();
+    assert_eq!(sha256(&d.stdout), sent.join().unwrap(), "the echo differs");
+    assert_eq!(
+        sha256(&other.stdout),
+        other_sent.join().unwrap(),
+        "the other stream's echo differs"
+    );
+    assert_eq!(
+        proxy.seen.reset.load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    assert!(d.stderr.contains("resumed 2 times"), "{}", d.stderr);
+    assert!(!other.stderr.contains("resumed"), "{}", other.stderr);
+    j.signal(nix::sys::signal::Signal::SIGTERM);
+    let j = j.finish();
+    let started = std::fs::read_to_string(&starts).unwrap();
+    assert_eq!(
+        started.lines().count(),
+        2,
+        "one program per stream, none per resumption: {started:?}\n{}",
+        j.stderr
+    );
+    assert_eq!(
+        j.stderr.matches(": resumed after ").count(),
+        2,
+        "{}",
+        j.stderr
+    );
+}
+
+/// While a stream is under way on an exec listener, a connection that opens with another
+/// secret, or with neither a new stream nor a resumption, is refused, starts no program and
+/// takes nothing over: the real stream completes with its one program.
+#[test]
+fn an_exec_listener_refuses_to_resume_what_it_does_not_carry() {
+    use rustls::pki_types::pem::PemObject;
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    let pki = Pki::new();
+    let starts = pki.path("starts");
+    let script = format!("echo $$ >> {}; exec cat", starts.display());
+    let mut args = listen_args("127.0.0.1:0", &pki.args("server"));
+    args.extend(strs(&[
+        "--resume-window",
+        "120s",
+        "--exec",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]));
+    let j = Proc::spawn(bin(), &args);
+    let port = j.port();
+    // The real stream, under way: its program has started (so the stream is registered).
+    let mut d = donor(&pki, port, &[]);
+    let mut stdin = d.stdin();
+    let first = bytes(MIB as usize, 23);
+    stdin.write_all(&first).unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while std::fs::read_to_string(&starts).map_or(0, |s| s.lines().count()) < 1 {
+        assert!(Instant::now() < deadline, "the program never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(pki.path("ca.pem")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(pki.path("client-cert.pem"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(pki.path("client-key.pem")).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(certs, key)
+    .unwrap();
+    config.alpn_protocols = vec![b"sst-tunnel/resume/2".to_vec()];
+    let config = Arc::new(config);
+    // The donor's own certificate: a resumption with a secret that is not the stream's, then
+    // an opening that is neither kind.
+    for (mark, fill) in [([0u8, 1], 7u8), ([0, 2], 0)] {
+        let conn =
+            rustls::ClientConnection::new(config.clone(), "localhost".try_into().unwrap()).unwrap();
+        let sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        sock.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, sock);
+        let mut presented = [fill; 34];
+        presented[..2].copy_from_slice(&mark);
+        let _ = tls.write_all(&presented);
+        let mut rest = Vec::new();
+        let _ = tls.read_to_end(&mut rest);
+        assert!(
+            rest.is_empty(),
+            "a refused connection got {} bytes",
+            rest.len()
+        );
+    }
+    j.wait_line("it resumes no stream under way here");
+    j.wait_line("neither a new stream nor a stream to resume");
+    let second = bytes(MIB as usize, 24);
+    stdin.write_all(&second).unwrap();
+    drop(stdin);
+    let d = d.finish();
+    d.ok();
+    assert!(d.stdout == [first, second].concat(), "the echo differs");
+    assert!(!d.stderr.contains("resum"), "{}", d.stderr);
+    j.signal(nix::sys::signal::Signal::SIGTERM);
+    j.finish();
+    let started = std::fs::read_to_string(&starts).unwrap();
+    assert_eq!(started.lines().count(), 1, "{started:?}");
 }

@@ -124,12 +124,16 @@ impl Sst {
 
     /// wsrep_sst_rsync's donor stunnel.conf (rsync:336-352), verbatim layout.
     fn donor_conf(&self, mode: Mode, host: &str, check: &[&str]) -> PathBuf {
+        self.donor_conf_to(mode, host, self.port, check)
+    }
+
+    /// [`Sst::donor_conf`] dialling `port` (a fault proxy's) instead of the joiner's.
+    fn donor_conf_to(&self, mode: Mode, host: &str, port: u16, check: &[&str]) -> PathBuf {
         let checks: String = check.iter().map(|c| format!("{c}\n")).collect();
         let text = format!(
-            "{}\nforeground = yes\npid = {}\ndebug = warning\nclient = yes\nconnect = {host}:{}\nTIMEOUTclose = 0\n{}{checks}\n\n\n",
+            "{}\nforeground = yes\npid = {}\ndebug = warning\nclient = yes\nconnect = {host}:{port}\nTIMEOUTclose = 0\n{}{checks}\n\n\n",
             self.tls_block("client", mode),
             self.donor_dir().join("stunnel.pid").display(),
-            self.port,
             Self::verify_line(mode),
         );
         let path = self.donor_dir().join("stunnel.conf");
@@ -282,6 +286,46 @@ fn check_host_any_listed_name_matches_case_insensitively() {
         "{stderr}"
     );
     sst.stop(joiner);
+}
+
+/// The stock rsync SST through our stunnel front-end on both ends, with the connection
+/// reset twice mid-transfer by a fault proxy: the joiner's exec'd `rsync --daemon` keeps
+/// running, the stream resumes on a new connection each time, and the copy is exact.
+#[test]
+fn rsync_sst_survives_resets_through_the_front_ends() {
+    let sst = Sst::new();
+    // A datafile big enough for the resets to land mid-stream.
+    fs::write(sst.src().join("ibdata1"), bytes(48 << 20, 31)).unwrap();
+    let personas = Personas::new();
+    let joiner = sst.start_joiner(
+        &personas.stunnel(),
+        &sst.joiner_conf(Mode::VerifyCa, "127.0.0.1"),
+        "stunnel",
+    );
+    let proxy = common::faultproxy::FaultProxy::start(
+        sst.port,
+        vec![12 << 20, 30 << 20],
+        std::time::Duration::ZERO,
+    );
+    let donor_conf = sst.donor_conf_to(Mode::VerifyCa, "127.0.0.1", proxy.port, &[]);
+    run_rsync(&sst.rsync_args(&personas.stunnel(), &donor_conf, "127.0.0.1"));
+    same_tree(&sst.src(), &sst.dest());
+    assert_eq!(
+        proxy.seen.reset.load(std::sync::atomic::Ordering::Relaxed),
+        2,
+        "the proxy did not reset twice"
+    );
+    joiner.signal(Signal::SIGTERM);
+    let out = joiner.finish();
+    out.ok();
+    // The configs say `debug = warning`: the breaks are warnings and show, the info lines
+    // after each resumption do not (the copy above is the proof those happened).
+    assert_eq!(
+        out.stderr.matches("; resuming (window 120s)").count(),
+        2,
+        "the joiner did not see both breaks: {}",
+        out.stderr
+    );
 }
 
 #[test]

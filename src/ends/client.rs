@@ -135,14 +135,20 @@ async fn binding_token(
 }
 
 /// A stream that resumes on a new connection when its connection breaks ([`resume`]): the
-/// listener's binding token from the first; each new connection is dialled and verified
-/// like the first, must meet the first's peer certificate, and presents the token.
+/// first opens a new stream and gets the listener's binding token back; each new connection
+/// is dialled and verified like the first, must meet the first's peer certificate, and
+/// opens with the token.
 async fn resumable(
     plan: &Plan,
     mut first: ClientStream,
     mut info: TlsInfo,
     label: &str,
 ) -> Result<()> {
+    // A new stream: say so, and the listener answers with the stream's binding secret.
+    first
+        .write_all(&stripes::opening_new())
+        .await
+        .map_err(|e| tls::classify(&e, Error::Transfer))?;
     let token = Arc::new(binding_token(plan, &mut first, label).await?);
     let path = session::copy_path(&first);
     let first_info = Arc::new(info.clone());
@@ -174,7 +180,7 @@ async fn resumable(
                 })?;
             extra.joins(&first_info).map_err(|e| (e, true))?;
             stream
-                .write_all(&stripes::resume_binding(&token))
+                .write_all(&stripes::opening_resume(&token))
                 .await
                 .map_err(|e| (tls::classify(&e, Error::Transfer), false))?;
             Ok(Box::new(stream) as resume::Conn)

@@ -5,7 +5,10 @@
 //! breaks (a reset, a close without close_notify, a silent path), the dialling end dials
 //! again and the listening end waits for it; the new connection is a full handshake with
 //! the same verification, must present the first connection's peer certificate, and proves
-//! it belongs to this stream with the binding secret striping uses ([`super::stripes`]).
+//! it belongs to this stream with the binding secret striping uses ([`super::stripes`]):
+//! the dialling end opens every connection ([`super::stripes::Opening`]), a new stream
+//! getting its secret from the listener in reply, so one listener can carry many streams
+//! (an exec listener, one child per stream) and hand each resuming connection to its own.
 //! Each end then tells the other how much it has delivered, and both resend from there:
 //! nothing is delivered twice and nothing is skipped. A stream still ends only with both
 //! ends' end frames acknowledged and close_notify; a break longer than the window fails it.
@@ -36,8 +39,9 @@ use crate::error::Error;
 use crate::fastpath::CopyPath;
 use crate::relay::{self, RelayError, Transfer};
 
-/// The ALPN protocol of a resumable single stream.
-pub const ALPN: &[u8] = b"sst-tunnel/resume/1";
+/// The ALPN protocol of a resumable single stream. (2: the dialling end opens every
+/// connection, [`super::stripes::Opening`]; 1 had the listener speak first.)
+pub const ALPN: &[u8] = b"sst-tunnel/resume/2";
 /// The longest a stream may stay disconnected by default: the stock scripts' own idle
 /// timeouts. (Resuming costs no more than run-to-run noise in the loopback benchmark:
 /// docs/benchmarks.md.)
@@ -45,8 +49,10 @@ pub const DEFAULT_WINDOW: Duration = Duration::from_secs(120);
 /// Unacknowledged bytes each end keeps for resending: enough for a long fat path (64 MiB
 /// is 50 ms at 10 Gbit/s); a sender whose buffer is full waits for acknowledgements.
 pub const REPLAY: usize = 64 << 20;
-/// What a resuming connection presents first: the stream's binding secret, then this.
+/// How a connection resuming a stream opens (its token follows).
 pub const RESUME_MARK: [u8; 2] = [0, 1];
+/// How a connection opening a new resumable stream opens.
+pub const NEW_MARK: [u8; 2] = [0, 0];
 
 /// A client configuration that also offers to resume (unchanged when `window` is zero). A
 /// listener that agrees to stripe takes that instead: striped streams do not resume yet.

@@ -19,6 +19,7 @@ use crate::ends::exec::{self, PeerEnv, Program};
 use crate::ends::gate::{Gate, Pending};
 use crate::ends::session;
 use crate::ends::stdio::{Direction, LocalEnds, StdinReader};
+use crate::ends::stripes::Opening;
 use crate::ends::{resume, stripes};
 use crate::error::escape;
 use crate::error::{Error, Result};
@@ -50,8 +51,8 @@ pub struct Plan {
     pub mode: Mode,
     /// Progress lines and the stats file.
     pub report: Reporting,
-    /// How long a broken stdio stream may take to resume (zero: never). `config` must agree
-    /// to it ([`resume::accept`]).
+    /// How long a broken stream may take to resume (zero: never). `config` must agree to it
+    /// ([`resume::accept`]).
     pub resume: Duration,
 }
 
@@ -78,11 +79,11 @@ pub async fn run(mut args: ListenSettings) -> Result<()> {
     let bind = net::parse_bind(&args.bind)?;
     let prepared = Prepared::load(&args.tls, None)?;
     let mut config = tls::server_config(&args.tls, prepared)?;
-    let mut window = Duration::ZERO;
+    let window = args.stream.resume_window;
     if matches!(args.serve, Serve::Stdio) {
-        window = args.stream.resume_window;
-        config = resume::accept(stripes::accept_up_to(config, args.streams), window);
+        config = stripes::accept_up_to(config, args.streams);
     }
+    config = resume::accept(config, window);
     let mode = match args.serve {
         Serve::Exec(argv) => Mode::Exec {
             program: Program::from_argv(argv)?,
@@ -172,12 +173,24 @@ async fn serve_stdio(
     let mut pending = Pending::default();
     let handshake = limits.handshake;
     let config = acceptor.clone();
-    let (peer, (mut stream, info)) = gate
-        .next(&mut pending, move |tcp| {
-            let config = config.clone();
-            async move { session::accept(&config, tcp, handshake).await }
-        })
-        .await?;
+    let accept = move |tcp| {
+        let config = config.clone();
+        async move { session::accept(&config, tcp, handshake).await }
+    };
+    let (peer, mut stream, info) = loop {
+        let (peer, (mut stream, info)) = gate.next(&mut pending, accept.clone()).await?;
+        // A verified peer's first connection is the stream: one that breaks before its
+        // opening fails it, as a stream cut short does. A resumable stream's first
+        // connection must open a new one; one resuming a stream this listener never had (a
+        // joiner started again has lost it) is refused, and the wait goes on.
+        if info.resume
+            && let Opening::Resume(_) = read_opening(&mut stream, handshake).await?
+        {
+            gate.refuse(peer, "it resumes a stream this listener does not carry");
+            continue;
+        }
+        break (peer, stream, info);
+    };
     // The other handshakes in flight are not the donor's (it opens its other stripes only
     // once it has the binding token).
     drop(pending);
@@ -345,8 +358,8 @@ async fn resumable(
 }
 
 /// One newcomer while a resumable stream is under way: verified like the first (and with
-/// the first's client certificate), the same agreement, and the binding secret with the
-/// resume mark as its first bytes.
+/// the first's client certificate), the same agreement, and an opening that resumes this
+/// stream (its binding secret).
 async fn bind_resume(
     acceptor: &Arc<ServerConfig>,
     tcp: TcpStream,
@@ -354,7 +367,7 @@ async fn bind_resume(
     token: &[u8; stripes::TOKEN_LEN],
     first: &session::TlsInfo,
 ) -> Result<resume::Conn> {
-    const MARK: usize = resume::RESUME_MARK.len();
+    const MARK: usize = stripes::OPENING_LEN - stripes::TOKEN_LEN;
     let (stream, extra, presented) = newcomer::<MARK>(acceptor, tcp, wait, first).await?;
     if !extra.resume {
         return Err(Error::Handshake("it did not agree to resume".into()));
@@ -395,7 +408,22 @@ async fn bind_stripe(
     Ok((index, stream))
 }
 
-/// The binding secret a striped or resumable stream's first connection sends first.
+/// What a resumable connection's dialling end opens with (within `wait`).
+async fn read_opening(stream: &mut session::ServerStream, wait: Duration) -> Result<Opening> {
+    let mut opened = Zeroizing::new([0; stripes::OPENING_LEN]);
+    tokio::time::timeout(wait, stream.read_exact(&mut opened[..]))
+        .await
+        .map_err(|_| {
+            Error::Handshake(format!(
+                "it agreed to resume but sent no opening within {wait:?}"
+            ))
+        })?
+        .map_err(|e| tls::classify(&e, Error::Transfer))?;
+    stripes::parse_opening(&opened[..]).map_err(Error::Transfer)
+}
+
+/// The binding secret a striped stream's first connection, or a new resumable stream's,
+/// sends first.
 async fn send_token(first: &mut session::ServerStream) -> Result<stripes::Token> {
     let token = stripes::token().map_err(|e| Error::Internal(e.to_string()))?;
     first
@@ -437,6 +465,7 @@ async fn serve_exec(
     max_connections: u32,
 ) -> Result<()> {
     let slots = Arc::new(Semaphore::new(max_connections as usize));
+    let streams = Arc::new(Streams::default());
     loop {
         // Take a slot before accepting: excess clients wait in the backlog, not in memory.
         let permit = slots
@@ -455,8 +484,9 @@ async fn serve_exec(
         let acceptor = acceptor.clone();
         let program = program.clone();
         let limits = limits.clone();
+        let streams = streams.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_one_exec(tcp, peer, acceptor, &program, &limits).await {
+            if let Err(e) = serve_one_exec(tcp, peer, acceptor, &program, &limits, &streams).await {
                 // The error may quote the peer (its certificate's names): one escaped line.
                 warn!("connection from {peer} failed: {}", escape(&e.to_string()));
             }
@@ -465,26 +495,127 @@ async fn serve_exec(
     }
 }
 
-/// One exec connection: handshake, spawn, relay, reap.
+/// The resumable streams an exec listener is carrying, each with its own child, for the
+/// connections that come to resume one of them.
+#[derive(Default)]
+struct Streams(std::sync::Mutex<Vec<Carried>>);
+
+/// One resumable stream under way on an exec listener.
+struct Carried {
+    id: u64,
+    token: stripes::Token,
+    first: session::TlsInfo,
+    arrivals: mpsc::Sender<resume::Conn>,
+}
+
+impl Streams {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Carried>> {
+        // A panic elsewhere cannot leave the list half-changed: pushes and removals only.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn add(&self, carried: Carried) {
+        self.lock().push(carried);
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().retain(|c| c.id != id);
+    }
+
+    /// The stream `token` binds (each token compared in constant time), as its first
+    /// connection's peer and where its next connection goes.
+    fn find(
+        &self,
+        token: &[u8; stripes::TOKEN_LEN],
+    ) -> Option<(session::TlsInfo, mpsc::Sender<resume::Conn>)> {
+        let streams = self.lock();
+        let mut found = None;
+        for c in streams.iter() {
+            if stripes::same_token(&c.token, token) {
+                found = Some((c.first.clone(), c.arrivals.clone()));
+            }
+        }
+        found
+    }
+}
+
+/// One exec connection: handshake, spawn, relay, reap. A resumable one (both ends
+/// sst-tunnel) opens a new stream, whose child keeps running across broken connections, or
+/// resumes one under way and is handed to it.
 async fn serve_one_exec(
     tcp: TcpStream,
     peer: SocketAddr,
     acceptor: Arc<ServerConfig>,
     program: &Program,
     limits: &Limits,
+    streams: &Arc<Streams>,
 ) -> Result<()> {
-    let (mut stream, info) = session::accept(&acceptor, tcp, limits.handshake).await?;
+    let (mut stream, mut info) = session::accept(&acceptor, tcp, limits.handshake).await?;
+    if info.resume
+        && let Opening::Resume(token) = read_opening(&mut stream, limits.handshake).await?
+    {
+        let Some((first, arrivals)) = streams.find(&token) else {
+            return Err(Error::Transfer(
+                "it resumes no stream under way here (ended, or past its window)".into(),
+            ));
+        };
+        info.joins(&first)?;
+        debug!(%peer, "a connection to resume a stream on");
+        return arrivals
+            .send(Box::new(stream))
+            .await
+            .map_err(|_| Error::Transfer("the stream it resumes has just ended".into()));
+    }
+    // A new resumable stream is registered (its secret sent) before its program starts, so
+    // a resuming connection finds it whenever the program is running.
+    let carried = if info.resume {
+        Some(resumable_exec(&mut stream, &info, streams).await?)
+    } else {
+        None
+    };
     let env = PeerEnv {
         addr: peer,
         subject: info.peer_subject.clone(),
         issuer: info.peer_issuer.clone(),
     };
-    let mut spawned = exec::spawn(program, &env)?;
+    let mut spawned = match exec::spawn(program, &env) {
+        Ok(spawned) => spawned,
+        Err(e) => {
+            if let Some((id, _)) = carried {
+                streams.remove(id);
+            }
+            return Err(e);
+        }
+    };
     let label = peer.to_string();
     let options = limits
         .report
         .relay_options(&label, &info, limits.idle, false);
-    let result = relay::relay(&mut stream, spawned.output, spawned.input, options).await;
+    let result = match carried {
+        Some((id, arrivals)) => {
+            let path = session::copy_path(&stream);
+            let local = resume::Local {
+                input: Box::new(spawned.output),
+                output: Box::new(spawned.input),
+                options,
+                path,
+            };
+            let (result, resumptions) = resume::stream(
+                Box::new(stream),
+                resume::Again::Accept(arrivals),
+                limits.resume,
+                label.clone(),
+                local,
+            )
+            .await;
+            streams.remove(id);
+            info.resumptions = resumptions;
+            result
+        }
+        None => relay::relay(&mut stream, spawned.output, spawned.input, options).await,
+    };
     if let Err(e) = limits.report.finish(&label, &info, result) {
         // The stream is broken, so whatever the child does next is void.
         let _ = spawned.child.start_kill();
@@ -508,4 +639,24 @@ async fn serve_one_exec(
             program.path
         ))),
     }
+}
+
+/// A new resumable stream on an exec listener: its binding secret to the donor, and its
+/// place among the streams under way (with where its resuming connections will arrive).
+async fn resumable_exec(
+    first: &mut session::ServerStream,
+    info: &session::TlsInfo,
+    streams: &Streams,
+) -> Result<(u64, mpsc::Receiver<resume::Conn>)> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let token = send_token(first).await?;
+    let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (arrived, arrivals) = mpsc::channel(1);
+    streams.add(Carried {
+        id,
+        token,
+        first: info.clone(),
+        arrivals: arrived,
+    });
+    Ok((id, arrivals))
 }

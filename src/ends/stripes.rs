@@ -37,7 +37,7 @@ use tokio::task::JoinHandle;
 
 use zeroize::Zeroizing;
 
-use crate::ends::resume::RESUME_MARK;
+use crate::ends::resume::{NEW_MARK, RESUME_MARK};
 use crate::fastpath::CopyPath;
 use crate::relay::{Progress, RelayError, Transfer};
 
@@ -184,13 +184,70 @@ pub fn check_binding(
     }
 }
 
-/// What a resuming connection presents first: the token and [`RESUME_MARK`] (where an extra
-/// stripe has its index), wiped on drop.
-pub fn resume_binding(token: &[u8; TOKEN_LEN]) -> Zeroizing<Vec<u8>> {
-    let mut bytes = Zeroizing::new(Vec::with_capacity(TOKEN_LEN + RESUME_MARK.len()));
-    bytes.extend_from_slice(token);
-    bytes.extend_from_slice(&RESUME_MARK);
+/// What the dialling end of a resumable connection says first, before anything else in
+/// either direction: a new stream ([`NEW_MARK`], no token yet: the listener answers with
+/// one), or the stream to resume ([`RESUME_MARK`] and its token). Client first, so a
+/// listener that serves many streams at once (an exec listener: rsync's connections) can
+/// tell the two apart and route a resuming connection to the stream it belongs to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Opening {
+    /// A new stream.
+    New,
+    /// The stream bound to this token (wiped on drop).
+    Resume(Token),
+}
+
+/// An opening's length: the mark, then the token (zeros on a new stream).
+pub const OPENING_LEN: usize = 2 + TOKEN_LEN;
+
+/// The opening of a new stream.
+pub fn opening_new() -> [u8; OPENING_LEN] {
+    let mut bytes = [0; OPENING_LEN];
+    bytes[..2].copy_from_slice(&NEW_MARK);
     bytes
+}
+
+/// The opening of a connection resuming the stream bound to `token` (wiped on drop).
+pub fn opening_resume(token: &[u8; TOKEN_LEN]) -> Zeroizing<Vec<u8>> {
+    let mut bytes = Zeroizing::new(Vec::with_capacity(OPENING_LEN));
+    bytes.extend_from_slice(&RESUME_MARK);
+    bytes.extend_from_slice(token);
+    bytes
+}
+
+/// Reads an opening (exactly [`OPENING_LEN`] bytes), or says why it is none.
+pub fn parse_opening(bytes: &[u8]) -> Result<Opening, String> {
+    if bytes.len() != OPENING_LEN {
+        return Err(format!(
+            "it opened with {} bytes, not the {OPENING_LEN} of a stream opening",
+            bytes.len()
+        ));
+    }
+    let (mark, rest) = bytes.split_at(2);
+    if mark == NEW_MARK && rest.iter().all(|b| *b == 0) {
+        return Ok(Opening::New);
+    }
+    if mark == RESUME_MARK {
+        let mut token: Token = Zeroizing::new([0; TOKEN_LEN]);
+        token.copy_from_slice(rest);
+        return Ok(Opening::Resume(token));
+    }
+    Err("it opened with neither a new stream nor a stream to resume".into())
+}
+
+/// Whether `presented` is this stream's token, in constant time.
+pub fn same_token(token: &[u8; TOKEN_LEN], presented: &[u8; TOKEN_LEN]) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(token, presented).is_ok()
+}
+
+/// Checks what a connection that would take over the stream bound to `token` opened with.
+pub fn check_resume(token: &[u8; TOKEN_LEN], opened: &[u8]) -> Result<(), String> {
+    match parse_opening(opened)? {
+        Opening::Resume(presented) if same_token(token, &presented) => Ok(()),
+        Opening::Resume(_) => Err("it does not carry this transfer's binding secret".into()),
+        Opening::New => Err("it opens a new stream, but this listener carries one stream,                              which is under way"
+            .into()),
+    }
 }
 
 /// What follows the binding secret in `presented`, once the secret is checked against
@@ -201,14 +258,6 @@ fn after_secret<'a>(token: &[u8; TOKEN_LEN], presented: &'a [u8]) -> Result<&'a 
         return Err("it does not carry this transfer's binding secret".into());
     }
     Ok(rest)
-}
-
-/// Checks what a resuming connection presented: the token (constant time) and the mark.
-pub fn check_resume(token: &[u8; TOKEN_LEN], presented: &[u8]) -> Result<(), String> {
-    if after_secret(token, presented)? != RESUME_MARK {
-        return Err("it does not ask to resume the stream".into());
-    }
-    Ok(())
 }
 
 /// The idle timeout fired in a stripe's task (carried inside an `io::Error` out of it).
@@ -882,12 +931,23 @@ mod tests {
     }
 
     #[test]
-    fn a_resume_binding_carries_the_token_and_the_mark() {
+    fn an_opening_is_a_new_stream_or_a_token_to_resume() {
         let token = [7; TOKEN_LEN];
-        assert_eq!(check_resume(&token, &resume_binding(&token)), Ok(()));
-        assert!(check_resume(&[8; TOKEN_LEN], &resume_binding(&token)).is_err());
+        assert_eq!(parse_opening(&opening_new()), Ok(Opening::New));
+        assert_eq!(
+            parse_opening(&opening_resume(&token)),
+            Ok(Opening::Resume(Zeroizing::new(token)))
+        );
+        assert_eq!(check_resume(&token, &opening_resume(&token)), Ok(()));
+        assert!(check_resume(&[8; TOKEN_LEN], &opening_resume(&token)).is_err());
+        assert!(check_resume(&token, &opening_new()).is_err());
         assert!(check_resume(&token, &binding(&token, 1)).is_err());
         assert!(check_resume(&token, &token[..5]).is_err());
+        // A new stream's opening carries no token; one that does is neither.
+        let mut odd = opening_new();
+        odd[5] = 1;
+        assert!(parse_opening(&odd).is_err());
+        assert!(parse_opening(&[9; OPENING_LEN]).is_err());
     }
 
     #[test]

@@ -334,10 +334,12 @@ impl Conf {
                 None => vec![exec.value.clone()],
             };
             let prepared = Prepared::with_policy(&tls, policy)?;
-            let config = tls::server_config(&tls, prepared)?;
+            // A donor that is sst-tunnel too may resume a broken connection: its rsync
+            // keeps running here, and the stream goes on over the next connection.
+            let resume = resume::window_from_env()?;
+            let config = resume::accept(tls::server_config(&tls, prepared)?, resume);
             let plan = server::Plan {
-                // Exec services do not resume yet: each connection runs its own program.
-                resume: Duration::ZERO,
+                resume,
                 config,
                 handshake: HANDSHAKE_TIMEOUT,
                 idle: Some(self.seconds(d.timeout_idle.as_ref(), IDLE_TIMEOUT)?),
