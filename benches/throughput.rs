@@ -4,9 +4,9 @@
 //! `target/bench-throughput.md`.
 //!
 //! `SST_BENCH_BYTES` (default 1 GiB) and `SST_BENCH_ROUNDS` (default 3; the median is shown)
-//! tune it. `SST_BENCH_BASELINE=/path/to/sst-tunnel` adds the exec and pipe rows of another
-//! build (an earlier commit, say) measured in the same run. stunnel, socat and dd must be
-//! installed (scripts/test.sh installs them).
+//! tune it. `SST_BENCH_BASELINE=/path/to/sst-tunnel` adds the exec, pipe and 4-stripe rows
+//! of another build (an earlier commit, say) measured in the same run. stunnel, socat and dd
+//! must be installed (scripts/test.sh installs them).
 //!
 //! Every tool gets the same topology and the harness stays out of the way: `cat FILE` feeds the
 //! client's stdin pipe (an SST donor is fed through a pipe too), and the server's stream ends
@@ -60,6 +60,8 @@ enum Tool {
     BaselineStdio,
     /// The pipe shape striped over this many TLS connections (`--streams N` at both ends).
     Striped(u32),
+    /// `SST_BENCH_BASELINE`'s build striped over 4 connections.
+    BaselineStriped,
 }
 
 impl Tool {
@@ -75,13 +77,14 @@ impl Tool {
             Tool::Striped(2) => "pipe: sst-tunnel striped, --streams 2",
             Tool::Striped(4) => "pipe: sst-tunnel striped, --streams 4",
             Tool::Striped(_) => "pipe: sst-tunnel striped, --streams 8",
+            Tool::BaselineStriped => "pipe: baseline build striped, --streams 4",
         }
     }
 
     /// The sst-tunnel binary this row runs.
     fn binary(self) -> String {
         match self {
-            Tool::BaselineExec | Tool::BaselineStdio => {
+            Tool::BaselineExec | Tool::BaselineStdio | Tool::BaselineStriped => {
                 std::env::var("SST_BENCH_BASELINE").expect("SST_BENCH_BASELINE")
             }
             _ => bin().to_string(),
@@ -121,6 +124,9 @@ fn main() {
     // One stream over several connections, beside the single-stream pipe row: on two cores
     // this shows what it costs; with cores to spare, what it gains.
     tools.extend([Tool::Striped(2), Tool::Striped(4), Tool::Striped(8)]);
+    if std::env::var_os("SST_BENCH_BASELINE").is_some() {
+        tools.push(Tool::BaselineStriped);
+    }
     let mut results: Vec<Vec<Sample>> = vec![Vec::new(); tools.len()];
     let mut small: Vec<Sample> = Vec::new();
     // Interleaved rounds, so drift in machine load hits every tool alike.
@@ -300,9 +306,10 @@ fn run(pki: &Pki, tool: Tool, input: &std::path::Path, bytes: u64) -> Sample {
                 Sink::Exec,
             )
         }
-        Tool::SstTunnelStdio | Tool::BaselineStdio | Tool::Striped(_) => {
+        Tool::SstTunnelStdio | Tool::BaselineStdio | Tool::Striped(_) | Tool::BaselineStriped => {
             let streams = match tool {
                 Tool::Striped(n) => n.to_string(),
+                Tool::BaselineStriped => "4".to_string(),
                 _ => "1".to_string(),
             };
             let mut args = strs(&["--log-level", "info", "listen", "127.0.0.1:0", "--stdio"]);

@@ -509,3 +509,86 @@ fn an_exec_listener_refuses_to_resume_what_it_does_not_carry() {
     let started = std::fs::read_to_string(&starts).unwrap();
     assert_eq!(started.lines().count(), 1, "{started:?}");
 }
+
+/// A striped stream resumes stripe by stripe: two of its four connections reset mid-stream
+/// (each by itself, the others going on), every byte arrives in order, both ends exit 0 and
+/// count both resumptions, each logged under its stripe.
+#[test]
+fn a_striped_stream_survives_resets_of_single_stripes() {
+    let pki = Pki::new();
+    let mut j = joiner(&pki, &["--streams", "4"]);
+    j.close_stdin();
+    // Connections 0-3 are the stripes, in the order the donor opens them; 1 and 3 reset.
+    let never = u64::MAX;
+    let proxy = FaultProxy::start(
+        j.port(),
+        vec![never, 8 * MIB, never, 12 * MIB],
+        Duration::ZERO,
+    );
+    let mut d = donor(&pki, proxy.port, &["--streams", "4"]);
+    let sent = feed(d.stdin(), 128 * MIB, 25);
+    let d = d.finish();
+    let j = j.finish();
+    let sent = sent.join().unwrap();
+    d.ok();
+    j.ok();
+    assert_eq!(j.stdout.len() as u64, 128 * MIB, "{}", j.stderr);
+    assert_eq!(sha256(&j.stdout), sent, "the joiner's output differs");
+    assert_eq!(
+        proxy.seen.reset.load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    for (who, out) in [("donor", &d), ("joiner", &j)] {
+        assert!(
+            out.stderr.contains("4 streams, resumed 2 times"),
+            "{who}: {}",
+            out.stderr
+        );
+        for stripe in [1, 3] {
+            assert!(
+                out.stderr
+                    .contains(&format!("(stream {stripe}): resumed after ")),
+                "{who}: stripe {stripe}: {}",
+                out.stderr
+            );
+        }
+    }
+}
+
+/// A stripe that cannot come back within the window fails the whole striped stream at both
+/// ends (exit 6, saying so), and the joiner's output is a strict prefix of the input.
+#[test]
+fn a_stripe_gone_longer_than_the_window_fails_both_ends() {
+    let pki = Pki::new();
+    let flags = ["--streams", "4", "--resume-window", "2s"];
+    let mut j = joiner(&pki, &flags);
+    j.close_stdin();
+    let never = u64::MAX;
+    let proxy = FaultProxy::start(j.port(), vec![never, 8 * MIB], Duration::from_secs(60));
+    let mut d = donor(&pki, proxy.port, &flags);
+    let input = bytes(64 << 20, 26);
+    let mut stdin = d.stdin();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let _ = stdin.write_all(&input);
+        input
+    });
+    let started = Instant::now();
+    let d = d.finish();
+    let j = j.finish();
+    let elapsed = started.elapsed();
+    let input = writer.join().unwrap();
+    for (who, out) in [("donor", &d), ("joiner", &j)] {
+        out.fails(6, "could not be resumed within 2s (--resume-window)");
+        assert!(out.stderr.contains("bytes sent"), "{who}: {}", out.stderr);
+    }
+    assert!(
+        elapsed < Duration::from_secs(2 + 20),
+        "took {elapsed:?} for a 2 s window"
+    );
+    assert!(
+        j.stdout.len() < input.len() && input.starts_with(&j.stdout),
+        "the joiner's output ({} bytes) is not a strict prefix",
+        j.stdout.len()
+    );
+}

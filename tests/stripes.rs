@@ -1,6 +1,7 @@
 //! Striping: one one-way stream over several TLS connections when both ends are sst-tunnel.
 //! Byte-exact at 1, 2, 4 and 8 streams and odd sizes; the listener's cap; stock socat and
-//! stunnel on either end get one stream; a stripe killed mid-stream fails both ends; a
+//! stunnel on either end get one stream; a stripe killed mid-stream fails both ends (with
+//! resuming off: with it on, tests/resume.rs has it resume); a
 //! connection with a valid certificate but no binding secret is refused while the transfer
 //! completes; a stalled stripe keeps the joiner's memory bounded. Faults are made by a TCP
 //! proxy in this process between the two ends.
@@ -383,14 +384,17 @@ fn pump(mut from: TcpStream, mut to: TcpStream, mut seen: impl FnMut(u64)) {
     let _ = to.shutdown(Shutdown::Write);
 }
 
+/// With resuming off (`--resume-window 0`), a stripe killed mid-stream fails both ends.
+/// (With it on, the default, the stripe resumes: tests/resume.rs.)
 #[test]
 fn killing_one_stripe_mid_stream_fails_both_ends() {
     let _serial = serial();
     let pki = Pki::new();
-    let mut server = stdio_server(&pki, &["--streams", "4"]);
+    let flags = ["--streams", "4", "--resume-window", "0"];
+    let mut server = stdio_server(&pki, &flags);
     server.close_stdin();
     let proxy = Proxy::start(server.port(), 2, 1 << 20, Fault::Kill);
-    let mut cl = client(&pki, proxy.port, "client", &["--streams", "4"]);
+    let mut cl = client(&pki, proxy.port, "client", &flags);
     let _sent = feed(cl.stdin(), 256 << 20, 13);
     let c = cl.finish();
     let s = server.finish();
@@ -434,7 +438,8 @@ fn a_connection_without_the_binding_secret_is_refused_and_the_transfer_completes
         );
         thread::sleep(Duration::from_millis(10));
     }
-    // A valid client certificate, the same ALPN offer, but 33 bytes that are not the token.
+    // A valid client certificate, the same ALPN offer (striped and resumable, the default
+    // between two sst-tunnels), but 33 bytes that are not the token.
     let mut intruder = Command::new(openssl)
         .args([
             "s_client",
@@ -448,7 +453,12 @@ fn a_connection_without_the_binding_secret_is_refused_and_the_transfer_completes
             "-key",
             &pki.s("client-key.pem"),
         ])
-        .args(["-CAfile", &pki.s("ca.pem"), "-alpn", "sst-tunnel/stripes/4"])
+        .args([
+            "-CAfile",
+            &pki.s("ca.pem"),
+            "-alpn",
+            "sst-tunnel/stripes-resume/4",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

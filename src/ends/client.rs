@@ -151,17 +151,38 @@ async fn resumable(
         .map_err(|e| tls::classify(&e, Error::Transfer))?;
     let token = Arc::new(binding_token(plan, &mut first, label).await?);
     let path = session::copy_path(&first);
-    let first_info = Arc::new(info.clone());
-    let (target, source, config, name) = (
-        plan.target.clone(),
-        plan.source,
-        plan.config.clone(),
-        plan.name.clone(),
-    );
+    let dial = redialer(plan, plan.config.clone(), Arc::new(info.clone()), token, 0);
+    let local = LocalEnds::open(plan.direction, plan.end_with_peer);
+    let options = plan
+        .report
+        .relay_options(label, &info, plan.idle, local.end_with_peer);
+    let (result, resumptions) = resume::stream(
+        Box::new(first),
+        resume::Again::Dial(dial),
+        plan.resume,
+        label.to_string(),
+        resume::Local::new(local, options, path),
+    )
+    .await;
+    info.resumptions = resumptions;
+    plan.report.finish(label, &info, result)
+}
+
+/// How a broken connection of a resumable stream is dialled again: to the same address,
+/// with `config`, verified like the first and required to present the first's peer
+/// certificate, then opening as the resumption of stripe `stripe` (0 unstriped).
+fn redialer(
+    plan: &Plan,
+    config: Arc<ClientConfig>,
+    first: Arc<TlsInfo>,
+    token: Arc<stripes::Token>,
+    stripe: u32,
+) -> Box<dyn FnMut() -> resume::Redial + Send> {
+    let (target, source, name) = (plan.target.clone(), plan.source, plan.name.clone());
     let (connect_timeout, handshake) = (plan.connect_timeout, plan.handshake_timeout);
-    let dial = move || -> resume::Redial {
+    Box::new(move || -> resume::Redial {
         let (target, config, name) = (target.clone(), config.clone(), name.clone());
-        let (first_info, token) = (first_info.clone(), token.clone());
+        let (first, token) = (first.clone(), token.clone());
         Box::pin(async move {
             // Refused: the host is there and nothing listens any more, so the joiner has
             // gone (its process ended); an outage or a reset path looks otherwise.
@@ -178,34 +199,34 @@ async fn resumable(
                     let fatal = matches!(e, Error::Cert(_));
                     (e, fatal)
                 })?;
-            extra.joins(&first_info).map_err(|e| (e, true))?;
+            extra.joins(&first).map_err(|e| (e, true))?;
             stream
-                .write_all(&stripes::opening_resume(&token))
+                .write_all(&stripes::opening_resume(&token, stripe))
                 .await
                 .map_err(|e| (tls::classify(&e, Error::Transfer), false))?;
             Ok(Box::new(stream) as resume::Conn)
         })
-    };
-    let local = LocalEnds::open(plan.direction, plan.end_with_peer);
-    let options = plan
-        .report
-        .relay_options(label, &info, plan.idle, local.end_with_peer);
-    let (result, resumptions) = resume::stream(
-        Box::new(first),
-        resume::Again::Dial(Box::new(dial)),
-        plan.resume,
-        label.to_string(),
-        resume::Local::new(local, options, path),
-    )
-    .await;
-    info.resumptions = resumptions;
-    plan.report.finish(label, &info, result)
+    })
 }
 
 /// A stream striped over `info.stripes` connections: the listener's binding token from the
-/// first, the others opened and bound to it, then stdin over all of them (one-way).
-async fn striped(plan: &Plan, mut first: ClientStream, info: TlsInfo, label: &str) -> Result<()> {
+/// first, the others opened and bound to it, then stdin over all of them (one-way). When
+/// both ends agreed to resume, each connection is its own resumable link
+/// ([`resume::links`]): a broken stripe is dialled again by itself.
+async fn striped(
+    plan: &Plan,
+    mut first: ClientStream,
+    mut info: TlsInfo,
+    label: &str,
+) -> Result<()> {
     let count = info.stripes;
+    if info.resume {
+        // A new stream: say so, and the listener answers with its binding secret.
+        first
+            .write_all(&stripes::opening_new())
+            .await
+            .map_err(|e| tls::classify(&e, Error::Transfer))?;
+    }
     let token = binding_token(plan, &mut first, label).await?;
     let mut all = vec![first];
     for index in 1..count {
@@ -222,7 +243,36 @@ async fn striped(plan: &Plan, mut first: ClientStream, info: TlsInfo, label: &st
     let local = LocalEnds::open(Direction::SendOnly, false);
     let progress = plan.report.progress_for(label);
     let path = session::copy_path(&all[0]);
-    let result = stripes::send(all, local.input, plan.idle, progress.as_ref(), path).await;
+    if !info.resume {
+        let result = stripes::send(all, local.input, plan.idle, progress.as_ref(), path).await;
+        return plan.report.finish(label, &info, result);
+    }
+    // Each stripe dialled again offers exactly what the first agreed to.
+    let config = stripes::reoffer(&plan.config, count);
+    let (first_info, token) = (Arc::new(info.clone()), Arc::new(token));
+    let conns = all
+        .into_iter()
+        .map(|c| Box::new(c) as resume::Conn)
+        .collect();
+    let (pipes, links) = resume::links(
+        conns,
+        |index| {
+            resume::Again::Dial(redialer(
+                plan,
+                config.clone(),
+                first_info.clone(),
+                token.clone(),
+                index,
+            ))
+        },
+        plan.resume,
+        label,
+        path,
+        Arc::default(),
+    );
+    let result = stripes::send(pipes, local.input, plan.idle, progress.as_ref(), path).await;
+    let (result, resumptions) = resume::settle(result, links).await;
+    info.resumptions = resumptions;
     plan.report.finish(label, &info, result)
 }
 

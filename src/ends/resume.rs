@@ -49,31 +49,45 @@ pub const DEFAULT_WINDOW: Duration = Duration::from_secs(120);
 /// Unacknowledged bytes each end keeps for resending: enough for a long fat path (64 MiB
 /// is 50 ms at 10 Gbit/s); a sender whose buffer is full waits for acknowledgements.
 pub const REPLAY: usize = 64 << 20;
-/// How a connection resuming a stream opens (its token follows).
+/// How a connection resuming a stream opens (its token follows); the first byte names the
+/// stripe it resumes (0: the one connection of an unstriped stream).
 pub const RESUME_MARK: [u8; 2] = [0, 1];
 /// How a connection opening a new resumable stream opens.
 pub const NEW_MARK: [u8; 2] = [0, 0];
 
-/// A client configuration that also offers to resume (unchanged when `window` is zero). A
-/// listener that agrees to stripe takes that instead: striped streams do not resume yet.
+/// A client configuration that also offers to resume (unchanged when `window` is zero): a
+/// striped stream whose stripes each resume, ahead of each plain striping offer, and a
+/// single resumable stream last.
 pub fn offer(config: Arc<ClientConfig>, window: Duration) -> Arc<ClientConfig> {
     if window.is_zero() {
         return config;
     }
     let mut config = (*config).clone();
-    config.alpn_protocols.push(ALPN.to_vec());
+    config.alpn_protocols = with_resuming(&config.alpn_protocols);
     Arc::new(config)
 }
 
-/// A server configuration that also agrees to resume, after any striping it agrees to
-/// (unchanged when `window` is zero).
+/// A server configuration that also agrees to resume, as [`offer`] offers it (unchanged
+/// when `window` is zero).
 pub fn accept(config: Arc<ServerConfig>, window: Duration) -> Arc<ServerConfig> {
     if window.is_zero() {
         return config;
     }
     let mut config = (*config).clone();
-    config.alpn_protocols.push(ALPN.to_vec());
+    config.alpn_protocols = with_resuming(&config.alpn_protocols);
     Arc::new(config)
+}
+
+/// `protocols` with resuming: every striping protocol's resumable twin first (the same
+/// order), then the striping ones, then the single resumable stream.
+fn with_resuming(protocols: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut all: Vec<Vec<u8>> = protocols
+        .iter()
+        .filter_map(|p| super::stripes::resumable_twin(p))
+        .collect();
+    all.extend(protocols.iter().cloned());
+    all.push(ALPN.to_vec());
+    all
 }
 
 /// The window the stunnel and socat front-ends use: `SST_TUNNEL_RESUME_WINDOW` (a duration;
@@ -86,10 +100,11 @@ pub fn window_from_env() -> Result<Duration, Error> {
     }
 }
 
-/// Whether the handshake agreed to resume: the protocol, over TLS 1.3 only (a TLS 1.2
-/// connection has a record limit the frames would have to count; one that meets it ends).
+/// Whether the handshake agreed to resume (one stream, or each stripe of a striped one),
+/// over TLS 1.3 only (a TLS 1.2 connection has a record limit the frames would have to
+/// count; one that meets it ends).
 pub fn agreed(alpn: Option<&[u8]>, tls13: bool) -> bool {
-    alpn == Some(ALPN) && tls13
+    tls13 && (alpn == Some(ALPN) || alpn.is_some_and(super::stripes::is_resumable))
 }
 
 const DATA: u8 = 0;
@@ -143,6 +158,10 @@ pub struct Local {
     pub options: relay::Options,
     /// How the records under the frames are made (kernel or rustls).
     pub path: CopyPath,
+    /// Unacknowledged bytes kept for resending at most ([`REPLAY`] for a whole stream).
+    pub replay: usize,
+    /// For a stripe's link: its index and the record of its siblings' first failure.
+    pub siblings: Option<(u32, Arc<Siblings>)>,
 }
 
 impl Local {
@@ -154,6 +173,8 @@ impl Local {
             output: ends.output,
             options,
             path,
+            replay: REPLAY,
+            siblings: None,
         }
     }
 }
@@ -196,6 +217,145 @@ pub async fn stream(
             0,
         ),
     }
+}
+
+/// Buffer between a stripe's frames and its link, each way. Small, so the link's frames are
+/// too: the striping counts its idle timeout on bytes arriving, and a slow path must bring
+/// some in well within it (a 64 KiB frame at 100 KiB/s takes 0.6 s).
+const LINK_BUFFER: usize = 64 << 10;
+
+/// A striped stream's running links, one per connection, each resuming on its own.
+pub struct Links {
+    tasks: Vec<tokio::task::JoinHandle<(Result<Transfer, RelayError>, u32)>>,
+    /// The first failure among them, which the others name when they stop.
+    pub siblings: Arc<Siblings>,
+}
+
+/// Each connection of a striped stream as its own resumable link: the striping's frames
+/// for stripe `i` go through the `i`th returned pipe, and its link carries them over its
+/// connection and the connections that replace it (`again(i)`). A stripe that breaks
+/// resumes by itself; the others go on. Ends as the links do: the pipes' ends are the
+/// links' end frames. `siblings` records the first failure, which every link then gives
+/// its peer as the reason it stops.
+pub fn links(
+    conns: Vec<Conn>,
+    mut again: impl FnMut(u32) -> Again,
+    window: Duration,
+    label: &str,
+    path: CopyPath,
+    siblings: Arc<Siblings>,
+) -> (Vec<tokio::io::DuplexStream>, Links) {
+    let count = conns.len().max(1);
+    let mut pipes = Vec::with_capacity(count);
+    let mut tasks = Vec::with_capacity(count);
+    for (index, conn) in (0u32..).zip(conns) {
+        let (ours, theirs) = tokio::io::duplex(LINK_BUFFER);
+        let (input, output) = tokio::io::split(theirs);
+        let local = Local {
+            input: Box::new(input),
+            output: Box::new(output),
+            // The striping keeps the idle timeout, on each stripe's bytes (a link blocked
+            // behind a slower sibling is not idle); it also bounds a link's wait for its
+            // next connection, as nothing arrives on that stripe meanwhile.
+            options: relay::Options::default(),
+            path,
+            // Each stripe carries its share of the stream, so its share of the replay.
+            replay: (REPLAY / count).max(CHUNK * 4),
+            siblings: Some((index, siblings.clone())),
+        };
+        let label = format!("{label} (stream {index})");
+        tasks.push(tokio::spawn(stream(
+            conn,
+            again(index),
+            window,
+            label,
+            local,
+        )));
+        pipes.push(ours);
+    }
+    (pipes, Links { tasks, siblings })
+}
+
+/// How long a failed striped stream waits for its links to end by themselves (a link whose
+/// pipe closed says why; the others tell their peers) before stopping them.
+const LINK_SETTLE: Duration = Duration::from_secs(1);
+
+/// Whether the striping failed because a link's pipe closed under it (the link ended: its
+/// reason is the cause), rather than for a reason of its own (a refusal, the idle timeout,
+/// the local side).
+fn pipe_closed(e: &RelayError) -> bool {
+    match e {
+        RelayError::PeerRead { source, .. } | RelayError::PeerWrite { source, .. } => matches!(
+            source.kind(),
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::BrokenPipe
+        ),
+        _ => false,
+    }
+}
+
+/// A striped stream's outcome from the striping's own result and its links', with the
+/// resumptions of all its links. When the striping failed because a link did (it could not
+/// resume within the window, or the peer aborted), the link's reason is the cause; links
+/// still running are stopped (their peers are told).
+pub async fn settle(
+    striping: Result<Transfer, RelayError>,
+    links: Links,
+) -> (Result<Transfer, RelayError>, u32) {
+    let mut resumptions = 0;
+    let mut failed = None;
+    let ok = striping.is_ok();
+    // A link whose pipe closed is ending: a moment for it to say why, then the rest stop.
+    let settle_by = tokio::time::Instant::now() + LINK_SETTLE;
+    let mut errors: Vec<(u32, RelayError)> = Vec::new();
+    for (index, mut link) in (0u32..).zip(links.tasks) {
+        let outcome = if ok {
+            link.await
+        } else {
+            match tokio::time::timeout_at(settle_by, &mut link).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    link.abort();
+                    continue;
+                }
+            }
+        };
+        match outcome {
+            Ok((result, n)) => {
+                resumptions += n;
+                if let Err(e) = result {
+                    errors.push((index, e));
+                }
+            }
+            Err(e) if e.is_cancelled() => {}
+            Err(e) => {
+                failed.get_or_insert(RelayError::PeerRead {
+                    source: io::Error::other(format!("a stream's task failed: {e}")),
+                    partial: Transfer {
+                        sent: 0,
+                        received: 0,
+                        elapsed: Duration::ZERO,
+                        path: CopyPath::Buffered,
+                    },
+                });
+            }
+        }
+    }
+    // The link that failed first is the cause; the others failed because of it.
+    let first = links.siblings.first().map(|(index, _)| index);
+    if let Some(at) = errors.iter().position(|(i, _)| Some(*i) == first) {
+        failed = Some(errors.swap_remove(at).1);
+    } else if let Some((_, e)) = errors.into_iter().next() {
+        failed = Some(e);
+    }
+    let result = match (striping, failed) {
+        (Ok(transfer), None) => Ok(transfer),
+        (Ok(transfer), Some(link)) => Err(link.with_partial(transfer)),
+        (Err(striping), Some(link)) if pipe_closed(&striping) => {
+            Err(link.with_partial(striping.partial()))
+        }
+        (Err(striping), _) => Err(striping),
+    };
+    (result, resumptions)
 }
 
 /// Tells the carrier to stop (and the peer why) when the caller goes away first.
@@ -271,6 +431,11 @@ struct State {
     /// Frames the peer acknowledged, kept for the next reads: a new 256 KiB buffer each
     /// time would be a fresh mapping, faulted in page by page.
     spare: Vec<Vec<u8>>,
+    /// `replay_bytes` at most: reading stops there until acknowledgements come.
+    replay_limit: usize,
+    /// A striped stream's links, when this is one of them (its index): a sibling's failure
+    /// is the reason this one gives its peer when it stops.
+    siblings: Option<(u32, Arc<Siblings>)>,
 }
 
 impl Default for State {
@@ -294,6 +459,8 @@ impl Default for State {
             moved: Instant::now(),
             end_with_peer: false,
             spare: Vec::new(),
+            replay_limit: REPLAY,
+            siblings: None,
         }
     }
 }
@@ -338,7 +505,12 @@ impl State {
     /// Stops the stream here for `fault`: the abort frame says `why` to the peer.
     fn fail(&mut self, fault: Fault, error: io::Error) {
         if self.fault.is_none() {
-            self.stop = Some(format!("it failed: {}", describe(fault, &error)));
+            // A stripe whose sibling failed first fails because of it: that is the reason.
+            let sibling = self.siblings.as_ref().and_then(|(_, s)| s.first());
+            self.stop = Some(match sibling {
+                Some((_, why)) => why,
+                None => format!("it failed: {}", describe(fault, &error)),
+            });
             self.fault = Some((fault, error));
         }
     }
@@ -415,21 +587,73 @@ struct Ends {
 
 async fn run(
     first: Conn,
-    mut again: Again,
+    again: Again,
     window: Duration,
     label: String,
     local: Local,
-    mut aborted: oneshot::Receiver<String>,
+    aborted: oneshot::Receiver<String>,
 ) -> (Result<Transfer, RelayError>, u32) {
-    let started = Instant::now();
-    let path = local.path;
     let mut ends = Ends {
         input: local.input,
         output: Some(local.output),
         options: local.options,
     };
     let state = Shared::default();
-    state.lock().end_with_peer = ends.options.end_with_peer;
+    {
+        let mut s = state.lock();
+        s.end_with_peer = ends.options.end_with_peer;
+        s.replay_limit = local.replay;
+        s.siblings = local.siblings.clone();
+    }
+    let (result, resumptions) = run_on(
+        first, again, window, label, local.path, &mut ends, &state, aborted,
+    )
+    .await;
+    // A stripe's failure is recorded before its local ends close (which is how the
+    // striping and the sibling links learn of it), so they can name it as the cause.
+    if let (Err(e), Some((index, siblings))) = (&result, &local.siblings) {
+        siblings.record(*index, e.to_string());
+    }
+    drop(ends);
+    (result, resumptions)
+}
+
+/// The first failure among a striped stream's links: the cause the others name.
+#[derive(Default)]
+pub struct Siblings(Mutex<Option<(u32, String)>>);
+
+impl Siblings {
+    /// Records why the stream fails, unless something failed first: `index` is the link
+    /// that failed ([`u32::MAX`]: the striping itself, a refusal).
+    pub fn record(&self, index: u32, why: String) {
+        let mut first = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        first.get_or_insert((index, why));
+    }
+
+    /// The first link that failed, and why.
+    pub fn first(&self) -> Option<(u32, String)> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_on(
+    first: Conn,
+    mut again: Again,
+    window: Duration,
+    label: String,
+    path: CopyPath,
+    ends: &mut Ends,
+    state: &Shared,
+    mut aborted: oneshot::Receiver<String>,
+) -> (Result<Transfer, RelayError>, u32) {
+    let started = Instant::now();
     let transfer = |s: &State| Transfer {
         sent: s.next,
         received: s.delivered,
@@ -448,7 +672,7 @@ async fn run(
                 Again::Accept(rx) => Some(rx),
                 Again::Dial(_) => None,
             };
-            carry(conn, &state, &mut ends, replaced, &mut aborted).await
+            carry(conn, state, ends, replaced, &mut aborted).await
         };
         let (why, newer) = match ended {
             Ok(Ended::Done) => return (Ok(transfer(&state.lock())), resumptions),
@@ -774,7 +998,21 @@ async fn send<W: AsyncWrite + Unpin>(
             }
         };
         if let Some(bytes) = next {
-            conn.write_all(&bytes).await?;
+            if bytes[0] == DATA {
+                // Data on its way to the peer is data moving, however slowly the path
+                // takes a frame: the idle timeout counts bytes, not whole frames.
+                let mut done = 0;
+                while done < bytes.len() {
+                    let n = conn.write(&bytes[done..]).await?;
+                    if n == 0 {
+                        return Err(io::ErrorKind::WriteZero.into());
+                    }
+                    done += n;
+                    state.lock().moved = Instant::now();
+                }
+            } else {
+                conn.write_all(&bytes).await?;
+            }
             last_sent = Instant::now();
             written += 1;
             if written.is_multiple_of(YIELD_EVERY) {
@@ -793,7 +1031,7 @@ async fn send<W: AsyncWrite + Unpin>(
         let (can_read, ack_at, moved) = {
             let s = state.lock();
             (
-                !s.local_end && s.replay_bytes < REPLAY,
+                !s.local_end && s.replay_bytes < s.replay_limit,
                 s.ack_due.map(|due| due + ACK_DELAY),
                 s.moved,
             )
@@ -858,7 +1096,12 @@ async fn send<W: AsyncWrite + Unpin>(
             reason = &mut *aborted => {
                 let mut s = state.lock();
                 if s.stop.is_none() && s.fault.is_none() {
-                    s.stop = Some(reason.unwrap_or_default());
+                    // A stripe stopped because the stream failed says why it failed.
+                    let sibling = s.siblings.as_ref().and_then(|(_, sib)| sib.first());
+                    s.stop = Some(match sibling {
+                        Some((_, why)) => why,
+                        None => reason.unwrap_or_default(),
+                    });
                 }
             }
         }
@@ -901,7 +1144,19 @@ async fn receive<R: AsyncRead + Unpin>(
         let len = u32::from_be_bytes(head[9..].try_into().unwrap_or_default()) as usize;
         match kind {
             DATA if len > 0 && len <= CHUNK => {
-                conn.read_exact(&mut payload[..len]).await?;
+                // Bytes of a frame arriving are data moving (a slow path may take longer
+                // than the idle timeout over one frame).
+                let mut got = 0;
+                while got < len {
+                    let n = conn.read(&mut payload[got..len]).await?;
+                    if n == 0 {
+                        return Err(io::ErrorKind::UnexpectedEof.into());
+                    }
+                    got += n;
+                    if got < len {
+                        state.lock().moved = Instant::now();
+                    }
+                }
                 let (delivered, ended) = {
                     let s = state.lock();
                     (s.delivered, s.peer_end.is_some())

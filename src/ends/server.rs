@@ -183,11 +183,25 @@ async fn serve_stdio(
         // opening fails it, as a stream cut short does. A resumable stream's first
         // connection must open a new one; one resuming a stream this listener never had (a
         // joiner started again has lost it) is refused, and the wait goes on.
-        if info.resume
-            && let Opening::Resume(_) = read_opening(&mut stream, handshake).await?
-        {
-            gate.refuse(peer, "it resumes a stream this listener does not carry");
-            continue;
+        if info.resume {
+            match opening(&mut stream, handshake).await {
+                Ok(Opening::New) => {}
+                Ok(Opening::Resume { .. }) => {
+                    gate.refuse(peer, "it resumes a stream this listener does not carry");
+                    continue;
+                }
+                // The stream, cut before it began: reported (and in the stats) as one.
+                Err(source) => {
+                    let partial = relay::Transfer {
+                        sent: 0,
+                        received: 0,
+                        elapsed: Duration::ZERO,
+                        path: session::copy_path(&stream),
+                    };
+                    let failed = Err(relay::RelayError::PeerRead { source, partial });
+                    return limits.report.finish(&peer.to_string(), &info, failed);
+                }
+            }
         }
         break (peer, stream, info);
     };
@@ -238,6 +252,7 @@ async fn striped(
     let token = Arc::new(token);
     let check = {
         let acceptor = acceptor.clone();
+        let (first_info, token) = (first_info.clone(), token.clone());
         move |tcp| {
             let (acceptor, first, token) = (acceptor.clone(), first_info.clone(), token.clone());
             async move {
@@ -270,8 +285,6 @@ async fn striped(
         }
     }
     drop(pending);
-    // Every stripe is here: later dialers get "connection refused".
-    drop(gate);
     let all: Vec<session::ServerStream> = slots.into_iter().flatten().collect();
     let local = LocalEnds::open(Direction::ReceiveOnly, false);
     let label = peer.to_string();
@@ -280,43 +293,83 @@ async fn striped(
     // A striped stream only carries donor -> joiner: input here would be dropped, so any
     // byte on stdin refuses the stream, and both ends say why.
     let (stop, stopped) = watch::channel(None);
-    let watcher = (direction != Direction::ReceiveOnly).then(|| tokio::spawn(watch_stdin(stop)));
-    let result = stripes::receive(
-        all,
-        local.output,
-        limits.idle,
-        progress.as_ref(),
-        path,
-        stopped,
-    )
-    .await;
+    // A resumable stream's stripes stop for the first failure, and say which: input on
+    // stdin is recorded as the reason before the stripes are told.
+    let siblings = Arc::new(resume::Siblings::default());
+    let watcher = (direction != Direction::ReceiveOnly)
+        .then(|| tokio::spawn(watch_stdin(stop, info.resume.then(|| siblings.clone()))));
+    let mut info = info;
+    let result = if info.resume {
+        // Each stripe its own resumable link: the port stays open, and a connection that
+        // resumes stripe i goes to stripe i's link.
+        let (accepting, arrivals) = resumptions(gate, acceptor, limits, first_info, token);
+        // One receiver per stripe, in the links' order (a missing one is a closed channel:
+        // that stripe could not resume).
+        let mut arrivals = arrivals.into_iter();
+        let conns = all
+            .into_iter()
+            .map(|c| Box::new(c) as resume::Conn)
+            .collect();
+        let (pipes, links) = resume::links(
+            conns,
+            |_| resume::Again::Accept(arrivals.next().unwrap_or_else(|| mpsc::channel(1).1)),
+            limits.resume,
+            &label,
+            path,
+            siblings,
+        );
+        let result = stripes::receive(
+            pipes,
+            local.output,
+            limits.idle,
+            progress.as_ref(),
+            path,
+            stopped,
+        )
+        .await;
+        let (result, resumptions) = resume::settle(result, links).await;
+        accepting.abort();
+        info.resumptions = resumptions;
+        result
+    } else {
+        // Every stripe is here: later dialers get "connection refused".
+        drop(gate);
+        stripes::receive(
+            all,
+            local.output,
+            limits.idle,
+            progress.as_ref(),
+            path,
+            stopped,
+        )
+        .await
+    };
     if let Some(watcher) = watcher {
         watcher.abort();
     }
     limits.report.finish(&label, &info, result)
 }
 
-/// A stream that resumes on a new connection when its connection breaks ([`resume`]): the
-/// binding token on the first; the port stays open, and a connection verified like the
-/// first, with the first's client certificate and the token, takes over the stream. Any
-/// other is refused and logged, and the wait goes on.
-async fn resumable(
+/// The connections that come to resume a stream under way, checked ([`bind_resume`]) and
+/// each handed to its stripe's link (one receiver per stripe, in order; one for an
+/// unstriped stream). Others are refused and logged, and the wait goes on until the task is
+/// aborted (the stream's end: later dialers get "connection refused").
+fn resumptions(
     mut gate: Gate,
     acceptor: &Arc<ServerConfig>,
     limits: &Limits,
-    mut first: session::ServerStream,
-    mut info: session::TlsInfo,
-    peer: SocketAddr,
-    direction: Direction,
-) -> Result<()> {
-    let token = send_token(&mut first).await?;
-    let path = session::copy_path(&first);
+    first: Arc<session::TlsInfo>,
+    token: Arc<stripes::Token>,
+) -> (
+    tokio::task::JoinHandle<()>,
+    Vec<mpsc::Receiver<resume::Conn>>,
+) {
     gate.keep_waiting();
     let wait = limits.handshake;
+    let (senders, receivers): (Vec<_>, Vec<_>) =
+        (0..first.stripes).map(|_| mpsc::channel(1)).unzip();
     let check = {
         let acceptor = acceptor.clone();
-        let first = Arc::new(info.clone());
-        let token = Arc::new(token);
         move |tcp| {
             let (acceptor, first, token) = (acceptor.clone(), first.clone(), token.clone());
             async move {
@@ -328,16 +381,39 @@ async fn resumable(
             }
         }
     };
-    let (arrived, arrivals) = mpsc::channel(1);
     let accepting = tokio::spawn(async move {
         let mut pending = Pending::default();
-        while let Ok((from, conn)) = gate.next(&mut pending, check.clone()).await {
-            debug!(%from, "a connection to resume the stream on");
-            if arrived.send(conn).await.is_err() {
+        while let Ok((from, (stripe, conn))) = gate.next(&mut pending, check.clone()).await {
+            debug!(%from, "a connection to resume stream {stripe} on");
+            let Some(sender) = senders.get(stripe as usize) else {
+                continue;
+            };
+            if sender.send(conn).await.is_err() {
                 break;
             }
         }
     });
+    (accepting, receivers)
+}
+
+/// A stream that resumes on a new connection when its connection breaks ([`resume`]): the
+/// binding token on the first; the port stays open, and a connection verified like the
+/// first, with the first's client certificate and the token, takes over the stream. Any
+/// other is refused and logged, and the wait goes on.
+async fn resumable(
+    gate: Gate,
+    acceptor: &Arc<ServerConfig>,
+    limits: &Limits,
+    mut first: session::ServerStream,
+    mut info: session::TlsInfo,
+    peer: SocketAddr,
+    direction: Direction,
+) -> Result<()> {
+    let token = Arc::new(send_token(&mut first).await?);
+    let path = session::copy_path(&first);
+    let (accepting, mut arrivals) =
+        resumptions(gate, acceptor, limits, Arc::new(info.clone()), token);
+    let arrivals = arrivals.remove(0);
     let label = peer.to_string();
     let local = LocalEnds::open(direction, false);
     let options = limits
@@ -366,14 +442,15 @@ async fn bind_resume(
     wait: Duration,
     token: &[u8; stripes::TOKEN_LEN],
     first: &session::TlsInfo,
-) -> Result<resume::Conn> {
+) -> Result<(u32, resume::Conn)> {
     const MARK: usize = stripes::OPENING_LEN - stripes::TOKEN_LEN;
     let (stream, extra, presented) = newcomer::<MARK>(acceptor, tcp, wait, first).await?;
     if !extra.resume {
         return Err(Error::Handshake("it did not agree to resume".into()));
     }
-    stripes::check_resume(token, &presented[..]).map_err(Error::Transfer)?;
-    Ok(Box::new(stream))
+    let stripe =
+        stripes::check_resume(token, &presented[..], first.stripes).map_err(Error::Transfer)?;
+    Ok((stripe, Box::new(stream)))
 }
 
 /// Why a striped stream with input on the listener's side is refused.
@@ -381,11 +458,18 @@ const INPUT_ON_STRIPES: &str = "the listener has input on stdin, but a striped s
 data only from the donor to the listener, so that input would be lost; run both ends without \
 --streams (SST_TUNNEL_STREAMS=1 for the front-ends)";
 
-/// Waits for a byte on stdin; sends the refusal when one comes (end of input: nothing to do).
-async fn watch_stdin(stop: watch::Sender<Option<String>>) {
+/// Waits for a byte on stdin; sends the refusal when one comes (end of input: nothing to do),
+/// first recording it as the reason a resumable stream's stripes stop.
+async fn watch_stdin(stop: watch::Sender<Option<String>>, siblings: Option<Arc<resume::Siblings>>) {
     let mut input = StdinReader::open();
     let mut byte = [0; 1];
     if matches!(input.read(&mut byte).await, Ok(n) if n > 0) {
+        if let Some(siblings) = siblings {
+            siblings.record(
+                u32::MAX,
+                format!("the listener refused the striped stream: {INPUT_ON_STRIPES}"),
+            );
+        }
         let _ = stop.send(Some(INPUT_ON_STRIPES.to_string()));
         // Keep the sender until the stream is refused.
         std::future::pending::<()>().await;
@@ -410,16 +494,24 @@ async fn bind_stripe(
 
 /// What a resumable connection's dialling end opens with (within `wait`).
 async fn read_opening(stream: &mut session::ServerStream, wait: Duration) -> Result<Opening> {
+    opening(stream, wait)
+        .await
+        .map_err(|e| tls::classify(&e, Error::Transfer))
+}
+
+/// [`read_opening`], failing as the stream's own I/O does (for the relay's report).
+async fn opening(stream: &mut session::ServerStream, wait: Duration) -> std::io::Result<Opening> {
     let mut opened = Zeroizing::new([0; stripes::OPENING_LEN]);
     tokio::time::timeout(wait, stream.read_exact(&mut opened[..]))
         .await
         .map_err(|_| {
-            Error::Handshake(format!(
-                "it agreed to resume but sent no opening within {wait:?}"
-            ))
-        })?
-        .map_err(|e| tls::classify(&e, Error::Transfer))?;
-    stripes::parse_opening(&opened[..]).map_err(Error::Transfer)
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("it agreed to resume but sent no opening within {wait:?}"),
+            )
+        })??;
+    stripes::parse_opening(&opened[..])
+        .map_err(|why| std::io::Error::new(std::io::ErrorKind::InvalidData, why))
 }
 
 /// The binding secret a striped stream's first connection, or a new resumable stream's,
@@ -554,8 +646,14 @@ async fn serve_one_exec(
 ) -> Result<()> {
     let (mut stream, mut info) = session::accept(&acceptor, tcp, limits.handshake).await?;
     if info.resume
-        && let Opening::Resume(token) = read_opening(&mut stream, limits.handshake).await?
+        && let Opening::Resume { token, stripe } =
+            read_opening(&mut stream, limits.handshake).await?
     {
+        if stripe != 0 {
+            return Err(Error::Transfer(format!(
+                "it resumes stream {stripe}, but exec streams are not striped"
+            )));
+        }
         let Some((first, arrivals)) = streams.find(&token) else {
             return Err(Error::Transfer(
                 "it resumes no stream under way here (ended, or past its window)".into(),
@@ -601,6 +699,8 @@ async fn serve_one_exec(
                 output: Box::new(spawned.input),
                 options,
                 path,
+                replay: resume::REPLAY,
+                siblings: None,
             };
             let (result, resumptions) = resume::stream(
                 Box::new(stream),

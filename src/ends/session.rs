@@ -96,6 +96,11 @@ impl TlsInfo {
                 self.stripes, first.stripes
             )));
         }
+        if self.resume != first.resume {
+            return Err(Error::Handshake(
+                "it did not agree to resume as the first connection did".into(),
+            ));
+        }
         Ok(())
     }
 }

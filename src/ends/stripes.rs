@@ -21,6 +21,12 @@
 //! `N x (QUEUE + 1) x CHUNK` bytes are held however the stripes are paced. Only when all of
 //! it is written out does it send its own close_notify on every stripe, which is what the
 //! donor waits for: any stripe truncated, reset, out of order or missing fails both ends.
+//!
+//! When both ends also agreed to resume (`sst-tunnel/stripes-resume/N`, offered ahead of
+//! each plain protocol), the donor opens the first connection with a new-stream opening
+//! ([`Opening`]) before the token comes, and each stripe's frames travel over its own
+//! resumable link ([`super::resume::links`]): a stripe whose connection breaks is dialled
+//! again by itself, its opening naming the stripe.
 
 use std::future::Future;
 use std::io;
@@ -43,6 +49,8 @@ use crate::relay::{Progress, RelayError, Transfer};
 
 /// The ALPN protocol name's prefix; the number of stripes follows in decimal.
 const ALPN_PREFIX: &str = "sst-tunnel/stripes/";
+/// The same for a striped stream whose stripes each resume ([`super::resume`]).
+const RESUMABLE_PREFIX: &str = "sst-tunnel/stripes-resume/";
 /// The most stripes either end agrees to.
 pub const MAX_STRIPES: u32 = 8;
 /// The binding secret's length.
@@ -105,13 +113,27 @@ fn protocols(max: u32) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The resumable twin of a striping protocol (`None` for any other protocol).
+pub fn resumable_twin(protocol: &[u8]) -> Option<Vec<u8>> {
+    let n = protocol.strip_prefix(ALPN_PREFIX.as_bytes())?;
+    Some([RESUMABLE_PREFIX.as_bytes(), n].concat())
+}
+
+/// Whether a negotiated protocol is a striped stream whose stripes resume.
+pub fn is_resumable(protocol: &[u8]) -> bool {
+    protocol.starts_with(RESUMABLE_PREFIX.as_bytes()) && negotiated(Some(protocol)) > 1
+}
+
 /// The number of stripes a negotiated ALPN protocol names: 1 for none or another protocol.
 pub fn negotiated(alpn: Option<&[u8]>) -> u32 {
-    alpn.and_then(|p| p.strip_prefix(ALPN_PREFIX.as_bytes()))
-        .and_then(|n| std::str::from_utf8(n).ok())
-        .and_then(|n| n.parse::<u32>().ok())
-        .filter(|n| (2..=MAX_STRIPES).contains(n))
-        .unwrap_or(1)
+    alpn.and_then(|p| {
+        p.strip_prefix(ALPN_PREFIX.as_bytes())
+            .or_else(|| p.strip_prefix(RESUMABLE_PREFIX.as_bytes()))
+    })
+    .and_then(|n| std::str::from_utf8(n).ok())
+    .and_then(|n| n.parse::<u32>().ok())
+    .filter(|n| (2..=MAX_STRIPES).contains(n))
+    .unwrap_or(1)
 }
 
 /// A client configuration that offers up to `max` stripes (unchanged below 2).
@@ -128,12 +150,24 @@ pub fn offer(config: Arc<ClientConfig>, max: u32) -> Arc<ClientConfig> {
 /// (its other protocols, resuming's, kept after them): `auto`'s offer once the path is known.
 pub fn reoffer(config: &Arc<ClientConfig>, max: u32) -> Arc<ClientConfig> {
     let mut config = (**config).clone();
+    let resuming = config
+        .alpn_protocols
+        .iter()
+        .any(|p| p.starts_with(RESUMABLE_PREFIX.as_bytes()) || p == super::resume::ALPN);
     let others: Vec<Vec<u8>> = config
         .alpn_protocols
         .drain(..)
-        .filter(|p| !p.starts_with(ALPN_PREFIX.as_bytes()))
+        .filter(|p| {
+            !p.starts_with(ALPN_PREFIX.as_bytes()) && !p.starts_with(RESUMABLE_PREFIX.as_bytes())
+        })
         .collect();
-    config.alpn_protocols = protocols(max);
+    let plain = protocols(max);
+    if resuming {
+        config
+            .alpn_protocols
+            .extend(plain.iter().filter_map(|p| resumable_twin(p)));
+    }
+    config.alpn_protocols.extend(plain);
     config.alpn_protocols.extend(others);
     Arc::new(config)
 }
@@ -186,15 +220,21 @@ pub fn check_binding(
 
 /// What the dialling end of a resumable connection says first, before anything else in
 /// either direction: a new stream ([`NEW_MARK`], no token yet: the listener answers with
-/// one), or the stream to resume ([`RESUME_MARK`] and its token). Client first, so a
-/// listener that serves many streams at once (an exec listener: rsync's connections) can
-/// tell the two apart and route a resuming connection to the stream it belongs to.
+/// one), or a stream to resume (a resume mark naming the stripe, 0 for a stream of one, and
+/// the stream's token). Client first, so a listener that serves many streams at once (an
+/// exec listener: rsync's connections) can tell the two apart and route a resuming
+/// connection to the stream, and the stripe, it belongs to.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Opening {
     /// A new stream.
     New,
-    /// The stream bound to this token (wiped on drop).
-    Resume(Token),
+    /// Stripe `stripe` of the stream bound to `token` (wiped on drop).
+    Resume {
+        /// The stream's binding secret.
+        token: Token,
+        /// Which of its connections this one replaces.
+        stripe: u32,
+    },
 }
 
 /// An opening's length: the mark, then the token (zeros on a new stream).
@@ -207,10 +247,12 @@ pub fn opening_new() -> [u8; OPENING_LEN] {
     bytes
 }
 
-/// The opening of a connection resuming the stream bound to `token` (wiped on drop).
-pub fn opening_resume(token: &[u8; TOKEN_LEN]) -> Zeroizing<Vec<u8>> {
+/// The opening of a connection resuming stripe `stripe` (0: the one connection of an
+/// unstriped stream) of the stream bound to `token` (wiped on drop).
+pub fn opening_resume(token: &[u8; TOKEN_LEN], stripe: u32) -> Zeroizing<Vec<u8>> {
     let mut bytes = Zeroizing::new(Vec::with_capacity(OPENING_LEN));
-    bytes.extend_from_slice(&RESUME_MARK);
+    bytes.push(u8::try_from(stripe).unwrap_or(u8::MAX));
+    bytes.push(RESUME_MARK[1]);
     bytes.extend_from_slice(token);
     bytes
 }
@@ -227,10 +269,13 @@ pub fn parse_opening(bytes: &[u8]) -> Result<Opening, String> {
     if mark == NEW_MARK && rest.iter().all(|b| *b == 0) {
         return Ok(Opening::New);
     }
-    if mark == RESUME_MARK {
+    if mark[1] == RESUME_MARK[1] && u32::from(mark[0]) < MAX_STRIPES {
         let mut token: Token = Zeroizing::new([0; TOKEN_LEN]);
         token.copy_from_slice(rest);
-        return Ok(Opening::Resume(token));
+        return Ok(Opening::Resume {
+            token,
+            stripe: u32::from(mark[0]),
+        });
     }
     Err("it opened with neither a new stream nor a stream to resume".into())
 }
@@ -240,13 +285,23 @@ pub fn same_token(token: &[u8; TOKEN_LEN], presented: &[u8; TOKEN_LEN]) -> bool 
     aws_lc_rs::constant_time::verify_slices_are_equal(token, presented).is_ok()
 }
 
-/// Checks what a connection that would take over the stream bound to `token` opened with.
-pub fn check_resume(token: &[u8; TOKEN_LEN], opened: &[u8]) -> Result<(), String> {
+/// Checks what a connection that would take over a connection of the stream bound to
+/// `token` (striped over `stripes`, 1: not striped) opened with: the stripe it resumes.
+pub fn check_resume(token: &[u8; TOKEN_LEN], opened: &[u8], stripes: u32) -> Result<u32, String> {
     match parse_opening(opened)? {
-        Opening::Resume(presented) if same_token(token, &presented) => Ok(()),
-        Opening::Resume(_) => Err("it does not carry this transfer's binding secret".into()),
-        Opening::New => Err("it opens a new stream, but this listener carries one stream,                              which is under way"
-            .into()),
+        Opening::Resume {
+            token: presented, ..
+        } if !same_token(token, &presented) => {
+            Err("it does not carry this transfer's binding secret".into())
+        }
+        Opening::Resume { stripe, .. } if stripe < stripes => Ok(stripe),
+        Opening::Resume { stripe, .. } => Err(format!(
+            "it resumes stream {stripe}, but this transfer has {stripes}"
+        )),
+        Opening::New => Err(
+            "it opens a new stream, but this listener carries one stream, which is under way"
+                .into(),
+        ),
     }
 }
 
@@ -935,14 +990,20 @@ mod tests {
         let token = [7; TOKEN_LEN];
         assert_eq!(parse_opening(&opening_new()), Ok(Opening::New));
         assert_eq!(
-            parse_opening(&opening_resume(&token)),
-            Ok(Opening::Resume(Zeroizing::new(token)))
+            parse_opening(&opening_resume(&token, 3)),
+            Ok(Opening::Resume {
+                token: Zeroizing::new(token),
+                stripe: 3
+            })
         );
-        assert_eq!(check_resume(&token, &opening_resume(&token)), Ok(()));
-        assert!(check_resume(&[8; TOKEN_LEN], &opening_resume(&token)).is_err());
-        assert!(check_resume(&token, &opening_new()).is_err());
-        assert!(check_resume(&token, &binding(&token, 1)).is_err());
-        assert!(check_resume(&token, &token[..5]).is_err());
+        assert_eq!(check_resume(&token, &opening_resume(&token, 0), 1), Ok(0));
+        assert_eq!(check_resume(&token, &opening_resume(&token, 3), 4), Ok(3));
+        assert!(check_resume(&token, &opening_resume(&token, 4), 4).is_err());
+        assert!(check_resume(&token, &opening_resume(&token, 1), 1).is_err());
+        assert!(check_resume(&[8; TOKEN_LEN], &opening_resume(&token, 0), 1).is_err());
+        assert!(check_resume(&token, &opening_new(), 1).is_err());
+        assert!(check_resume(&token, &binding(&token, 1), 4).is_err());
+        assert!(check_resume(&token, &token[..5], 1).is_err());
         // A new stream's opening carries no token; one that does is neither.
         let mut odd = opening_new();
         odd[5] = 1;

@@ -189,6 +189,18 @@ impl RelayError {
             | Self::Idle { partial, .. } => *partial,
         }
     }
+
+    /// The same failure with other counts (a striped stream's, for one of its links').
+    pub fn with_partial(mut self, counts: Transfer) -> Self {
+        match &mut self {
+            Self::PeerRead { partial, .. }
+            | Self::PeerWrite { partial, .. }
+            | Self::LocalRead { partial, .. }
+            | Self::LocalWrite { partial, .. }
+            | Self::Idle { partial, .. } => *partial = counts,
+        }
+        self
+    }
 }
 
 /// A periodic report of a running relay (the progress lines of a long SST).
