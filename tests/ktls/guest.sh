@@ -19,6 +19,18 @@ fail() {
     failures=$((failures + 1))
 }
 show() { for f in "$@"; do [ -s "$f" ] && tail -n 12 "$f" | sed "s|^|  $(basename "$f"): |"; done; }
+# judge PASS_TEXT FAIL_TEXT LOG...: the verdict on a case whose checks collected their
+# complaints in $why: PASS_TEXT when there are none, else FAIL_TEXT with them and the logs.
+judge() {
+    ok=$1 ko=$2
+    shift 2
+    if [ -z "$why" ]; then
+        pass "$ok"
+    else
+        fail "$ko:$why"
+        show "$@"
+    fi
+}
 
 # Two sst-tunnels resume a broken stream by default, which copies through a replay buffer;
 # these cases are about kTLS and splice, so they turn resuming off (one case below keeps it).
@@ -133,12 +145,7 @@ pair() {
     cmp -s $T/down $T/c.out || why="$why server->client bytes differ;"
     grep -q "$suite, path $spath\$" $T/s.log || why="$why server not '$suite, path $spath';"
     grep -q "$suite, path $cpath\$" $T/c.log || why="$why client not '$suite, path $cpath';"
-    if [ -z "$why" ]; then
-        pass "$name ($suite; server $spath, client $cpath)"
-    else
-        fail "$name:$why"
-        show $T/s.log $T/c.log
-    fi
+    judge "$name ($suite; server $spath, client $cpath)" "$name" $T/s.log $T/c.log
 }
 
 # bench NAME pipes|files "EXTRA ARGS": one client->server stream of $MB MiB; prints the
@@ -291,12 +298,7 @@ if port=$(wait_listen $T/s.log $spid); then
     cmp -s $T/up $T/s.out || why="$why bytes differ;"
     grep -q "path ktls, 4 streams\$" $T/s.log || why="$why server not 'path ktls, 4 streams';"
     grep -q "path ktls, 4 streams\$" $T/c.log || why="$why client not 'path ktls, 4 streams';"
-    if [ -z "$why" ]; then
-        pass "one stream striped over 4 connections, each on kernel TLS"
-    else
-        fail "striped over 4 connections:$why"
-        show $T/s.log $T/c.log
-    fi
+    judge "one stream striped over 4 connections, each on kernel TLS" "striped over 4 connections" $T/s.log $T/c.log
 else
     fail "striped: the listener did not start"
     show $T/s.log
@@ -677,12 +679,7 @@ if [ $REKEY = 1 ]; then
         diff -r $T/src $T/dest >/dev/null 2>&1 || why="$why the copy differs;"
         grep -q "path ktls" $T/s.log || why="$why joiner not on kernel TLS;"
         grep -q "path ktls" $T/c.log || why="$why donor not on kernel TLS;"
-        if [ -z "$why" ]; then
-            pass "rsync SST through the stunnel front-end on kernel TLS (tree intact, both ends ktls)"
-        else
-            fail "rsync through the stunnel front-end on kTLS:$why"
-            show $T/s.log $T/c.log
-        fi
+        judge "rsync SST through the stunnel front-end on kernel TLS (tree intact, both ends ktls)" "rsync through the stunnel front-end on kTLS" $T/s.log $T/c.log
     else
         fail "the stunnel front-end joiner did not listen"
         show $T/s.log
@@ -731,12 +728,7 @@ if [ $REKEY = 1 ]; then
         grep -q "received 268435456 bytes" $T/s.log || why="$why the server did not receive 256 MiB;"
         grep -q "path ktls+splice" $T/s.log || why="$why server not ktls+splice;"
         grep -q "path ktls+splice" $T/c.log || why="$why client not ktls+splice;"
-        if [ -z "$why" ]; then
-            pass "256 MiB into a stalling consumer over kTLS+splice (checksum intact)"
-        else
-            fail "256 MiB slow consumer over kTLS:$why"
-            show $T/s.log $T/c.log
-        fi
+        judge "256 MiB into a stalling consumer over kTLS+splice (checksum intact)" "256 MiB slow consumer over kTLS" $T/s.log $T/c.log
     else
         fail "the listener for the slow consumer did not start"
         show $T/s.log
@@ -767,12 +759,7 @@ if [ $REKEY = 1 ]; then
             why="$why donor exit $crc without '(stream truncated)';"
         grep -q "$HANDED" $T/s.log || why="$why joiner not on kernel TLS;"
         grep -q "$HANDED" $T/c.log || why="$why donor not on kernel TLS;"
-        if [ -z "$why" ]; then
-            pass "EPIPE on the joiner's output over kTLS: joiner exit 6 naming it, donor exit 6 truncated"
-        else
-            fail "EPIPE on the joiner's output over kTLS:$why"
-            show $T/s.log $T/c.log
-        fi
+        judge "EPIPE on the joiner's output over kTLS: joiner exit 6 naming it, donor exit 6 truncated" "EPIPE on the joiner's output over kTLS" $T/s.log $T/c.log
     else
         fail "the listener for the EPIPE case did not start"
         show $T/s.log
@@ -889,12 +876,7 @@ if [ $REKEY = 1 ] && { [ "${3:-test}" = test ] || [ "${3:-test}" = links ]; }; t
         grep -q "round trip [0-9.]* ms; --streams auto offers 8" $T/h.clog ||
             why="$why the donor did not measure the long path and offer 8;"
         grep -q "path ktls, 8 streams\$" $T/h.slog || why="$why the joiner not on 8 streams;"
-        if [ -z "$why" ]; then
-            pass "--streams auto on an 80 ms path: 8 stripes on 2 vCPUs, every byte intact"
-        else
-            fail "--streams auto on an 80 ms path:$why"
-            show $T/h.slog $T/h.clog
-        fi
+        judge "--streams auto on an 80 ms path: 8 stripes on 2 vCPUs, every byte intact" "--streams auto on an 80 ms path" $T/h.slog $T/h.clog
     else
         fail "the 80 ms link: $(cat $T/h.link)"
         link_down
