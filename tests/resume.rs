@@ -181,8 +181,7 @@ fn an_outage_longer_than_the_window_fails_both_ends() {
 /// another node's certificate, is refused and logged, and the real stream completes.
 #[test]
 fn only_the_donor_with_the_secret_can_resume() {
-    use std::io::{Read, Write};
-    use std::sync::Arc;
+    use std::io::Write;
     let pki = Pki::new();
     let mut j = joiner(&pki, &["--log-level", "debug"]);
     j.close_stdin();
@@ -200,36 +199,8 @@ fn only_the_donor_with_the_secret_can_resume() {
         o
     };
     for (who, presented) in [("client", opening(7)), ("server", opening(0))] {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls::pki_types::CertificateDer::pem_file_iter(pki.path("ca.pem")).unwrap() {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        use rustls::pki_types::pem::PemObject;
-        let certs =
-            rustls::pki_types::CertificateDer::pem_file_iter(pki.path(&format!("{who}-cert.pem")))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
-        let key =
-            rustls::pki_types::PrivateKeyDer::from_pem_file(pki.path(&format!("{who}-key.pem")))
-                .unwrap();
-        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(certs, key)
-        .unwrap();
-        config.alpn_protocols = vec![b"sst-tunnel/resume/2".to_vec()];
-        let conn = rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap())
-            .unwrap();
-        let sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        sock.set_read_timeout(Some(PATIENCE)).unwrap();
-        let mut tls = rustls::StreamOwned::new(conn, sock);
-        let _ = tls.write_all(&presented);
-        let mut rest = Vec::new();
-        let _ = tls.read_to_end(&mut rest);
+        let config = rawtls::alpn_client(&pki, who, b"sst-tunnel/resume/2");
+        rawtls::say(port, &config, &presented);
     }
     // In the order the attempts came.
     let refusals = [
@@ -366,14 +337,10 @@ fn a_black_hole_is_detected_and_resumed() {
     assert!(d.stderr.contains("resumed once"), "{}", d.stderr);
 }
 
-/// `listen --exec` (the rsync shape) resumes too: a stream through an exec'd program keeps
-/// that one program across resets (it never notices), and both ways arrive byte-exact.
-/// Another stream on the same listener at the same time keeps its own program and bytes.
-#[test]
-fn an_exec_stream_survives_resets_with_its_one_program() {
-    let pki = Pki::new();
+/// `listen --exec` resuming, its program a shell that notes each start in the returned file
+/// and then echoes (`cat`): what comes back is what the program was given.
+fn counting_exec_joiner(pki: &Pki) -> (Proc, std::path::PathBuf) {
     let starts = pki.path("starts");
-    // Notes each start, then echoes: what comes back is what the program was given.
     let script = format!("echo $$ >> {}; exec cat", starts.display());
     let mut args = listen_args("127.0.0.1:0", &pki.args("server"));
     args.extend(strs(&[
@@ -384,7 +351,16 @@ fn an_exec_stream_survives_resets_with_its_one_program() {
         "-c",
         &script,
     ]));
-    let j = Proc::spawn(bin(), &args);
+    (Proc::spawn(bin(), &args), starts)
+}
+
+/// `listen --exec` (the rsync shape) resumes too: a stream through an exec'd program keeps
+/// that one program across resets (it never notices), and both ways arrive byte-exact.
+/// Another stream on the same listener at the same time keeps its own program and bytes.
+#[test]
+fn an_exec_stream_survives_resets_with_its_one_program() {
+    let pki = Pki::new();
+    let (j, starts) = counting_exec_joiner(&pki);
     let port = j.port();
     let proxy = FaultProxy::start(port, vec![24 * MIB, 40 * MIB], Duration::ZERO);
     let mut d = donor(&pki, proxy.port, &[]);
@@ -430,22 +406,9 @@ fn an_exec_stream_survives_resets_with_its_one_program() {
 /// takes nothing over: the real stream completes with its one program.
 #[test]
 fn an_exec_listener_refuses_to_resume_what_it_does_not_carry() {
-    use rustls::pki_types::pem::PemObject;
-    use std::io::{Read, Write};
-    use std::sync::Arc;
+    use std::io::Write;
     let pki = Pki::new();
-    let starts = pki.path("starts");
-    let script = format!("echo $$ >> {}; exec cat", starts.display());
-    let mut args = listen_args("127.0.0.1:0", &pki.args("server"));
-    args.extend(strs(&[
-        "--resume-window",
-        "120s",
-        "--exec",
-        "/bin/sh",
-        "-c",
-        &script,
-    ]));
-    let j = Proc::spawn(bin(), &args);
+    let (j, starts) = counting_exec_joiner(&pki);
     let port = j.port();
     // The real stream, under way: its program has started (so the stream is registered).
     let mut d = donor(&pki, port, &[]);
@@ -457,38 +420,13 @@ fn an_exec_listener_refuses_to_resume_what_it_does_not_carry() {
         assert!(Instant::now() < deadline, "the program never started");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_file_iter(pki.path("ca.pem")).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let certs = rustls::pki_types::CertificateDer::pem_file_iter(pki.path("client-cert.pem"))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(pki.path("client-key.pem")).unwrap();
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_client_auth_cert(certs, key)
-    .unwrap();
-    config.alpn_protocols = vec![b"sst-tunnel/resume/2".to_vec()];
-    let config = Arc::new(config);
+    let config = rawtls::alpn_client(&pki, "client", b"sst-tunnel/resume/2");
     // The donor's own certificate: a resumption with a secret that is not the stream's, then
     // an opening that is neither kind.
     for (mark, fill) in [([0u8, 1], 7u8), ([0, 2], 0)] {
-        let conn =
-            rustls::ClientConnection::new(config.clone(), "localhost".try_into().unwrap()).unwrap();
-        let sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        sock.set_read_timeout(Some(PATIENCE)).unwrap();
-        let mut tls = rustls::StreamOwned::new(conn, sock);
         let mut presented = [fill; 34];
         presented[..2].copy_from_slice(&mark);
-        let _ = tls.write_all(&presented);
-        let mut rest = Vec::new();
-        let _ = tls.read_to_end(&mut rest);
+        let rest = rawtls::say(port, &config, &presented);
         assert!(
             rest.is_empty(),
             "a refused connection got {} bytes",

@@ -546,3 +546,35 @@ fn expand(alg: hkdf::Algorithm, secret: &[u8], label: &[u8], len: usize) -> Vec<
     prk.expand(&info, Len(len)).unwrap().fill(&mut out).unwrap();
     out
 }
+
+/// A rustls client as the PKI's `who` (default versions, the CA's roots) offering `alpn`:
+/// a peer that speaks the tunnel's own protocols by hand.
+pub fn alpn_client(pki: &Pki, who: &str, alpn: &[u8]) -> Arc<rustls::ClientConfig> {
+    let (certs, key) = identity(pki, who);
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots(pki))
+    .with_client_auth_cert(certs, key)
+    .unwrap();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Arc::new(config)
+}
+
+/// Connects to `port` with `config`, sends `bytes` and reads until the tunnel closes (or
+/// [`PATIENCE`] passes): what it sent back.
+pub fn say(port: u16, config: &Arc<rustls::ClientConfig>, bytes: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let conn =
+        rustls::ClientConnection::new(config.clone(), ServerName::try_from("localhost").unwrap())
+            .unwrap();
+    let sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sock.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let _ = tls.write_all(bytes);
+    let mut rest = Vec::new();
+    let _ = tls.read_to_end(&mut rest);
+    rest
+}
