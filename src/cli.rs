@@ -13,7 +13,7 @@ use std::time::Duration;
 use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::ends::stripes;
+use crate::ends::{resume, stripes};
 use crate::settings::{
     ConnectSettings, ListenSettings, Role, Serve, StreamSettings, TlsSettings, TlsVersion,
     VerifyMode, parse_duration,
@@ -262,6 +262,12 @@ pub struct StreamArgs {
     /// 0 turns resuming off).
     #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]
     pub resume_window: Duration,
+
+    /// Unacknowledged bytes each end of a resumable stream keeps for resending (a striped
+    /// stream's stripes share it): at least the path's bandwidth-delay product, or the
+    /// sender waits for acknowledgements. Use the same size on both ends.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_replay)]
+    pub resume_buffer: usize,
 }
 
 impl From<TlsArgs> for TlsSettings {
@@ -291,6 +297,7 @@ impl From<StreamArgs> for StreamSettings {
             progress: a.progress,
             stats_json: a.stats_json,
             resume_window: a.resume_window,
+            resume_buffer: a.resume_buffer,
         }
     }
 }
@@ -374,6 +381,11 @@ impl ValueEnum for TlsVersion {
             Self::Tls13 => PossibleValue::new("1.3").help("TLS 1.3"),
         })
     }
+}
+
+/// Parses `--resume-buffer`: a size of at least [`resume::MIN_REPLAY`].
+pub fn parse_replay(text: &str) -> Result<usize, String> {
+    resume::replay_size(crate::settings::parse_size(text)?)
 }
 
 /// Parses a number of streams: `auto` or 1 to the most either end agrees to.

@@ -919,13 +919,16 @@ fn no_number_on_any_command_line_panics() {
         "linger",
         "-T",
         "SST_TUNNEL_STREAMS",
+        "SST_TUNNEL_RESUME_BUFFER",
     ] {
         for value in EXTREMES {
             let mut socat = std::process::Command::new(bin());
             socat.arg0("socat");
             match option {
                 "-T" => socat.args(["-T", value, "-u", "stdio", &target]),
-                "SST_TUNNEL_STREAMS" => socat.env(option, value).args(["-u", "stdio", &target]),
+                "SST_TUNNEL_STREAMS" | "SST_TUNNEL_RESUME_BUFFER" => {
+                    socat.env(option, value).args(["-u", "stdio", &target])
+                }
                 _ => socat.args(["-u", "stdio", &format!("{target},{option}={value}")]),
             };
             let out = Proc::spawn_with(&mut socat).finish();

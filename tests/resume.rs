@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 use common::faultproxy::FaultProxy;
@@ -335,6 +336,76 @@ fn a_black_hole_is_detected_and_resumed() {
     assert_eq!(sha256(&j.stdout), sent.join().unwrap());
     assert!(d.stderr.contains("nothing arrived for 10s"), "{}", d.stderr);
     assert!(d.stderr.contains("resumed once"), "{}", d.stderr);
+}
+
+/// How far the donor read ahead of the joiner through a black hole (the proxy swallows what
+/// crosses after 8 MiB, so no acknowledgement comes back), with `--resume-buffer buffer` on
+/// both ends: what it had read when it took the silent connection for broken. The stream
+/// then resumes and completes byte-exact.
+fn read_ahead_through_a_black_hole(buffer: &str) -> u64 {
+    let pki = Pki::new();
+    let flags = ["--resume-buffer", buffer];
+    let mut j = joiner(&pki, &flags);
+    j.close_stdin();
+    let proxy = FaultProxy::black_hole(j.port(), 8 * MIB);
+    let mut d = donor(&pki, proxy.port, &flags);
+    let written = std::sync::Arc::<std::sync::atomic::AtomicU64>::default();
+    let sent = feed_counted(d.stdin(), 96 * MIB, 16, written.clone());
+    d.wait_line("connection lost (nothing arrived for 10s)");
+    let ahead = written.load(std::sync::atomic::Ordering::SeqCst);
+    let d = d.finish();
+    let j = j.finish();
+    d.ok();
+    j.ok();
+    assert_eq!(sha256(&j.stdout), sent.join().unwrap());
+    assert!(d.stderr.contains("resumed once"), "{}", d.stderr);
+    ahead
+}
+
+/// The replay buffer is a bound (issue 24: the sender blocks, never grows): with no
+/// acknowledgement coming back, a donor keeping 2 MiB reads at most that much past what
+/// crossed before the hole (8 MiB), give or take a frame and a pipe's worth; one keeping
+/// 64 MiB (the default) reads on as far as that lets it.
+#[test]
+fn the_replay_buffer_bounds_what_the_donor_reads_ahead() {
+    let small = read_ahead_through_a_black_hole("2MiB");
+    assert!(
+        small <= 12 * MIB,
+        "with a 2 MiB replay buffer the donor read {small} bytes into a black hole at 8 MiB"
+    );
+    let large = read_ahead_through_a_black_hole("64MiB");
+    assert!(
+        large >= 48 * MIB,
+        "with a 64 MiB replay buffer the donor read only {large} bytes"
+    );
+}
+
+/// `--resume-buffer` below the smallest replay buffer is refused at start-up, naming the
+/// flag; `SST_TUNNEL_RESUME_BUFFER` likewise for the front-ends, naming the variable.
+#[test]
+fn a_replay_buffer_below_one_mebibyte_is_refused() {
+    let pki = Pki::new();
+    let out = Proc::spawn(
+        bin(),
+        &client_args(&pki, 9, "client", &["--resume-buffer", "512KiB"]),
+    )
+    .finish();
+    out.fails(2, "--resume-buffer");
+    assert!(
+        out.stderr
+            .contains("524288 bytes is below the smallest replay buffer, 1MiB"),
+        "{}",
+        out.stderr
+    );
+    let conf = stunnel_donor_conf(&pki, 9);
+    let out = Proc::spawn_with(
+        std::process::Command::new(bin())
+            .arg0("stunnel")
+            .arg(&conf)
+            .env("SST_TUNNEL_RESUME_BUFFER", "lots"),
+    )
+    .finish();
+    out.fails(2, "SST_TUNNEL_RESUME_BUFFER: 'lots' is not a size");
 }
 
 /// `listen --exec` resuming, its program a shell that notes each start in the returned file

@@ -55,9 +55,9 @@ pub struct Plan {
     /// The most connections to stripe a one-way stream over (offered in the handshake; 1:
     /// never). `config` must offer them ([`stripes::offer`]).
     pub stripes: u32,
-    /// How long a broken stream may take to resume (zero: never). `config` must offer it
-    /// ([`resume::offer`]).
-    pub resume: Duration,
+    /// How long a broken stream may take to resume (zero: never), and what it keeps for
+    /// resending. `config` must offer it ([`resume::offer`]).
+    pub resume: resume::Bounds,
 }
 
 /// `sst-tunnel connect`.
@@ -76,6 +76,10 @@ pub async fn run(mut args: ConnectSettings) -> Result<()> {
         stripes::offer(config, args.streams),
         args.stream.resume_window,
     );
+    let resume = resume::Bounds {
+        window: args.stream.resume_window,
+        replay: args.stream.resume_buffer,
+    };
     dial(Plan {
         target,
         source: None,
@@ -90,7 +94,7 @@ pub async fn run(mut args: ConnectSettings) -> Result<()> {
         retry_interval: Duration::ZERO,
         report: args.stream.reporting(false),
         stripes: args.streams,
-        resume: args.stream.resume_window,
+        resume,
     })
     .await
 }
@@ -159,9 +163,9 @@ async fn resumable(
     let (result, resumptions) = resume::stream(
         Box::new(first),
         resume::Again::Dial(dial),
-        plan.resume,
+        plan.resume.window,
         label.to_string(),
-        resume::Local::new(local, options, path),
+        resume::Local::new(local, options, path, plan.resume.replay),
     )
     .await;
     info.resumptions = resumptions;

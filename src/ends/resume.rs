@@ -46,9 +46,40 @@ pub const ALPN: &[u8] = b"sst-tunnel/resume/2";
 /// timeouts. (Resuming costs no more than run-to-run noise in the loopback benchmark:
 /// docs/benchmarks.md.)
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(120);
-/// Unacknowledged bytes each end keeps for resending: enough for a long fat path (64 MiB
-/// is 50 ms at 10 Gbit/s); a sender whose buffer is full waits for acknowledgements.
+/// Unacknowledged bytes each end keeps for resending by default: enough for a long fat path
+/// (64 MiB is 50 ms at 10 Gbit/s); a sender whose buffer is full waits for
+/// acknowledgements.
 pub const REPLAY: usize = 64 << 20;
+/// The smallest replay buffer: a few whole frames, so a full one is still a pipeline.
+pub const MIN_REPLAY: usize = 1 << 20;
+
+/// How far a stream may resume: how long it may stay disconnected, and how many
+/// unacknowledged bytes each end keeps for resending (`--resume-window`,
+/// `--resume-buffer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// The longest the stream may stay disconnected (zero: it never resumes).
+    pub window: Duration,
+    /// The replay buffer: a whole stream's (a striped one's links share it).
+    pub replay: usize,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Self {
+            window: DEFAULT_WINDOW,
+            replay: REPLAY,
+        }
+    }
+}
+
+/// Checks a replay buffer size: at least [`MIN_REPLAY`].
+pub fn replay_size(bytes: u64) -> Result<usize, String> {
+    usize::try_from(bytes)
+        .ok()
+        .filter(|b| *b >= MIN_REPLAY)
+        .ok_or_else(|| format!("{bytes} bytes is below the smallest replay buffer, 1MiB"))
+}
 /// How a connection resuming a stream opens (its token follows); the first byte names the
 /// stripe it resumes (0: the one connection of an unstriped stream).
 pub const RESUME_MARK: [u8; 2] = [0, 1];
@@ -90,14 +121,21 @@ fn with_resuming(protocols: &[Vec<u8>]) -> Vec<Vec<u8>> {
     all
 }
 
-/// The window the stunnel and socat front-ends use: `SST_TUNNEL_RESUME_WINDOW` (a duration;
-/// `0` turns resuming off), by default [`DEFAULT_WINDOW`].
-pub fn window_from_env() -> Result<Duration, Error> {
-    match std::env::var("SST_TUNNEL_RESUME_WINDOW") {
-        Err(_) => Ok(DEFAULT_WINDOW),
-        Ok(text) => crate::settings::parse_duration(&text)
-            .map_err(|why| Error::Usage(format!("SST_TUNNEL_RESUME_WINDOW: {why}"))),
+/// The bounds the stunnel and socat front-ends use: `SST_TUNNEL_RESUME_WINDOW` (a duration;
+/// `0` turns resuming off) and `SST_TUNNEL_RESUME_BUFFER` (a size), by default
+/// [`Bounds::default`].
+pub fn bounds_from_env() -> Result<Bounds, Error> {
+    let mut bounds = Bounds::default();
+    if let Ok(text) = std::env::var("SST_TUNNEL_RESUME_WINDOW") {
+        bounds.window = crate::settings::parse_duration(&text)
+            .map_err(|why| Error::Usage(format!("SST_TUNNEL_RESUME_WINDOW: {why}")))?;
     }
+    if let Ok(text) = std::env::var("SST_TUNNEL_RESUME_BUFFER") {
+        bounds.replay = crate::settings::parse_size(&text)
+            .and_then(replay_size)
+            .map_err(|why| Error::Usage(format!("SST_TUNNEL_RESUME_BUFFER: {why}")))?;
+    }
+    Ok(bounds)
 }
 
 /// Whether the handshake agreed to resume (one stream, or each stripe of a striped one),
@@ -114,16 +152,20 @@ const ABORT: u8 = 3;
 /// The longest reason an abort frame carries.
 const ABORT_MAX: usize = 1024;
 const HEADER: usize = 13;
-/// Payload bytes per frame at most.
-const CHUNK: usize = 256 * 1024;
-/// Acknowledge at least every this many delivered bytes...
-const ACK_EVERY: u64 = 1 << 20;
+/// Payload bytes per frame at most: a whole frame is 256 KiB, one write of sixteen full
+/// records (a frame 13 bytes over cost a record and a send of its own).
+const CHUNK: usize = 256 * 1024 - HEADER;
+/// Acknowledge at least every this many delivered bytes (an eighth of the replay buffer
+/// when that is smaller, so a full buffer is never what waits for one)...
+const ACK_EVERY: u64 = 4 << 20;
 /// ...and no later than this after a delivery.
 const ACK_DELAY: Duration = Duration::from_millis(20);
 /// Acknowledged frames kept for reuse at most.
 const SPARE: usize = 16;
-/// Frames written in a row before the sending half lets the receiving half read.
-const YIELD_EVERY: u64 = 4;
+/// Frames written in a row before the sending half lets the receiving half read (and the
+/// other way round): 4 MiB of a whole stream's frames. Each yield reschedules the task and
+/// may wake another worker thread, so not much more often than acknowledgements are due.
+const YIELD_EVERY: u64 = 16;
 /// An idle connection says it is alive this often...
 const HEARTBEAT: Duration = Duration::from_secs(2);
 /// ...and one silent for this long is taken for broken (a black hole: no reset, nothing
@@ -158,22 +200,37 @@ pub struct Local {
     pub options: relay::Options,
     /// How the records under the frames are made (kernel or rustls).
     pub path: CopyPath,
-    /// Unacknowledged bytes kept for resending at most ([`REPLAY`] for a whole stream).
+    /// Unacknowledged bytes kept for resending at most ([`Bounds::replay`] for a whole
+    /// stream).
     pub replay: usize,
+    /// Payload bytes per frame at most ([`CHUNK`] for a whole stream).
+    pub frame: usize,
     /// For a stripe's link: its index and the record of its siblings' first failure.
     pub siblings: Option<(u32, Arc<Siblings>)>,
 }
 
 impl Local {
     /// The plaintext ends `ends` (stdio, as [`LocalEnds::open`] made them) with the relay's
-    /// `options`, over records made by `path`.
-    pub fn new(ends: LocalEnds, options: relay::Options, path: CopyPath) -> Self {
+    /// `options`, over records made by `path`, keeping `replay` bytes for resending.
+    pub fn new(ends: LocalEnds, options: relay::Options, path: CopyPath, replay: usize) -> Self {
+        Self::of(ends.input, ends.output, options, path, replay)
+    }
+
+    /// [`Local::new`] for any pair of ends (an exec'd program's socket).
+    pub fn of(
+        input: Box<dyn AsyncRead + Unpin + Send>,
+        output: Box<dyn AsyncWrite + Unpin + Send>,
+        options: relay::Options,
+        path: CopyPath,
+        replay: usize,
+    ) -> Self {
         Self {
-            input: ends.input,
-            output: ends.output,
+            input,
+            output,
             options,
             path,
-            replay: REPLAY,
+            replay,
+            frame: CHUNK,
             siblings: None,
         }
     }
@@ -204,18 +261,20 @@ pub async fn stream(
     });
     match task.await {
         Ok(result) => result,
-        Err(e) => (
-            Err(RelayError::PeerRead {
-                source: io::Error::other(format!("the stream's task failed: {e}")),
-                partial: Transfer {
-                    sent: 0,
-                    received: 0,
-                    elapsed: Duration::ZERO,
-                    path: CopyPath::Buffered,
-                },
-            }),
-            0,
-        ),
+        Err(e) => (Err(task_failed(&e)), 0),
+    }
+}
+
+/// A carrier's task that panicked, as the stream's error.
+fn task_failed(e: &tokio::task::JoinError) -> RelayError {
+    RelayError::PeerRead {
+        source: io::Error::other(format!("the stream's task failed: {e}")),
+        partial: Transfer {
+            sent: 0,
+            received: 0,
+            elapsed: Duration::ZERO,
+            path: CopyPath::Buffered,
+        },
     }
 }
 
@@ -240,7 +299,7 @@ pub struct Links {
 pub fn links(
     conns: Vec<Conn>,
     mut again: impl FnMut(u32) -> Again,
-    window: Duration,
+    bounds: Bounds,
     label: &str,
     path: CopyPath,
     siblings: Arc<Siblings>,
@@ -260,14 +319,16 @@ pub fn links(
             options: relay::Options::default(),
             path,
             // Each stripe carries its share of the stream, so its share of the replay.
-            replay: (REPLAY / count).max(CHUNK * 4),
+            replay: (bounds.replay / count).max(LINK_BUFFER * 16),
+            // A stripe's frames are no larger than its pipe gives in one go.
+            frame: LINK_BUFFER,
             siblings: Some((index, siblings.clone())),
         };
         let label = format!("{label} (stream {index})");
         tasks.push(tokio::spawn(stream(
             conn,
             again(index),
-            window,
+            bounds.window,
             label,
             local,
         )));
@@ -302,7 +363,6 @@ pub async fn settle(
     links: Links,
 ) -> (Result<Transfer, RelayError>, u32) {
     let mut resumptions = 0;
-    let mut failed = None;
     let ok = striping.is_ok();
     // A link whose pipe closed is ending: a moment for it to say why, then the rest stop.
     let settle_by = tokio::time::Instant::now() + LINK_SETTLE;
@@ -327,26 +387,16 @@ pub async fn settle(
                 }
             }
             Err(e) if e.is_cancelled() => {}
-            Err(e) => {
-                failed.get_or_insert(RelayError::PeerRead {
-                    source: io::Error::other(format!("a stream's task failed: {e}")),
-                    partial: Transfer {
-                        sent: 0,
-                        received: 0,
-                        elapsed: Duration::ZERO,
-                        path: CopyPath::Buffered,
-                    },
-                });
-            }
+            Err(e) => errors.push((index, task_failed(&e))),
         }
     }
     // The link that failed first is the cause; the others failed because of it.
     let first = links.siblings.first().map(|(index, _)| index);
-    if let Some(at) = errors.iter().position(|(i, _)| Some(*i) == first) {
-        failed = Some(errors.swap_remove(at).1);
-    } else if let Some((_, e)) = errors.into_iter().next() {
-        failed = Some(e);
-    }
+    let at = errors
+        .iter()
+        .position(|(i, _)| Some(*i) == first)
+        .unwrap_or(0);
+    let failed = (at < errors.len()).then(|| errors.swap_remove(at).1);
     let result = match (striping, failed) {
         (Ok(transfer), None) => Ok(transfer),
         (Ok(transfer), Some(link)) => Err(link.with_partial(transfer)),
@@ -433,6 +483,10 @@ struct State {
     spare: Vec<Vec<u8>>,
     /// `replay_bytes` at most: reading stops there until acknowledgements come.
     replay_limit: usize,
+    /// Delivered bytes that make an acknowledgement due at once.
+    ack_every: u64,
+    /// Payload bytes per frame this end sends at most.
+    frame: usize,
     /// A striped stream's links, when this is one of them (its index): a sibling's failure
     /// is the reason this one gives its peer when it stops.
     siblings: Option<(u32, Arc<Siblings>)>,
@@ -460,6 +514,8 @@ impl Default for State {
             end_with_peer: false,
             spare: Vec::new(),
             replay_limit: REPLAY,
+            ack_every: ACK_EVERY,
+            frame: CHUNK,
             siblings: None,
         }
     }
@@ -488,9 +544,11 @@ impl State {
             if at + len > offset {
                 break;
             }
-            self.replay_bytes -= frame.len();
+            self.replay_bytes -= held(frame);
+            // Only whole frames are reused (a small one was cut to its size).
             if let Some((_, frame)) = self.replay.pop_front()
                 && self.spare.len() < SPARE
+                && frame.capacity() >= HEADER + self.frame
                 && let Ok(buf) = Arc::try_unwrap(frame)
             {
                 self.spare.push(buf);
@@ -603,6 +661,8 @@ async fn run(
         let mut s = state.lock();
         s.end_with_peer = ends.options.end_with_peer;
         s.replay_limit = local.replay;
+        s.ack_every = ACK_EVERY.min(local.replay as u64 / 8).max(1);
+        s.frame = local.frame.clamp(1, CHUNK);
         s.siblings = local.siblings.clone();
     }
     let (result, resumptions) = run_on(
@@ -823,7 +883,7 @@ async fn carry(
         s.ack_due = Some(Instant::now());
         s.acked = (u64::MAX, false);
     }
-    let wake = Notify::new();
+    let wake = Nudge::default();
     let (mut conn_in, conn_out) = tokio::io::split(conn);
     let Ends {
         input,
@@ -851,6 +911,27 @@ async fn carry(
         let idle_at = idle
             .map(|limit| tokio::time::Instant::from_std(state.lock().moved + limit + LAST_WORDS));
         tokio::select! {
+            // Receiving first: what it changes for the sender (an acknowledgement due, one
+            // received) it only marks ([`Nudge`]), and the sender, polled next in the same
+            // pass, sees it without a wake-up of the task.
+            biased;
+            result = &mut receiving => {
+                let local = state.lock().stop.is_some();
+                if (result.is_ok() || local) && !sent {
+                    // Our close_notify, or the abort that tells the peer why this side has
+                    // stopped, if it is not out yet (bounded: the peer may have gone too).
+                    wake.nudge();
+                    let _ = tokio::time::timeout(LAST_WORDS, &mut sending).await;
+                }
+                if local {
+                    drop(receiving);
+                    last_words(&mut conn_in).await;
+                }
+                return Ok(match result {
+                    Ok(()) => Ended::Done,
+                    Err(e) => Ended::Broke(e),
+                });
+            }
             result = &mut sending, if !sent => match result {
                 Ok(()) => sent = true,
                 Err(e) if e.get_ref().is_some_and(|inner| inner.is::<Stopped>()) => {
@@ -869,23 +950,6 @@ async fn carry(
                     }));
                 }
             },
-            result = &mut receiving => {
-                let local = state.lock().stop.is_some();
-                if (result.is_ok() || local) && !sent {
-                    // Our close_notify, or the abort that tells the peer why this side has
-                    // stopped, if it is not out yet (bounded: the peer may have gone too).
-                    wake.notify_one();
-                    let _ = tokio::time::timeout(LAST_WORDS, &mut sending).await;
-                }
-                if local {
-                    drop(receiving);
-                    last_words(&mut conn_in).await;
-                }
-                return Ok(match result {
-                    Ok(()) => Ended::Done,
-                    Err(e) => Ended::Broke(e),
-                });
-            }
             conn = &mut replaced => return Err(Replaced(conn)),
             () = sleep_until_some(idle_at) => {
                 if let Some(error) = idle_error(state, idle, LAST_WORDS) {
@@ -895,6 +959,31 @@ async fn carry(
                 }
             }
         }
+    }
+}
+
+/// What the receiving half tells the sending half of one connection (an acknowledgement
+/// is due, one came, the peer ended): a mark, not a wake-up. Both halves are one task and
+/// [`carry`] polls the receiving half first, so the sending half is polled right after any
+/// change in the same pass. A wake-up per change made the task reschedule itself and wake
+/// another worker thread to steal it, each time: the price of resuming in the exec shape.
+#[derive(Default)]
+struct Nudge(std::sync::atomic::AtomicBool);
+
+impl Nudge {
+    fn nudge(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Ready once nudged (and takes the mark). Pending registers no waker: see above.
+    fn nudged(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(|_| {
+            if self.0.swap(false, Ordering::AcqRel) {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
     }
 }
 
@@ -951,13 +1040,18 @@ async fn send<W: AsyncWrite + Unpin>(
     state: &Shared,
     input: &mut Box<dyn AsyncRead + Unpin + Send>,
     options: &relay::Options,
-    wake: &Notify,
+    wake: &Nudge,
     aborted: &mut oneshot::Receiver<String>,
 ) -> io::Result<()> {
     let mut last_sent = Instant::now();
     let mut written = 0u64;
     let started = Instant::now();
     let mut next_progress = options.progress.as_ref().map(|p| started + p.every);
+    // One timer for the whole connection, moved only when it must ring sooner (or has
+    // rung): a timer set anew for every frame wakes the runtime's parked driver thread
+    // each time. A ring that comes before anything is due just goes round the loop.
+    let timer = tokio::time::sleep(HEARTBEAT);
+    tokio::pin!(timer);
     loop {
         let stop = state.lock().stop.take();
         if let Some(reason) = stop {
@@ -974,7 +1068,7 @@ async fn send<W: AsyncWrite + Unpin>(
             let ack_now = s.ack_due.is_some_and(|due| {
                 let owed = s.delivered.saturating_sub(s.acked.0);
                 s.acked.0 == u64::MAX
-                    || owed >= ACK_EVERY
+                    || owed >= s.ack_every
                     || due.elapsed() >= ACK_DELAY
                     || s.peer_end.is_some()
             });
@@ -1031,7 +1125,10 @@ async fn send<W: AsyncWrite + Unpin>(
         let (can_read, ack_at, moved) = {
             let s = state.lock();
             (
-                !s.local_end && s.replay_bytes < s.replay_limit,
+                // Nothing is sent before the peer's first acknowledgement says where to
+                // start, so nothing is read either: a fast input would otherwise fill the
+                // whole replay buffer in that round trip (64 MiB of fresh pages at start).
+                s.synced && !s.local_end && s.replay_bytes < s.replay_limit,
                 s.ack_due.map(|due| due + ACK_DELAY),
                 s.moved,
             )
@@ -1044,34 +1141,64 @@ async fn send<W: AsyncWrite + Unpin>(
         if let Some(at) = next_progress {
             wake_at = wake_at.min(at);
         }
-        // The frame a read fills: its header's room first, the data read straight after.
-        let mut fresh = state
-            .lock()
-            .spare
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(HEADER + CHUNK));
+        let wake_at = tokio::time::Instant::from_std(wake_at);
+        if timer.is_elapsed() || wake_at < timer.deadline() {
+            timer.as_mut().reset(wake_at);
+        }
+        // The frame a read fills: its header's room first, the data read straight after
+        // (at most `size`: every frame has exactly that room).
+        let (spare, size) = {
+            let mut s = state.lock();
+            (s.spare.pop(), s.frame)
+        };
+        let mut fresh = spare.unwrap_or_else(|| Vec::with_capacity(HEADER + size));
         fresh.clear();
         fresh.resize(HEADER, 0);
         tokio::select! {
             read = input.read_buf(&mut fresh), if can_read => {
+                // What else is ready joins the frame (a pipe gives 64 KiB a read), so a
+                // fast input fills whole frames and the replay buffer, which counts the
+                // frames' memory, holds as much data as it can.
+                let then = match &read {
+                    Ok(n) if *n > 0 => top_up(input, &mut fresh, size).await,
+                    _ => None,
+                };
                 let mut s = state.lock();
                 match read {
                     Err(e) => s.fail(Fault::LocalRead, e),
                     Ok(0) => s.local_end = true,
-                    Ok(n) => {
+                    Ok(_) => {
+                        let n = fresh.len() - HEADER;
+                        if n < size / 2 {
+                            // A frame less than half full moves into one its size, so the
+                            // replay buffer holds at least as much data as memory. Only an
+                            // input slower than the tunnel gives such frames: the copy
+                            // costs what is to spare.
+                            let small = fresh.to_vec();
+                            let whole = std::mem::replace(&mut fresh, small);
+                            if s.spare.len() < SPARE {
+                                s.spare.push(whole);
+                            }
+                        }
                         let at = s.next;
                         fresh[0] = DATA;
                         fresh[1..9].copy_from_slice(&at.to_be_bytes());
                         fresh[9..HEADER].copy_from_slice(&(n as u32).to_be_bytes());
-                        s.replay_bytes += fresh.len();
+                        s.replay_bytes += held(&fresh);
                         s.replay.push_back((at, Arc::new(fresh)));
                         s.next += n as u64;
                         s.moved = Instant::now();
+                        // The end or the error a top-up met comes after its data.
+                        match then {
+                            Some(Ok(())) => s.local_end = true,
+                            Some(Err(e)) => s.fail(Fault::LocalRead, e),
+                            None => {}
+                        }
                     }
                 }
             }
-            () = wake.notified() => {}
-            () = tokio::time::sleep_until(tokio::time::Instant::from_std(wake_at)) => {
+            () = wake.nudged() => {}
+            () = &mut timer => {
                 let now = Instant::now();
                 let mut s = state.lock();
                 if let Some(idle) = options.idle
@@ -1108,6 +1235,34 @@ async fn send<W: AsyncWrite + Unpin>(
     }
 }
 
+/// Reads on into `frame` whatever `input` has ready now, without waiting, until the frame
+/// holds `size` bytes after its header. Returns how a read that brought nothing ended: the
+/// end of the input (`Ok`) or an error, for after the frame; `None` when nothing more was
+/// ready or the frame is full.
+async fn top_up(
+    input: &mut Box<dyn AsyncRead + Unpin + Send>,
+    frame: &mut Vec<u8>,
+    size: usize,
+) -> Option<io::Result<()>> {
+    while frame.len() < HEADER + size {
+        let room = (HEADER + size - frame.len()) as u64;
+        let mut limited = (&mut *input).take(room);
+        match ready_now(limited.read_buf(frame)).await {
+            None => return None,
+            Some(Ok(0)) => return Some(Ok(())),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Some(Err(e)),
+        }
+    }
+    None
+}
+
+/// The memory a frame in the replay buffer holds (its allocation, not just its bytes: a
+/// frame a pipe read filled a quarter of still holds a whole frame's room).
+fn held(frame: &Vec<u8>) -> usize {
+    frame.capacity()
+}
+
 /// The peer's side of one connection: its frames, written to the local output in order
 /// (what was delivered before is skipped); its acknowledgements; its end (which closes the
 /// local output); its abort; and its close_notify.
@@ -1115,28 +1270,43 @@ async fn receive<R: AsyncRead + Unpin>(
     conn: &mut R,
     state: &Shared,
     output: &mut Option<Box<dyn AsyncWrite + Unpin + Send>>,
-    wake: &Notify,
+    wake: &Nudge,
 ) -> io::Result<()> {
     let mut payload = vec![0u8; CHUNK];
     let mut frames = 0u64;
+    // The silence limit on one timer, moved on only when it rings (a timer per frame would
+    // wake the runtime's parked driver thread each time).
+    let silence = tokio::time::sleep(SILENCE);
+    tokio::pin!(silence);
     loop {
         let mut head = [0u8; HEADER];
-        match tokio::time::timeout(SILENCE, conn.read_exact(&mut head[..1])).await {
-            Err(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("nothing arrived for {SILENCE:?}"),
-                ));
+        // Silence counts from here: a slow local output is not the peer's silence.
+        let waiting = tokio::time::Instant::now();
+        let first = loop {
+            tokio::select! {
+                // One byte: read or not, never half read, so losing the race loses nothing.
+                first = conn.read_exact(&mut head[..1]) => break first,
+                () = &mut silence => {
+                    if waiting.elapsed() >= SILENCE {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("nothing arrived for {SILENCE:?}"),
+                        ));
+                    }
+                    silence.as_mut().reset(waiting + SILENCE);
+                }
             }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+        };
+        match first {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                 // A clean close (close_notify) at a frame boundary.
                 if state.lock().finished() {
                     return Ok(());
                 }
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
-            Ok(Err(e)) => return Err(e),
+            Err(e) => return Err(e),
         }
         conn.read_exact(&mut head[1..]).await?;
         let kind = head[0];
@@ -1144,19 +1314,6 @@ async fn receive<R: AsyncRead + Unpin>(
         let len = u32::from_be_bytes(head[9..].try_into().unwrap_or_default()) as usize;
         match kind {
             DATA if len > 0 && len <= CHUNK => {
-                // Bytes of a frame arriving are data moving (a slow path may take longer
-                // than the idle timeout over one frame).
-                let mut got = 0;
-                while got < len {
-                    let n = conn.read(&mut payload[got..len]).await?;
-                    if n == 0 {
-                        return Err(io::ErrorKind::UnexpectedEof.into());
-                    }
-                    got += n;
-                    if got < len {
-                        state.lock().moved = Instant::now();
-                    }
-                }
                 let (delivered, ended) = {
                     let s = state.lock();
                     (s.delivered, s.peer_end.is_some())
@@ -1166,40 +1323,33 @@ async fn receive<R: AsyncRead + Unpin>(
                         "data at {offset} where {delivered} was due"
                     )));
                 }
-                let end = offset + len as u64;
-                if end > delivered {
-                    let skip = (delivered - offset) as usize;
-                    let written = match output.as_mut() {
-                        Some(out) => out.write_all(&payload[skip..len]).await,
-                        None => Err(io::ErrorKind::BrokenPipe.into()),
-                    };
-                    {
-                        let mut s = state.lock();
-                        match written {
-                            Ok(()) => {
-                                s.delivered = end;
-                                s.moved = Instant::now();
-                                s.ack_due.get_or_insert_with(Instant::now);
-                            }
-                            Err(e) => s.fail(Fault::LocalWrite, e),
-                        }
+                // The payload goes out as it arrives, whatever is ready at once, not the
+                // whole frame at the end: a local side that drains faster than a frame
+                // arrives (an exec'd program's socket holds one frame) would idle meanwhile.
+                let mut got = 0;
+                while got < len {
+                    let (n, failed) = read_ready(conn, &mut payload[..len - got]).await;
+                    if n == 0 {
+                        return Err(failed.unwrap_or_else(|| io::ErrorKind::UnexpectedEof.into()));
                     }
-                    wake.notify_one();
-                    if state.lock().stop.is_some() {
-                        return Err(io::Error::other("this side stopped"));
+                    let at = offset + got as u64;
+                    got += n;
+                    deliver(state, output, wake, at, &payload[..n]).await?;
+                    if let Some(e) = failed {
+                        return Err(e);
                     }
-                    frames += 1;
-                    if frames.is_multiple_of(YIELD_EVERY) {
-                        // A socket that always has the next frame never makes this loop
-                        // wait, and the sending half (in the same task) would send no
-                        // acknowledgement: the peer's replay buffer would fill instead.
-                        tokio::task::yield_now().await;
-                    }
+                }
+                frames += 1;
+                if frames.is_multiple_of(YIELD_EVERY) {
+                    // A socket that always has the next frame never makes this loop wait,
+                    // and the sending half (in the same task) would send no
+                    // acknowledgement: the peer's replay buffer would fill instead.
+                    tokio::task::yield_now().await;
                 }
             }
             ACK if len <= 1 => {
                 state.lock().acknowledged(offset, len == 1)?;
-                wake.notify_one();
+                wake.nudge();
             }
             END if len == 0 => {
                 let first = {
@@ -1224,10 +1374,10 @@ async fn receive<R: AsyncRead + Unpin>(
                     && let Err(e) = out.shutdown().await
                 {
                     state.lock().fail(Fault::LocalWrite, e);
-                    wake.notify_one();
+                    wake.nudge();
                     return Err(io::Error::other("this side stopped"));
                 }
-                wake.notify_one();
+                wake.nudge();
             }
             ABORT if len <= ABORT_MAX => {
                 conn.read_exact(&mut payload[..len]).await?;
@@ -1244,6 +1394,90 @@ async fn receive<R: AsyncRead + Unpin>(
     }
 }
 
+/// Reads what `conn` has for `buf`: waits for some, then takes what else is ready at once.
+/// Returns the bytes read and, when a read after some bytes failed, its error (for after
+/// those bytes).
+async fn read_ready<R: AsyncRead + Unpin>(
+    conn: &mut R,
+    buf: &mut [u8],
+) -> (usize, Option<io::Error>) {
+    let mut n = match conn.read(buf).await {
+        Ok(n) => n,
+        Err(e) => return (0, Some(e)),
+    };
+    while n > 0 && n < buf.len() {
+        match ready_now(conn.read(&mut buf[n..])).await {
+            None | Some(Ok(0)) => break,
+            Some(Ok(more)) => n += more,
+            Some(Err(e)) => return (n, Some(e)),
+        }
+    }
+    (n, None)
+}
+
+/// `future`'s output if it is ready at the first poll; `None` otherwise (it is dropped
+/// then, so it must be one that loses nothing so: a read).
+async fn ready_now<F: Future>(future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|cx| match future.as_mut().poll(cx) {
+        std::task::Poll::Ready(out) => std::task::Poll::Ready(Some(out)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await
+}
+
+/// Hands `bytes`, the stream's bytes from offset `at`, to the local output, less what was
+/// delivered before (a resent frame overlaps it); marks an acknowledgement due.
+async fn deliver(
+    state: &Shared,
+    output: &mut Option<Box<dyn AsyncWrite + Unpin + Send>>,
+    wake: &Nudge,
+    at: u64,
+    bytes: &[u8],
+) -> io::Result<()> {
+    let delivered = state.lock().delivered;
+    let end = at + bytes.len() as u64;
+    if end <= delivered {
+        // Bytes arriving are data moving, delivered before or not (a slow path may take
+        // longer than the idle timeout over one frame).
+        state.lock().moved = Instant::now();
+        return Ok(());
+    }
+    let skip = (delivered - at) as usize;
+    let written = match output.as_mut() {
+        Some(out) => out.write_all(&bytes[skip..]).await,
+        None => Err(io::ErrorKind::BrokenPipe.into()),
+    };
+    let wanted = {
+        let mut s = state.lock();
+        match written {
+            Ok(()) => {
+                let before = s.delivered;
+                s.delivered = end;
+                s.moved = Instant::now();
+                // The sender only needs telling when this changes what it does: an
+                // acknowledgement newly due (it sets its timer from that) or one owed now.
+                let owed = |at: u64| at.saturating_sub(s.acked.0);
+                let wanted =
+                    s.ack_due.is_none() || (owed(before) < s.ack_every && owed(end) >= s.ack_every);
+                s.ack_due.get_or_insert_with(Instant::now);
+                wanted
+            }
+            Err(e) => {
+                s.fail(Fault::LocalWrite, e);
+                true
+            }
+        }
+    };
+    if wanted {
+        wake.nudge();
+    }
+    if state.lock().stop.is_some() {
+        return Err(io::Error::other("this side stopped"));
+    }
+    Ok(())
+}
+
 /// What one connection's receiving side makes of `data` as the peer's frames (the fuzz
 /// target `resume_frames`): a stream that has sent three frames of 10 bytes and ended, so
 /// acknowledgements, data, ends and aborts all meet real state. Errors are the expected
@@ -1258,7 +1492,7 @@ pub fn read_frames(data: &[u8]) -> io::Result<()> {
             let mut s = state.lock();
             for at in [0u64, 10, 20] {
                 let f = Arc::new(frame(DATA, at, 10, &[7; 10]));
-                s.replay_bytes += f.len();
+                s.replay_bytes += held(&f);
                 s.replay.push_back((at, f));
             }
             s.next = 30;
@@ -1267,7 +1501,7 @@ pub fn read_frames(data: &[u8]) -> io::Result<()> {
         }
         let mut output: Option<Box<dyn AsyncWrite + Unpin + Send>> =
             Some(Box::new(tokio::io::sink()));
-        let wake = Notify::new();
+        let wake = Nudge::default();
         let mut input = data;
         receive(&mut input, &state, &mut output, &wake).await
     })
@@ -1281,9 +1515,9 @@ mod tests {
     fn acknowledgements_free_whole_frames_and_refuse_the_impossible() {
         let mut s = State::default();
         for at in [0u64, 10, 20] {
-            s.replay
-                .push_back((at, Arc::new(frame(DATA, at, 10, &[0; 10]))));
-            s.replay_bytes += HEADER + 10;
+            let f = frame(DATA, at, 10, &[0; 10]);
+            s.replay_bytes += held(&f);
+            s.replay.push_back((at, Arc::new(f)));
         }
         s.next = 30;
         s.cursor = 3;

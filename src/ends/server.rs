@@ -51,9 +51,9 @@ pub struct Plan {
     pub mode: Mode,
     /// Progress lines and the stats file.
     pub report: Reporting,
-    /// How long a broken stream may take to resume (zero: never). `config` must agree to it
-    /// ([`resume::accept`]).
-    pub resume: Duration,
+    /// How long a broken stream may take to resume (zero: never), and what it keeps for
+    /// resending. `config` must agree to it ([`resume::accept`]).
+    pub resume: resume::Bounds,
 }
 
 /// The two kinds of listener.
@@ -79,11 +79,14 @@ pub async fn run(mut args: ListenSettings) -> Result<()> {
     let bind = net::parse_bind(&args.bind)?;
     let prepared = Prepared::load(&args.tls, None)?;
     let mut config = tls::server_config(&args.tls, prepared)?;
-    let window = args.stream.resume_window;
+    let bounds = resume::Bounds {
+        window: args.stream.resume_window,
+        replay: args.stream.resume_buffer,
+    };
     if matches!(args.serve, Serve::Stdio) {
         config = stripes::accept_up_to(config, args.streams);
     }
-    config = resume::accept(config, window);
+    config = resume::accept(config, bounds.window);
     let mode = match args.serve {
         Serve::Exec(argv) => Mode::Exec {
             program: Program::from_argv(argv)?,
@@ -99,7 +102,7 @@ pub async fn run(mut args: ListenSettings) -> Result<()> {
         idle: args.stream.idle(),
         report: args.stream.reporting(matches!(mode, Mode::Exec { .. })),
         mode,
-        resume: window,
+        resume: bounds,
     };
     check(&plan)?;
     let listener = open(&bind).await?;
@@ -156,7 +159,7 @@ struct Limits {
     handshake: Duration,
     idle: Option<Duration>,
     report: Reporting,
-    resume: Duration,
+    resume: resume::Bounds,
 }
 
 /// Waits for one verified connection and relays it to stdio. Whatever fails before it (a
@@ -422,9 +425,9 @@ async fn resumable(
     let (result, resumptions) = resume::stream(
         Box::new(first),
         resume::Again::Accept(arrivals),
-        limits.resume,
+        limits.resume.window,
         label.clone(),
-        resume::Local::new(local, options, path),
+        resume::Local::new(local, options, path, limits.resume.replay),
     )
     .await;
     // Over: later dialers get "connection refused".
@@ -694,18 +697,17 @@ async fn serve_one_exec(
     let result = match carried {
         Some((id, arrivals)) => {
             let path = session::copy_path(&stream);
-            let local = resume::Local {
-                input: Box::new(spawned.output),
-                output: Box::new(spawned.input),
+            let local = resume::Local::of(
+                Box::new(spawned.output),
+                Box::new(spawned.input),
                 options,
                 path,
-                replay: resume::REPLAY,
-                siblings: None,
-            };
+                limits.resume.replay,
+            );
             let (result, resumptions) = resume::stream(
                 Box::new(stream),
                 resume::Again::Accept(arrivals),
-                limits.resume,
+                limits.resume.window,
                 label.clone(),
                 local,
             )

@@ -336,8 +336,8 @@ impl Conf {
             let prepared = Prepared::with_policy(&tls, policy)?;
             // A donor that is sst-tunnel too may resume a broken connection: its rsync
             // keeps running here, and the stream goes on over the next connection.
-            let resume = resume::window_from_env()?;
-            let config = resume::accept(tls::server_config(&tls, prepared)?, resume);
+            let resume = resume::bounds_from_env()?;
+            let config = resume::accept(tls::server_config(&tls, prepared)?, resume.window);
             let plan = server::Plan {
                 resume,
                 config,
@@ -394,13 +394,13 @@ impl Conf {
         let (config, name) =
             tls::client_config(&tls, prepared, &target.host, sni.as_deref(), no_sni)?;
         // A joiner that is sst-tunnel too may agree to resume a broken connection.
-        let resume = resume::window_from_env()?;
+        let resume = resume::bounds_from_env()?;
         Ok(Translated::Service(Box::new(Service {
             role: Role::Inetd(client::Plan {
                 // rsync's protocol is interactive: one connection, both ways.
                 stripes: 1,
                 resume,
-                config: resume::offer(config, resume),
+                config: resume::offer(config, resume.window),
                 target,
                 source: None,
                 name,

@@ -23,6 +23,35 @@ pub fn bounded(duration: Duration) -> Result<Duration, String> {
     }
 }
 
+/// Parses a byte count: `1000`, `64KiB`, `64MiB`, `1GiB`, `1G`, `500MB`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size (try 64MiB or 1GiB)"))?;
+    let scale: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => {
+            return Err(format!(
+                "'{text}': unknown unit '{unit}' (use KiB, MiB or GiB)"
+            ));
+        }
+    };
+    value
+        .checked_mul(scale)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
 /// Parses `30s`, `500ms`, `5m`, `1h` or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -172,6 +201,8 @@ pub struct StreamSettings {
     /// The longest a stream between two sst-tunnels may stay disconnected and still resume
     /// (zero: never resume).
     pub resume_window: Duration,
+    /// Unacknowledged bytes each end of a resumable stream keeps for resending.
+    pub resume_buffer: usize,
 }
 
 impl StreamSettings {
@@ -237,4 +268,19 @@ pub struct ListenSettings {
     pub tls: TlsSettings,
     /// The data phase.
     pub stream: StreamSettings,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("12"), Ok(12));
+        assert_eq!(parse_size("2MB"), Ok(2_000_000));
+        assert!(parse_size("1TiB").is_err());
+        assert!(parse_size("99999999999G").is_err());
+    }
 }

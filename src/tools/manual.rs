@@ -67,6 +67,13 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
          by default 120s, the stock scripts' own idle timeouts; 0 turns resuming off).",
     ),
     (
+        "SST_TUNNEL_RESUME_BUFFER",
+        "The stunnel and socat front-ends' --resume-buffer: the unacknowledged bytes each end \
+         of a resumable stream keeps for resending (a size such as 64MiB, the default; at \
+         least 1MiB). Below the path's bandwidth-delay product the sender waits for \
+         acknowledgements. Set the same on both nodes.",
+    ),
+    (
         "SST_TUNNEL_CONGESTION",
         "The stunnel and socat front-ends' --congestion: the TCP congestion control of every \
          connection (e.g. bbr). It must be loaded (modprobe tcp_bbr) and, for an unprivileged \

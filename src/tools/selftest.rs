@@ -26,37 +26,8 @@ use clap::Args;
 #[derive(Debug, Args)]
 pub struct SelftestArgs {
     /// Bytes to push through, e.g. 1GiB, 64MiB, 1000000.
-    #[arg(long, value_name = "BYTES", default_value = "1GiB", value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES", default_value = "1GiB", value_parser = crate::settings::parse_size)]
     pub size: u64,
-}
-
-/// Parses a byte count: `1000`, `64KiB`, `64MiB`, `1GiB`, `1G`, `500MB`.
-pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size (try 64MiB or 1GiB)"))?;
-    let scale: u64 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        _ => {
-            return Err(format!(
-                "'{text}': unknown unit '{unit}' (use KiB, MiB or GiB)"
-            ));
-        }
-    };
-    value
-        .checked_mul(scale)
-        .ok_or_else(|| format!("'{text}' is too large"))
 }
 
 /// Size of the pattern the generator repeats; deliberately not a power of two so chunk
@@ -269,19 +240,4 @@ impl AsyncWrite for HashSink {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
-        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
-        assert_eq!(parse_size("12"), Ok(12));
-        assert_eq!(parse_size("2MB"), Ok(2_000_000));
-        assert!(parse_size("1TiB").is_err());
-        assert!(parse_size("99999999999G").is_err());
-    }
 }

@@ -438,7 +438,18 @@ impl Outcome {
 }
 
 /// Writes `len` seeded pseudo-random bytes to `sink` from a thread; returns the SHA-256.
-pub fn feed(mut sink: impl Write + Send + 'static, len: u64, seed: u64) -> JoinHandle<String> {
+pub fn feed(sink: impl Write + Send + 'static, len: u64, seed: u64) -> JoinHandle<String> {
+    feed_counted(sink, len, seed, Arc::default())
+}
+
+/// [`feed`], adding each write to `written` as soon as `sink` took it (how far a reader
+/// has read ahead, up to the pipe's buffer).
+pub fn feed_counted(
+    mut sink: impl Write + Send + 'static,
+    len: u64,
+    seed: u64,
+    written: Arc<std::sync::atomic::AtomicU64>,
+) -> JoinHandle<String> {
     thread::spawn(move || {
         let mut hash = digest::Context::new(&digest::SHA256);
         let mut state = seed | 1;
@@ -456,6 +467,7 @@ pub fn feed(mut sink: impl Write + Send + 'static, len: u64, seed: u64) -> JoinH
             if sink.write_all(&chunk[..n]).is_err() {
                 break;
             }
+            written.fetch_add(n as u64, std::sync::atomic::Ordering::SeqCst);
             left -= n as u64;
         }
         drop(sink);

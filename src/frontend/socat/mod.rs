@@ -560,8 +560,8 @@ fn server_plan(o: &Options, direction: Direction, idle: Option<Duration>) -> Res
         config = stripes::accept_up_to(config, streams()?);
     }
     // A donor that is sst-tunnel too may resume a broken connection.
-    let resume = resume::window_from_env()?;
-    config = resume::accept(config, resume);
+    let resume = resume::bounds_from_env()?;
+    config = resume::accept(config, resume.window);
     Ok(server::Plan {
         resume,
         config,
@@ -596,9 +596,9 @@ fn client_plan(
     } else {
         1
     };
-    let resume = resume::window_from_env()?;
+    let resume = resume::bounds_from_env()?;
     Ok(client::Plan {
-        config: resume::offer(stripes::offer(config, most), resume),
+        config: resume::offer(stripes::offer(config, most), resume.window),
         resume,
         target,
         source: None,
