@@ -20,6 +20,10 @@
 //! choose a subset; `SST_BENCH_WAN_EXTRA` adds flags to both sst-tunnels (a variant). The guest kernel is trixie-backports' newest (KTLS_VM_SUITE overrides).
 //! A row that fails or is not verified says so, and the bench exits non-zero.
 
+#[path = "../tests/common/mod.rs"]
+#[allow(missing_docs)]
+mod common;
+
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -436,17 +440,10 @@ fn report(rows: &[Row], window: u64, warmup: u64) -> String {
     out
 }
 
-/// The source's 1 MiB pattern (incompressible, like a backup stream).
+/// The source's 1 MiB pattern (incompressible, like a backup stream): the tests' seeded
+/// bytes.
 fn pattern() -> Vec<u8> {
-    let mut state: u64 = 42 | 1;
-    (0..1 << 20)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
+    common::bytes(1 << 20, 42)
 }
 
 /// Block `k` of the stream: the pattern with its first 8 bytes XORed with `k`, so a block
