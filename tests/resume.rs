@@ -373,9 +373,11 @@ fn the_replay_buffer_bounds_what_the_donor_reads_ahead() {
         small <= 12 * MIB,
         "with a 2 MiB replay buffer the donor read {small} bytes into a black hole at 8 MiB"
     );
+    // The buffer counts the frames' memory, and frames a pipe read left a quarter full
+    // count whole: 64 MiB holds at least 16 MiB of data.
     let large = read_ahead_through_a_black_hole("64MiB");
     assert!(
-        large >= 48 * MIB,
+        large >= 16 * MIB,
         "with a 64 MiB replay buffer the donor read only {large} bytes"
     );
 }

@@ -110,14 +110,8 @@ impl AsyncRead for StdinReader {
             Self::Pool(stdin) => Pin::new(stdin).poll_read(cx, buf),
             Self::Reactor(nb) => loop {
                 let mut guard = ready!(nb.fd.poll_read_ready(cx))?;
-                let unfilled = buf.initialize_unfilled();
-                match guard
-                    .try_io(|fd| nix::unistd::read(fd.get_ref(), unfilled).map_err(io::Error::from))
-                {
-                    Ok(Ok(n)) => {
-                        buf.advance(n);
-                        return Poll::Ready(Ok(()));
-                    }
+                match guard.try_io(|fd| fastpath::read_uninit(fd.get_ref().as_fd(), buf)) {
+                    Ok(Ok(_)) => return Poll::Ready(Ok(())),
                     Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Ok(Err(e)) => return Poll::Ready(Err(e)),
                     Err(_would_block) => continue,

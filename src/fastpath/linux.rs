@@ -240,6 +240,25 @@ pub(super) fn recv_record(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(u8,
     recv_with(fd, buf, MsgFlags::MSG_DONTWAIT)
 }
 
+/// read(2) straight into `buf`'s unfilled, maybe uninitialised, room.
+#[allow(unsafe_code)]
+pub(super) fn read_uninit(
+    fd: BorrowedFd<'_>,
+    buf: &mut tokio::io::ReadBuf<'_>,
+) -> io::Result<usize> {
+    // SAFETY: read(2) only writes, at most `room.len()` bytes into `room`, which is valid for
+    // writes of that length; nothing in it is read before the kernel wrote it.
+    let rc = unsafe {
+        let room = buf.unfilled_mut();
+        libc::read(fd.as_raw_fd(), room.as_mut_ptr().cast(), room.len())
+    };
+    let n = usize::try_from(rc).map_err(|_| io::Error::last_os_error())?;
+    // SAFETY: the kernel wrote (initialised) the first `n` bytes of the unfilled room.
+    unsafe { buf.assume_init(n) };
+    buf.advance(n);
+    Ok(n)
+}
+
 /// TCP_INFO's smoothed round trip (tcpi_rtt, microseconds): right after connect it is the
 /// handshake's own sample.
 #[allow(unsafe_code)]

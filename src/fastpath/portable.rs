@@ -83,3 +83,13 @@ pub(super) fn splice(_from: BorrowedFd<'_>, _to: BorrowedFd<'_>, _len: usize) ->
 pub(super) fn splice_capable(_fd: BorrowedFd<'_>) -> bool {
     false
 }
+
+/// The same read, zeroing the room first (safe code only).
+pub(super) fn read_uninit(
+    fd: BorrowedFd<'_>,
+    buf: &mut tokio::io::ReadBuf<'_>,
+) -> io::Result<usize> {
+    let n = nix::unistd::read(fd, buf.initialize_unfilled()).map_err(io::Error::from)?;
+    buf.advance(n);
+    Ok(n)
+}
