@@ -1429,7 +1429,10 @@ async fn ready_now<F: Future>(future: F) -> Option<F::Output> {
 }
 
 /// Hands `bytes`, the stream's bytes from offset `at`, to the local output, less what was
-/// delivered before (a resent frame overlaps it); marks an acknowledgement due.
+/// delivered before (a resent frame overlaps it); marks an acknowledgement due. What was
+/// delivered is counted after every write, not once at the end: this future may be dropped
+/// between two writes (a newer connection takes over while the local side is slow), and
+/// the bytes already written must not come again.
 async fn deliver(
     state: &Shared,
     output: &mut Option<Box<dyn AsyncWrite + Unpin + Send>>,
@@ -1437,47 +1440,51 @@ async fn deliver(
     at: u64,
     bytes: &[u8],
 ) -> io::Result<()> {
-    let delivered = state.lock().delivered;
     let end = at + bytes.len() as u64;
-    if end <= delivered {
-        // Bytes arriving are data moving, delivered before or not (a slow path may take
-        // longer than the idle timeout over one frame).
-        state.lock().moved = Instant::now();
-        return Ok(());
-    }
-    let skip = (delivered - at) as usize;
-    let written = match output.as_mut() {
-        Some(out) => out.write_all(&bytes[skip..]).await,
-        None => Err(io::ErrorKind::BrokenPipe.into()),
-    };
-    let wanted = {
-        let mut s = state.lock();
-        match written {
-            Ok(()) => {
-                let before = s.delivered;
-                s.delivered = end;
-                s.moved = Instant::now();
-                // The sender only needs telling when this changes what it does: an
-                // acknowledgement newly due (it sets its timer from that) or one owed now.
-                let owed = |at: u64| at.saturating_sub(s.acked.0);
-                let wanted =
-                    s.ack_due.is_none() || (owed(before) < s.ack_every && owed(end) >= s.ack_every);
-                s.ack_due.get_or_insert_with(Instant::now);
-                wanted
-            }
-            Err(e) => {
-                s.fail(Fault::LocalWrite, e);
-                true
-            }
+    loop {
+        let delivered = state.lock().delivered;
+        if end <= delivered {
+            // Bytes arriving are data moving, delivered before or not (a slow path may
+            // take longer than the idle timeout over one frame).
+            state.lock().moved = Instant::now();
+            return Ok(());
         }
-    };
-    if wanted {
-        wake.nudge();
+        let rest = &bytes[(delivered - at) as usize..];
+        let written = match output.as_mut() {
+            Some(out) => match out.write(rest).await {
+                Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+                other => other,
+            },
+            None => Err(io::ErrorKind::BrokenPipe.into()),
+        };
+        let wanted = {
+            let mut s = state.lock();
+            match written {
+                Ok(n) => {
+                    let before = s.delivered;
+                    s.delivered += n as u64;
+                    s.moved = Instant::now();
+                    // The sender only needs telling when this changes what it does: an
+                    // acknowledgement newly due (it sets its timer from that) or one owed.
+                    let owed = |at: u64| at.saturating_sub(s.acked.0);
+                    let wanted = s.ack_due.is_none()
+                        || (owed(before) < s.ack_every && owed(s.delivered) >= s.ack_every);
+                    s.ack_due.get_or_insert_with(Instant::now);
+                    wanted
+                }
+                Err(e) => {
+                    s.fail(Fault::LocalWrite, e);
+                    true
+                }
+            }
+        };
+        if wanted {
+            wake.nudge();
+        }
+        if state.lock().stop.is_some() {
+            return Err(io::Error::other("this side stopped"));
+        }
     }
-    if state.lock().stop.is_some() {
-        return Err(io::Error::other("this side stopped"));
-    }
-    Ok(())
 }
 
 /// What one connection's receiving side makes of `data` as the peer's frames (the fuzz
