@@ -139,6 +139,6 @@ pub fn resume_frames(data: &[u8]) {
     use crate::ends::stripes;
     let opening = &data[..data.len().min(stripes::OPENING_LEN)];
     let _ = stripes::parse_opening(opening);
-    let _ = stripes::check_resume(&[7; stripes::TOKEN_LEN], opening, 4);
+    let _ = stripes::check_join(&[7; stripes::TOKEN_LEN], opening, 4);
     let _ = crate::ends::resume::read_frames(data);
 }

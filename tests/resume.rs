@@ -494,7 +494,7 @@ fn an_exec_listener_refuses_to_resume_what_it_does_not_carry() {
         );
     }
     j.wait_line("it resumes no stream under way here");
-    j.wait_line("neither a new stream nor a stream to resume");
+    j.wait_line("neither a new stream nor a stream under way");
     let second = bytes(MIB as usize, 24);
     stdin.write_all(&second).unwrap();
     drop(stdin);

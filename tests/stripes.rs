@@ -439,7 +439,8 @@ fn a_connection_without_the_binding_secret_is_refused_and_the_transfer_completes
         thread::sleep(Duration::from_millis(10));
     }
     // A valid client certificate, the same ALPN offer (striped and resumable, the default
-    // between two sst-tunnels), but 33 bytes that are not the token.
+    // between two sst-tunnels), and an opening that joins stripe 1, with 32 bytes that are
+    // not the token.
     let mut intruder = Command::new(openssl)
         .args([
             "s_client",
@@ -457,7 +458,7 @@ fn a_connection_without_the_binding_secret_is_refused_and_the_transfer_completes
             "-CAfile",
             &pki.s("ca.pem"),
             "-alpn",
-            "sst-tunnel/stripes-resume/4",
+            "sst-tunnel/stripes-resume/2/4",
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -468,7 +469,7 @@ fn a_connection_without_the_binding_secret_is_refused_and_the_transfer_completes
         .stdin
         .take()
         .unwrap()
-        .write_all(&[0x55; 33])
+        .write_all(&[[1, 1].as_slice(), &[0x55; 32]].concat())
         .unwrap();
     let refused = server.wait_line("refused a connection from");
     assert!(refused.contains("binding secret"), "{refused}");
@@ -644,4 +645,51 @@ fn a_slow_stripe_that_keeps_moving_is_not_idle() {
     s.ok();
     assert_eq!(sha256(&s.stdout), sent.join().unwrap());
     assert_eq!(streams_in(&s.stderr), 2);
+}
+
+/// The striping has no framing of its own (each stripe's link frames it), so nothing but its
+/// links can tell a cut from an end: a donor stopped (SIGTERM) with its input open, just after
+/// the stream reached a round of whole blocks on every stripe, must fail the joiner, not end
+/// the stream there. Both with resuming (the default) and without.
+#[test]
+fn a_donor_stopped_on_a_block_boundary_is_a_cut_not_an_end() {
+    use nix::sys::signal::Signal;
+    let _serial = serial();
+    let pki = Pki::new();
+    // Eight rounds of 128 KiB blocks on each of 4 stripes.
+    let len = 4 * 8 * (128 << 10);
+    let data = bytes(len, 17);
+    for window in ["120s", "0"] {
+        let flags = ["--streams", "4", "--resume-window", window];
+        let mut args = listen_args("127.0.0.1:0", &tls_args(&pki, "server", &flags));
+        args.push("--stdio".into());
+        args.extend(strs(&flags));
+        let mut server = Proc::spawn_raw_stdout(Command::new(bin()).args(&args));
+        server.close_stdin();
+        let mut out = server.take_stdout();
+        let mut cl = client(&pki, server.port(), "client", &flags);
+        let mut input = cl.stdin();
+        input.write_all(&data).unwrap();
+        // Everything sent has been written out by the joiner: the donor now waits on its
+        // open input, every stripe at a block's end.
+        let (tx, rx) = mpsc::channel();
+        let reader = thread::spawn(move || {
+            let mut got = vec![0; len];
+            out.read_exact(&mut got).unwrap();
+            tx.send(()).unwrap();
+            let mut rest = Vec::new();
+            let _ = out.read_to_end(&mut rest);
+            (got, rest)
+        });
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("the joiner did not write what was sent");
+        cl.signal(Signal::SIGTERM);
+        let c = cl.finish();
+        let s = server.finish();
+        drop(input);
+        let (got, rest) = reader.join().unwrap();
+        assert!(got == data && rest.is_empty(), "window {window}");
+        assert_eq!(c.code(), 143, "window {window}: {}", c.stderr);
+        s.fails(6, "(stream truncated)");
+    }
 }

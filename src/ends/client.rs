@@ -118,7 +118,7 @@ pub async fn dial(plan: Plan) -> Result<()> {
     plan.report.finish(&label, &info, result)
 }
 
-/// The binding secret the listener sends first on a striped or resumable stream.
+/// The binding secret the listener answers a new striped or resumable stream's opening with.
 async fn binding_token(
     plan: &Plan,
     first: &mut ClientStream,
@@ -205,7 +205,7 @@ fn redialer(
                 })?;
             extra.joins(&first).map_err(|e| (e, true))?;
             stream
-                .write_all(&stripes::opening_resume(&token, stripe))
+                .write_all(&stripes::opening_join(&token, stripe))
                 .await
                 .map_err(|e| (tls::classify(&e, Error::Transfer), false))?;
             Ok(Box::new(stream) as resume::Conn)
@@ -213,10 +213,11 @@ fn redialer(
     })
 }
 
-/// A stream striped over `info.stripes` connections: the listener's binding token from the
-/// first, the others opened and bound to it, then stdin over all of them (one-way). When
-/// both ends agreed to resume, each connection is its own resumable link
-/// ([`resume::links`]): a broken stripe is dialled again by itself.
+/// A stream striped over `info.stripes` connections: a new stream opened on the first and
+/// the listener's binding token back, the others opened and bound to it (the opening a
+/// replacement connection presents), then stdin over all of them (one-way), each its own
+/// link ([`resume::links`]). When both ends agreed to resume, a broken stripe is dialled
+/// again by itself; otherwise it fails the stream.
 async fn striped(
     plan: &Plan,
     mut first: ClientStream,
@@ -224,21 +225,19 @@ async fn striped(
     label: &str,
 ) -> Result<()> {
     let count = info.stripes;
-    if info.resume {
-        // A new stream: say so, and the listener answers with its binding secret.
-        first
-            .write_all(&stripes::opening_new())
-            .await
-            .map_err(|e| tls::classify(&e, Error::Transfer))?;
-    }
-    let token = binding_token(plan, &mut first, label).await?;
+    // A new stream: say so, and the listener answers with its binding secret.
+    first
+        .write_all(&stripes::opening_new())
+        .await
+        .map_err(|e| tls::classify(&e, Error::Transfer))?;
+    let token = Arc::new(binding_token(plan, &mut first, label).await?);
     let mut all = vec![first];
     for index in 1..count {
         // The others offer what the first agreed to (`auto` does not judge the path again).
         let (mut stream, extra) = establish(plan, label, Some(count)).await?;
         extra.joins(&info)?;
         stream
-            .write_all(&stripes::binding(&token, index))
+            .write_all(&stripes::opening_join(&token, index))
             .await
             .map_err(|e| tls::classify(&e, Error::Transfer))?;
         all.push(stream);
@@ -247,17 +246,21 @@ async fn striped(
     let local = LocalEnds::open(Direction::SendOnly, false);
     let progress = plan.report.progress_for(label);
     let path = session::copy_path(&all[0]);
-    if !info.resume {
-        let result = stripes::send(all, local.input, plan.idle, progress.as_ref(), path).await;
-        return plan.report.finish(label, &info, result);
-    }
     // Each stripe dialled again offers exactly what the first agreed to.
     let config = stripes::reoffer(&plan.config, count);
-    let (first_info, token) = (Arc::new(info.clone()), Arc::new(token));
+    let first_info = Arc::new(info.clone());
     let conns = all
         .into_iter()
         .map(|c| Box::new(c) as resume::Conn)
         .collect();
+    let bounds = if info.resume {
+        plan.resume
+    } else {
+        resume::Bounds {
+            window: Duration::ZERO,
+            ..plan.resume
+        }
+    };
     let (pipes, links) = resume::links(
         conns,
         |index| {
@@ -269,7 +272,7 @@ async fn striped(
                 index,
             ))
         },
-        plan.resume,
+        bounds,
         label,
         path,
         Arc::default(),

@@ -25,7 +25,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -80,10 +80,11 @@ pub fn replay_size(bytes: u64) -> Result<usize, String> {
         .filter(|b| *b >= MIN_REPLAY)
         .ok_or_else(|| format!("{bytes} bytes is below the smallest replay buffer, 1MiB"))
 }
-/// How a connection resuming a stream opens (its token follows); the first byte names the
-/// stripe it resumes (0: the one connection of an unstriped stream).
-pub const RESUME_MARK: [u8; 2] = [0, 1];
-/// How a connection opening a new resumable stream opens.
+/// How a connection carrying a stripe of a stream under way opens (its token follows): a
+/// striped stream's other connections, and every connection that resumes one. The first
+/// byte names the stripe (0: the one connection of an unstriped stream).
+pub const JOIN_MARK: [u8; 2] = [0, 1];
+/// How a connection opening a new striped or resumable stream opens.
 pub const NEW_MARK: [u8; 2] = [0, 0];
 
 /// A client configuration that also offers to resume (unchanged when `window` is zero): a
@@ -278,9 +279,9 @@ fn task_failed(e: &tokio::task::JoinError) -> RelayError {
     }
 }
 
-/// Buffer between a stripe's frames and its link, each way. Small, so the link's frames are
-/// too: the striping counts its idle timeout on bytes arriving, and a slow path must bring
-/// some in well within it (a 64 KiB frame at 100 KiB/s takes 0.6 s).
+/// Buffer between the striping and a link, each way. Small, so the link's frames are too:
+/// the striping counts its idle timeout on bytes arriving, and a slow path must bring some in
+/// well within it (a 64 KiB frame at 100 KiB/s takes 0.6 s).
 const LINK_BUFFER: usize = 64 << 10;
 
 /// A striped stream's running links, one per connection, each resuming on its own.
@@ -290,12 +291,151 @@ pub struct Links {
     pub siblings: Arc<Siblings>,
 }
 
-/// Each connection of a striped stream as its own resumable link: the striping's frames
-/// for stripe `i` go through the `i`th returned pipe, and its link carries them over its
-/// connection and the connections that replace it (`again(i)`). A stripe that breaks
-/// resumes by itself; the others go on. Ends as the links do: the pipes' ends are the
-/// links' end frames. `siblings` records the first failure, which every link then gives
-/// its peer as the reason it stops.
+/// The striping's end of one link: what it writes is that stripe's share of the stream, what
+/// it reads is what the peer's striping wrote to its end. Only a shutdown ends the link's
+/// stream (its end frame); dropped without one (the striping failed, or was dropped by a
+/// signal) the link stops the stream and tells the peer, so a cut never reads as an end.
+/// The same the other way: the end of what it reads is the peer's end only when the link
+/// received the peer's end frame, not when the link failed.
+pub struct Stripe {
+    pipe: tokio::io::DuplexStream,
+    ends: Arc<PipeEnds>,
+    siblings: Arc<Siblings>,
+}
+
+/// Which ends a stripe's pipe has seen: the only thing that tells an end from a cut there.
+#[derive(Default)]
+struct PipeEnds {
+    /// The striping shut its side down: the link may send its end frame.
+    striping: AtomicBool,
+    /// The link received the peer's end frame and shut the striping's input down.
+    link: AtomicBool,
+}
+
+impl Stripe {
+    /// Where the striping records why it stops the stream (unless a link failed first): the
+    /// reason every link then gives its peer.
+    pub fn cause(&self) -> Arc<Siblings> {
+        self.siblings.clone()
+    }
+}
+
+/// `polled`, or an error when it is the end of input (`buf` had room, nothing came) that
+/// `ended` does not vouch for.
+fn cut_unless(
+    polled: std::task::Poll<io::Result<()>>,
+    buf: &tokio::io::ReadBuf<'_>,
+    before: usize,
+    ended: &AtomicBool,
+    what: &str,
+) -> std::task::Poll<io::Result<()>> {
+    if matches!(polled, std::task::Poll::Ready(Ok(())))
+        && buf.filled().len() == before
+        && buf.remaining() > 0
+        && !ended.load(Ordering::Acquire)
+    {
+        return std::task::Poll::Ready(Err(io::Error::new(io::ErrorKind::UnexpectedEof, what)));
+    }
+    polled
+}
+
+impl AsyncRead for Stripe {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.pipe).poll_read(cx, buf);
+        let what = "its link stopped before the end of the stream (stream truncated)";
+        cut_unless(polled, buf, before, &self.ends.link, what)
+    }
+}
+
+impl AsyncWrite for Stripe {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        Pin::new(&mut self.pipe).poll_write(cx, data)
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        Pin::new(&mut self.pipe).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        // Marked before the pipe closes, so the link sees it with the end of input.
+        self.ends.striping.store(true, Ordering::Release);
+        Pin::new(&mut self.pipe).poll_shutdown(cx)
+    }
+}
+
+/// A link's local input: the stripe's pipe, whose end is the stream's end only when the
+/// striping shut it down ([`Stripe`]).
+struct StripeInput {
+    pipe: tokio::io::ReadHalf<tokio::io::DuplexStream>,
+    ends: Arc<PipeEnds>,
+}
+
+impl AsyncRead for StripeInput {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.pipe).poll_read(cx, buf);
+        let what = "the striping stopped before the end of the stream (stream truncated)";
+        cut_unless(polled, buf, before, &self.ends.striping, what)
+    }
+}
+
+/// A link's local output: the stripe's pipe, shut down (the striping's end of input) only
+/// when the peer's end frame came.
+struct StripeOutput {
+    pipe: tokio::io::WriteHalf<tokio::io::DuplexStream>,
+    ends: Arc<PipeEnds>,
+}
+
+impl AsyncWrite for StripeOutput {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        Pin::new(&mut self.pipe).poll_write(cx, data)
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        Pin::new(&mut self.pipe).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        self.ends.link.store(true, Ordering::Release);
+        Pin::new(&mut self.pipe).poll_shutdown(cx)
+    }
+}
+
+/// Each connection of a striped stream as its own resumable link: the striping's bytes for
+/// stripe `i` go through the `i`th returned [`Stripe`], and its link carries them in its
+/// frames over its connection and the connections that replace it (`again(i)`; never, with
+/// a zero window: resuming not agreed). A stripe that breaks resumes by itself; the others
+/// go on. `siblings` records the first failure, which every link then gives its peer as the
+/// reason it stops.
 pub fn links(
     conns: Vec<Conn>,
     mut again: impl FnMut(u32) -> Again,
@@ -303,16 +443,23 @@ pub fn links(
     label: &str,
     path: CopyPath,
     siblings: Arc<Siblings>,
-) -> (Vec<tokio::io::DuplexStream>, Links) {
+) -> (Vec<Stripe>, Links) {
     let count = conns.len().max(1);
-    let mut pipes = Vec::with_capacity(count);
+    let mut stripes = Vec::with_capacity(count);
     let mut tasks = Vec::with_capacity(count);
     for (index, conn) in (0u32..).zip(conns) {
         let (ours, theirs) = tokio::io::duplex(LINK_BUFFER);
         let (input, output) = tokio::io::split(theirs);
+        let ends = Arc::new(PipeEnds::default());
         let local = Local {
-            input: Box::new(input),
-            output: Box::new(output),
+            input: Box::new(StripeInput {
+                pipe: input,
+                ends: ends.clone(),
+            }),
+            output: Box::new(StripeOutput {
+                pipe: output,
+                ends: ends.clone(),
+            }),
             // The striping keeps the idle timeout, on each stripe's bytes (a link blocked
             // behind a slower sibling is not idle); it also bounds a link's wait for its
             // next connection, as nothing arrives on that stripe meanwhile.
@@ -332,9 +479,13 @@ pub fn links(
             label,
             local,
         )));
-        pipes.push(ours);
+        stripes.push(Stripe {
+            pipe: ours,
+            ends,
+            siblings: siblings.clone(),
+        });
     }
-    (pipes, Links { tasks, siblings })
+    (stripes, Links { tasks, siblings })
 }
 
 /// How long a failed striped stream waits for its links to end by themselves (a link whose
@@ -1519,6 +1670,52 @@ pub fn read_frames(data: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// A stripe's pipe and the link's two ends of it.
+    fn pipe() -> (Stripe, StripeInput, StripeOutput) {
+        let (ours, theirs) = tokio::io::duplex(64);
+        let (pipe, output) = tokio::io::split(theirs);
+        let ends = Arc::new(PipeEnds::default());
+        let stripe = Stripe {
+            pipe: ours,
+            ends: ends.clone(),
+            siblings: Arc::default(),
+        };
+        let input = StripeInput {
+            pipe,
+            ends: ends.clone(),
+        };
+        (stripe, input, StripeOutput { pipe: output, ends })
+    }
+
+    #[tokio::test]
+    async fn a_pipe_dropped_without_a_shutdown_is_a_cut_not_an_end() {
+        for shut in [true, false] {
+            // The striping's side: what it wrote, then its end or a cut (a failure, a signal).
+            let (mut stripe, mut input, _output) = pipe();
+            stripe.write_all(b"abc").await.unwrap();
+            if shut {
+                stripe.shutdown().await.unwrap();
+            }
+            drop(stripe);
+            let mut got = Vec::new();
+            let read = input.read_to_end(&mut got).await;
+            assert_eq!(got, b"abc");
+            assert_eq!(read.is_ok(), shut, "{read:?}");
+            // The link's side: what it delivered, then the peer's end or its own failure.
+            let (mut stripe, input, mut output) = pipe();
+            output.write_all(b"xyz").await.unwrap();
+            if shut {
+                output.shutdown().await.unwrap();
+            }
+            drop((input, output));
+            let mut got = Vec::new();
+            let read = stripe.read_to_end(&mut got).await;
+            assert_eq!(got, b"xyz");
+            assert_eq!(read.is_ok(), shut, "{read:?}");
+        }
+    }
 
     #[test]
     fn acknowledgements_free_whole_frames_and_refuse_the_impossible() {

@@ -183,14 +183,14 @@ async fn serve_stdio(
     let (peer, mut stream, info) = loop {
         let (peer, (mut stream, info)) = gate.next(&mut pending, accept.clone()).await?;
         // A verified peer's first connection is the stream: one that breaks before its
-        // opening fails it, as a stream cut short does. A resumable stream's first
-        // connection must open a new one; one resuming a stream this listener never had (a
-        // joiner started again has lost it) is refused, and the wait goes on.
-        if info.resume {
+        // opening fails it, as a stream cut short does. A striped or resumable stream's
+        // first connection must open a new one; one joining a stream this listener never
+        // had (a joiner started again has lost it) is refused, and the wait goes on.
+        if info.resume || info.stripes > 1 {
             match opening(&mut stream, handshake).await {
                 Ok(Opening::New) => {}
-                Ok(Opening::Resume { .. }) => {
-                    gate.refuse(peer, "it resumes a stream this listener does not carry");
+                Ok(Opening::Join { .. }) => {
+                    gate.refuse(peer, "it joins a stream this listener does not carry");
                     continue;
                 }
                 // The stream, cut before it began: reported (and in the stats) as one.
@@ -229,9 +229,10 @@ async fn serve_stdio(
     limits.report.finish(&label, &info, result)
 }
 
-/// A stream striped over `info.stripes` connections: the binding token on the first, the
-/// donor's other connections accepted and bound to it within the handshake timeout, then
-/// the stream to stdout (one-way). A connection that is not one of them is refused and does
+/// A stream striped over `info.stripes` connections: the binding token on the first (which
+/// opened a new stream), the donor's other connections accepted and bound to it within the
+/// handshake timeout, then the stream to stdout (one-way), each connection its own link
+/// ([`resume::links`]). A connection that is not one of them is refused and does
 /// not count, however many there are ([`gate`]).
 async fn striped(
     mut gate: Gate,
@@ -244,8 +245,9 @@ async fn striped(
 ) -> Result<()> {
     let count = info.stripes;
     let token = send_token(&mut first).await?;
-    let mut slots: Vec<Option<session::ServerStream>> = (0..count).map(|_| None).collect();
-    slots[0] = Some(first);
+    let path = session::copy_path(&first);
+    let mut slots: Vec<Option<resume::Conn>> = (0..count).map(|_| None).collect();
+    slots[0] = Some(Box::new(first));
     let wait = limits.handshake;
     let deadline = tokio::time::Instant::now() + wait;
     // Each newcomer is handshaken and checked by itself, so a slow or hostile one cannot
@@ -259,7 +261,7 @@ async fn striped(
         move |tcp| {
             let (acceptor, first, token) = (acceptor.clone(), first_info.clone(), token.clone());
             async move {
-                tokio::time::timeout(wait, bind_stripe(&acceptor, tcp, wait, &token, &first))
+                tokio::time::timeout(wait, bind_join(&acceptor, tcp, wait, &token, &first))
                     .await
                     .unwrap_or_else(|_| {
                         Err(Error::Handshake(format!("nothing bound within {wait:?}")))
@@ -288,11 +290,10 @@ async fn striped(
         }
     }
     drop(pending);
-    let all: Vec<session::ServerStream> = slots.into_iter().flatten().collect();
+    let conns: Vec<resume::Conn> = slots.into_iter().flatten().collect();
     let local = LocalEnds::open(Direction::ReceiveOnly, false);
     let label = peer.to_string();
     let progress = limits.report.progress_for(&label);
-    let path = session::copy_path(&all[0]);
     // A striped stream only carries donor -> joiner: input here would be dropped, so any
     // byte on stdin refuses the stream, and both ends say why.
     let (stop, stopped) = watch::channel(None);
@@ -300,53 +301,47 @@ async fn striped(
     // stdin is recorded as the reason before the stripes are told.
     let siblings = Arc::new(resume::Siblings::default());
     let watcher = (direction != Direction::ReceiveOnly)
-        .then(|| tokio::spawn(watch_stdin(stop, info.resume.then(|| siblings.clone()))));
+        .then(|| tokio::spawn(watch_stdin(stop, siblings.clone())));
     let mut info = info;
-    let result = if info.resume {
-        // Each stripe its own resumable link: the port stays open, and a connection that
-        // resumes stripe i goes to stripe i's link.
+    // Each stripe its own link. Resuming: the port stays open, and a connection that
+    // resumes stripe i goes to stripe i's link; otherwise every stripe is here, later
+    // dialers get "connection refused", and a broken stripe fails the stream.
+    let (accepting, mut arrivals, bounds) = if info.resume {
         let (accepting, arrivals) = resumptions(gate, acceptor, limits, first_info, token);
-        // One receiver per stripe, in the links' order (a missing one is a closed channel:
-        // that stripe could not resume).
-        let mut arrivals = arrivals.into_iter();
-        let conns = all
-            .into_iter()
-            .map(|c| Box::new(c) as resume::Conn)
-            .collect();
-        let (pipes, links) = resume::links(
-            conns,
-            |_| resume::Again::Accept(arrivals.next().unwrap_or_else(|| mpsc::channel(1).1)),
-            limits.resume,
-            &label,
-            path,
-            siblings,
-        );
-        let result = stripes::receive(
-            pipes,
-            local.output,
-            limits.idle,
-            progress.as_ref(),
-            path,
-            stopped,
-        )
-        .await;
-        let (result, resumptions) = resume::settle(result, links).await;
-        accepting.abort();
-        info.resumptions = resumptions;
-        result
+        (Some(accepting), arrivals, limits.resume)
     } else {
-        // Every stripe is here: later dialers get "connection refused".
         drop(gate);
-        stripes::receive(
-            all,
-            local.output,
-            limits.idle,
-            progress.as_ref(),
-            path,
-            stopped,
-        )
-        .await
+        let bounds = resume::Bounds {
+            window: Duration::ZERO,
+            ..limits.resume
+        };
+        (None, Vec::new(), bounds)
     };
+    // One receiver per stripe, in the links' order (a missing one is a closed channel:
+    // that stripe cannot resume).
+    arrivals.reverse();
+    let (pipes, links) = resume::links(
+        conns,
+        |_| resume::Again::Accept(arrivals.pop().unwrap_or_else(|| mpsc::channel(1).1)),
+        bounds,
+        &label,
+        path,
+        siblings,
+    );
+    let result = stripes::receive(
+        pipes,
+        local.output,
+        limits.idle,
+        progress.as_ref(),
+        path,
+        stopped,
+    )
+    .await;
+    let (result, resumptions) = resume::settle(result, links).await;
+    if let Some(accepting) = accepting {
+        accepting.abort();
+    }
+    info.resumptions = resumptions;
     if let Some(watcher) = watcher {
         watcher.abort();
     }
@@ -376,7 +371,7 @@ fn resumptions(
         move |tcp| {
             let (acceptor, first, token) = (acceptor.clone(), first.clone(), token.clone());
             async move {
-                tokio::time::timeout(wait, bind_resume(&acceptor, tcp, wait, &token, &first))
+                tokio::time::timeout(wait, bind_join(&acceptor, tcp, wait, &token, &first))
                     .await
                     .unwrap_or_else(|_| {
                         Err(Error::Handshake(format!("nothing bound within {wait:?}")))
@@ -436,10 +431,11 @@ async fn resumable(
     limits.report.finish(&label, &info, result)
 }
 
-/// One newcomer while a resumable stream is under way: verified like the first (and with
-/// the first's client certificate), the same agreement, and an opening that resumes this
-/// stream (its binding secret).
-async fn bind_resume(
+/// One newcomer while a striped or resumable stream is under way (one of its other
+/// stripes, or a connection resuming one): verified like the first (and with the first's
+/// client certificate), the same agreement, and an opening that joins this stream (its
+/// binding secret).
+async fn bind_join(
     acceptor: &Arc<ServerConfig>,
     tcp: TcpStream,
     wait: Duration,
@@ -447,12 +443,9 @@ async fn bind_resume(
     first: &session::TlsInfo,
 ) -> Result<(u32, resume::Conn)> {
     const MARK: usize = stripes::OPENING_LEN - stripes::TOKEN_LEN;
-    let (stream, extra, presented) = newcomer::<MARK>(acceptor, tcp, wait, first).await?;
-    if !extra.resume {
-        return Err(Error::Handshake("it did not agree to resume".into()));
-    }
+    let (stream, _, presented) = newcomer::<MARK>(acceptor, tcp, wait, first).await?;
     let stripe =
-        stripes::check_resume(token, &presented[..], first.stripes).map_err(Error::Transfer)?;
+        stripes::check_join(token, &presented[..], first.stripes).map_err(Error::Transfer)?;
     Ok((stripe, Box::new(stream)))
 }
 
@@ -463,36 +456,18 @@ data only from the donor to the listener, so that input would be lost; run both 
 
 /// Waits for a byte on stdin; sends the refusal when one comes (end of input: nothing to do),
 /// first recording it as the reason a resumable stream's stripes stop.
-async fn watch_stdin(stop: watch::Sender<Option<String>>, siblings: Option<Arc<resume::Siblings>>) {
+async fn watch_stdin(stop: watch::Sender<Option<String>>, siblings: Arc<resume::Siblings>) {
     let mut input = StdinReader::open();
     let mut byte = [0; 1];
     if matches!(input.read(&mut byte).await, Ok(n) if n > 0) {
-        if let Some(siblings) = siblings {
-            siblings.record(
-                u32::MAX,
-                format!("the listener refused the striped stream: {INPUT_ON_STRIPES}"),
-            );
-        }
+        siblings.record(
+            u32::MAX,
+            format!("the listener refused the striped stream: {INPUT_ON_STRIPES}"),
+        );
         let _ = stop.send(Some(INPUT_ON_STRIPES.to_string()));
         // Keep the sender until the stream is refused.
         std::future::pending::<()>().await;
     }
-}
-
-/// One newcomer while a striped stream's connections arrive: verified like the first (and
-/// with the first's client certificate), the same agreement, and the binding secret with
-/// the stripe's index as its first bytes.
-async fn bind_stripe(
-    acceptor: &Arc<ServerConfig>,
-    tcp: TcpStream,
-    wait: Duration,
-    token: &[u8; stripes::TOKEN_LEN],
-    first: &session::TlsInfo,
-) -> Result<(u32, session::ServerStream)> {
-    let (stream, _, presented) = newcomer::<1>(acceptor, tcp, wait, first).await?;
-    let index =
-        stripes::check_binding(token, &presented[..], first.stripes).map_err(Error::Transfer)?;
-    Ok((index, stream))
 }
 
 /// What a resumable connection's dialling end opens with (within `wait`).
@@ -517,8 +492,7 @@ async fn opening(stream: &mut session::ServerStream, wait: Duration) -> std::io:
         .map_err(|why| std::io::Error::new(std::io::ErrorKind::InvalidData, why))
 }
 
-/// The binding secret a striped stream's first connection, or a new resumable stream's,
-/// sends first.
+/// The binding secret, the answer to a new striped or resumable stream's opening.
 async fn send_token(first: &mut session::ServerStream) -> Result<stripes::Token> {
     let token = stripes::token().map_err(|e| Error::Internal(e.to_string()))?;
     first
@@ -649,8 +623,7 @@ async fn serve_one_exec(
 ) -> Result<()> {
     let (mut stream, mut info) = session::accept(&acceptor, tcp, limits.handshake).await?;
     if info.resume
-        && let Opening::Resume { token, stripe } =
-            read_opening(&mut stream, limits.handshake).await?
+        && let Opening::Join { token, stripe } = read_opening(&mut stream, limits.handshake).await?
     {
         if stripe != 0 {
             return Err(Error::Transfer(format!(

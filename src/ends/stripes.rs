@@ -8,25 +8,27 @@
 //! listener it ignores the offer, as a client it offers nothing, and the stream is exactly
 //! today's single one.
 //!
-//! Binding: the listener sends a random 32-byte token as its first bytes on the first
-//! connection (inside TLS: only the two verified ends see it). The donor opens the other
-//! N-1 connections to the same address; each is verified exactly like the first, its peer
-//! certificate must be the first one's, and its first bytes must be the token and the
-//! stripe's index, compared in constant time. Anything else is refused and does not count.
+//! Binding: the donor opens the first connection with a new-stream opening ([`Opening`]),
+//! and the listener answers with a random 32-byte token (inside TLS: only the two verified
+//! ends see it). The donor opens the other N-1 connections to the same address; each is
+//! verified exactly like the first, its peer certificate must be the first one's, and it
+//! opens with the token and the stripe it carries, compared in constant time: the same
+//! opening a connection replacing a broken stripe presents, so there is one binding. Anything
+//! else is refused and does not count.
 //!
-//! Framing: the payload goes out in chunks, round robin: chunk `k` on stripe `k mod N`, each
-//! with a 12-byte header (sequence number, length). After the last chunk every stripe gets an
-//! end frame naming the total, then close_notify. The joiner reads every stripe in its own
-//! task into a bounded queue and writes the chunks out in sequence, so at most
-//! `N x (QUEUE + 1) x CHUNK` bytes are held however the stripes are paced. Only when all of
-//! it is written out does it send its own close_notify on every stripe, which is what the
-//! donor waits for: any stripe truncated, reset, out of order or missing fails both ends.
-//!
-//! When both ends also agreed to resume (`sst-tunnel/stripes-resume/N`, offered ahead of
-//! each plain protocol), the donor opens the first connection with a new-stream opening
-//! ([`Opening`]) before the token comes, and each stripe's frames travel over its own
-//! resumable link ([`super::resume::links`]): a stripe whose connection breaks is dialled
-//! again by itself, its opening naming the stripe.
+//! Carriage: each connection is a link ([`super::resume::links`]) with the resumable
+//! stream's framing (offsets, acknowledgements, end frames, aborts); it resumes on a new
+//! connection when both ends agreed to (`sst-tunnel/stripes-resume/...`, offered ahead of
+//! each plain protocol), and otherwise fails the stream when its connection does. The
+//! striping adds no framing of its own, only a layout: the stream goes in fixed blocks of
+//! [`BLOCK`] bytes, round robin, block `k` on stripe `k mod N`, so where a byte sits in its
+//! stripe says where it sits in the stream. The joiner reads every stripe in its own task
+//! into a bounded queue and writes the blocks out in order, so at most about
+//! `N x (QUEUE + 1) x BLOCK` bytes wait however the stripes are paced. The stream ends where
+//! a stripe's link ends inside the block due (every other stripe's link must end there
+//! too); only when all of it is written out does the joiner end its side of every link,
+//! which is what the donor waits for: any stripe cut, reset beyond resuming, or ending
+//! elsewhere fails both ends.
 
 use std::future::Future;
 use std::io;
@@ -43,24 +45,24 @@ use tokio::task::JoinHandle;
 
 use zeroize::Zeroizing;
 
-use crate::ends::resume::{NEW_MARK, RESUME_MARK};
+use crate::ends::resume::{JOIN_MARK, NEW_MARK, Stripe};
 use crate::fastpath::CopyPath;
 use crate::relay::{Progress, RelayError, Transfer};
 
-/// The ALPN protocol name's prefix; the number of stripes follows in decimal.
-const ALPN_PREFIX: &str = "sst-tunnel/stripes/";
+/// The ALPN protocol name's prefix; the number of stripes follows in decimal. (Version 2:
+/// version 1 framed chunks inside the stripes and bound them with a second kind of opening.)
+const ALPN_PREFIX: &str = "sst-tunnel/stripes/2/";
 /// The same for a striped stream whose stripes each resume ([`super::resume`]).
-const RESUMABLE_PREFIX: &str = "sst-tunnel/stripes-resume/";
+const RESUMABLE_PREFIX: &str = "sst-tunnel/stripes-resume/2/";
 /// The most stripes either end agrees to.
 pub const MAX_STRIPES: u32 = 8;
 /// The binding secret's length.
 pub const TOKEN_LEN: usize = 32;
-/// Payload bytes per chunk at most.
-const CHUNK: usize = 128 * 1024;
-/// Frame header: sequence number (u64) and payload length (u32), big-endian.
-const HEADER: usize = 12;
-/// Chunks queued per stripe between the stdin reader and a stripe's writer, or between a
-/// stripe's reader and the stdout writer.
+/// The layout's block: the stream's bytes `[k x BLOCK, (k + 1) x BLOCK)` go on stripe
+/// `k mod N`.
+pub const BLOCK: usize = 128 * 1024;
+/// Pieces (a block at most) queued per stripe between the stdin reader and a stripe's
+/// writer, or between a stripe's reader and the stdout writer.
 const QUEUE: usize = 4;
 
 /// `--streams auto` (and `SST_TUNNEL_STREAMS` unset or `auto`): decided per stream by
@@ -195,44 +197,22 @@ pub fn token() -> io::Result<Token> {
     Ok(token)
 }
 
-/// What a donor's extra connection presents first: the token and its stripe index (a copy
-/// of the secret, so wiped on drop too).
-pub fn binding(token: &[u8; TOKEN_LEN], index: u32) -> Zeroizing<Vec<u8>> {
-    let mut bytes = Zeroizing::new(Vec::with_capacity(TOKEN_LEN + 1));
-    bytes.extend_from_slice(token);
-    bytes.push(u8::try_from(index).unwrap_or(u8::MAX));
-    bytes
-}
-
-/// Checks what an extra connection presented against the token: the stripe index it binds,
-/// or why it is refused. Constant time in the token's bytes.
-pub fn check_binding(
-    token: &[u8; TOKEN_LEN],
-    presented: &[u8],
-    stripes: u32,
-) -> Result<u32, String> {
-    let index = after_secret(token, presented)?;
-    match index {
-        [i] if (1..stripes).contains(&u32::from(*i)) => Ok(u32::from(*i)),
-        _ => Err(format!("it names no stripe between 1 and {}", stripes - 1)),
-    }
-}
-
-/// What the dialling end of a resumable connection says first, before anything else in
-/// either direction: a new stream ([`NEW_MARK`], no token yet: the listener answers with
-/// one), or a stream to resume (a resume mark naming the stripe, 0 for a stream of one, and
-/// the stream's token). Client first, so a listener that serves many streams at once (an
-/// exec listener: rsync's connections) can tell the two apart and route a resuming
-/// connection to the stream, and the stripe, it belongs to.
+/// What the dialling end of a striped or resumable stream's connection says first, before
+/// anything else in either direction: a new stream ([`NEW_MARK`], no token yet: the listener
+/// answers with one), or a connection that carries stripe `stripe` of the stream bound to a
+/// token (0 for a stream of one): one of a striped stream's other connections, or one
+/// replacing a broken connection. Client first, so a listener that serves many streams at
+/// once (an exec listener: rsync's connections) can tell a new stream from one under way and
+/// route the connection to the stream, and the stripe, it belongs to.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Opening {
     /// A new stream.
     New,
     /// Stripe `stripe` of the stream bound to `token` (wiped on drop).
-    Resume {
+    Join {
         /// The stream's binding secret.
         token: Token,
-        /// Which of its connections this one replaces.
+        /// Which of its connections this one is (or replaces).
         stripe: u32,
     },
 }
@@ -247,12 +227,12 @@ pub fn opening_new() -> [u8; OPENING_LEN] {
     bytes
 }
 
-/// The opening of a connection resuming stripe `stripe` (0: the one connection of an
+/// The opening of a connection carrying stripe `stripe` (0: the one connection of an
 /// unstriped stream) of the stream bound to `token` (wiped on drop).
-pub fn opening_resume(token: &[u8; TOKEN_LEN], stripe: u32) -> Zeroizing<Vec<u8>> {
+pub fn opening_join(token: &[u8; TOKEN_LEN], stripe: u32) -> Zeroizing<Vec<u8>> {
     let mut bytes = Zeroizing::new(Vec::with_capacity(OPENING_LEN));
     bytes.push(u8::try_from(stripe).unwrap_or(u8::MAX));
-    bytes.push(RESUME_MARK[1]);
+    bytes.push(JOIN_MARK[1]);
     bytes.extend_from_slice(token);
     bytes
 }
@@ -269,15 +249,15 @@ pub fn parse_opening(bytes: &[u8]) -> Result<Opening, String> {
     if mark == NEW_MARK && rest.iter().all(|b| *b == 0) {
         return Ok(Opening::New);
     }
-    if mark[1] == RESUME_MARK[1] && u32::from(mark[0]) < MAX_STRIPES {
+    if mark[1] == JOIN_MARK[1] && u32::from(mark[0]) < MAX_STRIPES {
         let mut token: Token = Zeroizing::new([0; TOKEN_LEN]);
         token.copy_from_slice(rest);
-        return Ok(Opening::Resume {
+        return Ok(Opening::Join {
             token,
             stripe: u32::from(mark[0]),
         });
     }
-    Err("it opened with neither a new stream nor a stream to resume".into())
+    Err("it opened with neither a new stream nor a stream under way".into())
 }
 
 /// Whether `presented` is this stream's token, in constant time.
@@ -285,18 +265,18 @@ pub fn same_token(token: &[u8; TOKEN_LEN], presented: &[u8; TOKEN_LEN]) -> bool 
     aws_lc_rs::constant_time::verify_slices_are_equal(token, presented).is_ok()
 }
 
-/// Checks what a connection that would take over a connection of the stream bound to
-/// `token` (striped over `stripes`, 1: not striped) opened with: the stripe it resumes.
-pub fn check_resume(token: &[u8; TOKEN_LEN], opened: &[u8], stripes: u32) -> Result<u32, String> {
+/// Checks what a connection that would carry a stripe of the stream bound to `token`
+/// (striped over `stripes`, 1: not striped) opened with: the stripe it carries.
+pub fn check_join(token: &[u8; TOKEN_LEN], opened: &[u8], stripes: u32) -> Result<u32, String> {
     match parse_opening(opened)? {
-        Opening::Resume {
+        Opening::Join {
             token: presented, ..
         } if !same_token(token, &presented) => {
             Err("it does not carry this transfer's binding secret".into())
         }
-        Opening::Resume { stripe, .. } if stripe < stripes => Ok(stripe),
-        Opening::Resume { stripe, .. } => Err(format!(
-            "it resumes stream {stripe}, but this transfer has {stripes}"
+        Opening::Join { stripe, .. } if stripe < stripes => Ok(stripe),
+        Opening::Join { stripe, .. } => Err(format!(
+            "it carries stream {stripe}, but this transfer has {stripes}"
         )),
         Opening::New => Err(
             "it opens a new stream, but this listener carries one stream, which is under way"
@@ -305,23 +285,13 @@ pub fn check_resume(token: &[u8; TOKEN_LEN], opened: &[u8], stripes: u32) -> Res
     }
 }
 
-/// What follows the binding secret in `presented`, once the secret is checked against
-/// `token` (in constant time).
-fn after_secret<'a>(token: &[u8; TOKEN_LEN], presented: &'a [u8]) -> Result<&'a [u8], String> {
-    let (secret, rest) = presented.split_at(TOKEN_LEN.min(presented.len()));
-    if aws_lc_rs::constant_time::verify_slices_are_equal(secret, token).is_err() {
-        return Err("it does not carry this transfer's binding secret".into());
-    }
-    Ok(rest)
-}
-
 /// The idle timeout fired in a stripe's task (carried inside an `io::Error` out of it).
 #[derive(Debug, thiserror::Error)]
 #[error("no progress for {0:?} (--idle-timeout)")]
 struct IdleElapsed(Duration);
 
 /// When a stripe last moved a byte, either way: its idle timeout counts from there, so a slow
-/// but moving link never times out, however long one chunk takes.
+/// but moving link never times out, however long one block takes.
 #[derive(Debug)]
 struct Moved {
     start: Instant,
@@ -448,30 +418,37 @@ impl Ticker<'_> {
     }
 }
 
-/// The donor: reads `input` to its end and sends it over `stripes` (bound, in index order),
-/// then waits for the joiner's close_notify on every stripe.
-pub async fn send<S, R>(
-    stripes: Vec<S>,
+/// What the donor's reader hands a stripe's writer.
+enum Out {
+    /// The next bytes of this stripe (within one block).
+    Data(Vec<u8>),
+    /// The input ended: end the stripe.
+    End,
+}
+
+/// The donor: reads `input` to its end and sends it over `stripes` (in index order) in the
+/// layout's blocks, then waits for the joiner to end every stripe (it has written it all).
+pub async fn send<R>(
+    stripes: Vec<Stripe>,
     mut input: R,
     idle: Option<Duration>,
     progress: Option<&Progress>,
     path: CopyPath,
 ) -> Result<Transfer, RelayError>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     R: AsyncRead + Unpin,
 {
     let started = Instant::now();
     let count = stripes.len();
+    let cause = stripes.first().map(Stripe::cause).unwrap_or_default();
     let mut queues = Vec::with_capacity(count);
     let mut writers: Vec<JoinHandle<io::Result<()>>> = Vec::with_capacity(count);
     for stripe in stripes {
-        let (tx, rx) = mpsc::channel::<Vec<u8>>(QUEUE);
+        let (tx, rx) = mpsc::channel::<Out>(QUEUE);
         queues.push(tx);
         writers.push(tokio::spawn(write_stripe(stripe, rx, idle)));
     }
     let mut sent = 0u64;
-    let mut seq = 0u64;
     let snapshot = |sent| Transfer {
         sent,
         received: 0,
@@ -482,11 +459,17 @@ where
         progress,
         last: Instant::now(),
     };
+    // The stripe whose block is being filled, and how far.
+    let (mut stripe, mut at) = (0, 0);
     loop {
-        let mut frame = vec![0; HEADER + CHUNK];
-        let len = match fill(&mut input, &mut frame[HEADER..]).await {
+        // Whatever the input has, up to the block's end: a slow producer's bytes go out
+        // as they come (into capacity, not zeroed first: our stdin reads into it as it is).
+        let mut piece = Vec::with_capacity(BLOCK - at);
+        let len = match input.read_buf(&mut piece).await {
             Ok(len) => len,
             Err(source) => {
+                // The links tell the joiner why, rather than that the striping went away.
+                cause.record(u32::MAX, local_failure("reading local input", &source));
                 return Err(RelayError::LocalRead {
                     source,
                     partial: snapshot(sent),
@@ -496,24 +479,21 @@ where
         if len == 0 {
             break;
         }
-        frame.truncate(HEADER + len);
-        header(&mut frame, seq, len);
-        let stripe = usize::try_from(seq % count as u64).unwrap_or(0);
-        if queues[stripe].send(frame).await.is_err() {
+        if queues[stripe].send(Out::Data(piece)).await.is_err() {
             // That stripe's writer has stopped: its error is the cause.
             let source = failure(writers.swap_remove(stripe)).await;
             return Err(peer_error(source, snapshot(sent), true));
         }
-        seq += 1;
         sent += len as u64;
+        at += len;
+        if at == BLOCK {
+            (stripe, at) = ((stripe + 1) % count, 0);
+        }
         ticker.tick(|| snapshot(sent));
     }
-    // The end: every stripe learns the total, then closes.
     for queue in &queues {
-        let mut end = vec![0; HEADER];
-        header(&mut end, seq, 0);
         // A writer that has stopped is reported below.
-        let _ = queue.send(end).await;
+        let _ = queue.send(Out::End).await;
     }
     drop(queues);
     for writer in writers {
@@ -524,142 +504,40 @@ where
     Ok(snapshot(sent))
 }
 
-/// Reads until `buf` is full or the input ends; stops early once a read would wait while
-/// something is already there (so a slow producer's bytes do not sit in a half-full chunk).
-async fn fill<R: AsyncRead + Unpin>(input: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut len = 0;
-    while len < buf.len() {
-        let read = if len == 0 {
-            input.read(&mut buf[len..]).await?
-        } else {
-            match tokio::time::timeout(Duration::from_millis(20), input.read(&mut buf[len..])).await
-            {
-                Ok(read) => read?,
-                Err(_) => break,
-            }
-        };
-        if read == 0 {
-            break;
-        }
-        len += read;
-    }
-    Ok(len)
-}
-
-fn header(frame: &mut [u8], seq: u64, len: usize) {
-    frame[..8].copy_from_slice(&seq.to_be_bytes());
-    frame[8..HEADER].copy_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
-}
-
-/// One stripe of the donor: its frames, then close_notify, then the joiner's close_notify
-/// (which the joiner sends only once everything is written out). When the joiner has
-/// refused the stream, what it said is read back and becomes the error.
-async fn write_stripe<S>(
-    stripe: S,
-    mut frames: mpsc::Receiver<Vec<u8>>,
+/// One stripe of the donor: its pieces, then its end, then the joiner's end (which the
+/// joiner sends only once everything is written out). Stopped early (its queue closed
+/// without an end), the stripe is dropped unended: its link stops the stream.
+async fn write_stripe(
+    stripe: Stripe,
+    mut pieces: mpsc::Receiver<Out>,
     idle: Option<Duration>,
-) -> io::Result<()>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+) -> io::Result<()> {
     let moved = Moved::new();
     let mut stripe = Watched {
         inner: stripe,
         moved: moved.clone(),
     };
-    while let Some(frame) = frames.recv().await {
-        if let Err(e) = within(idle, &moved, stripe.write_all(&frame)).await {
-            return Err(refused_or(&mut stripe, &[], e).await);
+    loop {
+        match pieces.recv().await {
+            Some(Out::Data(piece)) => within(idle, &moved, stripe.write_all(&piece)).await?,
+            Some(Out::End) => break,
+            None => return Err(io::Error::other("the striping stopped")),
         }
     }
-    if let Err(e) = within(idle, &moved, stripe.shutdown()).await {
-        return Err(refused_or(&mut stripe, &[], e).await);
-    }
+    within(idle, &moved, stripe.shutdown()).await?;
     let mut byte = [0; 1];
     match within(idle, &moved, stripe.read(&mut byte)).await? {
         0 => Ok(()),
-        _ => {
-            let unexpected = io::Error::new(
-                io::ErrorKind::InvalidData,
-                "the listener sent data on a striped stream",
-            );
-            Err(refused_or(&mut stripe, &byte, unexpected).await)
-        }
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the listener sent data on a striped stream",
+        )),
     }
 }
 
-/// The sequence number of a refusal frame: the joiner says why it stops the stream (its
-/// length field is the reason's, at most [`REFUSAL_MAX`] bytes of UTF-8).
-const REFUSAL: u64 = u64::MAX;
-const REFUSAL_MAX: usize = 1024;
-
-/// How long a refusal may take to cross: the refusing joiner waits this long for every
-/// stripe to have told the donor, and a failed donor this long to read it back.
-const REFUSAL_WAIT: Duration = Duration::from_secs(2);
-
-/// Waits for every task.
-async fn join_all(tasks: Vec<JoinHandle<io::Result<()>>>) {
-    for task in tasks {
-        let _ = task.await;
-    }
-}
-
-/// A refusal frame carrying `reason`.
-fn refusal_frame(reason: &str) -> Vec<u8> {
-    let text = &reason.as_bytes()[..reason.len().min(REFUSAL_MAX)];
-    let mut frame = vec![0; HEADER];
-    header(&mut frame, REFUSAL, text.len());
-    frame.extend_from_slice(text);
-    frame
-}
-
-/// After a failure on the donor's side: the joiner's refusal, if that is what it sent (its
-/// bytes are still readable after a reset), else `error` as it was. `seen` holds bytes
-/// already read.
-async fn refused_or<S: AsyncRead + Unpin>(
-    stripe: &mut S,
-    seen: &[u8],
-    error: io::Error,
-) -> io::Error {
-    let mut bytes = seen.to_vec();
-    let read_rest = async {
-        let mut buf = [0; 512];
-        while bytes.len() < HEADER + REFUSAL_MAX {
-            match stripe.read(&mut buf).await {
-                Ok(n) if n > 0 => bytes.extend_from_slice(&buf[..n]),
-                other => {
-                    tracing::debug!("reading a refusal after {error}: {other:?}");
-                    break;
-                }
-            }
-            if let Some(reason) = parse_refusal(&bytes) {
-                return Some(reason);
-            }
-        }
-        parse_refusal(&bytes)
-    };
-    match tokio::time::timeout(REFUSAL_WAIT, read_rest).await {
-        Ok(Some(reason)) => io::Error::new(
-            io::ErrorKind::ConnectionRefused,
-            format!(
-                "the listener refused the striped stream: {}",
-                crate::error::escape(&reason)
-            ),
-        ),
-        _ => error,
-    }
-}
-
-/// A whole refusal frame at the start of `bytes`: its reason.
-fn parse_refusal(bytes: &[u8]) -> Option<String> {
-    let head = bytes.get(..HEADER)?;
-    let seq = u64::from_be_bytes(head[..8].try_into().ok()?);
-    let len = u32::from_be_bytes(head[8..].try_into().ok()?) as usize;
-    if seq != REFUSAL || len > REFUSAL_MAX {
-        return None;
-    }
-    let text = bytes.get(HEADER..HEADER + len)?;
-    Some(String::from_utf8_lossy(text).into_owned())
+/// Why this end stops the stream, as its links tell the peer (as a single stream's would).
+fn local_failure(doing: &str, error: &io::Error) -> String {
+    format!("it failed: {doing}: {}", crate::tls::describe_local(error))
 }
 
 /// The error a stopped task ended with.
@@ -677,46 +555,38 @@ async fn joined(task: JoinHandle<io::Result<()>>) -> io::Result<()> {
 
 /// What a stripe's reader hands the joiner's writer.
 enum Piece {
-    /// The next chunk of this stripe.
+    /// The next bytes of this stripe (within one block).
     Data(Vec<u8>),
-    /// The stripe ended cleanly after the end frame, which named this total.
-    End(u64),
+    /// The stripe's link ended: the donor ended the stripe.
+    End,
 }
 
-/// The joiner: reads every stripe (bound, in index order) and writes the stream to `output`
-/// in sequence; closes every stripe only once it is all written. A reason sent on `stop`
-/// refuses the stream: every stripe tells the donor why, and both ends fail.
-pub async fn receive<S, W>(
-    stripes: Vec<S>,
+/// The joiner: reads every stripe (in index order) and writes the stream to `output` block
+/// by block; ends every stripe only once it is all written. A reason sent on `stop` refuses
+/// the stream: every link tells the donor why, and both ends fail.
+pub async fn receive<W>(
+    stripes: Vec<Stripe>,
     mut output: W,
     idle: Option<Duration>,
     progress: Option<&Progress>,
     path: CopyPath,
-    stop: watch::Receiver<Option<String>>,
+    mut stop: watch::Receiver<Option<String>>,
 ) -> Result<Transfer, RelayError>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     W: AsyncWrite + Unpin,
 {
     let started = Instant::now();
     let count = stripes.len();
+    let cause = stripes.first().map(Stripe::cause).unwrap_or_default();
     let mut pieces = Vec::with_capacity(count);
     let mut closers = Vec::with_capacity(count);
     let mut readers: Vec<JoinHandle<io::Result<()>>> = Vec::with_capacity(count);
-    for (index, stripe) in stripes.into_iter().enumerate() {
+    for stripe in stripes {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (close, closed) = oneshot::channel();
         pieces.push(rx);
         closers.push(close);
-        readers.push(tokio::spawn(read_stripe(
-            stripe,
-            index as u64,
-            count as u64,
-            tx,
-            closed,
-            idle,
-            stop.clone(),
-        )));
+        readers.push(tokio::spawn(read_stripe(stripe, tx, closed, idle)));
     }
     let mut received = 0u64;
     let snapshot = |received| Transfer {
@@ -729,50 +599,57 @@ where
         progress,
         last: Instant::now(),
     };
-    let mut seq = 0u64;
-    let total = loop {
-        let stripe = usize::try_from(seq % count as u64).unwrap_or(0);
-        match pieces[stripe].recv().await {
-            Some(Piece::Data(chunk)) => {
-                if let Err(source) = output.write_all(&chunk).await {
+    let (mut stripe, mut at) = (0, 0);
+    loop {
+        let next = tokio::select! {
+            next = pieces[stripe].recv() => next,
+            reason = stopped(&mut stop) => {
+                // Refused: the reason is recorded, and every stripe dropped unended makes
+                // its link tell the donor.
+                return Err(RelayError::PeerRead {
+                    source: io::Error::new(io::ErrorKind::ConnectionAborted, reason),
+                    partial: snapshot(received),
+                });
+            }
+        };
+        match next {
+            Some(Piece::Data(piece)) => {
+                if let Err(source) = output.write_all(&piece).await {
+                    cause.record(u32::MAX, local_failure("writing local output", &source));
                     return Err(RelayError::LocalWrite {
                         source,
                         partial: snapshot(received),
                     });
                 }
-                seq += 1;
-                received += chunk.len() as u64;
+                received += piece.len() as u64;
+                at += piece.len();
+                if at == BLOCK {
+                    (stripe, at) = ((stripe + 1) % count, 0);
+                }
                 ticker.tick(|| snapshot(received));
             }
-            Some(Piece::End(total)) => break total,
+            Some(Piece::End) => break,
             None => {
                 let source = failure(readers.swap_remove(stripe)).await;
-                if stop.borrow().is_some() {
-                    // Refused: every stripe tells the donor why before we go.
-                    let _ = tokio::time::timeout(REFUSAL_WAIT, join_all(readers)).await;
-                }
                 return Err(peer_error(source, snapshot(received), false));
             }
         }
-    };
-    let broken = |what: String| RelayError::PeerRead {
-        source: io::Error::new(io::ErrorKind::InvalidData, what),
-        partial: snapshot(received),
-    };
-    if total != seq {
-        return Err(broken(format!(
-            "the end frame says {total} chunks, {seq} arrived"
-        )));
     }
-    // Every other stripe must have ended the same way.
-    let ended = usize::try_from(seq % count as u64).unwrap_or(0);
-    for index in (0..count).filter(|i| *i != ended) {
+    // The stream ends in this stripe's block: every other stripe must end here too.
+    for index in (0..count).filter(|i| *i != stripe) {
         match pieces[index].recv().await {
-            Some(Piece::End(t)) if t == total => {}
-            Some(_) => {
-                return Err(broken(format!(
-                    "stripe {index} does not end where the stream does"
-                )));
+            Some(Piece::End) => {}
+            Some(Piece::Data(_)) => {
+                return Err(RelayError::PeerRead {
+                    source: io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "stream {index} goes on after stream {stripe} ended the stream at \
+                             byte {received}"
+                        ),
+                    ),
+                    partial: snapshot(received),
+                });
             }
             None => {
                 let source = failure(readers.swap_remove(index)).await;
@@ -781,6 +658,7 @@ where
         }
     }
     if let Err(source) = output.shutdown().await {
+        cause.record(u32::MAX, local_failure("writing local output", &source));
         return Err(RelayError::LocalWrite {
             source,
             partial: snapshot(received),
@@ -792,7 +670,7 @@ where
         let _ = close.send(());
     }
     for reader in readers {
-        // Our close_notify on each stripe: a send.
+        // Our end of each stripe: a send.
         if let Err(source) = joined(reader).await {
             return Err(peer_error(source, snapshot(received), true));
         }
@@ -800,66 +678,34 @@ where
     Ok(snapshot(received))
 }
 
-/// One stripe of the joiner: frames `index`, `index + count`, ... in order, then the end
-/// frame and the donor's close_notify; after the writer says so, our close_notify. A reason
-/// on `stop` ends it with a refusal frame and close_notify instead.
-async fn read_stripe<S>(
-    stripe: S,
-    index: u64,
-    count: u64,
+/// One stripe of the joiner: its bytes, a block at most at a time, to its link's end; then,
+/// once the writer says everything is written out, our end. Dropped unended when the
+/// stream fails (its link stops the stream).
+async fn read_stripe(
+    stripe: Stripe,
     pieces: mpsc::Sender<Piece>,
     closed: oneshot::Receiver<()>,
     idle: Option<Duration>,
-    mut stop: watch::Receiver<Option<String>>,
-) -> io::Result<()>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+) -> io::Result<()> {
     let moved = Moved::new();
     let mut stripe = Watched {
         inner: stripe,
         moved: moved.clone(),
     };
-    let mut expected = index;
-    let total = loop {
-        let mut head = [0; HEADER];
-        tokio::select! {
-            read = within(idle, &moved, stripe.read_exact(&mut head)) => { read?; }
-            reason = stopped(&mut stop) => return refuse(&mut stripe, &reason).await,
+    // How far into its current block this stripe is.
+    let mut at = 0;
+    loop {
+        let mut piece = Vec::with_capacity(BLOCK - at);
+        if within(idle, &moved, stripe.read_buf(&mut piece)).await? == 0 {
+            break;
         }
-        let seq = u64::from_be_bytes(head[..8].try_into().unwrap_or_default());
-        let len = u32::from_be_bytes(head[8..].try_into().unwrap_or_default()) as usize;
-        if len == 0 {
-            break seq;
+        at = (at + piece.len()) % BLOCK;
+        if pieces.send(Piece::Data(piece)).await.is_err() {
+            // The writer has stopped; its own error is the one reported.
+            return Ok(());
         }
-        if seq != expected || len > CHUNK {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "stripe {index}: chunk {seq} of {len} bytes where chunk {expected} of at most {CHUNK} was due"
-                ),
-            ));
-        }
-        let mut chunk = vec![0; len];
-        within(idle, &moved, stripe.read_exact(&mut chunk)).await?;
-        tokio::select! {
-            sent = pieces.send(Piece::Data(chunk)) => if sent.is_err() {
-                // The writer has stopped; its own error is the one reported.
-                return Ok(());
-            },
-            reason = stopped(&mut stop) => return refuse(&mut stripe, &reason).await,
-        }
-        expected += count;
-    };
-    // Nothing may follow the end frame but the donor's close_notify.
-    let mut byte = [0; 1];
-    if within(idle, &moved, stripe.read(&mut byte)).await? != 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("stripe {index}: data after the end frame"),
-        ));
     }
-    if pieces.send(Piece::End(total)).await.is_err() {
+    if pieces.send(Piece::End).await.is_err() {
         return Ok(());
     }
     if closed.await.is_ok() {
@@ -878,17 +724,6 @@ async fn stopped(stop: &mut watch::Receiver<Option<String>>) -> String {
             return std::future::pending().await;
         }
     }
-}
-
-/// Tells the donor why the stream is refused (a refusal frame, then close_notify) and ends
-/// the stripe with that reason.
-async fn refuse<S: AsyncWrite + Unpin>(stripe: &mut S, reason: &str) -> io::Result<()> {
-    let _ = stripe.write_all(&refusal_frame(reason)).await;
-    let _ = stripe.shutdown().await;
-    Err(io::Error::new(
-        io::ErrorKind::ConnectionAborted,
-        reason.to_string(),
-    ))
 }
 
 #[cfg(test)]
@@ -917,8 +752,8 @@ mod tests {
         assert_eq!(
             offered.alpn_protocols,
             [
-                b"sst-tunnel/stripes/3".to_vec(),
-                b"sst-tunnel/stripes/2".to_vec(),
+                b"sst-tunnel/stripes/2/3".to_vec(),
+                b"sst-tunnel/stripes/2/2".to_vec(),
                 b"sst-tunnel/resume/1".to_vec()
             ]
         );
@@ -935,13 +770,15 @@ mod tests {
         assert_eq!(
             protocols(3),
             [
-                b"sst-tunnel/stripes/3".to_vec(),
-                b"sst-tunnel/stripes/2".to_vec()
+                b"sst-tunnel/stripes/2/3".to_vec(),
+                b"sst-tunnel/stripes/2/2".to_vec()
             ]
         );
         assert_eq!(protocols(99).len(), 7);
-        assert_eq!(negotiated(Some(b"sst-tunnel/stripes/4")), 4);
-        assert_eq!(negotiated(Some(b"sst-tunnel/stripes/9")), 1);
+        assert_eq!(negotiated(Some(b"sst-tunnel/stripes/2/4")), 4);
+        assert_eq!(negotiated(Some(b"sst-tunnel/stripes/2/9")), 1);
+        // Version 1's names are another protocol.
+        assert_eq!(negotiated(Some(b"sst-tunnel/stripes/4")), 1);
         assert_eq!(negotiated(Some(b"h2")), 1);
         assert_eq!(negotiated(None), 1);
         assert!((1..=MAX_STRIPES).contains(&auto()));
@@ -974,50 +811,27 @@ mod tests {
     }
 
     #[test]
-    fn a_refusal_frame_round_trips_and_nothing_else_reads_as_one() {
-        let frame = refusal_frame("stdin has data");
-        assert_eq!(parse_refusal(&frame).as_deref(), Some("stdin has data"));
-        assert_eq!(parse_refusal(&frame[..frame.len() - 1]), None);
-        let mut data = vec![0; HEADER];
-        header(&mut data, 7, 3);
-        data.extend_from_slice(b"abc");
-        assert_eq!(parse_refusal(&data), None);
-        assert!(refusal_frame(&"x".repeat(5000)).len() <= HEADER + REFUSAL_MAX);
-    }
-
-    #[test]
     fn an_opening_is_a_new_stream_or_a_token_to_resume() {
         let token = [7; TOKEN_LEN];
         assert_eq!(parse_opening(&opening_new()), Ok(Opening::New));
         assert_eq!(
-            parse_opening(&opening_resume(&token, 3)),
-            Ok(Opening::Resume {
+            parse_opening(&opening_join(&token, 3)),
+            Ok(Opening::Join {
                 token: Zeroizing::new(token),
                 stripe: 3
             })
         );
-        assert_eq!(check_resume(&token, &opening_resume(&token, 0), 1), Ok(0));
-        assert_eq!(check_resume(&token, &opening_resume(&token, 3), 4), Ok(3));
-        assert!(check_resume(&token, &opening_resume(&token, 4), 4).is_err());
-        assert!(check_resume(&token, &opening_resume(&token, 1), 1).is_err());
-        assert!(check_resume(&[8; TOKEN_LEN], &opening_resume(&token, 0), 1).is_err());
-        assert!(check_resume(&token, &opening_new(), 1).is_err());
-        assert!(check_resume(&token, &binding(&token, 1), 4).is_err());
-        assert!(check_resume(&token, &token[..5], 1).is_err());
+        assert_eq!(check_join(&token, &opening_join(&token, 0), 1), Ok(0));
+        assert_eq!(check_join(&token, &opening_join(&token, 3), 4), Ok(3));
+        assert!(check_join(&token, &opening_join(&token, 4), 4).is_err());
+        assert!(check_join(&token, &opening_join(&token, 1), 1).is_err());
+        assert!(check_join(&[8; TOKEN_LEN], &opening_join(&token, 0), 1).is_err());
+        assert!(check_join(&token, &opening_new(), 1).is_err());
+        assert!(check_join(&token, &token[..5], 1).is_err());
         // A new stream's opening carries no token; one that does is neither.
         let mut odd = opening_new();
         odd[5] = 1;
         assert!(parse_opening(&odd).is_err());
         assert!(parse_opening(&[9; OPENING_LEN]).is_err());
-    }
-
-    #[test]
-    fn bindings_name_a_stripe_and_carry_the_token() {
-        let token = [7; TOKEN_LEN];
-        assert_eq!(check_binding(&token, &binding(&token, 3), 4), Ok(3));
-        assert!(check_binding(&token, &binding(&token, 0), 4).is_err());
-        assert!(check_binding(&token, &binding(&token, 4), 4).is_err());
-        assert!(check_binding(&[8; TOKEN_LEN], &binding(&token, 1), 4).is_err());
-        assert!(check_binding(&token, &token[..10], 4).is_err());
     }
 }
