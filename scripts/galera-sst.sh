@@ -9,8 +9,9 @@
 # rsync:CAPATH, rsync:IPV6, mariabackup:encrypt=4, mariabackup:STRIPED (encrypt=4 with
 # SST_TUNNEL_STREAMS=4 at both ends: one stream over 4 connections), mariabackup:encrypt=3,
 # mariabackup:encrypt=2, mariabackup:VERIFY_IDENTITY, mariabackup:CAPATH, the failure
-# network faults rsync:RESETS and mariabackup:RESETS (the SST connection reset twice
-# mid-stream: the stream resumes, node2 joins), the failure
+# network faults rsync:RESETS and mariabackup:RESETS (the SST runs through a middlebox,
+# NAT to a stock socat relay, whose connections are reset twice mid-stream: the stream
+# resumes, node2 joins), the failure
 # drills rsync:KILL_TUNNEL, rsync:WRONG_CA, mariabackup:WRONG_CA, and the checks' own drills
 # rsync:CLEARTEXT and mariabackup:CLEARTEXT (no TLS at all: the wire check must find the
 # rows in the capture, or it could not fail).
@@ -27,8 +28,14 @@
 # none of the rows' known text (and no rsync/mbstream magic), both nodes' error logs hold
 # sst-tunnel's summary lines, and the IPV6 case's capture is IPv6 only.
 # sst_seconds runs from node2's start to Synced, as "node2 start->Synced" in the contract.
-# Needs root, mariadb-server, galera-4, mariadb-backup, rsync, tcpdump, openssl, iproute2.
+# The run has a network namespace of its own (its loopback is the cluster's): no port of the
+# machine's is taken or seen, and the middlebox's NAT touches nothing outside it.
+# Needs root, mariadb-server, galera-4, mariadb-backup, rsync, tcpdump, openssl, iproute2,
+# socat and nftables (the RESETS middlebox).
 set -euo pipefail
+if [ -z "${GALERA_SST_NETNS:-}" ] && [ "$(id -u)" = 0 ]; then
+    exec env GALERA_SST_NETNS=1 unshare --net -- "$0" "$@"
+fi
 
 here=$(cd "$(dirname "$0")" && pwd)
 bin=
@@ -52,6 +59,13 @@ for tool in mariadbd mariadb-install-db mariadb mariadb-admin rsync tcpdump open
     command -v "$tool" >/dev/null || { echo "galera-sst: $tool is not installed" >&2; exit 2; }
 done
 [ -e /usr/lib/galera/libgalera_smm.so ] || { echo "galera-sst: galera-4 is not installed" >&2; exit 2; }
+for c in "${cases[@]}"; do
+    [[ $c != *:RESETS ]] && continue
+    for tool in socat nft; do
+        command -v "$tool" >/dev/null || { echo "galera-sst: $tool is not installed (the $c middlebox)" >&2; exit 2; }
+    done
+done
+ip link set lo up
 
 T=$(mktemp -d /tmp/galera-sst.XXXXXX)
 # Known row text (in logs.marker) that must never cross the wire in clear.
@@ -310,10 +324,31 @@ run_case() { # METHOD:MODE
     mkdir -p "$T/node2"
     write_cnf node2 127.0.0.2 13307 "$(sst_block node2 "$mode" "$method")" "$method" "$sst_addr"
     at "$1: starting"
-    local capture=$T/sst-$method.pcap filter="tcp port 24444"
+    local capture=$T/sst-$method.pcap filter="tcp port 24444" middlebox=
     # Whole packets, so the search for row text covers every byte that crossed; IPV6 captures
     # IPv6 only, so its size proves which family carried the SST.
     [ "$mode" = IPV6 ] && filter="ip6 and tcp port 24444"
+    if [ "$mode" = RESETS ]; then
+        # The SST through a middlebox, as across a NAT: node1 dials node2's SST address,
+        # 127.0.0.2:24444, as the joiner announced it; NAT sends that to a stock socat relay
+        # at 127.0.0.3:24445 (one process per connection), which dials node2 from 127.0.0.4
+        # (left alone by the NAT). Killing a relay process resets both of its connections
+        # (SO_LINGER 0: an RST each way), as a middlebox that drops its state does.
+        nft -f - <<'NFT' || fail "$1: nft could not set up the middlebox's NAT"
+table ip galera_sst {
+    chain output {
+        type nat hook output priority -100;
+        ip saddr != 127.0.0.4 ip daddr 127.0.0.2 tcp dport 24444 dnat to 127.0.0.3:24445
+    }
+}
+NFT
+        socat TCP-LISTEN:24445,bind=127.0.0.3,reuseaddr,fork,so-linger=0 \
+            TCP:127.0.0.2:24444,bind=127.0.0.4,so-linger=0 2>"$T/middlebox.log" &
+        middlebox=$!
+        pids+=("$middlebox")
+        # Both legs on the wire check: donor -> middlebox and middlebox -> joiner.
+        filter="tcp port 24444 or tcp port 24445"
+    fi
     tcpdump -i lo -s 0 -U -w "$capture" "$filter" 2>"$T/tcpdump.log" &
     local dump=$!
     pids+=("$dump")
@@ -409,31 +444,46 @@ run_case() { # METHOD:MODE
             ;;
     esac
     if [ "$mode" = RESETS ]; then
-        # The network resets the SST's connection twice mid-stream, once a fifth and once a
-        # third of the data has landed in node2's datadir, each time while a stream is
-        # moving. The SST address is the joiner's own listening address, so no proxy can sit
-        # in the path without NAT; the kernel resets it instead: `ss -K` destroys the
-        # donor's end (ECONNABORTED there) and sends the joiner an RST, as a middlebox
-        # does. Both ends are sst-tunnel, so the stream must resume and node2 still join.
-        local landed=0 before=0 deadline=$((SECONDS + 300)) part
+        # The middlebox resets the SST's connections twice mid-stream, once a fifth and once
+        # a third of the data has landed in node2's datadir, each time while a stream is
+        # moving through it. Both ends are sst-tunnel, so the stream must resume (the donor
+        # dials again, through the NAT and the middlebox) and node2 still join.
+        local landed=0 before=0 deadline=$((SECONDS + 300)) part relays resets=0 r1 r2
         for part in 5 3; do
             at "$1: waiting for 1/$part of the SST, mid-stream"
             while :; do
+                # Each reset only once both ends have resumed from the one before: a reset
+                # of a connection still being bound is another fault (the joiner never
+                # counts a connection it had not taken yet).
+                r1=$(tail -n +"$log1_from" "$T/node1/error.log" | grep -c ": resumed after " || true)
+                r2=$(grep -c ": resumed after " "$T/node2/error.log" || true)
+                if [ "$r1" -lt "$resets" ] || [ "$r2" -lt "$resets" ]; then
+                    alive "$node2_pid" ||
+                        fail "$1: node2 ended after reset $resets (donor $r1, joiner $r2 resumptions)"
+                    [ "$SECONDS" -lt "$deadline" ] ||
+                        fail "$1: the stream did not resume after reset $resets (donor $r1, joiner $r2 resumptions)"
+                    sleep 0.1
+                    continue
+                fi
                 [ "$SECONDS" -lt "$deadline" ] ||
                     fail "$1: only $landed bytes landed in 300 s; the resets need the SST under way"
                 alive "$node2_pid" || fail "$1: node2 ended before the connection could be reset"
+                alive "$middlebox" || fail "$1: the middlebox ended: $(cat "$T/middlebox.log")"
                 before=$landed
                 landed=$(du -sb --exclude=galera.cache "$T/node2/data" 2>/dev/null | cut -f1 || echo 0)
-                if [ "$landed" -gt $((data_mb * 1024 * 1024 / part)) ] && [ "$landed" -gt "$before" ]; then
-                    # ss -K lists only what it destroyed: nothing when rsync was between two
-                    # connections, and then the next look tries again.
-                    ss -K -Htn state established "( dport = :24444 )" >"$T/reset.log" 2>&1 ||
-                        fail "$1: ss -K could not reset the connection: $(cat "$T/reset.log")"
-                    grep -q . "$T/reset.log" && break
+                # The relays carrying a connection now (none while rsync is between two).
+                relays=$(pgrep -P "$middlebox" | paste -sd' ' || true)
+                if [ "$landed" -gt $((data_mb * 1024 * 1024 / part)) ] && [ "$landed" -gt "$before" ] &&
+                    [ -n "$relays" ]; then
+                    ss -Htn state established "( sport = :24445 )" >"$T/reset.log" 2>&1 || true
+                    # shellcheck disable=SC2086 # one PID per word
+                    kill -KILL $relays
+                    resets=$((resets + 1))
+                    break
                 fi
                 sleep 0.1
             done
-            log "$1: reset the SST connection with $landed bytes landed: $(tr -s ' \n' ' ' <"$T/reset.log")"
+            log "$1: the middlebox reset its connections (relays $relays) with $landed bytes landed: $(tr -s ' \n' ' ' <"$T/reset.log")"
         done
     fi
     at "$1: waiting for node2 to join by SST"
@@ -509,6 +559,11 @@ run_case() { # METHOD:MODE
     local moved
     moved=$(du -sb --exclude=galera.cache "$T/node2/data" | cut -f1)
     stop_node node2 "$node2_pid"
+    if [ -n "$middlebox" ]; then
+        kill "$middlebox" 2>/dev/null || true
+        gone "$middlebox" 30 || fail "$1: the middlebox did not stop"
+        nft delete table ip galera_sst
+    fi
     [ ! -e "$T/node2/data/stunnel.pid" ] || fail "$1: stunnel.pid left behind"
     if [ "$mode" = CLEARTEXT ]; then
         echo "PASS $1 wire=cleartext datadir_bytes=$moved"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian/Ubuntu machine: installs what the tests use
-# (stunnel4, socat, rsync, and MariaDB Galera for the real-SST test, from the distribution),
+# (stunnel4, socat, rsync, and MariaDB Galera and nftables for the real-SST test, from the
+# distribution),
 # then runs cargo fmt/clippy/machete checks and every test, fuzzes each parser for 15 s, builds the
 # .deb and .rpm and installs, uses and removes them (here and in Debian 11 and 13 chroots,
 # with MariaDB 11.8's SSTs in Debian 13's), builds the arm64 packages and runs them under
@@ -14,7 +15,8 @@ need=()
 for tool in stunnel:stunnel4 socat:socat rsync:rsync diff:diffutils ss:iproute2 openssl:openssl \
     mariadbd:mariadb-server mariadb-backup:mariadb-backup tcpdump:tcpdump pgrep:procps \
     readelf:binutils rpmbuild:rpm qemu-aarch64-static:qemu-user-static lintian:lintian \
-    qemu-system-x86_64:qemu-system-x86 cpio:cpio depmod:kmod debootstrap:debootstrap; do
+    qemu-system-x86_64:qemu-system-x86 cpio:cpio depmod:kmod debootstrap:debootstrap \
+    nft:nftables; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
 done
 [ -e /usr/lib/galera/libgalera_smm.so ] || need+=(galera-4)

@@ -26,7 +26,8 @@ use common::*;
 const CASES: [&str; 18] = [
     "rsync:VERIFY_CA",
     "mariabackup:encrypt=4",
-    // The network resets the SST's connection twice mid-stream: it resumes, node2 joins.
+    // The SST runs through a middlebox (NAT to a relay) that resets its connections twice
+    // mid-stream: the stream resumes, node2 joins.
     "rsync:RESETS",
     "mariabackup:RESETS",
     "mariabackup:STRIPED",
