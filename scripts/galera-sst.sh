@@ -314,6 +314,50 @@ checksums() { # NODE
 }
 expected=$(checksums node1)
 
+# mid_sst CASE PART WHAT READY...: waits (up to 300 s) for a moment mid-SST: more than 1/PART
+# of the data landed in node2's datadir (a measure of the SST itself, unlike packet counts,
+# which depend on the loopback's segment sizes), the datadir grown since the last look, and
+# READY true (WHAT says what it checks: a stream is moving). Leaves the size in `landed`;
+# fails the case if node2 ends first, or past the deadline.
+mid_sst() {
+    local name=$1 part=$2 what=$3 before=0 deadline=$((SECONDS + 300))
+    shift 3
+    landed=0
+    while :; do
+        alive "$node2_pid" || fail "$name: node2 ended before the fault, with $landed bytes landed"
+        before=$landed
+        landed=$(du -sb --exclude=galera.cache "$T/node2/data" 2>/dev/null | cut -f1 || echo 0)
+        if [ "$landed" -gt $((data_mb * 1024 * 1024 / part)) ] && [ "$landed" -gt "$before" ] &&
+            "$@"; then
+            return 0
+        fi
+        [ "$SECONDS" -lt "$deadline" ] ||
+            fail "$name: no moment in 300 s with over 1/$part of the SST landed and $what ($landed bytes landed)"
+        sleep 0.1
+    done
+}
+
+# KILL_TUNNEL's moment: the joiner's tunnel is up (its pid in `tunnel_pid`) and a
+# connection to the SST port is established.
+tunnel_moving() {
+    tunnel_pid=$(cat "$T/node2/data/stunnel.pid" 2>/dev/null || true)
+    [ -n "$tunnel_pid" ] && ss -Htn state established "( sport = :24444 )" | grep -q .
+}
+
+# RESETS's moment: both ends have resumed from every reset so far (a reset of a connection
+# still being bound is another fault: the joiner never counts a connection it had not taken
+# yet), and the middlebox has relays carrying connections (their pids in `relays`; none
+# while rsync is between two).
+middlebox_moving() {
+    local r1 r2
+    alive "$middlebox" || fail "$name: the middlebox ended: $(cat "$T/middlebox.log")"
+    r1=$(tail -n +"$log1_from" "$T/node1/error.log" | grep -c ": resumed after " || true)
+    r2=$(grep -c ": resumed after " "$T/node2/error.log" || true)
+    [ "$r1" -ge "$resets" ] && [ "$r2" -ge "$resets" ] || return 1
+    relays=$(pgrep -P "$middlebox" | paste -sd' ' || true)
+    [ -n "$relays" ]
+}
+
 run_case() { # METHOD:MODE
     local method=${1%%:*} mode=${1#*:} sst_addr=127.0.0.2 resumptions=
     # IPv6 SST: the SST address is [::1]; Galera itself stays on 127.0.0.x.
@@ -370,29 +414,12 @@ NFT
     case $mode in
         KILL_TUNNEL | WRONG_CA)
             if [ "$mode" = KILL_TUNNEL ]; then
-                # The joiner's tunnel dies mid-SST: once a fifth of the data has landed in
-                # node2's datadir (a measure of the SST itself, unlike packet counts, which
-                # depend on the loopback's segment sizes) and while a stream is moving (a
-                # connection to the SST port is established and the datadir grew since the
-                # last look), kill it: the donor must then see a stream cut short, not a
-                # refused connection between two of rsync's.
+                # The joiner's tunnel dies mid-SST: once a fifth of the data has landed and
+                # while a stream is moving, kill it: the donor must then see a stream cut
+                # short, not a refused connection between two of rsync's.
                 at "$1: waiting for the SST to be a fifth done, mid-stream"
-                local tunnel_pid= landed=0 before=0 deadline=$((SECONDS + 180))
-                while [ "$SECONDS" -lt "$deadline" ]; do
-                    tunnel_pid=$(cat "$T/node2/data/stunnel.pid" 2>/dev/null || true)
-                    before=$landed
-                    landed=$(du -sb --exclude=galera.cache "$T/node2/data" 2>/dev/null | cut -f1 || echo 0)
-                    [ -n "$tunnel_pid" ] && [ "$landed" -gt $((data_mb * 1024 * 1024 / 5)) ] &&
-                        [ "$landed" -gt "$before" ] &&
-                        ss -Htn state established "( sport = :24444 )" | grep -q . && break
-                    alive "$node2_pid" || fail "$1: node2 ended before the tunnel could be killed"
-                    sleep 0.1
-                done
-                [ -n "$tunnel_pid" ] || fail "$1: no joiner tunnel appeared"
-                # Killed only mid-SST: bytes must demonstrably have arrived, or the drill
-                # would test a refused connection instead of a broken stream.
-                [ "$landed" -gt $((data_mb * 1024 * 1024 / 5)) ] ||
-                    fail "$1: only $landed bytes landed in 180 s; the drill needs the SST under way"
+                local tunnel_pid= landed
+                mid_sst "$1" 5 "the joiner's tunnel up with a connection established" tunnel_moving
                 # Only a process of this run: the pid file's process must run this run's config.
                 tr '\0' ' ' <"/proc/$tunnel_pid/cmdline" 2>/dev/null | grep -q -F -- "$T/" ||
                     fail "$1: stunnel.pid names $tunnel_pid, which is not this run's tunnel"
@@ -448,41 +475,15 @@ NFT
         # a third of the data has landed in node2's datadir, each time while a stream is
         # moving through it. Both ends are sst-tunnel, so the stream must resume (the donor
         # dials again, through the NAT and the middlebox) and node2 still join.
-        local landed=0 before=0 deadline=$((SECONDS + 300)) part relays resets=0 r1 r2
+        local landed part relays resets=0
         for part in 5 3; do
             at "$1: waiting for 1/$part of the SST, mid-stream"
-            while :; do
-                # Each reset only once both ends have resumed from the one before: a reset
-                # of a connection still being bound is another fault (the joiner never
-                # counts a connection it had not taken yet).
-                r1=$(tail -n +"$log1_from" "$T/node1/error.log" | grep -c ": resumed after " || true)
-                r2=$(grep -c ": resumed after " "$T/node2/error.log" || true)
-                if [ "$r1" -lt "$resets" ] || [ "$r2" -lt "$resets" ]; then
-                    alive "$node2_pid" ||
-                        fail "$1: node2 ended after reset $resets (donor $r1, joiner $r2 resumptions)"
-                    [ "$SECONDS" -lt "$deadline" ] ||
-                        fail "$1: the stream did not resume after reset $resets (donor $r1, joiner $r2 resumptions)"
-                    sleep 0.1
-                    continue
-                fi
-                [ "$SECONDS" -lt "$deadline" ] ||
-                    fail "$1: only $landed bytes landed in 300 s; the resets need the SST under way"
-                alive "$node2_pid" || fail "$1: node2 ended before the connection could be reset"
-                alive "$middlebox" || fail "$1: the middlebox ended: $(cat "$T/middlebox.log")"
-                before=$landed
-                landed=$(du -sb --exclude=galera.cache "$T/node2/data" 2>/dev/null | cut -f1 || echo 0)
-                # The relays carrying a connection now (none while rsync is between two).
-                relays=$(pgrep -P "$middlebox" | paste -sd' ' || true)
-                if [ "$landed" -gt $((data_mb * 1024 * 1024 / part)) ] && [ "$landed" -gt "$before" ] &&
-                    [ -n "$relays" ]; then
-                    ss -Htn state established "( sport = :24445 )" >"$T/reset.log" 2>&1 || true
-                    # shellcheck disable=SC2086 # one PID per word
-                    kill -KILL $relays
-                    resets=$((resets + 1))
-                    break
-                fi
-                sleep 0.1
-            done
+            mid_sst "$1" "$part" "both ends resumed and a connection through the middlebox" \
+                middlebox_moving
+            ss -Htn state established "( sport = :24445 )" >"$T/reset.log" 2>&1 || true
+            # shellcheck disable=SC2086 # one PID per word
+            kill -KILL $relays
+            resets=$((resets + 1))
             log "$1: the middlebox reset its connections (relays $relays) with $landed bytes landed: $(tr -s ' \n' ' ' <"$T/reset.log")"
         done
     fi
