@@ -279,10 +279,12 @@ fn task_failed(e: &tokio::task::JoinError) -> RelayError {
     }
 }
 
-/// Buffer between the striping and a link, each way. Small, so the link's frames are too:
-/// the striping counts its idle timeout on bytes arriving, and a slow path must bring some in
-/// well within it (a 64 KiB frame at 100 KiB/s takes 0.6 s).
-const LINK_BUFFER: usize = 64 << 10;
+/// A link's frames at most (payload bytes). Small: the striping counts its idle timeout on
+/// pieces arriving, and a slow path must bring one in well within it (a 64 KiB frame at
+/// 100 KiB/s takes 0.6 s).
+const LINK_FRAME: usize = 64 << 10;
+/// Pieces queued between the striping and a link, each way.
+const LINK_QUEUE: usize = 4;
 
 /// A striped stream's running links, one per connection, each resuming on its own.
 pub struct Links {
@@ -291,97 +293,114 @@ pub struct Links {
     pub siblings: Arc<Siblings>,
 }
 
-/// The striping's end of one link: what it writes is that stripe's share of the stream, what
-/// it reads is what the peer's striping wrote to its end. Only a shutdown ends the link's
-/// stream (its end frame); dropped without one (the striping failed, or was dropped by a
-/// signal) the link stops the stream and tells the peer, so a cut never reads as an end.
-/// The same the other way: the end of what it reads is the peer's end only when the link
-/// received the peer's end frame, not when the link failed.
+/// The striping's end of one link: the pieces it sends are that stripe's share of the
+/// stream, the pieces it receives what the peer's striping sent on its end. Pieces, not
+/// bytes: they move between the striping and the link without being copied again. Only
+/// [`Stripe::finish`] ends the link's stream (its end frame); dropped without it (the
+/// striping failed, or was dropped by a signal) the link stops the stream and tells the
+/// peer, so a cut never reads as an end. The same the other way: [`Stripe::recv`] reports
+/// the peer's end only when the link received the peer's end frame, not when it failed.
 pub struct Stripe {
-    pipe: tokio::io::DuplexStream,
+    to_link: Option<mpsc::Sender<Vec<u8>>>,
+    from_link: mpsc::Receiver<Vec<u8>>,
     ends: Arc<PipeEnds>,
     siblings: Arc<Siblings>,
 }
 
-/// Which ends a stripe's pipe has seen: the only thing that tells an end from a cut there.
+/// When bytes last moved between a striping and a link, either way: the striping's idle
+/// timeout counts from there, so a slow but moving link never times out, however long one
+/// piece takes.
+#[derive(Debug)]
+pub struct Moved {
+    start: Instant,
+    /// Nanoseconds after `start` of the last byte moved.
+    last: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Moved {
+    fn default() -> Self {
+        Self {
+            start: Instant::now(),
+            last: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+impl Moved {
+    /// Bytes moved now.
+    pub fn now(&self) {
+        let nanos = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last.store(nanos, Ordering::Relaxed);
+    }
+
+    /// When bytes last moved.
+    pub fn last(&self) -> Instant {
+        self.start + Duration::from_nanos(self.last.load(Ordering::Relaxed))
+    }
+}
+
+/// Which ends a stripe's pipe has seen (the only thing that tells an end from a cut there),
+/// and when bytes last moved through it.
 #[derive(Default)]
 struct PipeEnds {
-    /// The striping shut its side down: the link may send its end frame.
+    moved: Arc<Moved>,
+    /// The striping finished its side: the link may send its end frame.
     striping: AtomicBool,
-    /// The link received the peer's end frame and shut the striping's input down.
+    /// The link received the peer's end frame and closed the striping's side.
     link: AtomicBool,
 }
 
 impl Stripe {
+    /// Sends the next piece of this stripe to its link (waits while the link's queue is
+    /// full). Fails once the link has stopped (its own error is the cause).
+    pub async fn send(&mut self, piece: Vec<u8>) -> io::Result<()> {
+        let link = self
+            .to_link
+            .as_ref()
+            .ok_or_else(|| io::Error::other("finished"))?;
+        link.send(piece)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the stripe's link has stopped"))
+    }
+
+    /// Ends this side of the stripe: the link sends its end frame once all is out.
+    pub fn finish(&mut self) {
+        // Marked before the queue closes, so the link sees it with the end of input.
+        self.ends.striping.store(true, Ordering::Release);
+        self.to_link = None;
+    }
+
+    /// The next piece the peer sent on this stripe, `None` at the peer's end (its end
+    /// frame); an error when the link stopped first.
+    pub async fn recv(&mut self) -> io::Result<Option<Vec<u8>>> {
+        match self.from_link.recv().await {
+            Some(piece) => Ok(Some(piece)),
+            None if self.ends.link.load(Ordering::Acquire) => Ok(None),
+            None => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "its link stopped before the end of the stream (stream truncated)",
+            )),
+        }
+    }
+
     /// Where the striping records why it stops the stream (unless a link failed first): the
     /// reason every link then gives its peer.
     pub fn cause(&self) -> Arc<Siblings> {
         self.siblings.clone()
     }
-}
 
-/// `polled`, or an error when it is the end of input (`buf` had room, nothing came) that
-/// `ended` does not vouch for.
-fn cut_unless(
-    polled: std::task::Poll<io::Result<()>>,
-    buf: &tokio::io::ReadBuf<'_>,
-    before: usize,
-    ended: &AtomicBool,
-    what: &str,
-) -> std::task::Poll<io::Result<()>> {
-    if matches!(polled, std::task::Poll::Ready(Ok(())))
-        && buf.filled().len() == before
-        && buf.remaining() > 0
-        && !ended.load(Ordering::Acquire)
-    {
-        return std::task::Poll::Ready(Err(io::Error::new(io::ErrorKind::UnexpectedEof, what)));
-    }
-    polled
-}
-
-impl AsyncRead for Stripe {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.pipe).poll_read(cx, buf);
-        let what = "its link stopped before the end of the stream (stream truncated)";
-        cut_unless(polled, buf, before, &self.ends.link, what)
+    /// When bytes last moved between this stripe and its link.
+    pub fn moved(&self) -> Arc<Moved> {
+        self.ends.moved.clone()
     }
 }
 
-impl AsyncWrite for Stripe {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        data: &[u8],
-    ) -> std::task::Poll<io::Result<usize>> {
-        Pin::new(&mut self.pipe).poll_write(cx, data)
-    }
-
-    fn poll_flush(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        Pin::new(&mut self.pipe).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        // Marked before the pipe closes, so the link sees it with the end of input.
-        self.ends.striping.store(true, Ordering::Release);
-        Pin::new(&mut self.pipe).poll_shutdown(cx)
-    }
-}
-
-/// A link's local input: the stripe's pipe, whose end is the stream's end only when the
-/// striping shut it down ([`Stripe`]).
+/// A link's local input: the striping's pieces, copied into the link's frames. Their end is
+/// the stream's end only when the striping finished ([`Stripe::finish`]).
 struct StripeInput {
-    pipe: tokio::io::ReadHalf<tokio::io::DuplexStream>,
+    pieces: mpsc::Receiver<Vec<u8>>,
+    piece: Vec<u8>,
+    at: usize,
     ends: Arc<PipeEnds>,
 }
 
@@ -391,18 +410,47 @@ impl AsyncRead for StripeInput {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<io::Result<()>> {
+        use std::task::Poll;
+        let this = &mut *self;
         let before = buf.filled().len();
-        let polled = Pin::new(&mut self.pipe).poll_read(cx, buf);
-        let what = "the striping stopped before the end of the stream (stream truncated)";
-        cut_unless(polled, buf, before, &self.ends.striping, what)
+        while buf.remaining() > 0 {
+            if this.at < this.piece.len() {
+                let n = buf.remaining().min(this.piece.len() - this.at);
+                buf.put_slice(&this.piece[this.at..this.at + n]);
+                this.at += n;
+                this.ends.moved.now();
+                continue;
+            }
+            // What is queued now goes into this read too; no more waits once some is in.
+            match this.pieces.poll_recv(cx) {
+                Poll::Ready(Some(piece)) => (this.piece, this.at) = (piece, 0),
+                Poll::Ready(None) if buf.filled().len() == before => {
+                    if !this.ends.striping.load(Ordering::Acquire) {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the striping stopped before the end of the stream (stream truncated)",
+                        )));
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Pending if buf.filled().len() == before => return Poll::Pending,
+                Poll::Ready(None) | Poll::Pending => break,
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
-/// A link's local output: the stripe's pipe, shut down (the striping's end of input) only
-/// when the peer's end frame came.
+/// Room in the striping's queue for the next piece, being waited for (`None`: it is gone).
+type Reserving = Pin<Box<dyn Future<Output = Option<mpsc::OwnedPermit<Vec<u8>>>> + Send>>;
+
+/// A link's local output: what the peer's link delivered, as pieces for the striping; closed
+/// (the striping's end of input) only when the peer's end frame came.
 struct StripeOutput {
-    pipe: tokio::io::WriteHalf<tokio::io::DuplexStream>,
+    pieces: mpsc::Sender<Vec<u8>>,
+    reserving: Option<Reserving>,
     ends: Arc<PipeEnds>,
+    closed: bool,
 }
 
 impl AsyncWrite for StripeOutput {
@@ -411,26 +459,51 @@ impl AsyncWrite for StripeOutput {
         cx: &mut std::task::Context<'_>,
         data: &[u8],
     ) -> std::task::Poll<io::Result<usize>> {
-        Pin::new(&mut self.pipe).poll_write(cx, data)
+        use std::task::Poll;
+        let this = &mut *self;
+        if this.closed {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        let reserving = this.reserving.get_or_insert_with(|| {
+            let pieces = this.pieces.clone();
+            Box::pin(async move { pieces.reserve_owned().await.ok() })
+        });
+        let permit = std::task::ready!(reserving.as_mut().poll(cx));
+        this.reserving = None;
+        match permit {
+            Some(permit) => {
+                permit.send(data.to_vec());
+                this.ends.moved.now();
+                Poll::Ready(Ok(data.len()))
+            }
+            // The striping has gone (it failed, and said why).
+            None => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the striping has stopped",
+            ))),
+        }
     }
 
     fn poll_flush(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
+        self: Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<io::Result<()>> {
-        Pin::new(&mut self.pipe).poll_flush(cx)
+        std::task::Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(
         mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
+        _cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<io::Result<()>> {
+        // Marked before the queue closes (when this drops), so the striping sees it with
+        // the end of its pieces.
         self.ends.link.store(true, Ordering::Release);
-        Pin::new(&mut self.pipe).poll_shutdown(cx)
+        self.closed = true;
+        std::task::Poll::Ready(Ok(()))
     }
 }
 
-/// Each connection of a striped stream as its own resumable link: the striping's bytes for
+/// Each connection of a striped stream as its own resumable link: the striping's pieces for
 /// stripe `i` go through the `i`th returned [`Stripe`], and its link carries them in its
 /// frames over its connection and the connections that replace it (`again(i)`; never, with
 /// a zero window: resuming not agreed). A stripe that breaks resumes by itself; the others
@@ -448,27 +521,30 @@ pub fn links(
     let mut stripes = Vec::with_capacity(count);
     let mut tasks = Vec::with_capacity(count);
     for (index, conn) in (0u32..).zip(conns) {
-        let (ours, theirs) = tokio::io::duplex(LINK_BUFFER);
-        let (input, output) = tokio::io::split(theirs);
+        let (to_link, input) = mpsc::channel(LINK_QUEUE);
+        let (output, from_link) = mpsc::channel(LINK_QUEUE);
         let ends = Arc::new(PipeEnds::default());
         let local = Local {
             input: Box::new(StripeInput {
-                pipe: input,
+                pieces: input,
+                piece: Vec::new(),
+                at: 0,
                 ends: ends.clone(),
             }),
             output: Box::new(StripeOutput {
-                pipe: output,
+                pieces: output,
+                reserving: None,
                 ends: ends.clone(),
+                closed: false,
             }),
-            // The striping keeps the idle timeout, on each stripe's bytes (a link blocked
+            // The striping keeps the idle timeout, on each stripe's pieces (a link blocked
             // behind a slower sibling is not idle); it also bounds a link's wait for its
             // next connection, as nothing arrives on that stripe meanwhile.
             options: relay::Options::default(),
             path,
             // Each stripe carries its share of the stream, so its share of the replay.
-            replay: (bounds.replay / count).max(LINK_BUFFER * 16),
-            // A stripe's frames are no larger than its pipe gives in one go.
-            frame: LINK_BUFFER,
+            replay: (bounds.replay / count).max(LINK_FRAME * 16),
+            frame: LINK_FRAME,
             siblings: Some((index, siblings.clone())),
         };
         let label = format!("{label} (stream {index})");
@@ -480,7 +556,8 @@ pub fn links(
             local,
         )));
         stripes.push(Stripe {
-            pipe: ours,
+            to_link: Some(to_link),
+            from_link,
             ends,
             siblings: siblings.clone(),
         });
@@ -1674,46 +1751,56 @@ mod tests {
 
     /// A stripe's pipe and the link's two ends of it.
     fn pipe() -> (Stripe, StripeInput, StripeOutput) {
-        let (ours, theirs) = tokio::io::duplex(64);
-        let (pipe, output) = tokio::io::split(theirs);
+        let (to_link, input) = mpsc::channel(LINK_QUEUE);
+        let (output, from_link) = mpsc::channel(LINK_QUEUE);
         let ends = Arc::new(PipeEnds::default());
         let stripe = Stripe {
-            pipe: ours,
+            to_link: Some(to_link),
+            from_link,
             ends: ends.clone(),
             siblings: Arc::default(),
         };
         let input = StripeInput {
-            pipe,
+            pieces: input,
+            piece: Vec::new(),
+            at: 0,
             ends: ends.clone(),
         };
-        (stripe, input, StripeOutput { pipe: output, ends })
+        let output = StripeOutput {
+            pieces: output,
+            reserving: None,
+            ends,
+            closed: false,
+        };
+        (stripe, input, output)
     }
 
     #[tokio::test]
-    async fn a_pipe_dropped_without_a_shutdown_is_a_cut_not_an_end() {
-        for shut in [true, false] {
-            // The striping's side: what it wrote, then its end or a cut (a failure, a signal).
+    async fn a_pipe_dropped_without_an_end_is_a_cut_not_an_end() {
+        for end in [true, false] {
+            // The striping's side: what it sent, then its end or a cut (a failure, a signal).
             let (mut stripe, mut input, _output) = pipe();
-            stripe.write_all(b"abc").await.unwrap();
-            if shut {
-                stripe.shutdown().await.unwrap();
+            stripe.send(b"ab".to_vec()).await.unwrap();
+            stripe.send(b"c".to_vec()).await.unwrap();
+            if end {
+                stripe.finish();
             }
             drop(stripe);
             let mut got = Vec::new();
             let read = input.read_to_end(&mut got).await;
             assert_eq!(got, b"abc");
-            assert_eq!(read.is_ok(), shut, "{read:?}");
+            assert_eq!(read.is_ok(), end, "{read:?}");
             // The link's side: what it delivered, then the peer's end or its own failure.
             let (mut stripe, input, mut output) = pipe();
             output.write_all(b"xyz").await.unwrap();
-            if shut {
+            if end {
                 output.shutdown().await.unwrap();
             }
             drop((input, output));
-            let mut got = Vec::new();
-            let read = stripe.read_to_end(&mut got).await;
-            assert_eq!(got, b"xyz");
-            assert_eq!(read.is_ok(), shut, "{read:?}");
+            assert_eq!(stripe.recv().await.unwrap().unwrap(), b"xyz");
+            let next = stripe.recv().await;
+            assert_eq!(next.is_ok(), end, "{next:?}");
+            assert!(next.is_err() || next.unwrap().is_none());
         }
     }
 

@@ -22,9 +22,10 @@
 //! each plain protocol), and otherwise fails the stream when its connection does. The
 //! striping adds no framing of its own, only a layout: the stream goes in fixed blocks of
 //! [`BLOCK`] bytes, round robin, block `k` on stripe `k mod N`, so where a byte sits in its
-//! stripe says where it sits in the stream. The joiner reads every stripe in its own task
-//! into a bounded queue and writes the blocks out in order, so at most about
-//! `N x (QUEUE + 1) x BLOCK` bytes wait however the stripes are paced. The stream ends where
+//! stripe says where it sits in the stream. Between the striping and each link go pieces,
+//! not bytes, through a queue of a few (moved, not copied again); each link decrypts in its
+//! own task into its queue while the joiner writes the blocks out in order, so at most about
+//! `N x 5 x 64 KiB` wait however the stripes are paced. The stream ends where
 //! a stripe's link ends inside the block due (every other stripe's link must end there
 //! too); only when all of it is written out does the joiner end its side of every link,
 //! which is what the donor waits for: any stripe cut, reset beyond resuming, or ending
@@ -32,20 +33,16 @@
 
 use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use rustls::{ClientConfig, ServerConfig};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
 
 use zeroize::Zeroizing;
 
-use crate::ends::resume::{JOIN_MARK, NEW_MARK, Stripe};
+use crate::ends::resume::{JOIN_MARK, Moved, NEW_MARK, Stripe};
 use crate::fastpath::CopyPath;
 use crate::relay::{Progress, RelayError, Transfer};
 
@@ -61,9 +58,6 @@ pub const TOKEN_LEN: usize = 32;
 /// The layout's block: the stream's bytes `[k x BLOCK, (k + 1) x BLOCK)` go on stripe
 /// `k mod N`.
 pub const BLOCK: usize = 128 * 1024;
-/// Pieces (a block at most) queued per stripe between the stdin reader and a stripe's
-/// writer, or between a stripe's reader and the stdout writer.
-const QUEUE: usize = 4;
 
 /// `--streams auto` (and `SST_TUNNEL_STREAMS` unset or `auto`): decided per stream by
 /// [`auto_for`] once the first connection's round trip is known. A listener with it takes
@@ -290,76 +284,6 @@ pub fn check_join(token: &[u8; TOKEN_LEN], opened: &[u8], stripes: u32) -> Resul
 #[error("no progress for {0:?} (--idle-timeout)")]
 struct IdleElapsed(Duration);
 
-/// When a stripe last moved a byte, either way: its idle timeout counts from there, so a slow
-/// but moving link never times out, however long one block takes.
-#[derive(Debug)]
-struct Moved {
-    start: Instant,
-    /// Nanoseconds after `start` of the last byte moved.
-    last: AtomicU64,
-}
-
-impl Moved {
-    fn new() -> Arc<Self> {
-        Arc::new(Self {
-            start: Instant::now(),
-            last: AtomicU64::new(0),
-        })
-    }
-
-    fn now(&self) {
-        let nanos = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.last.store(nanos, Ordering::Relaxed);
-    }
-
-    fn last(&self) -> Instant {
-        self.start + Duration::from_nanos(self.last.load(Ordering::Relaxed))
-    }
-}
-
-/// A stripe that notes in [`Moved`] every byte it reads or writes.
-struct Watched<S> {
-    inner: S,
-    moved: Arc<Moved>,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.moved.now();
-        }
-        polled
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(cx, data);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.moved.now();
-        }
-        polled
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
 /// Awaits `fut` unless no byte has moved on the stripe for `idle` (never times out when
 /// `None`).
 async fn within<T>(
@@ -418,18 +342,14 @@ impl Ticker<'_> {
     }
 }
 
-/// What the donor's reader hands a stripe's writer.
-enum Out {
-    /// The next bytes of this stripe (within one block).
-    Data(Vec<u8>),
-    /// The input ended: end the stripe.
-    End,
-}
+/// Input read at most at once: a link's frame, so pieces and frames line up.
+const PIECE: usize = 64 << 10;
 
 /// The donor: reads `input` to its end and sends it over `stripes` (in index order) in the
-/// layout's blocks, then waits for the joiner to end every stripe (it has written it all).
+/// layout's blocks, then ends every stripe and waits for the joiner to end each (it has
+/// written it all out).
 pub async fn send<R>(
-    stripes: Vec<Stripe>,
+    mut stripes: Vec<Stripe>,
     mut input: R,
     idle: Option<Duration>,
     progress: Option<&Progress>,
@@ -441,13 +361,6 @@ where
     let started = Instant::now();
     let count = stripes.len();
     let cause = stripes.first().map(Stripe::cause).unwrap_or_default();
-    let mut queues = Vec::with_capacity(count);
-    let mut writers: Vec<JoinHandle<io::Result<()>>> = Vec::with_capacity(count);
-    for stripe in stripes {
-        let (tx, rx) = mpsc::channel::<Out>(QUEUE);
-        queues.push(tx);
-        writers.push(tokio::spawn(write_stripe(stripe, rx, idle)));
-    }
     let mut sent = 0u64;
     let snapshot = |sent| Transfer {
         sent,
@@ -464,7 +377,7 @@ where
     loop {
         // Whatever the input has, up to the block's end: a slow producer's bytes go out
         // as they come (into capacity, not zeroed first: our stdin reads into it as it is).
-        let mut piece = Vec::with_capacity(BLOCK - at);
+        let mut piece = Vec::with_capacity((BLOCK - at).min(PIECE));
         let len = match input.read_buf(&mut piece).await {
             Ok(len) => len,
             Err(source) => {
@@ -479,9 +392,9 @@ where
         if len == 0 {
             break;
         }
-        if queues[stripe].send(Out::Data(piece)).await.is_err() {
-            // That stripe's writer has stopped: its error is the cause.
-            let source = failure(writers.swap_remove(stripe)).await;
+        let link = &mut stripes[stripe];
+        let moved = link.moved();
+        if let Err(source) = within(idle, &moved, link.send(piece)).await {
             return Err(peer_error(source, snapshot(sent), true));
         }
         sent += len as u64;
@@ -491,48 +404,25 @@ where
         }
         ticker.tick(|| snapshot(sent));
     }
-    for queue in &queues {
-        // A writer that has stopped is reported below.
-        let _ = queue.send(Out::End).await;
+    for stripe in &mut stripes {
+        stripe.finish();
     }
-    drop(queues);
-    for writer in writers {
-        if let Err(source) = joined(writer).await {
-            return Err(peer_error(source, snapshot(sent), true));
+    // The joiner ends its side of every stripe only once it has written everything out.
+    for stripe in &mut stripes {
+        let moved = stripe.moved();
+        match within(idle, &moved, stripe.recv()).await {
+            Ok(None) => {}
+            Ok(Some(_)) => {
+                let unexpected = io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the listener sent data on a striped stream",
+                );
+                return Err(peer_error(unexpected, snapshot(sent), true));
+            }
+            Err(source) => return Err(peer_error(source, snapshot(sent), true)),
         }
     }
     Ok(snapshot(sent))
-}
-
-/// One stripe of the donor: its pieces, then its end, then the joiner's end (which the
-/// joiner sends only once everything is written out). Stopped early (its queue closed
-/// without an end), the stripe is dropped unended: its link stops the stream.
-async fn write_stripe(
-    stripe: Stripe,
-    mut pieces: mpsc::Receiver<Out>,
-    idle: Option<Duration>,
-) -> io::Result<()> {
-    let moved = Moved::new();
-    let mut stripe = Watched {
-        inner: stripe,
-        moved: moved.clone(),
-    };
-    loop {
-        match pieces.recv().await {
-            Some(Out::Data(piece)) => within(idle, &moved, stripe.write_all(&piece)).await?,
-            Some(Out::End) => break,
-            None => return Err(io::Error::other("the striping stopped")),
-        }
-    }
-    within(idle, &moved, stripe.shutdown()).await?;
-    let mut byte = [0; 1];
-    match within(idle, &moved, stripe.read(&mut byte)).await? {
-        0 => Ok(()),
-        _ => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "the listener sent data on a striped stream",
-        )),
-    }
 }
 
 /// Why this end stops the stream, as its links tell the peer (as a single stream's would).
@@ -540,32 +430,11 @@ fn local_failure(doing: &str, error: &io::Error) -> String {
     format!("it failed: {doing}: {}", crate::tls::describe_local(error))
 }
 
-/// The error a stopped task ended with.
-async fn failure(task: JoinHandle<io::Result<()>>) -> io::Error {
-    match joined(task).await {
-        Err(e) => e,
-        Ok(()) => io::Error::other("a stripe ended early"),
-    }
-}
-
-async fn joined(task: JoinHandle<io::Result<()>>) -> io::Result<()> {
-    task.await
-        .unwrap_or_else(|e| Err(io::Error::other(format!("a stripe's task failed: {e}"))))
-}
-
-/// What a stripe's reader hands the joiner's writer.
-enum Piece {
-    /// The next bytes of this stripe (within one block).
-    Data(Vec<u8>),
-    /// The stripe's link ended: the donor ended the stripe.
-    End,
-}
-
 /// The joiner: reads every stripe (in index order) and writes the stream to `output` block
 /// by block; ends every stripe only once it is all written. A reason sent on `stop` refuses
 /// the stream: every link tells the donor why, and both ends fail.
 pub async fn receive<W>(
-    stripes: Vec<Stripe>,
+    mut stripes: Vec<Stripe>,
     mut output: W,
     idle: Option<Duration>,
     progress: Option<&Progress>,
@@ -578,16 +447,6 @@ where
     let started = Instant::now();
     let count = stripes.len();
     let cause = stripes.first().map(Stripe::cause).unwrap_or_default();
-    let mut pieces = Vec::with_capacity(count);
-    let mut closers = Vec::with_capacity(count);
-    let mut readers: Vec<JoinHandle<io::Result<()>>> = Vec::with_capacity(count);
-    for stripe in stripes {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let (close, closed) = oneshot::channel();
-        pieces.push(rx);
-        closers.push(close);
-        readers.push(tokio::spawn(read_stripe(stripe, tx, closed, idle)));
-    }
     let mut received = 0u64;
     let snapshot = |received| Transfer {
         sent: 0,
@@ -599,47 +458,55 @@ where
         progress,
         last: Instant::now(),
     };
+    // A piece may run past its block's end: the rest waits here for that stripe's turn.
+    let mut left: Vec<(Vec<u8>, usize)> = (0..count).map(|_| (Vec::new(), 0)).collect();
     let (mut stripe, mut at) = (0, 0);
     loop {
-        let next = tokio::select! {
-            next = pieces[stripe].recv() => next,
-            reason = stopped(&mut stop) => {
-                // Refused: the reason is recorded, and every stripe dropped unended makes
-                // its link tell the donor.
-                return Err(RelayError::PeerRead {
-                    source: io::Error::new(io::ErrorKind::ConnectionAborted, reason),
-                    partial: snapshot(received),
-                });
-            }
-        };
-        match next {
-            Some(Piece::Data(piece)) => {
-                if let Err(source) = output.write_all(&piece).await {
-                    cause.record(u32::MAX, local_failure("writing local output", &source));
-                    return Err(RelayError::LocalWrite {
-                        source,
+        if left[stripe].1 == left[stripe].0.len() {
+            let link = &mut stripes[stripe];
+            let moved = link.moved();
+            let next = tokio::select! {
+                next = within(idle, &moved, link.recv()) => next,
+                reason = stopped(&mut stop) => {
+                    // Refused: the reason is recorded, and every stripe dropped unended makes
+                    // its link tell the donor.
+                    return Err(RelayError::PeerRead {
+                        source: io::Error::new(io::ErrorKind::ConnectionAborted, reason),
                         partial: snapshot(received),
                     });
                 }
-                received += piece.len() as u64;
-                at += piece.len();
-                if at == BLOCK {
-                    (stripe, at) = ((stripe + 1) % count, 0);
-                }
-                ticker.tick(|| snapshot(received));
-            }
-            Some(Piece::End) => break,
-            None => {
-                let source = failure(readers.swap_remove(stripe)).await;
-                return Err(peer_error(source, snapshot(received), false));
+            };
+            match next {
+                Ok(Some(piece)) => left[stripe] = (piece, 0),
+                Ok(None) => break,
+                Err(source) => return Err(peer_error(source, snapshot(received), false)),
             }
         }
+        let (piece, from) = &mut left[stripe];
+        let n = (piece.len() - *from).min(BLOCK - at);
+        if let Err(source) = output.write_all(&piece[*from..*from + n]).await {
+            cause.record(u32::MAX, local_failure("writing local output", &source));
+            return Err(RelayError::LocalWrite {
+                source,
+                partial: snapshot(received),
+            });
+        }
+        *from += n;
+        received += n as u64;
+        at += n;
+        if at == BLOCK {
+            (stripe, at) = ((stripe + 1) % count, 0);
+        }
+        ticker.tick(|| snapshot(received));
     }
     // The stream ends in this stripe's block: every other stripe must end here too.
     for index in (0..count).filter(|i| *i != stripe) {
-        match pieces[index].recv().await {
-            Some(Piece::End) => {}
-            Some(Piece::Data(_)) => {
+        let link = &mut stripes[index];
+        let moved = link.moved();
+        let more = left[index].1 < left[index].0.len();
+        match within(idle, &moved, link.recv()).await {
+            Ok(None) if !more => {}
+            Ok(_) => {
                 return Err(RelayError::PeerRead {
                     source: io::Error::new(
                         io::ErrorKind::InvalidData,
@@ -651,10 +518,7 @@ where
                     partial: snapshot(received),
                 });
             }
-            None => {
-                let source = failure(readers.swap_remove(index)).await;
-                return Err(peer_error(source, snapshot(received), false));
-            }
+            Err(source) => return Err(peer_error(source, snapshot(received), false)),
         }
     }
     if let Err(source) = output.shutdown().await {
@@ -666,52 +530,11 @@ where
     }
     drop(output);
     // All written out: now the donor may hear that it arrived.
-    for close in closers {
-        let _ = close.send(());
+    for stripe in &mut stripes {
+        stripe.finish();
     }
-    for reader in readers {
-        // Our end of each stripe: a send.
-        if let Err(source) = joined(reader).await {
-            return Err(peer_error(source, snapshot(received), true));
-        }
-    }
+    // Each link ends once the donor has our end (settled with the links' own results).
     Ok(snapshot(received))
-}
-
-/// One stripe of the joiner: its bytes, a block at most at a time, to its link's end; then,
-/// once the writer says everything is written out, our end. Dropped unended when the
-/// stream fails (its link stops the stream).
-async fn read_stripe(
-    stripe: Stripe,
-    pieces: mpsc::Sender<Piece>,
-    closed: oneshot::Receiver<()>,
-    idle: Option<Duration>,
-) -> io::Result<()> {
-    let moved = Moved::new();
-    let mut stripe = Watched {
-        inner: stripe,
-        moved: moved.clone(),
-    };
-    // How far into its current block this stripe is.
-    let mut at = 0;
-    loop {
-        let mut piece = Vec::with_capacity(BLOCK - at);
-        if within(idle, &moved, stripe.read_buf(&mut piece)).await? == 0 {
-            break;
-        }
-        at = (at + piece.len()) % BLOCK;
-        if pieces.send(Piece::Data(piece)).await.is_err() {
-            // The writer has stopped; its own error is the one reported.
-            return Ok(());
-        }
-    }
-    if pieces.send(Piece::End).await.is_err() {
-        return Ok(());
-    }
-    if closed.await.is_ok() {
-        within(idle, &moved, stripe.shutdown()).await?;
-    }
-    Ok(())
 }
 
 /// The reason sent on `stop`; never resolves when none comes.
