@@ -253,14 +253,6 @@ async fn striped(
         .into_iter()
         .map(|c| Box::new(c) as resume::Conn)
         .collect();
-    let bounds = if info.resume {
-        plan.resume
-    } else {
-        resume::Bounds {
-            window: Duration::ZERO,
-            ..plan.resume
-        }
-    };
     let (pipes, links) = resume::links(
         conns,
         |index| {
@@ -272,7 +264,7 @@ async fn striped(
                 index,
             ))
         },
-        bounds,
+        plan.resume.agreed(info.resume),
         label,
         path,
         Arc::default(),

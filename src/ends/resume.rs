@@ -73,6 +73,21 @@ impl Default for Bounds {
     }
 }
 
+impl Bounds {
+    /// These bounds for a stream whose ends did (`resume`) or did not agree to resume: with
+    /// no agreement the window is zero, and a broken connection fails the stream.
+    pub fn agreed(self, resume: bool) -> Self {
+        if resume {
+            self
+        } else {
+            Self {
+                window: Duration::ZERO,
+                ..self
+            }
+        }
+    }
+}
+
 /// Checks a replay buffer size: at least [`MIN_REPLAY`].
 pub fn replay_size(bytes: u64) -> Result<usize, String> {
     usize::try_from(bytes)

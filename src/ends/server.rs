@@ -306,24 +306,20 @@ async fn striped(
     // Each stripe its own link. Resuming: the port stays open, and a connection that
     // resumes stripe i goes to stripe i's link; otherwise every stripe is here, later
     // dialers get "connection refused", and a broken stripe fails the stream.
-    let (accepting, mut arrivals, bounds) = if info.resume {
+    let (accepting, arrivals) = if info.resume {
         let (accepting, arrivals) = resumptions(gate, acceptor, limits, first_info, token);
-        (Some(accepting), arrivals, limits.resume)
+        (Some(accepting), arrivals)
     } else {
         drop(gate);
-        let bounds = resume::Bounds {
-            window: Duration::ZERO,
-            ..limits.resume
-        };
-        (None, Vec::new(), bounds)
+        (None, Vec::new())
     };
     // One receiver per stripe, in the links' order (a missing one is a closed channel:
     // that stripe cannot resume).
-    arrivals.reverse();
+    let mut arrivals = arrivals.into_iter();
     let (pipes, links) = resume::links(
         conns,
-        |_| resume::Again::Accept(arrivals.pop().unwrap_or_else(|| mpsc::channel(1).1)),
-        bounds,
+        |_| resume::Again::Accept(arrivals.next().unwrap_or_else(|| mpsc::channel(1).1)),
+        limits.resume.agreed(info.resume),
         &label,
         path,
         siblings,
@@ -434,7 +430,7 @@ async fn resumable(
 /// One newcomer while a striped or resumable stream is under way (one of its other
 /// stripes, or a connection resuming one): verified like the first (and with the first's
 /// client certificate), the same agreement, and an opening that joins this stream (its
-/// binding secret).
+/// binding secret, read into memory wiped on drop).
 async fn bind_join(
     acceptor: &Arc<ServerConfig>,
     tcp: TcpStream,
@@ -442,10 +438,14 @@ async fn bind_join(
     token: &[u8; stripes::TOKEN_LEN],
     first: &session::TlsInfo,
 ) -> Result<(u32, resume::Conn)> {
-    const MARK: usize = stripes::OPENING_LEN - stripes::TOKEN_LEN;
-    let (stream, _, presented) = newcomer::<MARK>(acceptor, tcp, wait, first).await?;
-    let stripe =
-        stripes::check_join(token, &presented[..], first.stripes).map_err(Error::Transfer)?;
+    let (mut stream, extra) = session::accept(acceptor, tcp, wait).await?;
+    extra.joins(first)?;
+    let mut opened = Zeroizing::new([0; stripes::OPENING_LEN]);
+    stream
+        .read_exact(&mut opened[..])
+        .await
+        .map_err(|e| tls::classify(&e, Error::Transfer))?;
+    let stripe = stripes::check_join(token, &opened[..], first.stripes).map_err(Error::Transfer)?;
     Ok((stripe, Box::new(stream)))
 }
 
@@ -504,25 +504,6 @@ async fn send_token(first: &mut session::ServerStream) -> Result<stripes::Token>
         .await
         .map_err(|e| tls::classify(&e, Error::Transfer))?;
     Ok(token)
-}
-
-/// A connection that would join the stream `first` began: its handshake, the same peer
-/// certificate and agreement as the first, and the binding secret plus `EXTRA` bytes it
-/// presents first (wiped on drop).
-async fn newcomer<const EXTRA: usize>(
-    acceptor: &Arc<ServerConfig>,
-    tcp: TcpStream,
-    wait: Duration,
-    first: &session::TlsInfo,
-) -> Result<(session::ServerStream, session::TlsInfo, Zeroizing<Vec<u8>>)> {
-    let (mut stream, extra) = session::accept(acceptor, tcp, wait).await?;
-    extra.joins(first)?;
-    let mut presented = Zeroizing::new(vec![0; stripes::TOKEN_LEN + EXTRA]);
-    stream
-        .read_exact(&mut presented[..])
-        .await
-        .map_err(|e| tls::classify(&e, Error::Transfer))?;
-    Ok((stream, extra, presented))
 }
 
 /// Accepts connections until a signal ends the process, running `program` for each.
