@@ -485,7 +485,7 @@ async fn opening(stream: &mut session::ServerStream, wait: Duration) -> std::io:
         .map_err(|_| {
             std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
-                format!("it agreed to resume but sent no opening within {wait:?}"),
+                format!("it agreed to stripe or resume but sent no opening within {wait:?}"),
             )
         })??;
     stripes::parse_opening(&opened[..])
