@@ -314,14 +314,14 @@ checksums() { # NODE
 }
 expected=$(checksums node1)
 
-# mid_sst CASE PART WHAT READY...: waits (up to 300 s) for a moment mid-SST: more than 1/PART
+# mid_sst CASE PART LIMIT WHAT READY...: waits (up to LIMIT s) for a moment mid-SST: more than 1/PART
 # of the data landed in node2's datadir (a measure of the SST itself, unlike packet counts,
 # which depend on the loopback's segment sizes), the datadir grown since the last look, and
 # READY true (WHAT says what it checks: a stream is moving). Leaves the size in `landed`;
 # fails the case if node2 ends first, or past the deadline.
 mid_sst() {
-    local name=$1 part=$2 what=$3 before=0 deadline=$((SECONDS + 300))
-    shift 3
+    local name=$1 part=$2 limit=$3 what=$4 before=0 deadline=$((SECONDS + $3))
+    shift 4
     landed=0
     while :; do
         alive "$node2_pid" || fail "$name: node2 ended before the fault, with $landed bytes landed"
@@ -332,7 +332,7 @@ mid_sst() {
             return 0
         fi
         [ "$SECONDS" -lt "$deadline" ] ||
-            fail "$name: no moment in 300 s with over 1/$part of the SST landed and $what ($landed bytes landed)"
+            fail "$name: no moment in $limit s with over 1/$part of the SST landed and $what ($landed bytes landed)"
         sleep 0.1
     done
 }
@@ -419,7 +419,8 @@ NFT
                 # short, not a refused connection between two of rsync's.
                 at "$1: waiting for the SST to be a fifth done, mid-stream"
                 local tunnel_pid= landed
-                mid_sst "$1" 5 "the joiner's tunnel up with a connection established" tunnel_moving
+                mid_sst "$1" 5 180 "the joiner's tunnel up with a connection established" \
+                    tunnel_moving
                 # Only a process of this run: the pid file's process must run this run's config.
                 tr '\0' ' ' <"/proc/$tunnel_pid/cmdline" 2>/dev/null | grep -q -F -- "$T/" ||
                     fail "$1: stunnel.pid names $tunnel_pid, which is not this run's tunnel"
@@ -475,10 +476,11 @@ NFT
         # a third of the data has landed in node2's datadir, each time while a stream is
         # moving through it. Both ends are sst-tunnel, so the stream must resume (the donor
         # dials again, through the NAT and the middlebox) and node2 still join.
-        local landed part relays resets=0
+        # Both resets within 300 s.
+        local landed part relays resets=0 deadline=$((SECONDS + 300))
         for part in 5 3; do
             at "$1: waiting for 1/$part of the SST, mid-stream"
-            mid_sst "$1" "$part" "both ends resumed and a connection through the middlebox" \
+            mid_sst "$1" "$part" $((deadline - SECONDS)) "both ends resumed and a connection through the middlebox" \
                 middlebox_moving
             ss -Htn state established "( sport = :24445 )" >"$T/reset.log" 2>&1 || true
             # shellcheck disable=SC2086 # one PID per word
