@@ -603,9 +603,7 @@ fn a_stripe_gone_longer_than_the_window_fails_both_ends() {
 fn a_takeover_while_the_joiner_is_writing_delivers_nothing_twice() {
     use std::io::Read;
     let pki = Pki::new();
-    let mut args = listen_args("127.0.0.1:0", &tls_args(&pki, "server", &[]));
-    args.push("--stdio".into());
-    args.extend(strs(&resuming(&[])));
+    let args = stdio_server_args(&pki, &resuming(&[]));
     let mut j = Proc::spawn_raw_stdout(std::process::Command::new(bin()).args(&args));
     j.close_stdin();
     let mut out = j.take_stdout();

@@ -661,9 +661,7 @@ fn a_donor_stopped_on_a_block_boundary_is_a_cut_not_an_end() {
     let data = bytes(len, 17);
     for window in ["120s", "0"] {
         let flags = ["--streams", "4", "--resume-window", window];
-        let mut args = listen_args("127.0.0.1:0", &tls_args(&pki, "server", &flags));
-        args.push("--stdio".into());
-        args.extend(strs(&flags));
+        let args = stdio_server_args(&pki, &flags);
         let mut server = Proc::spawn_raw_stdout(Command::new(bin()).args(&args));
         server.close_stdin();
         let mut out = server.take_stdout();

@@ -555,10 +555,15 @@ pub fn tls_args(pki: &Pki, who: &str, extra: &[&str]) -> Vec<String> {
 
 /// `sst-tunnel listen 127.0.0.1:0 --stdio` as node2 with `extra` flags.
 pub fn stdio_server(pki: &Pki, extra: &[&str]) -> Proc {
+    Proc::spawn(bin(), &stdio_server_args(pki, extra))
+}
+
+/// The argv of [`stdio_server`] (for a listener whose stdout the test reads itself).
+pub fn stdio_server_args(pki: &Pki, extra: &[&str]) -> Vec<String> {
     let mut args = listen_args("127.0.0.1:0", &tls_args(pki, "server", extra));
     args.push("--stdio".into());
     args.extend(strs(extra));
-    Proc::spawn(bin(), &args)
+    args
 }
 
 /// `sst-tunnel connect 127.0.0.1:PORT` as `who` with `extra` flags.
