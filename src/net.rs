@@ -107,11 +107,29 @@ pub async fn connect_from(
     timeout: Duration,
     source: Option<SocketAddr>,
 ) -> Result<TcpStream> {
+    connect_or_broken(target, timeout, source)
+        .await
+        .map_err(|(e, _)| e)
+}
+
+/// [`connect_from`], also saying whether a failure was a connection the network reset as
+/// it was made (what a resumable stream dials again); refused, unreachable, timed out or
+/// unresolved is not.
+pub async fn connect_or_broken(
+    target: &HostPort,
+    timeout: Duration,
+    source: Option<SocketAddr>,
+) -> std::result::Result<TcpStream, (Error, bool)> {
     let label = display(target);
     let attempt = async {
         let addrs: Vec<SocketAddr> = lookup_host((target.host.as_str(), target.port))
             .await
-            .map_err(|e| Error::Connect(format!("cannot resolve {}: {e}", target.host)))?
+            .map_err(|e| {
+                (
+                    Error::Connect(format!("cannot resolve {}: {e}", target.host)),
+                    false,
+                )
+            })?
             .collect();
         let mut last = None;
         for addr in &addrs {
@@ -126,15 +144,27 @@ pub async fn connect_from(
                 }
             }
         }
-        Err(Error::Connect(match last {
-            Some(e) => format!("cannot connect to {label}: {}", connect_reason(&e)),
-            None => format!("cannot connect to {label}: no address"),
-        }))
+        let reset = last.as_ref().is_some_and(|e| {
+            matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+            )
+        });
+        Err((
+            Error::Connect(match last {
+                Some(e) => format!("cannot connect to {label}: {}", connect_reason(&e)),
+                None => format!("cannot connect to {label}: no address"),
+            }),
+            reset,
+        ))
     };
     let stream = tokio::time::timeout(timeout, attempt).await.map_err(|_| {
-        Error::Connect(format!(
-            "cannot connect to {label}: timed out after {timeout:?} (--connect-timeout)"
-        ))
+        (
+            Error::Connect(format!(
+                "cannot connect to {label}: timed out after {timeout:?} (--connect-timeout)"
+            )),
+            false,
+        )
     })??;
     tune(&stream);
     Ok(stream)

@@ -137,6 +137,50 @@ fn an_outage_shorter_than_the_window_is_survived() {
     );
 }
 
+/// A connection the network breaks in its handshake (the proxy resets the first one as
+/// its ClientHello crosses, then resets every new one for a second) is dialled again within
+/// the window, as the rsync SST's next connection would be: no stream existed yet, so
+/// nothing resumes, and the stream then goes through whole. With resuming off the same
+/// break fails the donor at once, as it always did (exit 5, the handshake's).
+#[test]
+fn a_handshake_the_network_breaks_is_dialled_again() {
+    for window in ["0", "30s"] {
+        let pki = Pki::new();
+        let mut j = joiner(&pki, &["--resume-window", window]);
+        j.close_stdin();
+        let proxy = FaultProxy::start(j.port(), vec![1], Duration::from_secs(1));
+        let mut d = donor(&pki, proxy.port, &["--resume-window", window]);
+        let sent = feed(d.stdin(), 8 * MIB, 5);
+        let d = d.finish();
+        if window == "0" {
+            d.fails(5, "TLS handshake failed: ");
+            assert!(!d.stderr.contains("dialling again"), "{}", d.stderr);
+            continue;
+        }
+        d.ok();
+        let j = j.finish();
+        j.ok();
+        assert_eq!(sha256(&j.stdout), sent.join().unwrap());
+        assert!(
+            d.stderr
+                .contains("dialling again within the resume window (30s)"),
+            "{}",
+            d.stderr
+        );
+        assert!(
+            proxy
+                .seen
+                .refused
+                .load(std::sync::atomic::Ordering::Relaxed)
+                > 0,
+            "the donor never met the outage"
+        );
+        for (who, out) in [("donor", &d), ("joiner", &j)] {
+            assert!(!out.stderr.contains("resumed"), "{who}: {}", out.stderr);
+        }
+    }
+}
+
 /// An outage longer than the window fails both ends with exit 6 soon after the window,
 /// saying the stream could not be resumed and how far it got; the joiner's output is a
 /// strict prefix of the input.

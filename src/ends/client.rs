@@ -4,13 +4,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use std::os::fd::AsFd;
 
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -278,31 +278,65 @@ async fn striped(
 /// Connect and handshake, retried as the plan allows.
 /// With `--streams auto`, the stripes offered are decided here, once the TCP handshake has
 /// measured the path's round trip (`offer` fixes them: a stripe joining a stream).
+///
+/// When the stream may resume, a connection the network breaks before its handshake is
+/// done (reset as it is made, or reset or closed under the handshake, with no alert and
+/// nothing malformed) is dialled again with the resumption's back-off, for as long as the
+/// resume window: the rsync SST opens a new connection for each of its rsync runs, and a
+/// reset that meets one of them there would otherwise end the SST although no stream is
+/// lost. Nothing has been sent then, and the listener has started nothing. A refused or
+/// unreachable address, a timeout, an alert or a certificate fails as before.
 async fn establish(
     plan: &Plan,
     label: &str,
     offer: Option<u32>,
 ) -> Result<(ClientStream, TlsInfo)> {
     net::with_retries(plan.retries, plan.retry_interval, || async {
-        let tcp = net::connect_from(&plan.target, plan.connect_timeout, plan.source).await?;
-        debug!("connected to {label}, handshaking");
-        let config = match (plan.stripes, offer) {
-            (stripes::AUTO, Some(count)) => stripes::reoffer(&plan.config, count),
-            (stripes::AUTO, None) => {
-                let rtt = fastpath::tcp_rtt(tcp.as_fd());
-                let count = stripes::auto_for(rtt);
-                info!(
-                    "{label}: round trip {}; --streams auto offers {count}",
-                    rtt.map_or("unknown".to_string(), |r| format!(
-                        "{:.1} ms",
-                        r.as_secs_f64() * 1e3
-                    ))
-                );
-                stripes::reoffer(&plan.config, count)
+        let started = Instant::now();
+        let mut pause = resume::REDIAL_FIRST;
+        let window = plan.resume.window;
+        loop {
+            let (e, broken) = match dial_once(plan, label, offer).await {
+                Ok(done) => return Ok(done),
+                Err(failed) => failed,
+            };
+            if !broken || started.elapsed() + pause >= window {
+                return Err(e);
             }
-            _ => plan.config.clone(),
-        };
-        session::connect(config, plan.name.clone(), tcp, plan.handshake_timeout).await
+            warn!(
+                "{label}: {e}; dialling again within the resume window ({}s)",
+                window.as_secs()
+            );
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(resume::REDIAL_MAX);
+        }
     })
     .await
+}
+
+/// One connection and handshake; a failure says whether the network broke it.
+async fn dial_once(
+    plan: &Plan,
+    label: &str,
+    offer: Option<u32>,
+) -> std::result::Result<(ClientStream, TlsInfo), (Error, bool)> {
+    let tcp = net::connect_or_broken(&plan.target, plan.connect_timeout, plan.source).await?;
+    debug!("connected to {label}, handshaking");
+    let config = match (plan.stripes, offer) {
+        (stripes::AUTO, Some(count)) => stripes::reoffer(&plan.config, count),
+        (stripes::AUTO, None) => {
+            let rtt = fastpath::tcp_rtt(tcp.as_fd());
+            let count = stripes::auto_for(rtt);
+            info!(
+                "{label}: round trip {}; --streams auto offers {count}",
+                rtt.map_or("unknown".to_string(), |r| format!(
+                    "{:.1} ms",
+                    r.as_secs_f64() * 1e3
+                ))
+            );
+            stripes::reoffer(&plan.config, count)
+        }
+        _ => plan.config.clone(),
+    };
+    session::connect_or_broken(config, plan.name.clone(), tcp, plan.handshake_timeout).await
 }

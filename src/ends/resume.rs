@@ -50,6 +50,10 @@ pub const DEFAULT_WINDOW: Duration = Duration::from_secs(120);
 /// (64 MiB is 50 ms at 10 Gbit/s); a sender whose buffer is full waits for
 /// acknowledgements.
 pub const REPLAY: usize = 64 << 20;
+/// The dialling end's first pause before dialling again; it doubles up to [`REDIAL_MAX`].
+pub const REDIAL_FIRST: Duration = Duration::from_millis(100);
+/// The longest pause between two dials.
+pub const REDIAL_MAX: Duration = Duration::from_secs(2);
 /// The smallest replay buffer: a few whole frames, so a full one is still a pipeline.
 pub const MIN_REPLAY: usize = 1 << 20;
 
@@ -168,9 +172,13 @@ const ABORT: u8 = 3;
 /// The longest reason an abort frame carries.
 const ABORT_MAX: usize = 1024;
 const HEADER: usize = 13;
-/// Payload bytes per frame at most: a whole frame is 256 KiB, one write of sixteen full
-/// records (a frame 13 bytes over cost a record and a send of its own).
-const CHUNK: usize = 256 * 1024 - HEADER;
+/// Payload bytes per frame at most: 256 KiB, what one read of a full 256 KiB stdin pipe
+/// ([`crate::fastpath::enlarge_pipe`]) brings. (It was 256 KiB less the header, to make a
+/// whole frame sixteen full records; but then every read left 13 bytes in the pipe, the
+/// next frame took two reads to fill, and the donor read twice as often as the relay,
+/// contending with its feeder for the pipe. The header's extra small record goes out in
+/// the same send.)
+const CHUNK: usize = 256 * 1024;
 /// Acknowledge at least every this many delivered bytes (an eighth of the replay buffer
 /// when that is smaller, so a full buffer is never what waits for one)...
 const ACK_EVERY: u64 = 4 << 20;
@@ -859,7 +867,7 @@ fn frame(kind: u8, offset: u64, len: u32, payload: &[u8]) -> Vec<u8> {
 
 /// Whether a connection's failure is the network's (resume) rather than the peer's or ours
 /// (a TLS alert, a forged record, a broken frame: fail).
-fn breakable(e: &io::Error) -> bool {
+pub fn breakable(e: &io::Error) -> bool {
     use io::ErrorKind::*;
     let tls = e
         .get_ref()
@@ -1085,7 +1093,7 @@ async fn next_connection(again: &mut Again, deadline: Instant) -> Result<Conn, S
             Err(_) => Err("the donor did not come back".into()),
         },
         Again::Dial(dial) => {
-            let mut pause = Duration::from_millis(100);
+            let mut pause = REDIAL_FIRST;
             let mut last = String::from("no attempt finished");
             loop {
                 match tokio::time::timeout_at(deadline, dial()).await {
@@ -1098,7 +1106,7 @@ async fn next_connection(again: &mut Again, deadline: Instant) -> Result<Conn, S
                     return Err(last);
                 }
                 tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(2));
+                pause = (pause * 2).min(REDIAL_MAX);
             }
         }
     }
@@ -1295,6 +1303,7 @@ async fn send<W: AsyncWrite + Unpin>(
     // each time. A ring that comes before anything is due just goes round the loop.
     let timer = tokio::time::sleep(HEARTBEAT);
     tokio::pin!(timer);
+    let mut fresh = Vec::new();
     loop {
         let stop = state.lock().stop.take();
         if let Some(reason) = stop {
@@ -1389,12 +1398,15 @@ async fn send<W: AsyncWrite + Unpin>(
             timer.as_mut().reset(wake_at);
         }
         // The frame a read fills: its header's room first, the data read straight after
-        // (at most `size`: every frame has exactly that room).
-        let (spare, size) = {
-            let mut s = state.lock();
-            (s.spare.pop(), s.frame)
-        };
-        let mut fresh = spare.unwrap_or_else(|| Vec::with_capacity(HEADER + size));
+        // (at most `size`: every frame has exactly that room). It waits here, across turns
+        // of the loop, until a read fills it: a turn that ends otherwise (an
+        // acknowledgement came, a timer rang) used to drop it, a reused frame included, so
+        // that a third of the reads went into newly allocated, cold memory.
+        let size = state.lock().frame;
+        if fresh.capacity() < HEADER + size {
+            let spare = state.lock().spare.pop();
+            fresh = spare.unwrap_or_else(|| Vec::with_capacity(HEADER + size));
+        }
         fresh.clear();
         fresh.resize(HEADER, 0);
         tokio::select! {
@@ -1430,7 +1442,7 @@ async fn send<W: AsyncWrite + Unpin>(
                         fresh[1..9].copy_from_slice(&at.to_be_bytes());
                         fresh[9..HEADER].copy_from_slice(&(n as u32).to_be_bytes());
                         s.replay_bytes += held(&fresh);
-                        s.replay.push_back((at, Arc::new(fresh)));
+                        s.replay.push_back((at, Arc::new(std::mem::take(&mut fresh))));
                         s.next += n as u64;
                         s.moved = Instant::now();
                         // The end or the error a top-up met comes after its data.
@@ -1817,6 +1829,22 @@ mod tests {
             assert_eq!(next.is_ok(), end, "{next:?}");
             assert!(next.is_err() || next.unwrap().is_none());
         }
+    }
+
+    #[test]
+    fn a_frame_carries_one_full_pipe_read_and_no_more() {
+        // A frame's payload is what one read of a full 256 KiB stdin pipe brings (so
+        // the literal, not CHUNK: a smaller CHUNK is what this guards against).
+        let read = 256 * 1024;
+        let whole = frame(DATA, 0, read as u32, &vec![7; read]);
+        let taken = read_frames(&whole).unwrap_err().to_string();
+        assert!(!taken.contains("a frame of kind"), "{taken}");
+        let over = frame(DATA, 0, read as u32 + 1, &vec![7; read + 1]);
+        let refused = read_frames(&over).unwrap_err().to_string();
+        assert!(
+            refused.contains("a frame of kind 0 and length 262145"),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -129,7 +129,7 @@ pub async fn accept(
     net::tune(&tcp);
     let conn = UnbufferedServerConnection::new(config.clone())
         .map_err(|e| Error::Internal(format!("TLS server session: {e}")))?;
-    establish(conn, tcp, limit).await
+    establish(conn, tcp, limit).await.map_err(|(e, _)| e)
 }
 
 /// Client side of a connection (the socket comes tuned from [`net::connect`]): the
@@ -140,8 +140,23 @@ pub async fn connect(
     tcp: TcpStream,
     limit: Duration,
 ) -> Result<(ClientStream, TlsInfo), Error> {
+    connect_or_broken(config, name, tcp, limit)
+        .await
+        .map_err(|(e, _)| e)
+}
+
+/// [`connect`], also saying whether a failure was the network's: the connection reset or
+/// closed under the handshake, with no alert and nothing malformed from the peer. A stream
+/// that may resume dials that again ([`super::client`]); an alert, a certificate, garbage
+/// or a handshake timeout is the peer's answer, and is not.
+pub async fn connect_or_broken(
+    config: Arc<ClientConfig>,
+    name: ServerName<'static>,
+    tcp: TcpStream,
+    limit: Duration,
+) -> Result<(ClientStream, TlsInfo), (Error, bool)> {
     let conn = UnbufferedClientConnection::new(config, name)
-        .map_err(|e| Error::Internal(format!("TLS client session: {e}")))?;
+        .map_err(|e| (Error::Internal(format!("TLS client session: {e}")), false))?;
     establish(conn, tcp, limit).await
 }
 
@@ -151,14 +166,15 @@ async fn establish<S: Side>(
     mut conn: S,
     mut tcp: TcpStream,
     limit: Duration,
-) -> Result<(ktls::Stream<S>, TlsInfo), Error> {
+) -> Result<(ktls::Stream<S>, TlsInfo), (Error, bool)> {
     handshake(
         limit,
         crate::handoff::unbuffered::handshake(&mut conn, &mut tcp),
     )
     .await?;
     let mut info = TlsInfo::of(conn.common());
-    let stream = ktls::hand_off(conn, tcp).map_err(|e| tls::classify(&e, Error::Handshake))?;
+    let stream =
+        ktls::hand_off(conn, tcp).map_err(|e| (tls::classify(&e, Error::Handshake), false))?;
     if !matches!(stream, ktls::Stream::Rustls(_)) {
         // The kernel stream enforces the key-usage limit itself.
         info.record_budget = None;
@@ -166,17 +182,24 @@ async fn establish<S: Side>(
     Ok((stream, info))
 }
 
-/// Runs a handshake future under `limit`, classifying failures.
+/// Runs a handshake future under `limit`, classifying failures (and saying which were the
+/// network's: [`connect_or_broken`]).
 async fn handshake<S>(
     limit: Duration,
     fut: impl Future<Output = io::Result<S>>,
-) -> Result<S, Error> {
+) -> Result<S, (Error, bool)> {
     match tokio::time::timeout(limit, fut).await {
         Ok(Ok(stream)) => Ok(stream),
-        Ok(Err(e)) => Err(tls::classify(&e, Error::Handshake)),
-        Err(_) => Err(Error::Handshake(format!(
-            "no complete handshake within {limit:?} (--handshake-timeout); is the peer speaking TLS?"
-        ))),
+        Ok(Err(e)) => {
+            let broken = resume::breakable(&e) && e.kind() != io::ErrorKind::TimedOut;
+            Err((tls::classify(&e, Error::Handshake), broken))
+        }
+        Err(_) => Err((
+            Error::Handshake(format!(
+                "no complete handshake within {limit:?} (--handshake-timeout); is the peer speaking TLS?"
+            )),
+            false,
+        )),
     }
 }
 

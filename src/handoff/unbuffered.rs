@@ -33,8 +33,9 @@ const HEADER: usize = 5;
 const MAX_BODY: usize = 16 * 1024 + 2048;
 /// Received bytes buffered at most after the handshake.
 const RECEIVE_BUFFER: usize = 256 * 1024;
-/// Plaintext encrypted per write call.
-const WRITE_CHUNK: usize = 16 * 16 * 1024;
+/// Plaintext encrypted per write call: a resumable stream's whole frame (256 KiB and its
+/// header) in one, so the frame goes out in one send.
+const WRITE_CHUNK: usize = 17 * 16 * 1024;
 
 /// One side of a connection, as the driver needs it.
 pub trait Side: Send + Sized + Unpin + 'static {
