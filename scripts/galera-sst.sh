@@ -346,14 +346,18 @@ tunnel_moving() {
 
 # RESETS's moment: both ends have resumed from every reset so far (a reset of a connection
 # still being bound is another fault: the joiner never counts a connection it had not taken
-# yet), and the middlebox has relays carrying connections (their pids in `relays`; none
-# while rsync is between two).
+# yet), the middlebox has relays carrying connections (their pids in `relays`; none while
+# rsync is between two), and one of them carries a stream: over 1 MB from the donor, far
+# past its handshake and binding. (A reset that meets rsync's next connection in its
+# handshake is dialled again, not resumed: no resumption to count.)
 middlebox_moving() {
     local r1 r2
     alive "$middlebox" || fail "$name: the middlebox ended: $(cat "$T/middlebox.log")"
     r1=$(tail -n +"$log1_from" "$T/node1/error.log" | grep -c ": resumed after " || true)
     r2=$(grep -c ": resumed after " "$T/node2/error.log" || true)
     [ "$r1" -ge "$resets" ] && [ "$r2" -ge "$resets" ] || return 1
+    ss -Htni state established "( sport = :24445 )" | grep -qE "bytes_received:[0-9]{7,}" ||
+        return 1
     relays=$(pgrep -P "$middlebox" | paste -sd' ' || true)
     [ -n "$relays" ]
 }
