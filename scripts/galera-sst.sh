@@ -338,10 +338,13 @@ mid_sst() {
 }
 
 # KILL_TUNNEL's moment: the joiner's tunnel is up (its pid in `tunnel_pid`) and a
-# connection to the SST port is established.
+# connection to the SST port carries a stream: over 1 MB from the donor, far past its
+# handshake (rsync's next connection, met in its handshake, is dialled again and then
+# refused: no stream was cut short, and the drill is about one that is).
 tunnel_moving() {
     tunnel_pid=$(cat "$T/node2/data/stunnel.pid" 2>/dev/null || true)
-    [ -n "$tunnel_pid" ] && ss -Htn state established "( sport = :24444 )" | grep -q .
+    [ -n "$tunnel_pid" ] &&
+        ss -Htni state established "( sport = :24444 )" | grep -qE "bytes_received:[0-9]{7,}"
 }
 
 # RESETS's moment: both ends have resumed from every reset so far (a reset of a connection
