@@ -332,11 +332,14 @@ fn connection_refused() {
 fn client_killed_mid_stream_is_truncation_on_the_server() {
     // Without resuming the truncation ends the server at once; with it (the default between
     // two sst-tunnels) the server waits the window for a donor that never comes back, then
-    // fails saying both.
-    for (window, why) in [
-        ("0", "(stream truncated) (after"),
+    // fails saying both. The kill waits for the line that says the stream is under way: a
+    // resumable one is bound only after the handshake (a kill between the two is a stream
+    // cut before it began, another message).
+    for (window, under_way, why) in [
+        ("0", "handshake complete", "(stream truncated) (after"),
         (
             "2s",
+            "the stream resumes if its connection breaks",
             "(stream truncated), and the stream could not be resumed within 2s",
         ),
     ] {
@@ -353,7 +356,7 @@ fn client_killed_mid_stream_is_truncation_on_the_server() {
         ));
         let mut cl = Proc::spawn(bin(), &cargs);
         let _feeder = feed(cl.stdin(), 10 << 30, 5);
-        cl.wait_line("handshake complete");
+        cl.wait_line(under_way);
         cl.signal(Signal::SIGKILL);
         let s = server.finish();
         s.fails(6, why);
