@@ -343,8 +343,13 @@ mid_sst() {
 # refused: no stream was cut short, and the drill is about one that is).
 tunnel_moving() {
     tunnel_pid=$(cat "$T/node2/data/stunnel.pid" 2>/dev/null || true)
-    [ -n "$tunnel_pid" ] &&
-        ss -Htni state established "( sport = :24444 )" | grep -qE "bytes_received:[0-9]{7,}"
+    [ -n "$tunnel_pid" ] && carries_a_stream 24444
+}
+
+# carries_a_stream PORT: an established connection accepted on PORT has received over
+# 1 MB, far past its handshake and binding.
+carries_a_stream() {
+    ss -Htni state established "( sport = :$1 )" | grep -qE "bytes_received:[0-9]{7,}"
 }
 
 # RESETS's moment: both ends have resumed from every reset so far (a reset of a connection
@@ -359,8 +364,7 @@ middlebox_moving() {
     r1=$(tail -n +"$log1_from" "$T/node1/error.log" | grep -c ": resumed after " || true)
     r2=$(grep -c ": resumed after " "$T/node2/error.log" || true)
     [ "$r1" -ge "$resets" ] && [ "$r2" -ge "$resets" ] || return 1
-    ss -Htni state established "( sport = :24445 )" | grep -qE "bytes_received:[0-9]{7,}" ||
-        return 1
+    carries_a_stream 24445 || return 1
     relays=$(pgrep -P "$middlebox" | paste -sd' ' || true)
     [ -n "$relays" ]
 }

@@ -31,6 +31,18 @@ fn donor(pki: &Pki, port: u16, extra: &[&str]) -> Proc {
     Proc::spawn(bin(), &client_args(pki, port, "client", &resuming(extra)))
 }
 
+/// Asserts that the donor dialled into the proxy's outage (a connection refused there).
+fn met_the_outage(proxy: &FaultProxy) {
+    assert!(
+        proxy
+            .seen
+            .refused
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0,
+        "the donor never met the outage"
+    );
+}
+
 /// `len` bytes one way through a proxy that resets the connections after the offsets in
 /// `resets`: byte-exact, both exit 0, one "resumed" line per reset on each side and the
 /// count in the summaries.
@@ -127,14 +139,7 @@ fn an_outage_shorter_than_the_window_is_survived() {
     d.ok();
     j.ok();
     assert_eq!(sha256(&j.stdout), sent.join().unwrap());
-    assert!(
-        proxy
-            .seen
-            .refused
-            .load(std::sync::atomic::Ordering::Relaxed)
-            > 0,
-        "the donor never met the outage"
-    );
+    met_the_outage(&proxy);
 }
 
 /// A connection the network breaks in its handshake (the proxy resets the first one as
@@ -167,14 +172,7 @@ fn a_handshake_the_network_breaks_is_dialled_again() {
             "{}",
             d.stderr
         );
-        assert!(
-            proxy
-                .seen
-                .refused
-                .load(std::sync::atomic::Ordering::Relaxed)
-                > 0,
-            "the donor never met the outage"
-        );
+        met_the_outage(&proxy);
         for (who, out) in [("donor", &d), ("joiner", &j)] {
             assert!(!out.stderr.contains("resumed"), "{who}: {}", out.stderr);
         }

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
@@ -292,23 +292,22 @@ async fn establish(
     offer: Option<u32>,
 ) -> Result<(ClientStream, TlsInfo)> {
     net::with_retries(plan.retries, plan.retry_interval, || async {
-        let started = Instant::now();
-        let mut pause = resume::REDIAL_FIRST;
         let window = plan.resume.window;
+        let deadline = tokio::time::Instant::now() + window;
+        let mut backoff = resume::Backoff::default();
         loop {
             let (e, broken) = match dial_once(plan, label, offer).await {
                 Ok(done) => return Ok(done),
                 Err(failed) => failed,
             };
-            if !broken || started.elapsed() + pause >= window {
+            if !broken || !backoff.allows(deadline) {
                 return Err(e);
             }
             warn!(
                 "{label}: {e}; dialling again within the resume window ({}s)",
                 window.as_secs()
             );
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(resume::REDIAL_MAX);
+            backoff.wait().await;
         }
     })
     .await

@@ -51,9 +51,36 @@ pub const DEFAULT_WINDOW: Duration = Duration::from_secs(120);
 /// acknowledgements.
 pub const REPLAY: usize = 64 << 20;
 /// The dialling end's first pause before dialling again; it doubles up to [`REDIAL_MAX`].
-pub const REDIAL_FIRST: Duration = Duration::from_millis(100);
+const REDIAL_FIRST: Duration = Duration::from_millis(100);
 /// The longest pause between two dials.
-pub const REDIAL_MAX: Duration = Duration::from_secs(2);
+const REDIAL_MAX: Duration = Duration::from_secs(2);
+
+/// The dialling end's back-off between two dials, for a resumption and for a new stream's
+/// first connection alike: [`REDIAL_FIRST`] doubling to [`REDIAL_MAX`], never past a deadline.
+pub struct Backoff {
+    pause: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            pause: REDIAL_FIRST,
+        }
+    }
+}
+
+impl Backoff {
+    /// Whether the next pause ends before `deadline` (so another dial is worth it).
+    pub fn allows(&self, deadline: tokio::time::Instant) -> bool {
+        tokio::time::Instant::now() + self.pause < deadline
+    }
+
+    /// Waits the next pause; the one after is twice as long, up to [`REDIAL_MAX`].
+    pub async fn wait(&mut self) {
+        tokio::time::sleep(self.pause).await;
+        self.pause = (self.pause * 2).min(REDIAL_MAX);
+    }
+}
 /// The smallest replay buffer: a few whole frames, so a full one is still a pipeline.
 pub const MIN_REPLAY: usize = 1 << 20;
 
@@ -1093,7 +1120,7 @@ async fn next_connection(again: &mut Again, deadline: Instant) -> Result<Conn, S
             Err(_) => Err("the donor did not come back".into()),
         },
         Again::Dial(dial) => {
-            let mut pause = REDIAL_FIRST;
+            let mut backoff = Backoff::default();
             let mut last = String::from("no attempt finished");
             loop {
                 match tokio::time::timeout_at(deadline, dial()).await {
@@ -1102,11 +1129,10 @@ async fn next_connection(again: &mut Again, deadline: Instant) -> Result<Conn, S
                     Ok(Err((e, false))) => last = e.to_string(),
                     Err(_) => return Err(last),
                 }
-                if tokio::time::Instant::now() + pause >= deadline {
+                if !backoff.allows(deadline) {
                     return Err(last);
                 }
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(REDIAL_MAX);
+                backoff.wait().await;
             }
         }
     }
