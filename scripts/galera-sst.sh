@@ -488,14 +488,23 @@ NFT
         # moving through it. Both ends are sst-tunnel, so the stream must resume (the donor
         # dials again, through the NAT and the middlebox) and node2 still join.
         # Both resets within 300 s.
-        local landed part relays resets=0 deadline=$((SECONDS + 300))
+        local landed part relays pid killed resets=0 deadline=$((SECONDS + 300))
         for part in 5 3; do
             at "$1: waiting for 1/$part of the SST, mid-stream"
-            mid_sst "$1" "$part" $((deadline - SECONDS)) "both ends resumed and a connection through the middlebox" \
-                middlebox_moving
-            ss -Htn state established "( sport = :24445 )" >"$T/reset.log" 2>&1 || true
-            # shellcheck disable=SC2086 # one PID per word
-            kill -KILL $relays
+            while :; do
+                mid_sst "$1" "$part" $((deadline - SECONDS)) "both ends resumed and a connection through the middlebox" \
+                    middlebox_moving
+                ss -Htn state established "( sport = :24445 )" >"$T/reset.log" 2>&1 || true
+                # A relay whose connection ended since it was listed is gone (rsync closes
+                # one connection and opens the next): kill what is left, and if nothing
+                # was, wait for the next moment rather than count a reset that was not.
+                killed=0
+                for pid in $relays; do
+                    kill -KILL "$pid" 2>/dev/null && killed=$((killed + 1))
+                done
+                [ "$killed" -eq 0 ] || break
+                log "$1: the middlebox's relays ($relays) ended before the reset; waiting again"
+            done
             resets=$((resets + 1))
             log "$1: the middlebox reset its connections (relays $relays) with $landed bytes landed: $(tr -s ' \n' ' ' <"$T/reset.log")"
         done

@@ -242,7 +242,7 @@ fn only_the_donor_with_the_secret_can_resume() {
         o
     };
     for (who, presented) in [("client", opening(7)), ("server", opening(0))] {
-        let config = rawtls::alpn_client(&pki, who, b"sst-tunnel/resume/2");
+        let config = rawtls::alpn_client(&pki, who, b"sst-tunnel/resume/3");
         rawtls::say(port, &config, &presented);
     }
     // In the order the attempts came.
@@ -531,7 +531,7 @@ fn an_exec_listener_refuses_to_resume_what_it_does_not_carry() {
         assert!(Instant::now() < deadline, "the program never started");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let config = rawtls::alpn_client(&pki, "client", b"sst-tunnel/resume/2");
+    let config = rawtls::alpn_client(&pki, "client", b"sst-tunnel/resume/3");
     // The donor's own certificate: a resumption with a secret that is not the stream's, then
     // an opening that is neither kind.
     for (mark, fill) in [([0u8, 1], 7u8), ([0, 2], 0)] {

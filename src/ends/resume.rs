@@ -37,11 +37,14 @@ use tracing::{info, warn};
 use crate::ends::stdio::LocalEnds;
 use crate::error::Error;
 use crate::fastpath::CopyPath;
+use crate::handoff::unbuffered::WRITE_CHUNK;
 use crate::relay::{self, RelayError, Transfer};
 
-/// The ALPN protocol of a resumable single stream. (2: the dialling end opens every
-/// connection, [`super::stripes::Opening`]; 1 had the listener speak first.)
-pub const ALPN: &[u8] = b"sst-tunnel/resume/2";
+/// The ALPN protocol of a resumable single stream. (3: frames carry up to 1 MiB, which a
+/// version 2 end refuses, so the two do not agree and carry a plain stream; 2: the dialling
+/// end opens every connection, [`super::stripes::Opening`]; 1 had the listener speak
+/// first.)
+pub const ALPN: &[u8] = b"sst-tunnel/resume/3";
 /// The longest a stream may stay disconnected by default: the stock scripts' own idle
 /// timeouts. (Resuming costs no more than run-to-run noise in the loopback benchmark:
 /// docs/benchmarks.md.)
@@ -199,20 +202,28 @@ const ABORT: u8 = 3;
 /// The longest reason an abort frame carries.
 const ABORT_MAX: usize = 1024;
 const HEADER: usize = 13;
-/// Payload bytes per frame at most: 256 KiB, what one read of a full 256 KiB stdin pipe
-/// ([`crate::fastpath::enlarge_pipe`]) brings. (It was 256 KiB less the header, to make a
-/// whole frame sixteen full records; but then every read left 13 bytes in the pipe, the
-/// next frame took two reads to fill, and the donor read twice as often as the relay,
-/// contending with its feeder for the pipe. The header's extra small record goes out in
-/// the same send.)
-const CHUNK: usize = 256 * 1024;
+/// Payload bytes per frame at most: 1 MiB, what one read of a full 1 MiB pipe brings (our
+/// own stdin pipe's size, [`crate::ends::stdio`]), and a frame goes out in one encryption and one send ([`WRITE_CHUNK`]). (At 256 KiB, the size
+/// of our own stdin pipe, the donor made four reads and four sends per MiB where it can
+/// make one of each: the exec shape cost 9-10 % of the relay's throughput on loopback,
+/// and the extra syscalls were most of it, docs/benchmarks.md. Before that it was 256 KiB
+/// less the header, and every read left 13 bytes in the pipe for a second read.)
+const CHUNK: usize = 1024 * 1024;
+// A whole frame, header and all, is one write of the record layer.
+const _: () = assert!(HEADER + CHUNK <= WRITE_CHUNK);
+/// The receiving side's buffer (at least [`ABORT_MAX`]): a frame's payload goes to the local
+/// side a piece at a time.
+const RECEIVE_PIECE: usize = 256 * 1024;
+const _: () = assert!(ABORT_MAX <= RECEIVE_PIECE);
 /// Acknowledge at least every this many delivered bytes (an eighth of the replay buffer
 /// when that is smaller, so a full buffer is never what waits for one)...
 const ACK_EVERY: u64 = 4 << 20;
 /// ...and no later than this after a delivery.
 const ACK_DELAY: Duration = Duration::from_millis(20);
-/// Acknowledged frames kept for reuse at most.
+/// Acknowledged frames kept for reuse at most...
 const SPARE: usize = 16;
+/// ...and their memory at most (4 whole-stream frames: what one acknowledgement frees).
+const SPARE_BYTES: usize = 4 << 20;
 /// Frames written in a row before the sending half lets the receiving half read (and the
 /// other way round): 4 MiB of a whole stream's frames. Each yield reschedules the task and
 /// may wake another worker thread, so not much more often than acknowledgements are due.
@@ -800,6 +811,12 @@ impl Default for State {
 }
 
 impl State {
+    /// How many acknowledged frames are kept for reuse: [`SPARE`], fewer where they are
+    /// large ([`SPARE_BYTES`]).
+    fn spare_max(&self) -> usize {
+        (SPARE_BYTES / (HEADER + self.frame)).clamp(1, SPARE)
+    }
+
     fn finished(&self) -> bool {
         self.local_end
             && self.peer_has_end
@@ -825,7 +842,7 @@ impl State {
             self.replay_bytes -= held(frame);
             // Only whole frames are reused (a small one was cut to its size).
             if let Some((_, frame)) = self.replay.pop_front()
-                && self.spare.len() < SPARE
+                && self.spare.len() < self.spare_max()
                 && frame.capacity() >= HEADER + self.frame
                 && let Ok(buf) = Arc::try_unwrap(frame)
             {
@@ -940,7 +957,9 @@ async fn run(
         s.end_with_peer = ends.options.end_with_peer;
         s.replay_limit = local.replay;
         s.ack_every = ACK_EVERY.min(local.replay as u64 / 8).max(1);
-        s.frame = local.frame.clamp(1, CHUNK);
+        // A frame is at most an eighth of the replay buffer, so a small buffer still holds
+        // several frames in flight.
+        s.frame = local.frame.min(local.replay / 8).clamp(1, CHUNK);
         s.siblings = local.siblings.clone();
     }
     let (result, resumptions) = run_on(
@@ -1459,7 +1478,7 @@ async fn send<W: AsyncWrite + Unpin>(
                             // waits in its pipe and frames are full.
                             let small = fresh.to_vec();
                             let whole = std::mem::replace(&mut fresh, small);
-                            if s.spare.len() < SPARE {
+                            if s.spare.len() < s.spare_max() {
                                 s.spare.push(whole);
                             }
                         }
@@ -1555,7 +1574,9 @@ async fn receive<R: AsyncRead + Unpin>(
     output: &mut Option<Box<dyn AsyncWrite + Unpin + Send>>,
     wake: &Nudge,
 ) -> io::Result<()> {
-    let mut payload = vec![0u8; CHUNK];
+    // A frame's payload is read and delivered in pieces of this buffer, not whole: a local
+    // side that drains faster than a frame arrives would idle meanwhile.
+    let mut payload = vec![0u8; RECEIVE_PIECE];
     let mut frames = 0u64;
     // The silence limit on one timer, moved on only when it rings (a timer per frame would
     // wake the runtime's parked driver thread each time).
@@ -1611,7 +1632,8 @@ async fn receive<R: AsyncRead + Unpin>(
                 // arrives (an exec'd program's socket holds one frame) would idle meanwhile.
                 let mut got = 0;
                 while got < len {
-                    let (n, failed) = read_ready(conn, &mut payload[..len - got]).await;
+                    let (n, failed) =
+                        read_ready(conn, &mut payload[..(len - got).min(RECEIVE_PIECE)]).await;
                     if n == 0 {
                         return Err(failed.unwrap_or_else(|| io::ErrorKind::UnexpectedEof.into()));
                     }
@@ -1858,19 +1880,22 @@ mod tests {
     }
 
     #[test]
-    fn a_frame_carries_one_full_pipe_read_and_no_more() {
-        // A frame's payload is what one read of a full 256 KiB stdin pipe brings (so
-        // the literal, not CHUNK: a smaller CHUNK is what this guards against).
-        let read = 256 * 1024;
+    fn a_frame_carries_one_full_mebibyte_pipe_read_and_no_more() {
+        // A frame's payload is what one read of a full 1 MiB pipe brings (the literal, not
+        // CHUNK: a smaller CHUNK is what this guards against; at 256 KiB the donor made
+        // four reads and four sends per MiB and the exec shape lost 9-10 % to the relay).
+        let read = 1024 * 1024;
         let whole = frame(DATA, 0, read as u32, &vec![7; read]);
         let taken = read_frames(&whole).unwrap_err().to_string();
         assert!(!taken.contains("a frame of kind"), "{taken}");
         let over = frame(DATA, 0, read as u32 + 1, &vec![7; read + 1]);
         let refused = read_frames(&over).unwrap_err().to_string();
         assert!(
-            refused.contains("a frame of kind 0 and length 262145"),
+            refused.contains("a frame of kind 0 and length 1048577"),
             "{refused}"
         );
+        // And it is one write of the record layer, so one send.
+        assert!(HEADER + read <= WRITE_CHUNK);
     }
 
     #[test]

@@ -19,6 +19,11 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::fastpath;
+
+/// What stdin and stdout pipes are grown to: 1 MiB, the most an unprivileged process may ask
+/// for by default (`/proc/sys/fs/pipe-max-size`), and a resumable stream's whole frame, so a
+/// donor whose feeder is ahead reads a frame in one call ([`crate::ends::resume`]).
+const PIPE_BYTES: usize = 1 << 20;
 use crate::relay::splice::{Plain, Ready};
 
 /// A local input the relay can read, and splice from where it is an fd.
@@ -47,7 +52,7 @@ impl Nonblocking {
         fcntl(&dup, FcntlArg::F_SETFL(original | OFlag::O_NONBLOCK)).ok()?;
         match fastpath::register(dup) {
             Ok(fd) => {
-                fastpath::enlarge_pipe(fd.get_ref().as_fd());
+                fastpath::enlarge_pipe(fd.get_ref().as_fd(), PIPE_BYTES);
                 Some(Self { fd, original })
             }
             Err(dup) => {

@@ -13,16 +13,17 @@ use rustls::ConnectionTrafficSecrets;
 
 use super::{Cipher, Direction, TlsVersion};
 
-/// Pipe buffer size to ask for: 256 KiB matches the relay buffer (more gave nothing measurable).
-const PIPE_SIZE: i32 = 256 * 1024;
+/// A splice pipe's size: 256 KiB matches the relay buffer (more gave nothing measurable).
+const SPLICE_PIPE: usize = 256 * 1024;
 
 /// `F_SETPIPE_SZ`, only ever growing a pipe (the other end may have made it larger already);
 /// non-pipes fail F_GETPIPE_SZ and are left alone, as is a pipe above the user's limit (EPERM).
-pub(super) fn enlarge_pipe(fd: BorrowedFd<'_>) {
+pub(super) fn enlarge_pipe(fd: BorrowedFd<'_>, bytes: usize) {
+    let bytes = i32::try_from(bytes).unwrap_or(i32::MAX);
     if let Ok(current) = fcntl(fd, FcntlArg::F_GETPIPE_SZ)
-        && current < PIPE_SIZE
+        && current < bytes
     {
-        let _ = fcntl(fd, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
+        let _ = fcntl(fd, FcntlArg::F_SETPIPE_SZ(bytes));
     }
 }
 
@@ -376,12 +377,12 @@ pub(super) fn send_record(fd: BorrowedFd<'_>, kind: u8, payload: &[u8]) -> io::R
 // ---------------------------------------------------------------------------------------
 // splice(2): moving bytes between fds through a pipe without copying them to user space.
 
-/// A non-blocking pipe for splice, grown to [`PIPE_SIZE`]; returns (read end, write end,
+/// A non-blocking pipe for splice, grown to [`SPLICE_PIPE`]; returns (read end, write end,
 /// capacity).
 pub(super) fn pipe() -> io::Result<(OwnedFd, OwnedFd, usize)> {
     let (r, w) =
         nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).map_err(io::Error::from)?;
-    enlarge_pipe(r.as_fd());
+    enlarge_pipe(r.as_fd(), SPLICE_PIPE);
     let size = fcntl(&r, FcntlArg::F_GETPIPE_SZ).map_err(io::Error::from)?;
     Ok((r, w, usize::try_from(size).unwrap_or(65536)))
 }

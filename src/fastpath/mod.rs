@@ -207,10 +207,11 @@ pub fn splice_capable(fd: BorrowedFd<'_>) -> bool {
     imp::splice_capable(fd)
 }
 
-/// Makes a pipe's kernel buffer large (fewer wake-ups per megabyte); a no-op for other fds
-/// and other systems. Failure is harmless and ignored.
-pub fn enlarge_pipe(fd: BorrowedFd<'_>) {
-    imp::enlarge_pipe(fd);
+/// Grows a pipe's kernel buffer to `bytes` (fewer wake-ups per megabyte), never shrinking
+/// it; a no-op for other fds and other systems. Failure (a size above the user's limit) is
+/// harmless and ignored.
+pub fn enlarge_pipe(fd: BorrowedFd<'_>, bytes: usize) {
+    imp::enlarge_pipe(fd, bytes);
 }
 
 /// Tunes the allocator for a long stream of record-sized buffers; call once at start-up,

@@ -63,7 +63,7 @@ pub(super) fn send_record(_fd: BorrowedFd<'_>, _kind: u8, _payload: &[u8]) -> io
 }
 
 /// Pipes cannot be resized portably; the default size is used.
-pub(super) fn enlarge_pipe(_fd: BorrowedFd<'_>) {}
+pub(super) fn enlarge_pipe(_fd: BorrowedFd<'_>, _bytes: usize) {}
 
 /// The allocator keeps its defaults.
 pub(super) fn tune_allocator() {}

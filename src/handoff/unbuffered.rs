@@ -33,9 +33,10 @@ const HEADER: usize = 5;
 const MAX_BODY: usize = 16 * 1024 + 2048;
 /// Received bytes buffered at most after the handshake.
 const RECEIVE_BUFFER: usize = 256 * 1024;
-/// Plaintext encrypted per write call: a resumable stream's whole frame (256 KiB and its
-/// header) in one, so the frame goes out in one send.
-const WRITE_CHUNK: usize = 17 * 16 * 1024;
+/// Plaintext encrypted per write call: a resumable stream's whole frame (1 MiB and its
+/// header, [`crate::ends::resume`]) in one, so the frame goes out in one send. (The relay
+/// writes at most its 256 KiB buffer at a time.)
+pub const WRITE_CHUNK: usize = 65 * 16 * 1024;
 
 /// One side of a connection, as the driver needs it.
 pub trait Side: Send + Sized + Unpin + 'static {
