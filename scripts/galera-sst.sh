@@ -347,9 +347,22 @@ tunnel_moving() {
 }
 
 # carries_a_stream PORT: an established connection accepted on PORT has received over
-# 1 MB, far past its handshake and binding.
+# 1 MB, far past its handshake and binding, and is still receiving: over 1 MB more within
+# 50 ms. (One rsync stream can cross loopback in under 0.2 s; a connection that had merely
+# received its stream, waiting to close, let a fault land between two of rsync's.)
 carries_a_stream() {
-    ss -Htni state established "( sport = :$1 )" | grep -qE "bytes_received:[0-9]{7,}"
+    local before after
+    before=$(most_received "$1")
+    [ "$before" -gt 1000000 ] || return 1
+    sleep 0.05
+    after=$(most_received "$1")
+    [ $((after - before)) -gt 1000000 ]
+}
+
+# most_received PORT: the most bytes any established connection accepted on PORT has received.
+most_received() {
+    ss -Htni state established "( sport = :$1 )" | grep -oE "bytes_received:[0-9]+" |
+        cut -d: -f2 | sort -n | tail -n 1 | grep . || echo 0
 }
 
 # RESETS's moment: both ends have resumed from every reset so far (a reset of a connection
@@ -435,8 +448,9 @@ NFT
                 # Only a process of this run: the pid file's process must run this run's config.
                 tr '\0' ' ' <"/proc/$tunnel_pid/cmdline" 2>/dev/null | grep -q -F -- "$T/" ||
                     fail "$1: stunnel.pid names $tunnel_pid, which is not this run's tunnel"
-                log "$1: killing the joiner's tunnel (pid $tunnel_pid) with $landed bytes landed"
+                # At once: the stream was moving a moment ago, and may end in a tenth of a second.
                 kill -9 "$tunnel_pid"
+                log "$1: killed the joiner's tunnel (pid $tunnel_pid) with $landed bytes landed"
             fi
             at "$1: waiting for node2 to abort"
             gone "$node2_pid" 300 || fail "$1: node2 neither joined nor aborted within 300 s"

@@ -225,9 +225,13 @@ const SPARE: usize = 16;
 /// ...and their memory at most (4 whole-stream frames: what one acknowledgement frees).
 const SPARE_BYTES: usize = 4 << 20;
 /// Frames written in a row before the sending half lets the receiving half read (and the
-/// other way round): 4 MiB of a whole stream's frames. Each yield reschedules the task and
-/// may wake another worker thread, so not much more often than acknowledgements are due.
+/// other way round), at most: a link's 64 KiB frames yield every 1 MiB...
 const YIELD_EVERY: u64 = 16;
+/// ...and a whole stream's 1 MiB frames every 4 MiB, as often as acknowledgements may be
+/// due. Each yield reschedules the task and may wake another worker thread, so not much
+/// more often than that. (Counted in frames alone, 1 MiB frames let the receiving half
+/// read 16 MiB before the sending half could acknowledge any of it.)
+const YIELD_BYTES: usize = 4 << 20;
 /// An idle connection says it is alive this often...
 const HEARTBEAT: Duration = Duration::from_secs(2);
 /// ...and one silent for this long is taken for broken (a black hole: no reset, nothing
@@ -817,6 +821,12 @@ impl State {
         (SPARE_BYTES / (HEADER + self.frame)).clamp(1, SPARE)
     }
 
+    /// Frames each half moves in a row before it lets the other run: [`YIELD_EVERY`], fewer
+    /// where they are large ([`YIELD_BYTES`]).
+    fn yield_every(&self) -> u64 {
+        (YIELD_BYTES / self.frame).clamp(1, YIELD_EVERY as usize) as u64
+    }
+
     fn finished(&self) -> bool {
         self.local_end
             && self.peer_has_end
@@ -1341,6 +1351,7 @@ async fn send<W: AsyncWrite + Unpin>(
 ) -> io::Result<()> {
     let mut last_sent = Instant::now();
     let mut written = 0u64;
+    let yield_every = state.lock().yield_every();
     let started = Instant::now();
     let mut next_progress = options.progress.as_ref().map(|p| started + p.every);
     // One timer for the whole connection, moved only when it must ring sooner (or has
@@ -1406,7 +1417,7 @@ async fn send<W: AsyncWrite + Unpin>(
             }
             last_sent = Instant::now();
             written += 1;
-            if written.is_multiple_of(YIELD_EVERY) {
+            if written.is_multiple_of(yield_every) {
                 // A socket that stays writable never makes this loop wait, and the
                 // receiving half (in the same task) would read no acknowledgement until
                 // the replay buffer is full: let it run.
@@ -1578,6 +1589,9 @@ async fn receive<R: AsyncRead + Unpin>(
     // side that drains faster than a frame arrives would idle meanwhile.
     let mut payload = vec![0u8; RECEIVE_PIECE];
     let mut frames = 0u64;
+    // Counted as if the peer's frames were the size of ours, which they are unless the two
+    // ends were given different replay buffers (`--resume-buffer` under 8 MiB).
+    let yield_every = state.lock().yield_every();
     // The silence limit on one timer, moved on only when it rings (a timer per frame would
     // wake the runtime's parked driver thread each time).
     let silence = tokio::time::sleep(SILENCE);
@@ -1645,7 +1659,7 @@ async fn receive<R: AsyncRead + Unpin>(
                     }
                 }
                 frames += 1;
-                if frames.is_multiple_of(YIELD_EVERY) {
+                if frames.is_multiple_of(yield_every) {
                     // A socket that always has the next frame never makes this loop wait,
                     // and the sending half (in the same task) would send no
                     // acknowledgement: the peer's replay buffer would fill instead.
