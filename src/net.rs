@@ -107,19 +107,29 @@ pub async fn connect_from(
     timeout: Duration,
     source: Option<SocketAddr>,
 ) -> Result<TcpStream> {
-    connect_or_broken(target, timeout, source)
+    connect_classified(target, timeout, source)
         .await
         .map_err(|(e, _)| e)
 }
 
-/// [`connect_from`], also saying whether a failure was a connection the network reset as
-/// it was made (what a resumable stream dials again); refused, unreachable, timed out or
-/// unresolved is not.
-pub async fn connect_or_broken(
+/// What kind of failure a dial met, for a resumable stream deciding whether to dial again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DialFailure {
+    /// The network reset the connection as it was made: worth dialling again.
+    Broken,
+    /// The host answered and nothing listens there (any more).
+    Refused,
+    /// Unreachable, timed out, unresolved or anything else.
+    Other,
+}
+
+/// [`connect_from`], also saying what kind of failure it met ([`DialFailure`]), judged by
+/// the last address tried.
+pub async fn connect_classified(
     target: &HostPort,
     timeout: Duration,
     source: Option<SocketAddr>,
-) -> std::result::Result<TcpStream, (Error, bool)> {
+) -> std::result::Result<TcpStream, (Error, DialFailure)> {
     let label = display(target);
     let attempt = async {
         let addrs: Vec<SocketAddr> = lookup_host((target.host.as_str(), target.port))
@@ -127,7 +137,7 @@ pub async fn connect_or_broken(
             .map_err(|e| {
                 (
                     Error::Connect(format!("cannot resolve {}: {e}", target.host)),
-                    false,
+                    DialFailure::Other,
                 )
             })?
             .collect();
@@ -144,18 +154,19 @@ pub async fn connect_or_broken(
                 }
             }
         }
-        let reset = last.as_ref().is_some_and(|e| {
-            matches!(
-                e.kind(),
-                io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
-            )
-        });
+        let failure = match last.as_ref().map(io::Error::kind) {
+            Some(io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted) => {
+                DialFailure::Broken
+            }
+            Some(io::ErrorKind::ConnectionRefused) => DialFailure::Refused,
+            _ => DialFailure::Other,
+        };
         Err((
             Error::Connect(match last {
                 Some(e) => format!("cannot connect to {label}: {}", connect_reason(&e)),
                 None => format!("cannot connect to {label}: no address"),
             }),
-            reset,
+            failure,
         ))
     };
     let stream = tokio::time::timeout(timeout, attempt).await.map_err(|_| {
@@ -163,7 +174,7 @@ pub async fn connect_or_broken(
             Error::Connect(format!(
                 "cannot connect to {label}: timed out after {timeout:?} (--connect-timeout)"
             )),
-            false,
+            DialFailure::Other,
         )
     })??;
     tune(&stream);

@@ -32,6 +32,7 @@ fn pair(
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
+use std::time::{Duration, Instant};
 
 #[test]
 fn wrong_ca() {
@@ -361,6 +362,40 @@ fn client_killed_mid_stream_is_truncation_on_the_server() {
         let s = server.finish();
         s.fails(6, why);
     }
+}
+
+/// A resumable stream whose listener dies (SIGKILL, not the network) fails the donor at once,
+/// not at the end of its window: dialling again is refused, so nothing listens there any
+/// more and waiting would only delay the failure Galera must see.
+#[test]
+fn a_listener_killed_mid_stream_fails_the_donor_at_once_not_after_the_window() {
+    let pki = Pki::new();
+    let window = Duration::from_secs(60);
+    let mut server = stdio_server(&pki, &["--resume-window", "60s"]);
+    server.close_stdin();
+    let port = server.port();
+    let mut cargs = strs(&["--log-level", "debug"]);
+    cargs.extend(client_args(
+        &pki,
+        port,
+        "client",
+        &["--resume-window", "60s"],
+    ));
+    let mut cl = Proc::spawn(bin(), &cargs);
+    let _feeder = feed(cl.stdin(), 10 << 30, 5);
+    cl.wait_line("the stream resumes if its connection breaks");
+    server.signal(Signal::SIGKILL);
+    let killed = Instant::now();
+    let c = cl.finish();
+    let took = killed.elapsed();
+    c.fails(6, "(stream truncated)");
+    assert!(c.stderr.contains("connection refused"), "{}", c.stderr);
+    // Retrying refusals would have ended only with the window.
+    assert!(
+        took < window / 2,
+        "the donor took {took:?} to fail:\n{}",
+        c.stderr
+    );
 }
 
 #[test]

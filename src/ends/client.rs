@@ -190,12 +190,9 @@ fn redialer(
         Box::pin(async move {
             // Refused: the host is there and nothing listens any more, so the joiner has
             // gone (its process ended); an outage or a reset path looks otherwise.
-            let tcp = net::connect_from(&target, connect_timeout, source)
+            let tcp = net::connect_classified(&target, connect_timeout, source)
                 .await
-                .map_err(|e| {
-                    let gone = e.to_string().contains("connection refused");
-                    (e, gone)
-                })?;
+                .map_err(|(e, failure)| (e, failure == net::DialFailure::Refused))?;
             let (mut stream, extra) = session::connect(config, name, tcp, handshake)
                 .await
                 .map_err(|e| {
@@ -319,7 +316,9 @@ async fn dial_once(
     label: &str,
     offer: Option<u32>,
 ) -> std::result::Result<(ClientStream, TlsInfo), (Error, bool)> {
-    let tcp = net::connect_or_broken(&plan.target, plan.connect_timeout, plan.source).await?;
+    let tcp = net::connect_classified(&plan.target, plan.connect_timeout, plan.source)
+        .await
+        .map_err(|(e, failure)| (e, failure == net::DialFailure::Broken))?;
     debug!("connected to {label}, handshaking");
     let config = match (plan.stripes, offer) {
         (stripes::AUTO, Some(count)) => stripes::reoffer(&plan.config, count),
