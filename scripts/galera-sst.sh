@@ -520,7 +520,7 @@ NFT
         # moving through it. Both ends are sst-tunnel, so the stream must resume (the donor
         # dials again, through the NAT and the middlebox) and node2 still join.
         # Both resets within 300 s.
-        local landed part relays pid killed resets=0 deadline=$((SECONDS + 300))
+        local landed part relays pid killed moving_peer= resets=0 deadline=$((SECONDS + 300))
         for part in 5 3; do
             at "$1: waiting for 1/$part of the SST, mid-stream"
             while :; do

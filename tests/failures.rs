@@ -345,18 +345,7 @@ fn client_killed_mid_stream_is_truncation_on_the_server() {
         ),
     ] {
         let pki = Pki::new();
-        let mut server = stdio_server(&pki, &["--resume-window", window]);
-        server.close_stdin();
-        let port = server.port();
-        let mut cargs = strs(&["--log-level", "debug"]);
-        cargs.extend(client_args(
-            &pki,
-            port,
-            "client",
-            &["--resume-window", window],
-        ));
-        let mut cl = Proc::spawn(bin(), &cargs);
-        let _feeder = feed(cl.stdin(), 10 << 30, 5);
+        let (server, cl, _feeder) = resumable_pair(&pki, window, &[]);
         cl.wait_line(under_way);
         cl.signal(Signal::SIGKILL);
         let s = server.finish();
@@ -371,18 +360,7 @@ fn client_killed_mid_stream_is_truncation_on_the_server() {
 fn a_listener_killed_mid_stream_fails_the_donor_at_once_not_after_the_window() {
     let pki = Pki::new();
     let window = Duration::from_secs(60);
-    let mut server = stdio_server(&pki, &["--resume-window", "60s"]);
-    server.close_stdin();
-    let port = server.port();
-    let mut cargs = strs(&["--log-level", "debug"]);
-    cargs.extend(client_args(
-        &pki,
-        port,
-        "client",
-        &["--resume-window", "60s"],
-    ));
-    let mut cl = Proc::spawn(bin(), &cargs);
-    let _feeder = feed(cl.stdin(), 10 << 30, 5);
+    let (server, cl, _feeder) = resumable_pair(&pki, "60s", &[]);
     cl.wait_line("the stream resumes if its connection breaks");
     server.signal(Signal::SIGKILL);
     let killed = Instant::now();

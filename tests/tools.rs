@@ -378,26 +378,11 @@ fn stats_json_records_success_and_failure() {
 
     // A client killed mid-stream: the server's record says so (after a short resume window:
     // both ends resume by default, and the killed client never comes back).
-    let mut server = stdio_server(
+    let (server, cl, _feeder) = resumable_pair(
         &pki,
-        &[
-            "--stats-json",
-            server_stats.to_str().unwrap(),
-            "--resume-window",
-            "2s",
-        ],
+        "2s",
+        &["--stats-json", server_stats.to_str().unwrap()],
     );
-    server.close_stdin();
-    let port = server.port();
-    let mut cargs = strs(&["--log-level", "debug"]);
-    cargs.extend(client_args(
-        &pki,
-        port,
-        "client",
-        &["--resume-window", "2s"],
-    ));
-    let mut cl = Proc::spawn(bin(), &cargs);
-    let _feeder = feed(cl.stdin(), 10 << 30, 5);
     cl.wait_line("handshake complete");
     cl.signal(nix::sys::signal::Signal::SIGKILL);
     server.finish().fails(6, "(stream truncated)");

@@ -203,11 +203,12 @@ const ABORT: u8 = 3;
 const ABORT_MAX: usize = 1024;
 const HEADER: usize = 13;
 /// Payload bytes per frame at most: 1 MiB, what one read of a full 1 MiB pipe brings (our
-/// own stdin pipe's size, [`crate::ends::stdio`]), and a frame goes out in one encryption and one send ([`WRITE_CHUNK`]). (At 256 KiB, the size
-/// of our own stdin pipe, the donor made four reads and four sends per MiB where it can
-/// make one of each: the exec shape cost 9-10 % of the relay's throughput on loopback,
-/// and the extra syscalls were most of it, docs/benchmarks.md. Before that it was 256 KiB
-/// less the header, and every read left 13 bytes in the pipe for a second read.)
+/// own stdin pipe's size, [`crate::ends::stdio`]), and a frame goes out in one encryption
+/// and one send ([`WRITE_CHUNK`]). (At 256 KiB, then the size of our stdin pipe, the donor
+/// made four reads and four sends per MiB where it can make one of each: the exec shape
+/// cost 9-10 % of the relay's throughput on loopback, and the extra system calls were most
+/// of it, docs/benchmarks.md. Before that it was 256 KiB less the header, and every read
+/// left 13 bytes in the pipe for a second read.)
 const CHUNK: usize = 1024 * 1024;
 // A whole frame, header and all, is one write of the record layer.
 const _: () = assert!(HEADER + CHUNK <= WRITE_CHUNK);

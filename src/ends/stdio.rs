@@ -19,12 +19,12 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::fastpath;
+use crate::relay::splice::{Plain, Ready};
 
 /// What stdin and stdout pipes are grown to: 1 MiB, the most an unprivileged process may ask
 /// for by default (`/proc/sys/fs/pipe-max-size`), and a resumable stream's whole frame, so a
 /// donor whose feeder is ahead reads a frame in one call ([`crate::ends::resume`]).
 const PIPE_BYTES: usize = 1 << 20;
-use crate::relay::splice::{Plain, Ready};
 
 /// A local input the relay can read, and splice from where it is an fd.
 pub trait PlainRead: AsyncRead + Plain + Unpin + Send {}

@@ -566,6 +566,31 @@ pub fn stdio_server_args(pki: &Pki, extra: &[&str]) -> Vec<String> {
     args
 }
 
+/// A one-way stream with the resume window `window` at both ends: a `--stdio` listener (its
+/// stdin closed, `server_extra` added) and a client logging at debug level (its lines say
+/// how far the stream got), fed 10 GiB, more than any test lets through before it kills one
+/// end. Returns the listener, the client and the feeder, which must outlive the kill.
+pub fn resumable_pair(
+    pki: &Pki,
+    window: &str,
+    server_extra: &[&str],
+) -> (Proc, Proc, JoinHandle<String>) {
+    let mut extra = vec!["--resume-window", window];
+    extra.extend_from_slice(server_extra);
+    let mut server = stdio_server(pki, &extra);
+    server.close_stdin();
+    let mut args = strs(&["--log-level", "debug"]);
+    args.extend(client_args(
+        pki,
+        server.port(),
+        "client",
+        &["--resume-window", window],
+    ));
+    let mut client = Proc::spawn(bin(), &args);
+    let feeder = feed(client.stdin(), 10 << 30, 5);
+    (server, client, feeder)
+}
+
 /// `sst-tunnel connect 127.0.0.1:PORT` as `who` with `extra` flags.
 pub fn client(pki: &Pki, port: u16, who: &str, extra: &[&str]) -> Proc {
     Proc::spawn(bin(), &client_args(pki, port, who, extra))
